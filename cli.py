@@ -1,0 +1,192 @@
+"""The ``i2p`` command line: parse → build one validated config → call one function.
+
+Only this module reads the environment (``I2P_DATA_ROOT``, ``I2P_DEBUG``, ``HF_HUB_OFFLINE``).
+torch, open_clip, zarr and dask are imported inside the commands that need them, so ``i2p --help``
+and ``i2p status`` stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline.errors import I2PError
+
+app = typer.Typer(
+    name="i2p",
+    help="I2P-MAE pre-training of 3D point-cloud encoders from cached 2D teacher features.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DataRoot = Annotated[
+    Path | None,
+    typer.Option("--data-root", envvar="I2P_DATA_ROOT", help="Where stores and runs live (default "./data")."),
+]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a stages.yaml value for this run: stage.key=value (repeatable)."),
+]
+Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v debug).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors; no progress bars.")]
+Stages = Annotated[Path | None, typer.Option("--stages", help="stages.yaml to use (default "./stages.yaml").")]
+Dataset = Annotated[
+    str | None,
+    typer.Option("--dataset", "-d", help="Dataset name; may be omitted when exactly one is prepared."),
+]
+
+
+@dataclass
+class Globals:
+    data_root: Path | None = None
+    sets: list[str] | None = None
+    verbose: int = 0
+    quiet: bool = False
+    stages: Path | None = None
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    data_root: DataRoot = None,
+    sets: Sets = None,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+    stages: Stages = None,
+) -> None:
+    """Global options; each command also accepts them after its name."""
+    ctx.obj = Globals(data_root, sets, verbose, quiet, stages)
+
+
+@contextmanager
+def session(
+    ctx: typer.Context,
+    data_root: Path | None,
+    sets: list[str] | None,
+    verbose: int,
+    quiet: bool,
+    stages: Path | None = None,
+) -> Iterator[tuple]:
+    """Set up logging, load the config; print known errors as one red line plus a hint."""
+    from pipeline.console import console, setup_logging
+
+    g: Globals = ctx.obj or Globals()
+    setup_logging(-1 if (quiet or g.quiet) else max(verbose, g.verbose))
+    try:
+        from pipeline.config import load_config
+
+        config = load_config(stages or g.stages, [*(g.sets or []), *(sets or [])])
+        root = Path(data_root or g.data_root or "data").expanduser().resolve()
+        yield config, root
+    except I2PError as err:
+        if os.environ.get("I2P_DEBUG") == "1":
+            raise
+        console.print(f"[bold red]error:[/] {err.message}", highlight=False)
+        if err.hint:
+            console.print(f"[dim]hint:[/] {err.hint}", highlight=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished chunks are kept; rerun the command to resume")
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def prepare(
+    ctx: typer.Context,
+    source: Annotated[
+        str | None, typer.Argument(help="synthetic | shapenet | modelnet40 | scanobjectnn | folder")
+    ] = None,
+    root: Annotated[
+        Path | None, typer.Option(help="Where the release or meshes lie (layout is detected).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Dataset name (default: from the source and layout).")
+    ] = None,
+    variant: Annotated[str | None, typer.Option(help="ScanObjectNN: obj-bg | obj-only | pb-t50-rs.")] = None,
+    points: Annotated[int | None, typer.Option(help="Points per mesh object (stages.yaml: 8192).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Local dask worker processes.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Address of a dask.distributed scheduler.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad input.")] = False,
+    data_root: DataRoot = None,
+    sets: Sets = None,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Sample point clouds from a dataset into points/<dataset>-<fp8>.zarr."""
+    with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
+        from pipeline.prepare import prepare as run_prepare
+
+        params = config.params(
+            "prepare",
+            source=source,
+            root=str(root.expanduser().resolve()) if root else None,
+            variant=variant,
+            points=points,
+            workers=workers,
+            scheduler=scheduler,
+            strict=strict or None,
+        )
+        result = run_prepare(params, root_dir, name)
+        _say(f"points store: {result.path}")
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    dataset: Dataset = None,
+    data_root: DataRoot = None,
+    sets: Sets = None,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Run every implemented stage of stages.yaml in order, skipping those that are up to date."""
+    with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
+        from pipeline.runner import resolve_dataset, run_stage, runnable_stages
+
+        name = resolve_dataset(root_dir, dataset, default="synthetic")
+        for stage in runnable_stages(config):
+            path = run_stage(stage, config, root_dir, name, upstream=False)
+            _say(f"{stage}: {path}")
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    dataset: Dataset = None,
+    data_root: DataRoot = None,
+    sets: Sets = None,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Show every stage and store: up to date, partial k/n, missing, or which parameter changed."""
+    with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
+        from pipeline.status import print_status
+
+        print_status(config, root_dir, dataset)
+
+
+def _say(text: str) -> None:
+    from pipeline.console import console
+
+    console.print(text, highlight=False, soft_wrap=True)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except I2PError as err:  # raised outside a session (e.g. while parsing)
+        print(f"error: {err.message}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Read stages.yaml, apply ``--set stage.key=value`` overrides, validate each stage's params.
+
+The CLI builds one :class:`Config` per command and passes validated params objects down; nothing
+below this module reads stages.yaml or the environment.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import ConfigError
+from pipeline.params import STAGES, StageParams
+
+PACKAGED_STAGES = Path(__file__).with_name("stages.yaml")
+
+
+def find_stages_file(explicit: Path | None = None) -> Path:
+    """``explicit``, else ./stages.yaml, else the copy installed with the package."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"stages file {explicit} does not exist", "pass an existing file to --stages")
+        return explicit
+    local = Path.cwd() / "stages.yaml"
+    return local if local.is_file() else PACKAGED_STAGES
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"train.mask_ratio=0.7"`` → ("train", "mask_ratio", 0.7); values are parsed as YAML scalars."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(
+            f"override {text!r} is not of the form stage.key=value", "e.g. --set train.mask_ratio=0.7"
+        )
+    target, raw = text.split("=", 1)
+    stage, key = target.split(".", 1)
+    if stage not in STAGES:
+        close = difflib.get_close_matches(stage, list(STAGES), n=1)
+        hint = f"did you mean {close[0]}.{key}?" if close else f"stages: {', '.join(STAGES)}"
+        raise ConfigError(f"override {text!r} names unknown stage {stage!r}", hint)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError:
+        value = raw
+    return stage, key, value
+
+
+@dataclass(frozen=True)
+class StageDecl:
+    """One stage as stages.yaml declares it."""
+
+    name: str
+    deps: tuple[str, ...]
+    outs: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Config:
+    """The declared stages plus this command's overrides. ``params(stage)`` validates on demand."""
+
+    path: Path
+    stages: dict[str, StageDecl]
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def declared(self, stage: str) -> StageParams:
+        """The params as stages.yaml declares them (no overrides): what `i2p status` compares with."""
+        return STAGES[stage].build(self.stages[stage].params, where=str(self.path))
+
+    def params(self, stage: str, **flags: Any) -> StageParams:
+        """stages.yaml values ← --set overrides ← typed CLI flags (those that are not None)."""
+        values = {**self.stages[stage].params, **self.overrides.get(stage, {})}
+        values.update({k: v for k, v in flags.items() if v is not None})
+        return STAGES[stage].build(values, where=f"{self.path} + overrides")
+
+    def order(self) -> list[str]:
+        """Stages in dependency order (deps first), as declared."""
+        ordered: list[str] = []
+
+        def visit(name: str, trail: tuple[str, ...]) -> None:
+            if name in ordered:
+                return
+            if name in trail:
+                raise ConfigError(f"stages.yaml has a dependency cycle: {' → '.join((*trail, name))}")
+            for dep in self.stages[name].deps:
+                visit(dep, (*trail, name))
+            ordered.append(name)
+
+        for name in self.stages:
+            visit(name, ())
+        return ordered
+
+    def upstream_of(self, stage: str) -> list[str]:
+        """Every stage ``stage`` depends on, transitively, in run order (itself excluded)."""
+        order = self.order()
+        needed: set[str] = set()
+        frontier = list(self.stages[stage].deps)
+        while frontier:
+            dep = frontier.pop()
+            if dep not in needed:
+                needed.add(dep)
+                frontier.extend(self.stages[dep].deps)
+        return [s for s in order if s in needed]
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load and check stages.yaml; every declared stage's params are validated here, once."""
+    path = find_stages_file(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    declared = raw.get("stages")
+    if not isinstance(declared, dict):
+        raise ConfigError(f"{path} has no 'stages:' mapping", "see the stages.yaml shipped with i2p")
+    stages: dict[str, StageDecl] = {}
+    for name, body in declared.items():
+        if name not in STAGES:
+            close = difflib.get_close_matches(name, list(STAGES), n=1)
+            raise ConfigError(
+                f"{path} declares unknown stage {name!r}", f"did you mean {close[0]}?" if close else None
+            )
+        body = body or {}
+        deps = tuple(body.get("deps") or ())
+        for dep in deps:
+            if dep not in declared:
+                raise ConfigError(f"stage {name} in {path} depends on undeclared stage {dep!r}")
+        stages[name] = StageDecl(name, deps, str(body.get("outs", "")), dict(body.get("params") or {}))
+    by_stage: dict[str, dict[str, Any]] = {}
+    for text in overrides or []:
+        stage, key, value = parse_override(text)
+        if stage not in stages:
+            raise ConfigError(f"override {text!r}: stage {stage} is not declared in {path}")
+        by_stage.setdefault(stage, {})[key] = value
+    config = Config(path=path, stages=stages, overrides=by_stage)
+    for name in stages:
+        config.params(name)  # fail early, naming the key, for stages.yaml and overrides alike
+    config.order()
+    return config

@@ -1,0 +1,48 @@
+"""One family of errors for everything a user can cause.
+
+Every boundary (readers, config, stage runner, model entry) raises a subclass of :class:`I2PError`.
+The CLI prints such errors as one red line plus the hint, without a traceback (``I2P_DEBUG=1`` shows it).
+A message states the rule, the offending value and where it was found; the hint says how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class I2PError(Exception):
+    """Base class of every error the CLI reports as a known, user-fixable problem."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message, hint)  # both in args, so the error survives pickling (dask workers)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} (hint: {self.hint})"
+
+
+class ConfigError(I2PError):
+    """A parameter, override or stages.yaml entry is invalid."""
+
+
+class LayoutError(I2PError):
+    """A dataset root does not hold any layout we know, or a split file / h5 key is missing."""
+
+
+class BadInput(I2PError):
+    """One input object cannot be used (unreadable, empty, degenerate, duplicate).
+
+    Raised by readers for a single object; the prepare stage records it in the store's ``failures``
+    and skips the object, or stops the run with ``--strict``.
+    """
+
+
+class StoreError(I2PError):
+    """A store is missing, belongs to another stage, or is in a state we cannot continue from."""
+
+
+class LockError(StoreError):
+    """Another process is writing the same store."""
+
+
+class TeacherError(I2PError):
+    """A 2D teacher cannot be built (unknown name, weights unavailable offline, bad checkpoint)."""

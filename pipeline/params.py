@@ -1,0 +1,154 @@
+"""One frozen, validated parameter model per stage.
+
+``stages.yaml`` declares the stages and their default params; these models validate them (and every
+``--set stage.key=value`` override). An unknown key is an error that names the closest known key.
+Fields listed in a model's ``RUNTIME`` change how a stage runs (device, batch size, workers) but not
+what it writes, so they are left out of the fingerprint.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import ConfigError
+
+
+class StageParams(BaseModel):
+    """Base: frozen, no unknown keys, friendly errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    STAGE: ClassVar[str] = ""
+    RUNTIME: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def build(cls, values: dict[str, Any], where: str = "stages.yaml") -> StageParams:
+        """Validate ``values``; raise ConfigError naming the stage, the key and the closest valid key."""
+        known = list(cls.model_fields)
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+                hint = f"did you mean {cls.STAGE}.{close[0]}?" if close else f"valid keys: {', '.join(known)}"
+                raise ConfigError(f"unknown parameter {cls.STAGE}.{key} in {where}", hint)
+        try:
+            return cls(**values)
+        except ValidationError as err:
+            first = err.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(
+                f"invalid value for {cls.STAGE}.{key} in {where}: {first['msg']} (got {first.get('input')!r})",
+                f"see the defaults in stages.yaml under {cls.STAGE}.params",
+            ) from None
+
+    def fingerprint_params(self) -> dict[str, Any]:
+        """The params that define the stage's output (RUNTIME ones removed), JSON-ready."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.RUNTIME}
+
+
+class PrepareParams(StageParams):
+    """Sampling point clouds from a source into the points store."""
+
+    STAGE: ClassVar[str] = "prepare"
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"workers", "scheduler", "strict"})
+
+    source: Literal["synthetic", "shapenet", "modelnet40", "scanobjectnn", "folder"] = "synthetic"
+    root: str | None = (
+        None  # where the release / meshes lie; None for synthetic (generated under the data root)
+    )
+    layout: str = "auto"  # detected from the files under root; recorded in the store attrs
+    variant: Literal["obj-bg", "obj-only", "pb-t50-rs"] = "obj-bg"  # ScanObjectNN split family (spec §1.4)
+    points: int = Field(8192, ge=16)  # P for mesh sources; point releases keep their own count
+    oversample: int = Field(4, ge=1)  # surface samples = oversample·P before farthest point sampling
+    fps: Literal["bucket", "exact"] = "bucket"  # fpsample's kd-line bucket FPS (fast) or the classic loop
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)  # folder sources without train/test sub-folders
+    synthetic_per_class: int = Field(30, ge=2)  # objects generated per synthetic class
+    seed: int = 0  # per-object randomness is seeded from (seed, object id)
+    chunk: int = Field(32, ge=1)  # objects per chunk: the unit of work, of resume and of zarr chunking
+    workers: int = Field(1, ge=1)  # local dask workers (processes); 1 runs in-process
+    scheduler: str | None = None  # address of an existing dask.distributed scheduler
+    strict: bool = False  # stop at the first bad input instead of recording it
+
+
+class RenderParams(StageParams):
+    """Three depth views per object, spec §5.2."""
+
+    STAGE: ClassVar[str] = "render"
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"workers", "scheduler", "batch_size"})
+
+    subset: int = Field(2048, ge=16)  # R points projected per object (the paper projects 2048-point clouds)
+    seed: int = 0  # the subset is drawn from (seed, object id)
+    chunk: int = Field(16, ge=1)
+    batch_size: int = Field(64, ge=1)
+    workers: int = Field(1, ge=1)
+    scheduler: str | None = None
+
+
+class FeaturesParams(StageParams):
+    """Frozen 2D teacher features and saliency of every view, spec §6."""
+
+    STAGE: ClassVar[str] = "cache-features"
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "batch_size", "num_workers", "shard"})
+
+    teacher: str = "clip-vit-b16"  # a name of pipeline.teachers.TEACHERS or open_clip:<model>/<tag>
+    weights: str | None = None  # local checkpoint instead of the download
+    normalisation: Literal["imagenet", "teacher"] = "imagenet"  # spec §5.2 uses ImageNet mean/std
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: fp16 autocast on CUDA, fp32 on CPU
+    chunk: int = Field(16, ge=1)
+    batch_size: int = Field(64, ge=1)  # images per teacher forward (3 per object)
+    num_workers: int = Field(2, ge=0)
+    device: str = "auto"
+    shard: str | None = None  # "i/n": fill only chunks with index % n == i
+
+
+class TrainParams(StageParams):
+    """I2P-MAE pre-training from the caches, spec §2–§9.1."""
+
+    STAGE: ClassVar[str] = "train"
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "num_workers", "run", "resume", "max_steps"})
+
+    run: str = "default"  # run directory name under runs/
+    epochs: int = Field(300, ge=1)
+    max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
+    batch_size: int = Field(64, ge=1)
+    points: int = Field(2048, ge=64)  # N points per object per step
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 10
+    schedule_epochs: int = 400  # cosine t_initial: the paper's schedule never finishes (§9.1)
+    cosine_to_end: bool = False  # option: end the cosine at the last epoch (changes behaviour)
+    decay_token_fix: bool = False  # option: apply weight decay to token_embed/token_prop weights
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-6
+    drop_path: float = 0.1
+    mask_ratio: float = Field(0.8, gt=0.0, lt=1.0)
+    masking: Literal["2d-guided", "random"] = "2d-guided"
+    targets: Literal["3d", "3d+2d"] = "3d+2d"
+    online_teacher: str | None = None  # render + run this teacher inside the step (the paper's way)
+    seed: int = 1
+    device: str = "auto"
+    num_workers: int = Field(4, ge=0)
+    resume: bool = False
+
+
+class EvalParams(StageParams):
+    """Linear SVM on frozen encoder features, spec §3.4 and §9.3."""
+
+    STAGE: ClassVar[str] = "eval"
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "batch_size"})
+
+    svm_c: float | None = None  # None: the paper's C for the dataset (0.0093 ModelNet40, 0.018 OBJ-BG)
+    points: int | None = None  # None: 1024 for the ModelNet40 h5 release, else the training point count
+    pooling: Literal["max", "mean+max"] = "max"
+    batch_size: int = Field(64, ge=1)
+    device: str = "auto"
+
+
+STAGES: dict[str, type[StageParams]] = {
+    "prepare": PrepareParams,
+    "render": RenderParams,
+    "cache-features": FeaturesParams,
+    "train": TrainParams,
+    "eval": EvalParams,
+}

@@ -1,0 +1,242 @@
+"""The prepare stage: a source's objects → ``points/<dataset>-<fp8>.zarr``.
+
+Per split the store holds ``points (S, P, 3) float32``, ``label (S,) int32`` and ``id (S,) str``
+(design.md "Stores"). Work is split into chunks of ``params.chunk`` objects; workers read and sample
+(``load_chunk``), the main process writes each chunk, records its bad inputs and marks it done.
+
+Bad inputs keep their row (zero points, label −1, empty id) while the store fills, so chunk i always
+covers the same rows and a resumed run writes the same bytes. When every chunk is done, splits that
+had failures are compacted (the bad rows removed) and the failures are listed in the attrs.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import sources
+from pipeline.console import progress_bar
+from pipeline.errors import BadInput, I2PError
+from pipeline.parallel import run_tasks
+from pipeline.params import PrepareParams
+from pipeline.sources.base import Catalog, Item
+from pipeline.store import ArraySpec, StoreLock, StoreWriter, fingerprint, read_state, store_path
+
+log = logging.getLogger("i2p")
+
+ARRAYS = ("points", "label", "id")
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    path: Path
+    dataset: str
+    fingerprint: str
+    computed: int  # chunks computed by this run (0 when up to date)
+
+
+def resolved_params(params: PrepareParams, catalog: Catalog) -> dict[str, Any]:
+    """Fingerprint params with the detected layout and the absolute root filled in."""
+    values = params.fingerprint_params()
+    values["layout"] = catalog.layout
+    values["root"] = catalog.root if params.source != "synthetic" else None
+    return values
+
+
+def prepare(params: PrepareParams, data_root: Path, dataset: str | None = None) -> PrepareResult:
+    """Bring the points store for ``params`` up to date; returns where it is."""
+    catalog = sources.scan(params, Path(data_root))
+    dataset = dataset or sources.default_dataset_name(params)
+    values = resolved_params(params, catalog)
+    fp = fingerprint("prepare", values, {})
+    path = store_path(data_root, "prepare", dataset, fp)
+    state = read_state(path)
+    if state is not None and state.complete:
+        log.info("prepare %s: up to date (%s)", dataset, path)
+        return PrepareResult(path, dataset, fp, 0)
+    with StoreLock(path):
+        return _fill(params, catalog, dataset, values, fp, path)
+
+
+def _fill(
+    params: PrepareParams, catalog: Catalog, dataset: str, values: dict, fp: str, path: Path
+) -> PrepareResult:
+    splits, duplicates = _drop_duplicates(catalog.splits)
+    n_points = int(catalog.handling["n_points"])
+    writer = StoreWriter(
+        path,
+        {
+            "fingerprint": fp,
+            "stage": "prepare",
+            "params": values,
+            "upstream": {},
+            "dataset": dataset,
+            "source": params.source,
+            "layout": catalog.layout,
+            "classes": list(catalog.classes),
+            "handling": dict(catalog.handling),
+        },
+    )
+    layout = {}
+    for split, items in splits.items():
+        n, c = len(items), params.chunk
+        specs = [
+            ArraySpec("points", (n, n_points, 3), (c, n_points, 3), "float32", ("object", "point", "xyz")),
+            ArraySpec("label", (n,), (c,), "int32", ("object",), -1),
+            ArraySpec("id", (n,), (c,), str, ("object",), ""),
+        ]
+        layout[split] = (_n_chunks(n, c), specs)
+    writer.create(layout)
+    tasks = [
+        (split, i, splits[split][i * params.chunk : (i + 1) * params.chunk])
+        for split in sorted(splits)
+        for i in np.flatnonzero(~writer.done(split)).tolist()
+    ]
+    total = sum(len(v) for v in splits.values())
+    remaining = sum(len(t[2]) for t in tasks)
+    if remaining < total:
+        log.info("prepare %s: resuming, %d of %d objects already written", dataset, total - remaining, total)
+    chunk_failures: dict[str, list] = dict(writer.group.attrs.get("chunk_failures", {}))
+    with progress_bar(f"prepare {dataset}", total, "objects", done=total - remaining) as advance:
+
+        def on_result(task: tuple, result: tuple) -> None:
+            split, i, items = task
+            points, failures = result
+            start = i * params.chunk
+            ok = np.ones(len(items), bool)
+            for row, *_ in failures:
+                ok[row] = False
+            writer.write(split, "points", start, points)
+            writer.write(split, "label", start, np.where(ok, [it.label for it in items], -1).astype(np.int32))
+            writer.write(
+                split, "id", start, np.array([it.id if k else "" for it, k in zip(items, ok, strict=True)])
+            )
+            chunk_failures[f"{split}/{i}"] = [
+                {"split": split, "row": start + row, "id": id_, "path": p, "reason": r}
+                for row, id_, p, r in failures
+            ]
+            writer.update_attrs({"chunk_failures": chunk_failures})
+            writer.mark_done(split, i)
+            for f in failures:
+                log.warning("skipped %s (%s): %s", f[1], f[2], f[3])
+            advance(len(items))
+
+        run_tasks(
+            load_chunk,
+            [(split, i, items, params, n_points) for split, i, items in tasks],
+            lambda task, result: on_result(task[:3], result),
+            workers=params.workers,
+            scheduler=params.scheduler,
+        )
+    failures = duplicates + [f for key in sorted(chunk_failures) for f in chunk_failures[key]]
+    counts = _compact(writer, chunk_failures, params.chunk)
+    writer.finish({"failures": failures, "counts": counts})
+    log.info("prepare %s: wrote %s (%s; %d skipped)", dataset, path, _fmt_counts(counts), len(failures))
+    return PrepareResult(path, dataset, fp, len(tasks))
+
+
+def load_chunk(
+    split: str, index: int, items: list[Item], params: PrepareParams, n_points: int
+) -> tuple[np.ndarray, list[tuple[int, str, str, str]]]:
+    """Read one chunk in a worker: points (n, P, 3) float32 and failures [(row, id, path, reason)].
+
+    A bad input leaves zeros in its row; with ``params.strict`` it raises instead.
+    """
+    points = np.zeros((len(items), n_points, 3), np.float32)
+    failures = []
+    for row, item in enumerate(items):
+        try:
+            cloud = sources.load_points(item, params)
+            if cloud.shape != (n_points, 3):
+                raise BadInput(f"has {cloud.shape} points, the source promised ({n_points}, 3)")
+            if not np.isfinite(cloud).all():
+                raise BadInput("NaN or inf coordinates")
+            points[row] = cloud
+        except Exception as err:  # noqa: BLE001 -- any reader failure is a bad input, recorded by name
+            reason = err.message if isinstance(err, I2PError) else f"{type(err).__name__}: {err}"
+            if params.strict:
+                raise BadInput(
+                    f"bad input {item.id} ({item.path}): {reason}",
+                    "fix or remove the file, or run without --strict to record it and go on",
+                ) from None
+            failures.append((row, item.id, item.path, reason))
+    return points, failures
+
+
+def _n_chunks(n: int, chunk: int) -> int:
+    return max(1, -(-n // chunk))
+
+
+def _drop_duplicates(splits: dict[str, list[Item]]) -> tuple[dict[str, list[Item]], list[dict]]:
+    """Keep the first item of every id (over all splits, in split order); record the others."""
+    seen: dict[str, Item] = {}
+    kept: dict[str, list[Item]] = {}
+    failures = []
+    for split in sorted(splits):
+        kept[split] = []
+        for item in splits[split]:
+            if item.id in seen:
+                first = seen[item.id]
+                reason = f"duplicate id, already read from {first.path}"
+                failures.append(
+                    {"split": split, "row": -1, "id": item.id, "path": item.path, "reason": reason}
+                )
+                log.warning("skipped %s (%s): %s", item.id, item.path, reason)
+                continue
+            seen[item.id] = item
+            kept[split].append(item)
+    return kept, failures
+
+
+def _compact(writer: StoreWriter, chunk_failures: dict[str, list], chunk: int) -> dict[str, int]:
+    """Remove the rows of bad inputs from every split that has some; returns rows per split.
+
+    Idempotent under interruption: (1) compacted copies are written as ``_compact-<name>``,
+    (2) attr ``compact-ready/<split>`` is set, (3) each copy replaces its array, (4) attr
+    ``compacted/<split>`` is set. A rerun redoes (1) if (2) is missing, else finishes (3).
+    """
+    counts = {}
+    for split in writer.group.attrs["splits"]:
+        bad = sorted(
+            {f["row"] for key, fs in chunk_failures.items() if key.startswith(f"{split}/") for f in fs}
+        )
+        attrs = writer.group.attrs
+        if bad and not attrs.get(f"compacted/{split}"):
+            if not attrs.get(f"compact-ready/{split}"):
+                _write_compacted(writer, split, bad, chunk)
+                writer.update_attrs({f"compact-ready/{split}": True})
+            folder = writer.path / split
+            for name in ARRAYS:
+                if (folder / f"_compact-{name}").exists():
+                    shutil.rmtree(folder / name, ignore_errors=True)
+                    (folder / f"_compact-{name}").rename(folder / name)
+            writer.update_attrs({f"compacted/{split}": True})
+        counts[split] = int(writer.group[f"{split}/id"].shape[0])
+    return counts
+
+
+def _write_compacted(writer: StoreWriter, split: str, bad: list[int], chunk: int) -> None:
+    sub = writer.group[split]
+    keep = np.setdiff1d(np.arange(sub["id"].shape[0]), np.asarray(bad))
+    for name in ARRAYS:
+        shutil.rmtree(writer.path / split / f"_compact-{name}", ignore_errors=True)
+        old = sub[name]
+        new = sub.create_array(
+            f"_compact-{name}",
+            shape=(len(keep), *old.shape[1:]),
+            chunks=(chunk, *old.shape[1:]),
+            dtype=old.dtype,
+            fill_value=old.fill_value,
+            dimension_names=old.metadata.dimension_names,
+        )
+        for start in range(0, len(keep), chunk):
+            new[start : start + chunk] = old.get_orthogonal_selection(keep[start : start + chunk])
+
+
+def _fmt_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{split} {n}" for split, n in sorted(counts.items()))

@@ -1,0 +1,87 @@
+"""A user's own data: ``<root>/<class>/*.<ext>``, one sub-folder per class.
+
+Mesh files (obj, ply, off, stl, glb) are sampled like every mesh (meshes.py); point files (npy, txt)
+are reduced to P points by farthest point sampling. A class folder holding ``train/`` and/or ``test/``
+sub-folders uses them as the split; otherwise its files are split by hashing (seed, id), so the split
+never depends on file order or on the machine. Ids are ``<class>/<file stem>``; classes are sorted
+and their index is the label.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.errors import LayoutError
+from pipeline.params import PrepareParams
+from pipeline.sources.base import Catalog, Item, object_seed
+from pipeline.sources.meshes import MESH_EXTS, POINT_EXTS
+
+SPLITS = ("train", "test")
+PATTERN = "<root>/<class>/[train|test/]*.{" + ",".join(MESH_EXTS + POINT_EXTS) + "}"
+
+
+def _visible_dirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _data_files(path: Path) -> list[Path]:
+    """Mesh and point files directly in ``path``, sorted by name."""
+    exts = {f".{e}" for e in MESH_EXTS + POINT_EXTS}
+    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."))
+
+
+def make_item(path: Path, class_name: str, label: int) -> Item:
+    """One file → Item with id ``<class>/<stem>``; kind "mesh" or "npy"/"txt" (point files)."""
+    ext = path.suffix.lower()[1:]
+    kind = "mesh" if ext in MESH_EXTS else ext
+    return Item(id=f"{class_name}/{path.stem}", path=str(path), label=label, kind=kind)
+
+
+def hashed_split(seed: int, object_id: str, test_fraction: float) -> str:
+    """"test" for a share ``test_fraction`` of ids, chosen by a hash of (seed, id); else "train"."""
+    return "test" if object_seed(seed, "split:" + object_id) / 2.0**64 < test_fraction else "train"
+
+
+def class_items(class_dir: Path, label: int, seed: int, test_fraction: float) -> dict[str, list[Item]]:
+    """Items of one class folder per split ("train", "test")."""
+    out: dict[str, list[Item]] = {s: [] for s in SPLITS}
+    split_dirs = [class_dir / s for s in SPLITS if (class_dir / s).is_dir()]
+    if split_dirs:
+        for split_dir in split_dirs:
+            out[split_dir.name] += [make_item(p, class_dir.name, label) for p in _data_files(split_dir)]
+        return out
+    for path in _data_files(class_dir):
+        item = make_item(path, class_dir.name, label)
+        out[hashed_split(seed, item.id, test_fraction)].append(item)
+    return out
+
+
+def looks_like_folder(root: Path) -> bool:
+    """True when some sub-folder of root (or its train/test) holds a mesh or point file."""
+    for class_dir in _visible_dirs(root):
+        if _data_files(class_dir) or any((class_dir / s).is_dir() and _data_files(class_dir / s) for s in SPLITS):
+            return True
+    return False
+
+
+def scan(params: PrepareParams, root: Path, source: str = "folder", layout: str = "folder") -> Catalog:
+    """Catalog of ``<root>/<class>/...``; LayoutError when no class folder holds a usable file."""
+    if not root.is_dir():
+        raise LayoutError(f"dataset root {root} does not exist or is not a directory", "pass --root PATH")
+    splits: dict[str, list[Item]] = {s: [] for s in SPLITS}
+    classes: list[str] = []
+    for class_dir in _visible_dirs(root):
+        found = class_items(class_dir, len(classes), params.seed, params.test_fraction)
+        if not any(found.values()):
+            continue
+        classes.append(class_dir.name)
+        for split in SPLITS:
+            splits[split] += found[split]
+    if not classes:
+        raise LayoutError(
+            f"no class folders with mesh or point files under {root}: expected {PATTERN}",
+            "put one sub-folder per class, each holding mesh or point files",
+        )
+    splits = {k: v for k, v in splits.items() if v}  # a split with no files is left out, not empty
+    handling = {"layout": layout, "points": "sampled", "point_order": "fps", "n_points": params.points}
+    return Catalog(source=source, layout=layout, root=str(root), classes=classes, splits=splits, handling=handling)

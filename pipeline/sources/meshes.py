@@ -1,0 +1,180 @@
+"""Reading geometry files and turning them into ``(P, 3) float32`` clouds in the unit sphere.
+
+Meshes (obj, ply, stl, glb through trimesh; OFF through our own parser, which accepts ModelNet40's
+"OFF490 518 0" header defect) are sampled by area-weighted surface sampling of ``oversample·P`` points
+seeded from (seed, object id), then farthest point sampling down to P, then centred and scaled into the
+unit sphere. Point files (npy, txt, points-only PLY) skip the surface sampling. Every defect a user's
+file can have becomes :class:`~pipeline.errors.BadInput` with a reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fpsample
+import numpy as np
+import trimesh
+
+from pipeline.errors import BadInput
+from pipeline.sources.base import normalise_unit_sphere, object_rng
+
+MESH_EXTS = ("obj", "ply", "off", "stl", "glb")
+POINT_EXTS = ("npy", "txt")
+
+
+def read_off(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Parse an OFF file: vertices (V, 3) float64, triangles (F, 3) int64 (polygons split as fans).
+
+    Accepts "OFF" glued to the counts line ("OFF490 518 0"), comments and blank lines.
+    """
+    try:
+        text = path.read_text(errors="strict")
+    except (OSError, UnicodeDecodeError) as err:
+        raise BadInput(f"unreadable OFF file: {err}") from None
+    lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln]
+    if not lines or not lines[0].upper().startswith("OFF"):
+        raise BadInput("not an OFF file: the first line does not start with 'OFF'")
+    head = lines[0][3:].split()
+    body = lines[1:]
+    if not head:  # standard layout: counts on the next line
+        if not body:
+            raise BadInput("truncated OFF file: no counts line")
+        head, body = body[0].split(), body[1:]
+    try:
+        n_vertices, n_faces = int(head[0]), int(head[1])
+    except (IndexError, ValueError):
+        raise BadInput(f"bad OFF counts line {' '.join(head)!r}: expected 'V F E'") from None
+    if len(body) < n_vertices + n_faces:
+        raise BadInput(f"truncated OFF file: header says {n_vertices} vertices + {n_faces} faces, found {len(body)} lines")
+    try:
+        vertices = np.array([ln.split()[:3] for ln in body[:n_vertices]], dtype=np.float64).reshape(-1, 3)
+        triangles = []
+        for ln in body[n_vertices : n_vertices + n_faces]:
+            values = [int(v) for v in ln.split()]
+            k, idx = values[0], values[1 : 1 + values[0]]
+            if len(idx) != k or k < 3:
+                raise ValueError(f"face line {ln!r}")
+            triangles.extend((idx[0], idx[i], idx[i + 1]) for i in range(1, k - 1))
+    except ValueError as err:
+        raise BadInput(f"malformed OFF file: {err}") from None
+    return vertices, np.array(triangles, dtype=np.int64).reshape(-1, 3)
+
+
+def read_geometry(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (V, 3) float64 and triangles (F, 3) int64; F = 0 for a points-only file."""
+    if path.suffix.lower() == ".off":
+        return read_off(path)
+    try:
+        loaded = trimesh.load(path, process=False, skip_materials=True)
+    except Exception as err:  # trimesh raises many types for a broken file
+        raise BadInput(f"unreadable {path.suffix} file: {type(err).__name__}: {err}") from None
+    if isinstance(loaded, trimesh.Scene):
+        loaded = loaded.to_mesh() if hasattr(loaded, "to_mesh") else loaded.dump(concatenate=True)
+    if isinstance(loaded, trimesh.PointCloud):
+        return np.asarray(loaded.vertices, dtype=np.float64).reshape(-1, 3), np.zeros((0, 3), np.int64)
+    if not isinstance(loaded, trimesh.Trimesh):
+        raise BadInput(f"{path.suffix} file holds a {type(loaded).__name__}, not a mesh")
+    vertices = np.asarray(loaded.vertices, dtype=np.float64).reshape(-1, 3)
+    return vertices, np.asarray(loaded.faces, dtype=np.int64).reshape(-1, 3)
+
+
+def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Checked areas (F,) of a mesh; raises BadInput for empty, non-finite or zero-area meshes."""
+    if len(faces) == 0:
+        raise BadInput(f"empty mesh: no faces ({len(vertices)} vertices)")
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise BadInput(f"face index out of range: indices {faces.min()}..{faces.max()} for {len(vertices)} vertices")
+    bad = ~np.isfinite(vertices).all(axis=1)
+    if bad.any():
+        raise BadInput(f"non-finite (NaN/inf) coordinates in {int(bad.sum())} of {len(vertices)} vertices")
+    a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
+    areas = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    extent = float(np.ptp(vertices[faces.ravel()], axis=0).max())
+    if not areas.sum() > 1e-12 * max(extent, 1e-300) ** 2:
+        raise BadInput(f"degenerate mesh: total surface area {areas.sum():.3g} (all {len(faces)} faces have zero area)")
+    return areas
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Area-weighted uniform samples on the surface: (count, 3) float64."""
+    areas = triangle_areas(vertices, faces)
+    face = rng.choice(len(faces), size=count, p=areas / areas.sum())
+    u, v = rng.random((2, count, 1))
+    flip = (u + v) > 1.0  # reflect into the triangle so samples stay uniform
+    u, v = np.where(flip, 1.0 - u, u), np.where(flip, 1.0 - v, v)
+    a, b, c = vertices[faces[face, 0]], vertices[faces[face, 1]], vertices[faces[face, 2]]
+    return a + u * (b - a) + v * (c - a)
+
+
+def farthest_points(points: np.ndarray, count: int, method: str) -> np.ndarray:
+    """Indices (count,) of a farthest point sample of points (N, 3), starting at index 0.
+
+    method "bucket": fpsample's kd-line bucket FPS (fast; spread like FPS, indices differ);
+    "exact": the classic O(N·count) loop.
+    """
+    n = len(points)
+    assert n >= count, (n, count)
+    pc = np.ascontiguousarray(points, dtype=np.float32)
+    if method == "exact":
+        idx = fpsample.fps_sampling(pc, count, start_idx=0)
+    elif method == "bucket":
+        height = int(np.clip(round(np.log2(max(n, 2))) - 8, 3, 9))
+        while 2**height > n and height > 1:
+            height -= 1
+        idx = fpsample.bucket_fps_kdline_sampling(pc, count, h=height, start_idx=0)
+    else:
+        raise ValueError(f"unknown fps method {method!r}: expected 'bucket' or 'exact'")
+    return np.asarray(idx, dtype=np.int64)
+
+
+def unit_sphere(points: np.ndarray) -> np.ndarray:
+    """(P, 3) → (P, 3) float32 centred at the centroid with max norm 1; BadInput if it has no extent."""
+    if not np.isfinite(points).all():
+        raise BadInput("non-finite (NaN/inf) point coordinates")
+    if float(np.ptp(points, axis=0).max()) <= 0.0:
+        raise BadInput(f"all {len(points)} points coincide: cannot scale into the unit sphere")
+    return normalise_unit_sphere(np.asarray(points, dtype=np.float64))
+
+
+def cloud_to_points(points: np.ndarray, n_points: int, fps: str) -> np.ndarray:
+    """A stored cloud (N, ≥3) → FPS down to (n_points, 3) float32 in the unit sphere."""
+    xyz = np.asarray(points, dtype=np.float64)[:, :3]
+    xyz = xyz[np.isfinite(xyz).all(axis=1)]
+    if len(xyz) < n_points:
+        raise BadInput(f"points-only file with {len(xyz)} finite points, needs >= {n_points}")
+    return unit_sphere(xyz[farthest_points(xyz, n_points, fps)])
+
+
+def sample_mesh_file(
+    path: Path, n_points: int, oversample: int, fps: str, seed: int, object_id: str
+) -> np.ndarray:
+    """A mesh file → (n_points, 3) float32: surface samples seeded by (seed, id), FPS, unit sphere."""
+    if not path.is_file():
+        raise BadInput(f"file not found: {path}")
+    vertices, faces = read_geometry(path)
+    if len(faces) == 0 and len(vertices) > 0 and path.suffix.lower() == ".ply":
+        return cloud_to_points(vertices, n_points, fps)  # a points-only PLY (a scan) is a point file
+    surface = sample_surface(vertices, faces, oversample * n_points, object_rng(seed, object_id))
+    return unit_sphere(surface[farthest_points(surface, n_points, fps)])
+
+
+def read_point_file(path: Path) -> np.ndarray:
+    """An npy array (N, ≥3) or a txt file (one point per line, comma or space separated) → (N, C) float64."""
+    if not path.is_file():
+        raise BadInput(f"file not found: {path}")
+    try:
+        if path.suffix.lower() == ".npy":
+            array = np.load(path, allow_pickle=False)
+        else:
+            array = np.loadtxt(path, delimiter="," if "," in _first_line(path) else None, ndmin=2)
+    except (OSError, ValueError, EOFError) as err:
+        raise BadInput(f"unreadable {path.suffix} point file: {type(err).__name__}: {err}") from None
+    if array.ndim != 2 or array.shape[1] < 3:
+        raise BadInput(f"point file has shape {tuple(array.shape)}: expected (N, 3) or (N, 3+C)")
+    return np.asarray(array, dtype=np.float64)
+
+
+def _first_line(path: Path) -> str:
+    with open(path, errors="replace") as f:
+        return f.readline()

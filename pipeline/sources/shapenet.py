@@ -1,0 +1,112 @@
+"""ShapeNet: the Point-BERT ShapeNet-55 release (spec §1.1) or ShapeNetCore.v2 meshes.
+
+``shapenet55_npy``: ``shapenet_pc/<synset>-<model>.npy`` (8192×3) listed by ``ShapeNet-55/{train,test}.txt``;
+points are kept in their stored order and normalised (centroid, max norm). ``shapenetcore_v2``:
+``<synset>/<model>/models/model_normalized.obj``, sampled like every mesh; all objects are "train"
+unless ShapeNet-55 split lists lie in the root, which are then followed. Labels index the sorted
+taxonomy ids (the part of an id before the first '-'); ids are ``<synset>-<model>``, as in the lists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import LayoutError
+from pipeline.params import PrepareParams
+from pipeline.sources.base import Catalog, Item
+
+LAYOUTS = {
+    "shapenet55_npy": "<root>[/ShapeNet55-34]/shapenet_pc/*.npy + ShapeNet-55/{train,test}.txt",
+    "shapenetcore_v2": "<root>/<synset>/<model>/models/model_normalized.obj",
+}
+MESH_PATH = ("models", "model_normalized.obj")
+SPLITS = ("train", "test")
+
+
+def _release_dir(root: Path) -> Path | None:
+    for base in (root, root / "ShapeNet55-34"):
+        if (base / "shapenet_pc").is_dir():
+            return base
+    return None
+
+
+def _synset_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def detect(root: Path) -> list[str]:
+    """The layouts found under root (cheap: directory names and one model per synset)."""
+    found = []
+    if _release_dir(root) is not None:
+        found.append("shapenet55_npy")
+    for synset in _synset_dirs(root):
+        model = next((m for m in sorted(synset.iterdir()) if m.is_dir()), None)
+        if model is not None and model.joinpath(*MESH_PATH).is_file():
+            found.append("shapenetcore_v2")
+            break
+    return found
+
+
+def read_split_lists(base: Path) -> dict[str, list[str]]:
+    """``ShapeNet-55/{train,test}.txt`` → split → ids (file stems); LayoutError naming a missing list."""
+    out = {}
+    for split in SPLITS:
+        path = base / "ShapeNet-55" / f"{split}.txt"
+        if not path.is_file():
+            raise LayoutError(
+                f"ShapeNet-55 split list missing: expected {path} (one '<synset>-<model>.npy' per line)",
+                "download the Point-BERT ShapeNet-55 release, which ships ShapeNet-55/{train,test}.txt",
+            )
+        out[split] = [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
+    return out
+
+
+def _catalog(layout: str, root: Path, lists: dict[str, list[str]], make_path, handling: dict) -> Catalog:
+    """Items from split → ids; ``make_path(id)`` gives each file (a missing one fails at load time)."""
+    classes = sorted({i.split("-", 1)[0] for ids in lists.values() for i in ids})
+    label = {c: k for k, c in enumerate(classes)}
+    kind = "mesh" if layout == "shapenetcore_v2" else "npy"
+    data = None if kind == "mesh" else ("stored", handling["n_points"])
+    splits = {
+        split: [Item(i, str(make_path(i)), label[i.split("-", 1)[0]], kind, data=data) for i in ids]
+        for split, ids in lists.items()
+        if ids
+    }
+    return Catalog("shapenet", layout, str(root), classes, splits, {"layout": layout, **handling})
+
+
+def scan_release(root: Path) -> Catalog:
+    """The Point-BERT npy release: stored order, normalised, P from the first listed file."""
+    base = _release_dir(root)
+    assert base is not None
+    lists = read_split_lists(base)
+    pc_dir = base / "shapenet_pc"
+    first = next((pc_dir / f"{i}.npy" for ids in lists.values() for i in ids if (pc_dir / f"{i}.npy").is_file()), None)
+    if first is None:
+        raise LayoutError(f"none of the files listed in {base / 'ShapeNet-55'} exist in {pc_dir}")
+    n_points = int(np.load(first, mmap_mode="r").shape[0])
+    handling = {"points": "normalised", "point_order": "stored", "n_points": n_points}
+    return _catalog("shapenet55_npy", root, lists, lambda i: pc_dir / f"{i}.npy", handling)
+
+
+def scan_meshes(root: Path, n_points: int) -> Catalog:
+    """ShapeNetCore.v2 meshes: every model in "train", or the ShapeNet-55 lists when present."""
+    if (root / "ShapeNet-55").is_dir():
+        lists = read_split_lists(root)
+    else:
+        models = sorted(m for s in _synset_dirs(root) for m in s.iterdir() if m.joinpath(*MESH_PATH).is_file())
+        lists = {"train": [f"{m.parent.name}-{m.name}" for m in models]}
+
+    def mesh_path(object_id: str) -> Path:
+        synset, _, model = object_id.partition("-")
+        return root.joinpath(synset, model, *MESH_PATH)
+
+    handling = {"points": "sampled", "point_order": "fps", "n_points": n_points}
+    return _catalog("shapenetcore_v2", root, lists, mesh_path, handling)
+
+
+def scan(params: PrepareParams, root: Path, layout: str) -> Catalog:
+    """Dispatch on the detected (or requested) layout."""
+    return scan_release(root) if layout == "shapenet55_npy" else scan_meshes(root, params.points)
