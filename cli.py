@@ -29,7 +29,7 @@ app = typer.Typer(
 
 DataRoot = Annotated[
     Path | None,
-    typer.Option("--data-root", envvar="I2P_DATA_ROOT", help="Where stores and runs live (default "./data")."),
+    typer.Option("--data-root", envvar="I2P_DATA_ROOT", help="Where stores and runs live (default ./data)."),
 ]
 Sets = Annotated[
     list[str] | None,
@@ -37,7 +37,7 @@ Sets = Annotated[
 ]
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v debug).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors; no progress bars.")]
-Stages = Annotated[Path | None, typer.Option("--stages", help="stages.yaml to use (default "./stages.yaml").")]
+Stages = Annotated[Path | None, typer.Option("--stages", help="stages.yaml to use (default ./stages.yaml).")]
 Dataset = Annotated[
     str | None,
     typer.Option("--dataset", "-d", help="Dataset name; may be omitted when exactly one is prepared."),
