@@ -7,6 +7,7 @@ and ``i2p status`` stay fast.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Iterator
@@ -84,6 +85,7 @@ def session(
         from pipeline.config import load_config
 
         config = load_config(stages or g.stages, [*(g.sets or []), *(sets or [])])
+        config = dataclasses.replace(config, offline=os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"))
         root = Path(data_root or g.data_root or "data").expanduser().resolve()
         yield config, root
     except I2PError as err:
@@ -139,6 +141,63 @@ def prepare(
 
 
 @app.command()
+def render(
+    ctx: typer.Context,
+    dataset: Dataset = None,
+    workers: Annotated[int | None, typer.Option(help="Local dask worker processes.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Address of a dask.distributed scheduler.")] = None,
+    data_root: DataRoot = None,
+    sets: Sets = None,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Project every object into three depth views (spec §5.2) → views/<dataset>-<fp8>.zarr."""
+    with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
+        config = config.with_values("render", workers=workers, scheduler=scheduler)
+        _say(f"views store: {_run(config, root_dir, 'render', dataset)}")
+
+
+@app.command("cache-features")
+def cache_features(
+    ctx: typer.Context,
+    dataset: Dataset = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="clip-vit-b16 | clip-vit-b32 | clip-vit-l14 | tiny-random | open_clip:MODEL/TAG"),
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="Local checkpoint for the teacher (.bin, .safetensors, .pt).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per teacher forward.")] = None,
+    shard: Annotated[
+        str | None, typer.Option(help="i/n: fill every n-th chunk from i (n processes share a store).")
+    ] = None,
+    data_root: DataRoot = None,
+    sets: Sets = None,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Run the frozen 2D teacher on every view once → features/<dataset>-<teacher>-<fp8>.zarr."""
+    with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
+        config = config.with_values(
+            "cache-features",
+            teacher=teacher,
+            weights=str(weights.expanduser().resolve()) if weights else None,
+            device=device,
+            batch_size=batch_size,
+            shard=shard,
+        )
+        _say(f"features store: {_run(config, root_dir, 'cache-features', dataset)}")
+
+
+def _run(config, root_dir: Path, stage: str, dataset: str | None) -> Path:  # noqa: ANN001
+    from pipeline.runner import resolve_dataset, run_stage
+
+    return run_stage(stage, config, root_dir, resolve_dataset(root_dir, dataset, default="synthetic"))
+
+
+@app.command()
 def run(
     ctx: typer.Context,
     dataset: Dataset = None,
@@ -151,10 +210,12 @@ def run(
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
         from pipeline.runner import resolve_dataset, run_stage, runnable_stages
 
+        if quick:
+            config = config.with_values("cache-features", teacher="tiny-random")
         name = resolve_dataset(root_dir, dataset, default="synthetic")
+        done: dict[str, Path] = {}
         for stage in runnable_stages(config):
-            path = run_stage(stage, config, root_dir, name, upstream=False)
-            _say(f"{stage}: {path}")
+            _say(f"{stage}: {run_stage(stage, config, root_dir, name, done)}")
 
 
 @app.command()

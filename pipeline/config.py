@@ -7,7 +7,7 @@ below this module reads stages.yaml or the environment.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ class Config:
     path: Path
     stages: dict[str, StageDecl]
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    offline: bool = False  # no network: weights must already be on disk (the CLI sets it from HF_HUB_OFFLINE)
 
     def declared(self, stage: str) -> StageParams:
         """The params as stages.yaml declares them (no overrides): what `i2p status` compares with."""
@@ -75,6 +76,13 @@ class Config:
         values = {**self.stages[stage].params, **self.overrides.get(stage, {})}
         values.update({k: v for k, v in flags.items() if v is not None})
         return STAGES[stage].build(values, where=f"{self.path} + overrides")
+
+    def with_values(self, stage: str, **values: Any) -> Config:
+        """A copy with typed CLI flags (those not None) merged into ``stage``'s overrides, validated."""
+        merged = {**self.overrides.get(stage, {}), **{k: v for k, v in values.items() if v is not None}}
+        config = replace(self, overrides={**self.overrides, stage: merged})
+        config.params(stage)
+        return config
 
     def order(self) -> list[str]:
         """Stages in dependency order (deps first), as declared."""

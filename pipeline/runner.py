@@ -124,15 +124,16 @@ def stage_status(
     return StatusRow(stage, dataset, "missing", expected.path)
 
 
-# Stage implementations, registered by name. Each takes (config, data_root, dataset) and returns the
-# path of the store it brought up to date; upstream stages are run first by `run_stage`.
-STAGE_FUNCS: dict[str, Callable[[Config, Path, str], Path]] = {}
+# Stage implementations, registered by name. Each takes (config, data_root, dataset, inputs), where
+# inputs maps every upstream stage to the store it produced, and returns the store it brought up to date.
+StageFunc = Callable[[Config, Path, str, dict[str, Path]], Path]
+STAGE_FUNCS: dict[str, StageFunc] = {}
 # For `i2p status`: the store each stage should produce now, computed cheaply (no source scan, no torch).
 EXPECTED_FUNCS: dict[str, Callable[[Config, Path, str], Expected | None]] = {"prepare": expected_points}
 
 
-def register(stage: str) -> Callable:
-    def wrap(fn: Callable[[Config, Path, str], Path]) -> Callable:
+def register(stage: str) -> Callable[[StageFunc], StageFunc]:
+    def wrap(fn: StageFunc) -> StageFunc:
         STAGE_FUNCS[stage] = fn
         return fn
 
@@ -140,22 +141,74 @@ def register(stage: str) -> Callable:
 
 
 @register("prepare")
-def _run_prepare(config: Config, data_root: Path, dataset: str) -> Path:
+def _run_prepare(config: Config, data_root: Path, dataset: str, inputs: dict[str, Path]) -> Path:
     from pipeline.prepare import prepare
 
     return prepare(prepare_params_for(config, data_root, dataset), data_root, dataset).path
 
 
-def run_stage(stage: str, config: Config, data_root: Path, dataset: str, upstream: bool = True) -> Path:
-    """Run ``stage`` for ``dataset`` after bringing its upstream stages up to date."""
+def run_stage(
+    stage: str, config: Config, data_root: Path, dataset: str, done: dict[str, Path] | None = None
+) -> Path:
+    """Run ``stage`` for ``dataset`` after bringing its upstream stages up to date (each once)."""
+    done = {} if done is None else done
+    if stage in done:
+        return done[stage]
     if stage not in STAGE_FUNCS:
         raise StoreError(f"stage {stage!r} is declared in stages.yaml but not implemented in this version")
-    if upstream:
-        for dep in config.upstream_of(stage):
-            run_stage(dep, config, data_root, dataset, upstream=False)
-    return STAGE_FUNCS[stage](config, data_root, dataset)
+    for dep in config.stages[stage].deps:
+        run_stage(dep, config, data_root, dataset, done)
+    inputs = {dep: done[dep] for dep in config.upstream_of(stage)}
+    done[stage] = STAGE_FUNCS[stage](config, data_root, dataset, inputs)
+    return done[stage]
 
 
 def runnable_stages(config: Config) -> list[str]:
     """Declared stages that this version implements, in dependency order (what `i2p run` runs)."""
     return [s for s in config.order() if s in STAGE_FUNCS]
+
+
+def expected_views(config: Config, data_root: Path, dataset: str) -> Expected | None:
+    from pipeline.render import render_fingerprint
+
+    points = expected_points(config, data_root, dataset)
+    if points is None:
+        return None
+    params = config.params("render")
+    fp = render_fingerprint(params, points.fingerprint)
+    return Expected("render", dataset, store_path(data_root, "render", dataset, fp), fp, params.fingerprint_params())
+
+
+def expected_features(config: Config, data_root: Path, dataset: str) -> Expected | None:
+    """Without importing torch: with precision auto, whichever of fp32 / fp16 exists (else fp32)."""
+    from pipeline.teachers import teacher_slug
+
+    views = expected_views(config, data_root, dataset)
+    if views is None:
+        return None
+    params = config.params("cache-features")
+    candidates = ["fp32", "fp16"] if params.precision == "auto" else [params.precision]
+    found = []
+    for precision in candidates:
+        values = {**params.fingerprint_params(), "precision": precision}
+        fp = fingerprint("cache-features", values, {"render": views.fingerprint})
+        path = store_path(data_root, "cache-features", dataset, fp, teacher_slug(params.teacher))
+        found.append(Expected("cache-features", dataset, path, fp, values))
+    return next((e for e in found if e.path.exists()), found[0])
+
+
+EXPECTED_FUNCS.update({"render": expected_views, "cache-features": expected_features})
+
+
+@register("render")
+def _run_render(config: Config, data_root: Path, dataset: str, inputs: dict[str, Path]) -> Path:
+    from pipeline.render import render
+
+    return render(config.params("render"), inputs["prepare"], data_root)
+
+
+@register("cache-features")
+def _run_features(config: Config, data_root: Path, dataset: str, inputs: dict[str, Path]) -> Path:
+    from pipeline.features import cache_features
+
+    return cache_features(config.params("cache-features"), inputs["render"], data_root, offline=config.offline)

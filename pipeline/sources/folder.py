@@ -27,7 +27,9 @@ def _visible_dirs(path: Path) -> list[Path]:
 def _data_files(path: Path) -> list[Path]:
     """Mesh and point files directly in ``path``, sorted by name."""
     exts = {f".{e}" for e in MESH_EXTS + POINT_EXTS}
-    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."))
+    return sorted(
+        p for p in path.iterdir() if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
+    )
 
 
 def make_item(path: Path, class_name: str, label: int) -> Item:
@@ -38,7 +40,7 @@ def make_item(path: Path, class_name: str, label: int) -> Item:
 
 
 def hashed_split(seed: int, object_id: str, test_fraction: float) -> str:
-    """"test" for a share ``test_fraction`` of ids, chosen by a hash of (seed, id); else "train"."""
+    """ "test" for a share ``test_fraction`` of ids, chosen by a hash of (seed, id); else "train"."""
     return "test" if object_seed(seed, "split:" + object_id) / 2.0**64 < test_fraction else "train"
 
 
@@ -59,7 +61,9 @@ def class_items(class_dir: Path, label: int, seed: int, test_fraction: float) ->
 def looks_like_folder(root: Path) -> bool:
     """True when some sub-folder of root (or its train/test) holds a mesh or point file."""
     for class_dir in _visible_dirs(root):
-        if _data_files(class_dir) or any((class_dir / s).is_dir() and _data_files(class_dir / s) for s in SPLITS):
+        if _data_files(class_dir) or any(
+            (class_dir / s).is_dir() and _data_files(class_dir / s) for s in SPLITS
+        ):
             return True
     return False
 
@@ -84,4 +88,6 @@ def scan(params: PrepareParams, root: Path, source: str = "folder", layout: str 
         )
     splits = {k: v for k, v in splits.items() if v}  # a split with no files is left out, not empty
     handling = {"layout": layout, "points": "sampled", "point_order": "fps", "n_points": params.points}
-    return Catalog(source=source, layout=layout, root=str(root), classes=classes, splits=splits, handling=handling)
+    return Catalog(
+        source=source, layout=layout, root=str(root), classes=classes, splits=splits, handling=handling
+    )

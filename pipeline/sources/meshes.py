@@ -46,7 +46,9 @@ def read_off(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except (IndexError, ValueError):
         raise BadInput(f"bad OFF counts line {' '.join(head)!r}: expected 'V F E'") from None
     if len(body) < n_vertices + n_faces:
-        raise BadInput(f"truncated OFF file: header says {n_vertices} vertices + {n_faces} faces, found {len(body)} lines")
+        raise BadInput(
+            f"truncated OFF file: header says {n_vertices} vertices + {n_faces} faces, found {len(body)} lines"
+        )
     try:
         vertices = np.array([ln.split()[:3] for ln in body[:n_vertices]], dtype=np.float64).reshape(-1, 3)
         triangles = []
@@ -84,7 +86,9 @@ def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     if len(faces) == 0:
         raise BadInput(f"empty mesh: no faces ({len(vertices)} vertices)")
     if faces.min() < 0 or faces.max() >= len(vertices):
-        raise BadInput(f"face index out of range: indices {faces.min()}..{faces.max()} for {len(vertices)} vertices")
+        raise BadInput(
+            f"face index out of range: indices {faces.min()}..{faces.max()} for {len(vertices)} vertices"
+        )
     bad = ~np.isfinite(vertices).all(axis=1)
     if bad.any():
         raise BadInput(f"non-finite (NaN/inf) coordinates in {int(bad.sum())} of {len(vertices)} vertices")
@@ -92,11 +96,15 @@ def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     areas = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
     extent = float(np.ptp(vertices[faces.ravel()], axis=0).max())
     if not areas.sum() > 1e-12 * max(extent, 1e-300) ** 2:
-        raise BadInput(f"degenerate mesh: total surface area {areas.sum():.3g} (all {len(faces)} faces have zero area)")
+        raise BadInput(
+            f"degenerate mesh: total surface area {areas.sum():.3g} (all {len(faces)} faces have zero area)"
+        )
     return areas
 
 
-def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+def sample_surface(
+    vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator
+) -> np.ndarray:
     """Area-weighted uniform samples on the surface: (count, 3) float64."""
     areas = triangle_areas(vertices, faces)
     face = rng.choice(len(faces), size=count, p=areas / areas.sum())

@@ -83,7 +83,9 @@ def scan_release(root: Path) -> Catalog:
     assert base is not None
     lists = read_split_lists(base)
     pc_dir = base / "shapenet_pc"
-    first = next((pc_dir / f"{i}.npy" for ids in lists.values() for i in ids if (pc_dir / f"{i}.npy").is_file()), None)
+    first = next(
+        (pc_dir / f"{i}.npy" for ids in lists.values() for i in ids if (pc_dir / f"{i}.npy").is_file()), None
+    )
     if first is None:
         raise LayoutError(f"none of the files listed in {base / 'ShapeNet-55'} exist in {pc_dir}")
     n_points = int(np.load(first, mmap_mode="r").shape[0])
@@ -96,7 +98,9 @@ def scan_meshes(root: Path, n_points: int) -> Catalog:
     if (root / "ShapeNet-55").is_dir():
         lists = read_split_lists(root)
     else:
-        models = sorted(m for s in _synset_dirs(root) for m in s.iterdir() if m.joinpath(*MESH_PATH).is_file())
+        models = sorted(
+            m for s in _synset_dirs(root) for m in s.iterdir() if m.joinpath(*MESH_PATH).is_file()
+        )
         lists = {"train": [f"{m.parent.name}-{m.name}" for m in models]}
 
     def mesh_path(object_id: str) -> Path:

@@ -1,0 +1,114 @@
+"""Fine-tuning classifier (spec §3.5, §9.2): unmasked encoder with local-radius attention, LN, pooling, MLP head.
+
+State-dict names are the official ones (``h_encoder``, ``norm``, ``cls_head_finetune``), so a
+pre-trained I2P-MAE state dict loads into ``h_encoder`` after dropping the pre-training-only keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from i2pmae.encoder import FinetuneEncoder
+from i2pmae.tokenizer import group_multiscale
+
+# Local attention radii per dataset (spec §3.5).
+RADII = {
+    "modelnet40": (0.24, 0.48, 0.96),
+    "obj-bg": (0.32, 0.64, 1.28),
+    "obj-only": (0.32, 0.64, 1.28),
+    "pb-t50-rs": (0.48, 0.96, 1.92),
+}
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    num_classes: int = 40  # 40 ModelNet40, 15 ScanObjectNN, `way` for few-shot
+    pooling: Literal["mean+max", "concat"] = "mean+max"  # summed 384-d (ModelNet40) or [mean, max] 768-d
+    num_groups: tuple[int, ...] = (512, 256, 64)  # FPS centres per scale, as in pre-training
+    group_sizes: tuple[int, ...] = (48, 24, 24)  # ModelNet40; ScanObjectNN uses (32, 16, 16) (spec §2)
+    local_radius: tuple[float, ...] = RADII["modelnet40"]  # attention only within r_s (spec §3.5)
+    encoder_dims: tuple[int, ...] = (96, 192, 384)  # must equal the pre-trained encoder's
+    encoder_depths: tuple[int, ...] = (5, 5, 5)
+    num_heads: int = 6
+    mlp_ratio: float = 4.0
+    drop_path: float = 0.1  # linspace(0, 0.1, 15) over the encoder blocks (spec §9.2)
+    head_hidden: int = 256  # width of the two hidden head layers
+    head_dropout: float = 0.5  # dropout after each hidden head layer
+
+    @classmethod
+    def modelnet40(cls, num_classes: int = 40) -> ClassifierConfig:
+        """ModelNet40 (and few-shot with num_classes = way): groups 48/24/24, mean+max summed."""
+        return cls(num_classes=num_classes)
+
+    @classmethod
+    def scanobjectnn(cls, variant: Literal["obj-bg", "obj-only", "pb-t50-rs"] = "obj-bg") -> ClassifierConfig:
+        """ScanObjectNN: 15 classes, groups 32/16/16, concat(mean, max), the variant's radii."""
+        if variant not in ("obj-bg", "obj-only", "pb-t50-rs"):
+            raise ValueError(f"unknown ScanObjectNN variant {variant!r}; use obj-bg, obj-only or pb-t50-rs")
+        return cls(num_classes=15, pooling="concat", group_sizes=(32, 16, 16), local_radius=RADII[variant])
+
+    def with_classes(self, num_classes: int) -> ClassifierConfig:
+        return replace(self, num_classes=num_classes)
+
+
+class PointClassifier(nn.Module):
+    """xyz (B, N, 3) -> logits (B, num_classes)."""
+
+    def __init__(self, cfg: ClassifierConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or ClassifierConfig()
+        self.h_encoder = FinetuneEncoder(
+            cfg.encoder_dims, cfg.encoder_depths, cfg.num_heads, cfg.mlp_ratio, cfg.drop_path, cfg.local_radius
+        )
+        d = cfg.encoder_dims[-1]
+        self.norm = nn.LayerNorm(d)  # fresh: the pre-trained encoder_norms are not used (spec §3.5)
+        in_dim = 2 * d if cfg.pooling == "concat" else d
+        h = cfg.head_hidden
+        self.cls_head_finetune = nn.Sequential(
+            nn.Linear(in_dim, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True), nn.Dropout(cfg.head_dropout),
+            nn.Linear(h, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True), nn.Dropout(cfg.head_dropout),
+            nn.Linear(h, cfg.num_classes),
+        )  # fmt: skip
+
+    def forward_features(self, xyz: Tensor) -> Tensor:
+        """xyz (B, N, 3) -> pooled feature (B, 384) for mean+max or (B, 768) for concat."""
+        if xyz.dim() != 3 or xyz.shape[-1] != 3:
+            raise ValueError(f"xyz must be (B, N, 3), got shape {tuple(xyz.shape)}")
+        g = group_multiscale(xyz, self.cfg.num_groups, self.cfg.group_sizes)
+        x = self.norm(self.h_encoder(g.neighborhoods, g.centers, g.knn_idx))  # (B, G_top, C)
+        mean, mx = x.mean(dim=1), x.max(dim=1).values
+        return torch.cat([mean, mx], dim=-1) if self.cfg.pooling == "concat" else mean + mx
+
+    def forward(self, xyz: Tensor) -> Tensor:
+        return self.cls_head_finetune(self.forward_features(xyz))
+
+    def load_pretrained_encoder(self, state_dict: Mapping[str, Tensor]) -> list[str]:
+        """Load the ``h_encoder.*`` weights of a pre-training state dict (ours or official).
+
+        Strips a ``module.`` prefix (DataParallel checkpoints, spec §12.1), ignores the pre-training-only
+        keys (``encoder_norms``, decoder, heads, teacher), and raises if any encoder key is missing or
+        mismatched, instead of silently loading nothing. Returns the keys that were loaded.
+        """
+        sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
+        own = self.h_encoder.state_dict()
+        picked = {k[len("h_encoder.") :]: v for k, v in sd.items() if k.startswith("h_encoder.")}
+        picked = {k: v for k, v in picked.items() if k in own}
+        missing = sorted(set(own) - set(picked))
+        if missing:
+            raise KeyError(
+                f"pre-trained state dict lacks {len(missing)} encoder keys (first: h_encoder.{missing[0]}); "
+                "is it an I2P-MAE / Point-M2AE pre-training checkpoint's 'base_model'?"
+            )
+        bad = [k for k, v in picked.items() if tuple(v.shape) != tuple(own[k].shape)]
+        if bad:
+            raise ValueError(
+                f"h_encoder.{bad[0]} has shape {tuple(picked[bad[0]].shape)}, expected {tuple(own[bad[0]].shape)}; "
+                "the encoder dims must match the pre-trained model"
+            )
+        self.h_encoder.load_state_dict(picked, strict=True)
+        return [f"h_encoder.{k}" for k in picked]

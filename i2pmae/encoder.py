@@ -1,0 +1,216 @@
+"""Hierarchical encoder (spec §3): token embedding, multi-scale masking, padded visible sets.
+
+Mask polarity everywhere: ``mask`` True = masked (removed), False = visible.
+``HierarchicalEncoder`` is the pre-training / SVM encoder (§3.3, §3.4); ``FinetuneEncoder`` the
+classifier's (§3.5: all tokens, local-radius attention, no ``encoder_norms``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from i2pmae.layers import BlockStack, apply_pointwise, drop_path_rates, pos_mlp
+from i2pmae.ops import gather_points
+
+
+class TokenEmbed(nn.Module):
+    """Mini-PointNet with max-pooling over the K members of a group (spec §3.1).
+
+    Scale 0 (C_in = 3): 3→128→256, concat with the max → 512→512→C_out.
+    Scales ≥ 1: C_in→C_in→C_in, concat → 2·C_in→C_out→C_out. BatchNorm over all B·G·K members.
+    """
+
+    def __init__(self, in_c: int, out_c: int):
+        super().__init__()
+        hid, mid = (128, 256) if in_c == 3 else (in_c, in_c)
+        cat, hid2 = (512, 512) if in_c == 3 else (2 * in_c, out_c)
+        self.first_conv = nn.Sequential(
+            nn.Conv1d(in_c, hid, 1), nn.BatchNorm1d(hid), nn.ReLU(inplace=True), nn.Conv1d(hid, mid, 1)
+        )
+        self.second_conv = nn.Sequential(
+            nn.Conv1d(cat, hid2, 1), nn.BatchNorm1d(hid2), nn.ReLU(inplace=True), nn.Conv1d(hid2, out_c, 1)
+        )
+
+    def forward(self, groups: Tensor) -> Tensor:
+        """groups: (B, G, K, C_in) -> tokens (B, G, C_out)."""
+        B, G, K, _ = groups.shape
+        f = apply_pointwise(self.first_conv, groups)  # (B, G, K, mid)
+        g = f.max(dim=2, keepdim=True).values  # (B, G, 1, mid)
+        f = torch.cat([g.expand(-1, -1, K, -1), f], dim=-1)  # (B, G, K, 2·mid)
+        f = apply_pointwise(self.second_conv, f)  # (B, G, K, C_out)
+        return f.max(dim=2).values
+
+
+def init_encoder_weights(m: nn.Module) -> None:
+    """Spec §3.2: Linear and Conv1d weights trunc_normal(0.02), zero bias; LayerNorm (1, 0)."""
+    if isinstance(m, nn.Linear | nn.Conv1d):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+def propagate_mask(mask_up: Tensor, knn_idx: Tensor, num_lower: int, index0_quirk: bool = True) -> Tensor:
+    """Top-down mask propagation (spec §3.3 step 2).
+
+    mask_up: (B, G_s) bool, knn_idx: (B, G_s, K_s) into the G_{s-1} lower tokens -> mask (B, G_{s-1}).
+    A lower token is visible iff it is a member of at least one visible upper token's kNN set.
+    ``index0_quirk``: the official code zeroes the flattened indices of masked tokens before scattering,
+    so lower token 0 of sample 0 is marked visible whenever any upper token in the batch is masked.
+    """
+    B, G, K = knn_idx.shape
+    vis_up = (~mask_up).to(torch.int32)[:, :, None].expand(B, G, K).reshape(B, G * K)
+    hits = torch.zeros(B, num_lower, dtype=torch.int32, device=mask_up.device)
+    hits.scatter_add_(1, knn_idx.reshape(B, G * K), vis_up)  # (B, G_{s-1}) visible-owner counts
+    visible = hits > 0
+    if index0_quirk:
+        visible[0, 0] = visible[0, 0] | mask_up.any()  # tensor op: no host sync
+    return ~visible
+
+
+def pad_visible(x: Tensor, centers: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gather each sample's visible tokens to the front, zero-padded to L = max #visible.
+
+    x: (B, G, C), centers: (B, G, 3), mask: (B, G) bool ->
+    x_pad (B, L, C), centers_pad (B, L, 3), valid (B, L) bool, order (B, G) long.
+    ``order`` is a stable argsort of the mask: visible indices ascending, then masked ones ascending
+    (the order of the official boolean indexing). Slot j < #visible holds token ``order[:, j]``.
+    """
+    order = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)  # (B, G)
+    n_vis = (~mask).sum(dim=1)  # (B,)
+    L = int(n_vis.max())  # host sync: the padded length is data dependent
+    idx = order[:, :L]  # (B, L)
+    valid = torch.arange(L, device=x.device)[None, :] < n_vis[:, None]  # (B, L)
+    x_pad = torch.where(valid[..., None], gather_points(x, idx), 0.0)
+    c_pad = torch.where(valid[..., None], gather_points(centers, idx), 0.0)
+    return x_pad, c_pad, valid, order
+
+
+def unpad_visible(x_pad: Tensor, order: Tensor, mask: Tensor, fill: Tensor) -> Tensor:
+    """Inverse of ``pad_visible``: x_pad (B, L, C) back to (B, G, C); masked positions take ``fill``.
+
+    order: (B, G) from ``pad_visible``, mask: (B, G) bool, fill: (B, G, C) or broadcastable.
+    """
+    B, G = order.shape
+    L = x_pad.shape[1]
+    if L == 0:
+        return fill.expand(B, G, x_pad.shape[-1])
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(G, device=order.device).expand(B, G))
+    back = gather_points(x_pad, rank.clamp(max=L - 1))  # (B, G, C); slot of token g
+    return torch.where(mask[..., None], fill, back)
+
+
+@dataclass
+class EncoderOutput:
+    """What the pre-training encoder returns; lists are indexed by scale s = 0, 1, 2."""
+
+    tokens: list[Tensor]  # (B, L_s, C_s) visible tokens after encoder_norms[s], zero-padded
+    valid: list[Tensor]  # (B, L_s) bool, True where tokens holds a real visible token
+    masks: list[Tensor]  # (B, G_s) bool, True = masked: [m0, m1, m2]
+    order: list[Tensor]  # (B, G_s) long, visible-first permutation of pad_visible
+
+
+class _EncoderBase(nn.Module):
+    """Token embeddings, positional MLPs and block stacks of the three scales (names as official)."""
+
+    def __init__(
+        self, dims: tuple[int, ...], depths: tuple[int, ...], num_heads: int, mlp_ratio: float, drop_path: float
+    ):
+        super().__init__()
+        in_dims = (3, *dims[:-1])
+        self.token_embed = nn.ModuleList(TokenEmbed(i, o) for i, o in zip(in_dims, dims, strict=True))
+        self.encoder_pos_embeds = nn.ModuleList(pos_mlp(d) for d in dims)
+        rates = drop_path_rates(drop_path, depths)
+        self.encoder_blocks = nn.ModuleList(
+            BlockStack(d, n, num_heads, mlp_ratio, r) for d, n, r in zip(dims, depths, rates, strict=True)
+        )
+
+    def embed(self, s: int, neighborhoods: list[Tensor], knn_idx: list[Tensor], x_prev: Tensor | None) -> Tensor:
+        """Token features of all G_s groups of scale s: (B, G_s, C_s) (spec §3.3 step 3)."""
+        if s == 0:
+            return self.token_embed[0](neighborhoods[0])
+        return self.token_embed[s](gather_points(x_prev, knn_idx[s]))  # merge (B, G_s, K_s, C_{s-1})
+
+
+class HierarchicalEncoder(_EncoderBase):
+    """Pre-training encoder over the visible tokens of every scale (spec §3.2–§3.4)."""
+
+    def __init__(
+        self,
+        dims: tuple[int, ...] = (96, 192, 384),
+        depths: tuple[int, ...] = (5, 5, 5),
+        num_heads: int = 6,
+        mlp_ratio: float = 4.0,
+        drop_path: float = 0.1,
+        local_radius: tuple[float, ...] = (0.0, 0.0, 0.0),
+        index0_quirk: bool = True,
+    ):
+        super().__init__(dims, depths, num_heads, mlp_ratio, drop_path)
+        self.encoder_norms = nn.ModuleList(nn.LayerNorm(d) for d in dims)
+        self.local_radius = tuple(local_radius)
+        self.index0_quirk = index0_quirk
+        self.apply(init_encoder_weights)
+
+    def multiscale_masks(self, mask_top: Tensor, knn_idx: list[Tensor], num_groups: list[int]) -> list[Tensor]:
+        """[m0, m1, m2] from the top-scale mask by top-down propagation (spec §3.3 step 2)."""
+        masks = [mask_top]
+        for s in range(len(knn_idx) - 1, 0, -1):
+            masks.insert(0, propagate_mask(masks[0], knn_idx[s], num_groups[s - 1], self.index0_quirk))
+        return masks
+
+    def forward(
+        self, neighborhoods: list[Tensor], centers: list[Tensor], knn_idx: list[Tensor], mask_top: Tensor
+    ) -> EncoderOutput:
+        """neighborhoods[s] (B, G_s, K_s, 3), centers[s] (B, G_s, 3), knn_idx[s] (B, G_s, K_s),
+        mask_top (B, G_top) bool, True = masked (all False for the SVM path, spec §3.4)."""
+        S = len(centers)
+        masks = self.multiscale_masks(mask_top, knn_idx, [c.shape[1] for c in centers])
+        out = EncoderOutput([], [], masks, [])
+        x_full = None
+        for s in range(S):
+            feats = self.embed(s, neighborhoods, knn_idx, x_full)  # (B, G_s, C_s), all tokens
+            x, c, valid, order = pad_visible(feats, centers[s], masks[s])  # (B, L_s, C_s), (B, L_s, 3)
+            attn_mask = ~(valid[:, :, None] & valid[:, None, :])  # (B, L, L) True = blocked
+            if self.local_radius[s] > 0:  # official AND (§12.3): only un-blocks padding near the origin
+                attn_mask = attn_mask & (torch.cdist(c, c) >= self.local_radius[s])
+            x = self.encoder_blocks[s](x, self.encoder_pos_embeds[s](c), attn_mask)
+            out.tokens.append(self.encoder_norms[s](x))
+            out.valid.append(valid)
+            out.order.append(order)
+            if s < S - 1:  # visible positions get the encoded tokens, masked keep their embedding
+                x_full = unpad_visible(x, order, masks[s], feats)
+        return out
+
+
+class FinetuneEncoder(_EncoderBase):
+    """Fine-tuning encoder (spec §3.5): all tokens, local-radius attention, no encoder_norms."""
+
+    def __init__(
+        self,
+        dims: tuple[int, ...] = (96, 192, 384),
+        depths: tuple[int, ...] = (5, 5, 5),
+        num_heads: int = 6,
+        mlp_ratio: float = 4.0,
+        drop_path: float = 0.1,
+        local_radius: tuple[float, ...] = (0.24, 0.48, 0.96),
+    ):
+        super().__init__(dims, depths, num_heads, mlp_ratio, drop_path)
+        self.local_radius = tuple(local_radius)
+        self.apply(init_encoder_weights)
+
+    def forward(self, neighborhoods: list[Tensor], centers: list[Tensor], knn_idx: list[Tensor]) -> Tensor:
+        """Same inputs as HierarchicalEncoder without a mask -> top-scale tokens (B, G_top, C_top)."""
+        x = None
+        for s in range(len(centers)):
+            x = self.embed(s, neighborhoods, knn_idx, x)  # (B, G_s, C_s)
+            c = centers[s]
+            attn_mask = None
+            if self.local_radius[s] > 0:
+                attn_mask = torch.cdist(c, c) >= self.local_radius[s]  # (B, G, G) True = blocked
+            x = self.encoder_blocks[s](x, self.encoder_pos_embeds[s](c), attn_mask)
+        return x

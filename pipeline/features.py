@@ -1,0 +1,176 @@
+"""The cache-features stage: views store → ``features/<dataset>-<teacher>-<fp8>.zarr`` (spec §6).
+
+Per split: ``feature (S, V, C, h, w) float16`` (ln_post patch tokens × proj) and
+``saliency (S, V, h, w) float32`` (last-layer CLS→patch attention, head-averaged). A torch
+DataLoader reads and normalises view chunks in worker processes while the teacher runs here, on one
+device. ``shard="i/n"`` fills only chunks with index % n == i, so n processes (one per GPU, or
+machines sharing the store) fill one store together; whoever finishes last marks it complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.console import progress_bar
+from pipeline.errors import ConfigError
+from pipeline.params import FeaturesParams
+from pipeline.store import ArraySpec, StoreLock, StoreWriter, fingerprint, read_state, store_path
+
+log = logging.getLogger("i2p")
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """auto → fp16 on CUDA (the paper's teacher runs in fp16, §6), fp32 elsewhere."""
+    if precision == "auto":
+        return "fp16" if device.startswith("cuda") else "fp32"
+    if precision != "fp32" and not device.startswith("cuda"):
+        raise ConfigError(
+            f"cache-features.precision={precision} needs CUDA, the device is {device}",
+            "use precision fp32 on CPU (reduced-precision autocast is slow on CPUs)",
+        )
+    return precision
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    if not shard:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+        assert 0 <= i < n
+    except (ValueError, AssertionError):
+        raise ConfigError(f"--shard {shard!r} is not i/n with 0 <= i < n", "e.g. --shard 0/2 and --shard 1/2") from None
+    return i, n
+
+
+def features_identity(params: FeaturesParams, device: str) -> dict[str, Any]:
+    """The fingerprint params: teacher, weights path, normalisation and the precision actually used."""
+    values = params.fingerprint_params()
+    values["precision"] = resolve_precision(params.precision, device)
+    return values
+
+
+def cache_features(params: FeaturesParams, views_path: Path, data_root: Path, offline: bool) -> Path:
+    """Bring the features store for (views store, teacher) up to date; returns its path."""
+    import zarr
+
+    from pipeline.teachers import load_teacher, teacher_slug
+
+    device = resolve_device(params.device)
+    values = features_identity(params, device)
+    views = zarr.open_group(str(views_path), mode="r")
+    dataset, views_fp = views.attrs["dataset"], views.attrs["fingerprint"]
+    fp = fingerprint("cache-features", values, {"render": views_fp})
+    path = store_path(data_root, "cache-features", dataset, fp, teacher_slug(params.teacher))
+    state = read_state(path)
+    if state is not None and state.complete:
+        log.info("cache-features %s (%s): up to date (%s)", dataset, params.teacher, path)
+        return path
+    shard, n_shards = parse_shard(params.shard)
+    teacher = load_teacher(params.teacher, params.weights, device, values["precision"], offline=offline)
+    if teacher.random_weights:
+        log.warning("teacher %s has RANDOM weights: features are for tests and smoke runs only", params.teacher)
+    lock_tag = f"shard-{shard}-of-{n_shards}" if n_shards > 1 else None
+    with StoreLock(path, tag=lock_tag):
+        with StoreLock(path, tag="create", wait=True):  # shards create the metadata one at a time
+            writer = _create(path, params, values, fp, views, views_path, teacher)
+        _fill(writer, params, views_path, teacher, device, shard, n_shards, dataset)
+        if writer.all_done():
+            writer.finish()
+            log.info("cache-features %s: wrote %s", dataset, path)
+        else:
+            log.info("cache-features %s: shard %d/%d done; other shards still running", dataset, shard, n_shards)
+    return path
+
+
+def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter:  # noqa: ANN001
+    attrs = {
+        "fingerprint": fp,
+        "stage": "cache-features",
+        "params": values,
+        "upstream": {"render": views.attrs["fingerprint"]},
+        "upstream_paths": {"render": str(views_path)},
+        "dataset": views.attrs["dataset"],
+        "teacher": teacher.describe(normalisation=params.normalisation),
+    }
+    writer = StoreWriter(path, attrs)
+    c, (h, w), ch = params.chunk, teacher.grid, teacher.channels
+    layout = {}
+    for split in views.attrs["splits"]:
+        n, v = views[f"{split}/image"].shape[:2]
+        layout[split] = (
+            max(1, -(-n // c)),
+            [
+                ArraySpec("feature", (n, v, ch, h, w), (c, v, ch, h, w), "float16", ("object", "view", "channel", "row", "col")),
+                ArraySpec("saliency", (n, v, h, w), (c, v, h, w), "float32", ("object", "view", "row", "col")),
+            ],
+        )
+    writer.create(layout)
+    return writer
+
+
+class _ViewChunks:
+    """A map-style dataset: item k → (split, chunk index, normalised images (n·V, 3, 224, 224))."""
+
+    def __init__(self, views_path: str, chunks: list[tuple[str, int, int, int]], mean, std):  # noqa: ANN001
+        self.views_path, self.chunks, self.mean, self.std = views_path, chunks, mean, std
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, k: int):  # noqa: ANN204
+        import torch
+        import zarr
+
+        from i2pmae.geometry import normalise_images
+
+        split, i, start, stop = self.chunks[k]
+        images = zarr.open_group(self.views_path, mode="r")[f"{split}/image"][start:stop]  # (n, V, H, W) f16
+        n, v, h, w = images.shape
+        x = torch.from_numpy(images.astype(np.float32)).reshape(n * v, 1, h, w)
+        return split, i, start, normalise_images(x, self.mean, self.std)
+
+
+def _fill(writer, params, views_path, teacher, device, shard, n_shards, dataset) -> None:  # noqa: ANN001
+    import torch
+
+    chunks = []
+    for split in writer.group.attrs["splits"]:
+        n = writer.group[f"{split}/feature"].shape[0]
+        for i in np.flatnonzero(~writer.done(split)).tolist():
+            if i % n_shards == shard:
+                chunks.append((split, i, i * params.chunk, min(n, (i + 1) * params.chunk)))
+    mean, std = teacher.normalisation(params.normalisation)
+    loader = torch.utils.data.DataLoader(
+        _ViewChunks(str(views_path), chunks, mean, std),
+        batch_size=None,
+        num_workers=params.num_workers if chunks else 0,
+        pin_memory=device.startswith("cuda"),
+    )
+    n_views = writer.group.attrs.get("views", 3)
+    total = sum(stop - start for *_, start, stop in chunks) * n_views
+    with progress_bar(f"cache-features {dataset}", total, "images") as advance, torch.no_grad():
+        for split, i, start, images in loader:
+            feats, sals = [], []
+            for b in range(0, len(images), params.batch_size):
+                f, s = teacher(images[b : b + params.batch_size].to(device, non_blocking=True))
+                feats.append(f.float().cpu())
+                sals.append(s.float().cpu())
+            n = len(images) // n_views
+            feature = torch.cat(feats).reshape(n, n_views, *feats[0].shape[1:]).numpy().astype(np.float16)
+            saliency = torch.cat(sals).reshape(n, n_views, *sals[0].shape[1:]).numpy().astype(np.float32)
+            writer.write(split, "feature", start, feature)
+            writer.write(split, "saliency", start, saliency)
+            writer.mark_done(split, i)
+            advance(len(images))

@@ -1,0 +1,424 @@
+"""The embedded default dataset: procedural meshes of 15 classes built from trimesh primitives.
+
+Classes differ by structure (parts and how they connect), not by size: every object gets a random
+overall scale and wide random proportions, optional parts and part counts, and a small random pose,
+all seeded from (seed, class, index). Some pairs are deliberately close (chair/stool/bench, table/desk,
+mug/vase/bottle, shelf/tower). Meshes are written as PLY under
+``<data_root>/sources/synthetic-<seed>-<per_class>/<class>/{train,test}/<class>_<nnnn>.ply`` and then read
+by the same folder reader as users' data, so sampling takes the ordinary mesh code path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from pipeline.params import PrepareParams
+from pipeline.sources import folder
+from pipeline.sources.base import Catalog, object_seed
+
+VERSION = 1  # bump when the generator changes: existing sets are then regenerated
+MARKER = "COMPLETE.json"
+_TO_Y = trimesh.transformations.rotation_matrix(-np.pi / 2, (1, 0, 0))  # z axis → y axis
+_TO_X = trimesh.transformations.rotation_matrix(np.pi / 2, (0, 1, 0))  # z axis → x axis
+_AXIS = {"x": _TO_X, "y": _TO_Y, "z": np.eye(4)}
+
+
+def _box(sx, sy, sz, x=0.0, y=0.0, z=0.0) -> trimesh.Trimesh:
+    """Box of extents (sx, sy, sz) centred at (x, y, z)."""
+    return trimesh.creation.box(
+        extents=(sx, sy, sz), transform=trimesh.transformations.translation_matrix((x, y, z))
+    )
+
+
+def _cyl(r, h, x=0.0, y=0.0, z=0.0, axis="y") -> trimesh.Trimesh:
+    """Closed cylinder of radius r and length h along ``axis``, centred at (x, y, z)."""
+    m = trimesh.creation.cylinder(radius=r, height=h, sections=20)
+    m.apply_transform(_AXIS[axis])
+    return m.apply_translation((x, y, z))
+
+
+def _lathe(radii, heights, y=0.0) -> trimesh.Trimesh:
+    """Surface of revolution about the y axis through the (radius, height) profile points."""
+    m = trimesh.creation.revolve(np.column_stack([radii, heights]), sections=28)
+    return m.apply_transform(_TO_Y).apply_translation((0, y, 0))
+
+
+def _ring(big, small, x=0.0, y=0.0, z=0.0, upright=False) -> trimesh.Trimesh:
+    """Torus: horizontal (a foot ring) or upright in the x-y plane (a handle)."""
+    m = trimesh.creation.torus(big, small, major_sections=24, minor_sections=10)
+    return m.apply_transform(np.eye(4) if upright else _TO_Y).apply_translation((x, y, z))
+
+
+def _legs(rng, n, w, d, h, thick, y=0.0) -> list[trimesh.Trimesh]:
+    """n legs (3, 4 or 6) of height h under a w×d footprint, square or round, top at y + h."""
+    if n == 3:
+        ang = np.pi / 2 + np.arange(3) * 2 * np.pi / 3
+        spots = np.column_stack([np.cos(ang) * w / 2, np.sin(ang) * d / 2])
+    else:
+        xs = np.linspace(-w / 2, w / 2, n // 2)
+        spots = np.array([(x, s * d / 2) for x in xs for s in (-1, 1)])
+    square = rng.random() < 0.5
+    mk = (
+        (lambda x, z: _box(thick, h, thick, x, y + h / 2, z))
+        if square
+        else (lambda x, z: _cyl(thick / 2, h, x, y + h / 2, z))
+    )
+    return [mk(x, z) for x, z in spots]
+
+
+def table(rng):
+    w, h, t = 1.0, rng.uniform(0.35, 1.1), rng.uniform(0.02, 0.08)
+    d = w * rng.uniform(0.35, 1.0)
+    if rng.random() < 0.3:  # round top on three legs or a pedestal
+        parts = [_cyl(w / 2, t, y=h - t / 2)]
+        if rng.random() < 0.5:
+            return parts + [_cyl(w * 0.06, h - t, y=(h - t) / 2), _cyl(w * 0.25, 0.03, y=0.015)]
+        return parts + _legs(rng, rng.choice([3, 4]), w * 0.7, w * 0.7, h - t, w * 0.05)
+    parts = [_box(w, t, d, y=h - t / 2)] + _legs(
+        rng, 4, w * 0.9, d * 0.85, h - t, w * rng.uniform(0.03, 0.08)
+    )
+    if rng.random() < 0.3:  # a lower shelf
+        parts.append(_box(w * 0.85, t * 0.7, d * 0.8, y=h * rng.uniform(0.15, 0.3)))
+    return parts
+
+
+def desk(rng):
+    w, h, t = 1.0, rng.uniform(0.45, 0.8), 0.04
+    d = w * rng.uniform(0.3, 0.65)
+    parts = [_box(w, t, d, y=h - t / 2)]
+    if rng.random() < 0.5:  # two side panels
+        parts += [_box(t, h - t, d, s * (w / 2 - t / 2), (h - t) / 2) for s in (-1, 1)]
+    else:  # a drawer pedestal and two legs
+        pw = w * rng.uniform(0.25, 0.4)
+        parts += [_box(pw, h - t, d * 0.95, w / 2 - pw / 2, (h - t) / 2)]
+        parts += [_box(0.04, h - t, 0.04, -w / 2 + 0.03, (h - t) / 2, s * (d / 2 - 0.03)) for s in (-1, 1)]
+    if rng.random() < 0.6:  # modesty panel
+        parts.append(_box(w * 0.9, (h - t) * 0.5, 0.02, y=h - t - (h - t) * 0.25, z=-d / 2 + 0.02))
+    if rng.random() < 0.35:  # hutch on top
+        parts.append(_box(w, rng.uniform(0.2, 0.6), d * 0.3, y=h + 0.2, z=-d * 0.35))
+    return parts
+
+
+def _seat_back(rng, sw, sd, sh, bh, solid) -> list[trimesh.Trimesh]:
+    """A backrest above the rear edge of a seat: one panel or several slats with a top rail."""
+    if solid:
+        return [_box(sw, bh, 0.04, y=sh + bh / 2, z=-sd / 2 + 0.02)]
+    n = int(rng.integers(2, 6))
+    xs = np.linspace(-sw / 2 + 0.03, sw / 2 - 0.03, n)
+    slats = [_box(0.03, bh, 0.03, x, sh + bh / 2, -sd / 2 + 0.02) for x in xs]
+    return slats + [_box(sw, 0.06, 0.04, y=sh + bh - 0.03, z=-sd / 2 + 0.02)]
+
+
+def chair(rng):
+    sw = rng.uniform(0.4, 0.65)
+    sd, sh, bh = sw * rng.uniform(0.8, 1.2), rng.uniform(0.3, 0.6), rng.uniform(0.2, 0.8)
+    parts = [_box(sw, 0.05, sd, y=sh)] + _seat_back(rng, sw, sd, sh, bh, rng.random() < 0.5)
+    if rng.random() < 0.2:  # swivel: column and a star base
+        parts += [_cyl(0.03, sh, y=sh / 2)]
+        parts += [_box(0.35, 0.03, 0.04, y=0.02).apply_transform(_yaw(k * 2 * np.pi / 5)) for k in range(5)]
+    else:
+        parts += _legs(rng, 4, sw * 0.9, sd * 0.9, sh, rng.uniform(0.025, 0.05))
+    if rng.random() < 0.3:  # armrests
+        parts += [_box(0.05, 0.04, sd * 0.8, s * sw / 2, sh + 0.22) for s in (-1, 1)]
+        parts += [_box(0.03, 0.22, 0.03, s * sw / 2, sh + 0.11, sd * 0.3) for s in (-1, 1)]
+    return parts
+
+
+def stool(rng):
+    r, sh = rng.uniform(0.15, 0.3), rng.uniform(0.35, 1.0)
+    parts = [_cyl(r, 0.05, y=sh)] if rng.random() < 0.6 else [_box(2 * r, 0.05, 2 * r, y=sh)]
+    if rng.random() < 0.25:
+        parts += [_cyl(0.04, sh, y=sh / 2), _cyl(r * 0.9, 0.03, y=0.015)]
+    else:
+        parts += _legs(rng, int(rng.choice([3, 4])), 1.6 * r, 1.6 * r, sh, rng.uniform(0.025, 0.05))
+    if rng.random() < 0.5:  # foot ring
+        parts.append(_ring(r * 0.75, 0.015, y=sh * rng.uniform(0.25, 0.45)))
+    if rng.random() < 0.15:  # a low back: close to a chair
+        parts.append(_box(2 * r, rng.uniform(0.1, 0.25), 0.04, y=sh + 0.12, z=-r))
+    return parts
+
+
+def bench(rng):
+    w, d, sh = 1.0, rng.uniform(0.2, 0.5), rng.uniform(0.25, 0.5)
+    if rng.random() < 0.5:
+        parts = [_box(w, 0.05, d, y=sh)]
+    else:  # slatted seat
+        n = int(rng.integers(3, 6))
+        parts = [_box(w, 0.04, d / n * 0.8, z=z, y=sh) for z in np.linspace(-d / 2, d / 2, n) * 0.85]
+    if rng.random() < 0.5:
+        parts += _legs(rng, int(rng.choice([4, 6])), w * 0.9, d * 0.8, sh, 0.05)
+    else:
+        parts += [_box(0.05, sh, d, s * w * 0.42, sh / 2) for s in (-1, 1)]
+    if rng.random() < 0.4:
+        parts += _seat_back(rng, w, d, sh, rng.uniform(0.2, 0.45), rng.random() < 0.5)
+    return parts
+
+
+def sofa(rng):
+    w, d, sh, bh = 1.0, rng.uniform(0.35, 0.7), rng.uniform(0.15, 0.3), rng.uniform(0.15, 0.4)
+    aw, ah = rng.uniform(0.04, 0.15), rng.uniform(0.08, 0.25)
+    parts = [_box(w, sh, d, y=sh / 2 + 0.05), _box(w, bh, d * 0.25, y=sh + bh / 2, z=-d * 0.375)]
+    n_arms = int(rng.choice([0, 1, 2], p=[0.1, 0.15, 0.75]))
+    parts += [_box(aw, sh + ah, d, s * (w / 2 + aw / 2), (sh + ah) / 2 + 0.05) for s in (-1, 1)[:n_arms]]
+    n_cushions = int(rng.integers(1, 4))
+    cw = w / n_cushions
+    parts += [
+        _box(cw * 0.95, 0.06, d * 0.7, (k + 0.5) * cw - w / 2, sh + 0.08, d * 0.1) for k in range(n_cushions)
+    ]
+    return parts + _legs(rng, 4, w * 0.95, d * 0.9, 0.05, 0.04)
+
+
+def bed(rng):
+    w, length, mh = rng.uniform(0.45, 1.0), 1.0, rng.uniform(0.08, 0.2)
+    fh = rng.uniform(0.05, 0.25)
+    parts = [_box(w, fh, length, y=fh / 2 + 0.05), _box(w * 0.97, mh, length * 0.97, y=0.05 + fh + mh / 2)]
+    hh = rng.uniform(0.15, 0.6)
+    parts.append(_box(w * 1.04, fh + mh + hh, 0.05, y=(fh + mh + hh) / 2, z=-length / 2))
+    if rng.random() < 0.5:
+        parts.append(_box(w * 1.04, fh + mh + hh * 0.4, 0.05, y=(fh + mh + hh * 0.4) / 2, z=length / 2))
+    n_pillows = int(rng.integers(0, 3))
+    parts += [
+        _box(
+            w / max(n_pillows, 1) * 0.8,
+            0.06,
+            0.15,
+            (k + 0.5) * w / n_pillows - w / 2,
+            0.08 + fh + mh,
+            -length * 0.4,
+        )
+        for k in range(n_pillows)
+    ]
+    return parts + _legs(rng, 4, w, length, 0.05, 0.05)
+
+
+def shelf(rng):
+    w, d, h = 1.0, rng.uniform(0.15, 0.45), rng.uniform(0.4, 2.5)
+    n, t = int(rng.integers(2, 7)), 0.03
+    parts = [_box(t, h, d, s * (w / 2 - t / 2), h / 2) for s in (-1, 1)]
+    parts += [_box(w - 2 * t, t, d, y=y) for y in np.linspace(t / 2, h - t / 2, n)]
+    if rng.random() < 0.6:
+        parts.append(_box(w, h, 0.015, y=h / 2, z=-d / 2))
+    if rng.random() < 0.2:  # closed cupboard at the bottom
+        parts.append(_box(w - 2 * t, h / n, 0.02, y=h / n / 2, z=d / 2))
+    return parts
+
+
+def mug(rng):
+    r, h = 0.5, rng.uniform(0.6, 2.2)
+    parts = [_lathe([0, r * rng.uniform(0.7, 1.0), r, r * 0.92, r * 0.92, 0], [0, 0, h, h, 0.06, 0.06])]
+    big = h * rng.uniform(0.2, 0.35)
+    return parts + [
+        _ring(big, rng.uniform(0.04, 0.08), x=r + big * 0.5, y=h * rng.uniform(0.45, 0.6), upright=True)
+    ]
+
+
+def vase(rng):
+    h, k = rng.uniform(0.8, 3.0), rng.uniform(0.3, 1.6, size=4)
+    heights = np.array([0.0, 0.0, 0.25, 0.55, 0.8, 1.0]) * h
+    radii = np.array([0.0, 0.3 * k[0], 0.5 * k[1], 0.5 * k[2], 0.25 * k[3], 0.3 * k[3]])
+    parts = [_lathe(radii, heights)]
+    if rng.random() < 0.25:  # two handles: close to a mug
+        parts += [_ring(0.12 * h, 0.025, x=s * radii[3], y=0.65 * h, upright=True) for s in (-1, 1)]
+    return parts
+
+
+def bottle(rng):
+    r, body = 0.5, rng.uniform(1.0, 3.5)
+    neck_r, neck = r * rng.uniform(0.15, 0.5), rng.uniform(0.3, 1.2)
+    shoulder = rng.uniform(0.1, 0.6)
+    heights = [0, 0, body, body + shoulder, body + shoulder + neck, body + shoulder + neck]
+    parts = [_lathe([0, r, r, neck_r, neck_r, 0], heights)]
+    if rng.random() < 0.7:  # a cap
+        parts.append(_cyl(neck_r * 1.15, 0.15, y=heights[-1] + 0.05))
+    if rng.random() < 0.15:  # a jug handle: close to a mug
+        parts.append(_ring(body * 0.25, 0.05, x=r, y=body * 0.6, upright=True))
+    return parts
+
+
+def lamp(rng):
+    pole = rng.uniform(0.5, 3.0)
+    base = _cyl(rng.uniform(0.15, 0.4), 0.05, y=0.025) if rng.random() < 0.7 else _box(0.4, 0.06, 0.3, y=0.03)
+    parts = [base, _cyl(0.025, pole, y=pole / 2)]
+    top = np.array([0.0, pole, 0.0])
+    if rng.random() < 0.4:  # bent arm
+        arm = rng.uniform(0.3, 0.8)
+        parts.append(_cyl(0.02, arm, x=arm / 2, y=pole, axis="x"))
+        top = np.array([arm, pole, 0.0])
+    if rng.random() < 0.2:
+        parts.append(trimesh.creation.icosphere(2, radius=rng.uniform(0.15, 0.35)).apply_translation(top))
+    else:
+        rb, rt, sh = rng.uniform(0.2, 0.6), rng.uniform(0.1, 0.4), rng.uniform(0.2, 0.6)
+        parts.append(_lathe([rb, rt], [0, sh], y=0).apply_translation(top - (0, sh * 0.4, 0)))
+    return parts
+
+
+def airplane(rng):
+    length = 1.0
+    r = length * rng.uniform(0.035, 0.08)
+    parts = [trimesh.creation.capsule(height=length - 2 * r, radius=r).apply_transform(_TO_X)]
+    span, chord, sweep = rng.uniform(0.5, 1.3), rng.uniform(0.08, 0.25), rng.uniform(0.0, 0.6)
+    wy = rng.choice([-0.6, 0.0, 0.6]) * r  # low, mid or high wing
+    for s in (-1, 1):
+        parts.append(
+            _box(chord, 0.015, span / 2, z=s * span / 4)
+            .apply_transform(_yaw(s * sweep))
+            .apply_translation((0.05, wy, 0))
+        )
+    ts = span * rng.uniform(0.25, 0.45)
+    parts += [
+        _box(chord * 0.6, 0.012, ts, -length * 0.42, 0),
+        _box(chord * 0.7, ts * 0.6, 0.012, -length * 0.42, ts * 0.3),
+    ]
+    for k in range(int(rng.choice([0, 1, 2]))):  # engines under the wings
+        parts += [
+            _cyl(r * 0.5, chord * 1.2, 0.12, wy - r, s * span * (0.15 + 0.12 * k), axis="x") for s in (-1, 1)
+        ]
+    return parts
+
+
+def car(rng):
+    length, w, h = 1.0, rng.uniform(0.35, 0.55), rng.uniform(0.12, 0.3)
+    wheel_r = h * rng.uniform(0.45, 0.8)
+    parts = [_box(length, h, w, y=wheel_r + h / 2 - wheel_r * 0.4)]
+    cl, ch = length * rng.uniform(0.25, 0.65), h * rng.uniform(0.5, 1.2)
+    parts.append(_box(cl, ch, w * 0.9, rng.uniform(-0.2, 0.15), wheel_r + h + ch / 2 - wheel_r * 0.4))
+    axles = [-0.35, 0.35] if rng.random() < 0.85 else [-0.38, -0.15, 0.35]  # a third axle: a truck
+    parts += [
+        _cyl(wheel_r, w * 0.18, a * length, wheel_r, s * w / 2, axis="z") for a in axles for s in (-1, 1)
+    ]
+    if rng.random() < 0.2:  # spoiler
+        parts.append(_box(0.08, 0.02, w, -length * 0.47, wheel_r + h + 0.05))
+    return parts
+
+
+def tower(rng):
+    width, y, parts = 1.0, 0.0, []
+    for _ in range(int(rng.integers(2, 6))):
+        seg = width * rng.uniform(0.8, 3.0)
+        parts.append(
+            _box(width, seg, width, y=y + seg / 2)
+            if rng.random() < 0.5
+            else _cyl(width / 2, seg, y=y + seg / 2)
+        )
+        y += seg
+        if rng.random() < 0.4:  # a balcony
+            parts.append(_cyl(width * 0.7, 0.05, y=y))
+        width *= rng.uniform(0.55, 0.95)
+    if rng.random() < 0.6:
+        spire = width * rng.uniform(1.0, 5.0)
+        parts.append(
+            trimesh.creation.cone(width * 0.5, spire).apply_transform(_TO_Y).apply_translation((0, y, 0))
+        )
+    return parts
+
+
+def _yaw(angle: float) -> np.ndarray:
+    return trimesh.transformations.rotation_matrix(angle, (0, 1, 0))
+
+
+BUILDERS = {
+    f.__name__: f
+    for f in (
+        airplane,
+        bed,
+        bench,
+        bottle,
+        car,
+        chair,
+        desk,
+        lamp,
+        mug,
+        shelf,
+        sofa,
+        stool,
+        table,
+        tower,
+        vase,
+    )
+}
+CLASSES = sorted(BUILDERS)
+
+
+def make_object(name: str, seed: int, index: int) -> trimesh.Trimesh:
+    """Object ``index`` of class ``name``: its parts, a random scale in [0.5, 2] and a small random pose."""
+    rng = np.random.default_rng(object_seed(seed, f"synthetic/{name}/{index}"))
+    mesh = trimesh.util.concatenate(BUILDERS[name](rng))
+    tilt = trimesh.transformations.euler_matrix(rng.normal(0, 0.05), 0.0, rng.normal(0, 0.05))
+    mesh.apply_transform(_yaw(rng.uniform(-0.5, 0.5)) @ tilt)
+    return mesh.apply_scale(rng.uniform(0.5, 2.0))
+
+
+def n_test(per_class: int, test_fraction: float) -> int:
+    """Test objects per class: the share test_fraction, at least one, leaving at least one for training."""
+    return int(min(per_class - 1, max(1, round(per_class * test_fraction))))
+
+
+def dataset_dir(data_root: Path, seed: int, per_class: int, test_fraction: float) -> Path:
+    """``<data_root>/sources/synthetic-<seed>-<per_class>``; a non-default test share adds ``-test<f>``."""
+    default = PrepareParams.model_fields["test_fraction"].default
+    suffix = "" if test_fraction == default else f"-test{test_fraction:g}"
+    return Path(data_root) / "sources" / f"synthetic-{seed}-{per_class}{suffix}"
+
+
+def _marker(seed: int, per_class: int, test_fraction: float) -> dict:
+    return {
+        "version": VERSION,
+        "seed": seed,
+        "per_class": per_class,
+        "test_fraction": test_fraction,
+        "classes": CLASSES,
+    }
+
+
+def _is_complete(path: Path, marker: dict) -> bool:
+    try:
+        return json.loads((path / MARKER).read_text()) == marker
+    except (OSError, ValueError):
+        return False
+
+
+def generate(out_dir: Path, seed: int, per_class: int, test_fraction: float) -> None:
+    """Write every object as ``<class>/{train,test}/<class>_<nnnn>.ply`` under out_dir, the marker last."""
+    n_train = per_class - n_test(per_class, test_fraction)
+    for name in CLASSES:
+        for split in ("train", "test"):
+            (out_dir / name / split).mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            split = "train" if index < n_train else "test"
+            make_object(name, seed, index).export(out_dir / name / split / f"{name}_{index:04d}.ply")
+    (out_dir / MARKER).write_text(json.dumps(_marker(seed, per_class, test_fraction), indent=1))
+
+
+def ensure_dataset(data_root: Path, seed: int, per_class: int, test_fraction: float) -> Path:
+    """The generated set's folder, generating it (into a temporary folder, then renamed) unless complete."""
+    final = dataset_dir(data_root, seed, per_class, test_fraction)
+    marker = _marker(seed, per_class, test_fraction)
+    if _is_complete(final, marker):
+        return final
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        generate(tmp, seed, per_class, test_fraction)
+        if final.exists() and not _is_complete(final, marker):  # stale (older generator): set it aside
+            stale = final.with_name(f".{final.name}.stale-{uuid.uuid4().hex[:8]}")
+            final.rename(stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        if not final.exists():
+            tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # left over when another process finished first
+    return final
+
+
+def scan(params: PrepareParams, data_root: Path) -> Catalog:
+    """Generate the set if needed, then read it with the folder reader (ids ``<class>/<class>_<nnnn>``)."""
+    root = ensure_dataset(data_root, params.seed, params.synthetic_per_class, params.test_fraction)
+    catalog = folder.scan(params, root, source="synthetic", layout="synthetic")
+    catalog.handling["generator_version"] = VERSION
+    return catalog

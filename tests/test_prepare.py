@@ -1,0 +1,158 @@
+"""The prepare stage and the stage runner on real files: schema, skip, resume, locks, bad inputs, dask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+import zarr
+
+from pipeline.errors import BadInput, LockError
+from pipeline.params import PrepareParams
+from pipeline.prepare import prepare
+from pipeline.store import StoreLock, read_state
+
+
+def write_folder(root, n_per_class=3, classes=("box", "ball", "cone")):
+    """A tiny `folder` dataset: <root>/<class>/train|test/<class>_<i>.ply of real meshes."""
+    makers = {
+        "box": lambda r: trimesh.creation.box(extents=r.uniform(0.5, 2.0, 3)),
+        "ball": lambda r: trimesh.creation.icosphere(subdivisions=1, radius=r.uniform(0.5, 1.5)),
+        "cone": lambda r: trimesh.creation.cone(radius=r.uniform(0.3, 1.0), height=r.uniform(0.5, 2.0)),
+    }
+    rng = np.random.default_rng(0)
+    for name in classes:
+        for split, count in (("train", n_per_class), ("test", 1)):
+            folder = root / name / split
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                makers[name](rng).export(folder / f"{name}_{i}.ply")
+    return root
+
+
+def params(root, **kw):
+    base = dict(source="folder", root=str(root), points=64, oversample=2, chunk=2)
+    return PrepareParams(**{**base, **kw})
+
+
+def array_bytes(path):
+    """Every file under the store except the root attrs (which hold timestamps) → bytes."""
+    return {
+        str(p.relative_to(path)): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.relative_to(path).as_posix() != "zarr.json"
+    }
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return write_folder(tmp_path / "meshes")
+
+
+def test_store_matches_the_schema(folder, tmp_path):
+    result = prepare(params(folder), tmp_path / "data", "toys")
+    assert result.path.name == f"toys-{result.fingerprint[:8]}.zarr"
+    assert result.path.parent == tmp_path / "data" / "points"
+    group = zarr.open_group(str(result.path), mode="r")
+    attrs = dict(group.attrs)
+    for key in ("fingerprint", "stage", "params", "upstream", "complete", "created_with", "classes", "failures"):
+        assert key in attrs, key
+    assert attrs["complete"] is True and attrs["stage"] == "prepare"
+    assert attrs["classes"] == ["ball", "box", "cone"]
+    assert attrs["params"]["points"] == 64 and "workers" not in attrs["params"]
+    for split, n in (("train", 9), ("test", 3)):
+        pts, label, ids = group[f"{split}/points"], group[f"{split}/label"], group[f"{split}/id"]
+        assert pts.shape == (n, 64, 3) and pts.dtype == np.float32
+        assert label.shape == (n,) and label.dtype == np.int32
+        assert ids.shape == (n,)
+        assert pts.metadata.dimension_names == ("object", "point", "xyz")
+        assert group[f"{split}/done"][:].all()
+        values = pts[:]
+        assert np.abs(values.mean(axis=1)).max() < 1e-5  # centred
+        assert np.allclose(np.linalg.norm(values, axis=2).max(axis=1), 1.0, atol=1e-5)  # unit sphere
+        assert set(label[:]) == {0, 1, 2}
+        assert all(i.split("/")[0] in attrs["classes"] for i in ids[:])
+
+
+def test_second_run_is_up_to_date_and_computes_nothing(folder, tmp_path):
+    first = prepare(params(folder), tmp_path / "data", "toys")
+    before = array_bytes(first.path)
+    again = prepare(params(folder), tmp_path / "data", "toys")
+    assert again.computed == 0 and again.path == first.path
+    assert array_bytes(again.path) == before
+
+
+def test_interrupted_run_resumes_only_missing_chunks_to_identical_bytes(folder, tmp_path):
+    reference = prepare(params(folder), tmp_path / "ref", "toys")
+    broken = prepare(params(folder), tmp_path / "data", "toys")
+    group = zarr.open_group(str(broken.path), mode="r+")
+    # The state a crash leaves: chunk 1 half-written and not done, the store not complete.
+    group["train/done"][1] = False
+    group["train/points"][2:4] = 7.0
+    group.attrs["complete"] = False
+    resumed = prepare(params(folder), tmp_path / "data", "toys")
+    assert resumed.computed == 1
+    assert array_bytes(resumed.path) == array_bytes(reference.path)
+    assert read_state(resumed.path).complete
+
+
+def test_parameter_change_makes_a_new_store_and_keeps_the_old(folder, tmp_path):
+    old = prepare(params(folder), tmp_path / "data", "toys")
+    new = prepare(params(folder, points=32), tmp_path / "data", "toys")
+    assert new.path != old.path and old.path.exists()
+    assert zarr.open_group(str(new.path), mode="r")["train/points"].shape[1] == 32
+    # runtime-only params do not change the store
+    same = prepare(params(folder, workers=1, strict=True), tmp_path / "data", "toys")
+    assert same.path == old.path and same.computed == 0
+
+
+def test_a_concurrent_writer_is_refused(folder, tmp_path):
+    first = prepare(params(folder, chunk=4), tmp_path / "probe", "toys")  # learn the path
+    target = tmp_path / "data" / "points" / first.path.name
+    with StoreLock(target):
+        with pytest.raises(LockError, match="another process"):
+            prepare(params(folder, chunk=4), tmp_path / "data", "toys")
+    assert not (target / "zarr.json").exists()  # nothing was written by the refused writer
+
+
+def write_bad_inputs(root):
+    """One of each bad mesh beside good ones, in class 'box'."""
+    good = root / "box" / "train"
+    (good / "empty.ply").write_bytes(trimesh.Trimesh().export(file_type="ply"))
+    nan = trimesh.creation.box()
+    nan.vertices[0] = [np.nan, 0, 0]
+    (good / "nan.obj").write_text(nan.export(file_type="obj"))
+    flat = trimesh.Trimesh(vertices=[[0, 0, 0], [1, 0, 0], [2, 0, 0]], faces=[[0, 1, 2]], process=False)
+    (good / "flat.obj").write_text(flat.export(file_type="obj"))
+    whole = trimesh.creation.box().export(file_type="ply")
+    (good / "cut.ply").write_bytes(whole[: len(whole) // 2])
+    # a duplicate id: box/box_0 exists as .ply already
+    (good / "box_0.obj").write_text(trimesh.creation.box().export(file_type="obj"))
+
+
+def test_bad_inputs_are_recorded_and_skipped(folder, tmp_path):
+    write_bad_inputs(folder)
+    result = prepare(params(folder), tmp_path / "data", "toys")
+    group = zarr.open_group(str(result.path), mode="r")
+    failures = {f["id"]: f["reason"] for f in group.attrs["failures"]}
+    assert set(failures) == {"box/empty", "box/nan", "box/flat", "box/cut", "box/box_0"}, failures
+    assert "duplicate" in failures["box/box_0"]
+    assert all(f["path"] for f in group.attrs["failures"])
+    ids = list(group["train/id"][:])
+    assert len(ids) == 9 and "" not in ids  # compacted: only the 9 good objects, no holes
+    assert (group["train/label"][:] >= 0).all()
+    assert np.isfinite(group["train/points"][:]).all()
+    assert (np.abs(group["train/points"][:]).sum(axis=(1, 2)) > 0).all()
+    assert group.attrs["counts"] == {"test": 3, "train": 9}
+
+
+def test_strict_stops_at_the_first_bad_input(folder, tmp_path):
+    write_bad_inputs(folder)
+    with pytest.raises(BadInput, match="bad input box/"):
+        prepare(params(folder, strict=True), tmp_path / "data", "toys")
+
+
+def test_dask_local_cluster_equals_the_in_process_run(folder, tmp_path):
+    local = prepare(params(folder), tmp_path / "a", "toys")
+    distributed = prepare(params(folder, workers=2), tmp_path / "b", "toys")
+    assert array_bytes(local.path) == array_bytes(distributed.path)
