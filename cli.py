@@ -91,9 +91,11 @@ def session(
     except I2PError as err:
         if os.environ.get("I2P_DEBUG") == "1":
             raise
-        console.print(f"[bold red]error:[/] {err.message}", highlight=False)
+        from rich.markup import escape
+
+        console.print(f"[bold red]error:[/] {escape(err.message)}", highlight=False, soft_wrap=True)
         if err.hint:
-            console.print(f"[dim]hint:[/] {err.hint}", highlight=False)
+            console.print(f"[dim]hint:[/] {escape(err.hint)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished chunks are kept; rerun the command to resume")
@@ -191,6 +193,34 @@ def cache_features(
         _say(f"features store: {_run(config, root_dir, 'cache-features', dataset)}")
 
 
+@app.command()
+def show(
+    ctx: typer.Context,
+    obj: Annotated[
+        str, typer.Argument(metavar="OBJECT", help="Object id (e.g. chair/chair_0003) or row index.")
+    ],
+    dataset: Dataset = None,
+    split: Annotated[str, typer.Option(help="train | test")] = "train",
+    out: Annotated[
+        Path | None, typer.Option(help="PNG to write (default <data-root>/show/<dataset>-<id>.png).")
+    ] = None,
+    data_root: DataRoot = None,
+    sets: Sets = None,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Write a PNG of an object's three depth views with the teacher's saliency overlaid."""
+    with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
+        from pipeline.runner import resolve_dataset, run_stage
+        from pipeline.show import show_object
+
+        name = resolve_dataset(root_dir, dataset, default="synthetic")
+        done: dict[str, Path] = {}
+        features = run_stage("cache-features", config, root_dir, name, done)
+        target = out or root_dir / "show" / f"{name}-{obj.replace('/', '_')}.png"
+        _say(f"wrote {show_object(done['render'], features, split, obj, target)}")
+
+
 def _run(config, root_dir: Path, stage: str, dataset: str | None) -> Path:  # noqa: ANN001
     from pipeline.runner import resolve_dataset, run_stage
 
@@ -201,6 +231,9 @@ def _run(config, root_dir: Path, stage: str, dataset: str | None) -> Path:  # no
 def run(
     ctx: typer.Context,
     dataset: Dataset = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Offline smoke run: tiny-random teacher, short training.")
+    ] = False,
     data_root: DataRoot = None,
     sets: Sets = None,
     verbose: Verbose = 0,

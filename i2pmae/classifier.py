@@ -63,7 +63,12 @@ class PointClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or ClassifierConfig()
         self.h_encoder = FinetuneEncoder(
-            cfg.encoder_dims, cfg.encoder_depths, cfg.num_heads, cfg.mlp_ratio, cfg.drop_path, cfg.local_radius
+            cfg.encoder_dims,
+            cfg.encoder_depths,
+            cfg.num_heads,
+            cfg.mlp_ratio,
+            cfg.drop_path,
+            cfg.local_radius,
         )
         d = cfg.encoder_dims[-1]
         self.norm = nn.LayerNorm(d)  # fresh: the pre-trained encoder_norms are not used (spec §3.5)

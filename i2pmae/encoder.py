@@ -119,7 +119,12 @@ class _EncoderBase(nn.Module):
     """Token embeddings, positional MLPs and block stacks of the three scales (names as official)."""
 
     def __init__(
-        self, dims: tuple[int, ...], depths: tuple[int, ...], num_heads: int, mlp_ratio: float, drop_path: float
+        self,
+        dims: tuple[int, ...],
+        depths: tuple[int, ...],
+        num_heads: int,
+        mlp_ratio: float,
+        drop_path: float,
     ):
         super().__init__()
         in_dims = (3, *dims[:-1])
@@ -130,7 +135,9 @@ class _EncoderBase(nn.Module):
             BlockStack(d, n, num_heads, mlp_ratio, r) for d, n, r in zip(dims, depths, rates, strict=True)
         )
 
-    def embed(self, s: int, neighborhoods: list[Tensor], knn_idx: list[Tensor], x_prev: Tensor | None) -> Tensor:
+    def embed(
+        self, s: int, neighborhoods: list[Tensor], knn_idx: list[Tensor], x_prev: Tensor | None
+    ) -> Tensor:
         """Token features of all G_s groups of scale s: (B, G_s, C_s) (spec §3.3 step 3)."""
         if s == 0:
             return self.token_embed[0](neighborhoods[0])
@@ -156,7 +163,9 @@ class HierarchicalEncoder(_EncoderBase):
         self.index0_quirk = index0_quirk
         self.apply(init_encoder_weights)
 
-    def multiscale_masks(self, mask_top: Tensor, knn_idx: list[Tensor], num_groups: list[int]) -> list[Tensor]:
+    def multiscale_masks(
+        self, mask_top: Tensor, knn_idx: list[Tensor], num_groups: list[int]
+    ) -> list[Tensor]:
         """[m0, m1, m2] from the top-scale mask by top-down propagation (spec §3.3 step 2)."""
         masks = [mask_top]
         for s in range(len(knn_idx) - 1, 0, -1):

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 IMAGE_SIZE = 224  # pixels per side of every view (spec §5.2)
@@ -108,13 +107,11 @@ def _cubic_taps(dst: Tensor, in_size: int, out_size: int) -> tuple[Tensor, Tenso
     base = torch.floor(real)
     t = real - base
     A = BICUBIC_A
-    x1 = t + 1  # distance to the tap at base − 1, in [1, 2)
-    w0 = ((A * x1 - 5 * A) * x1 + 8 * A) * x1 - 4 * A
-    w1 = ((A + 2) * t - (A + 3)) * t * t + 1
     u = 1 - t
+    w0 = ((A * (t + 1) - 5 * A) * (t + 1) + 8 * A) * (t + 1) - 4 * A  # taps at distance t + 1, t,
+    w1 = ((A + 2) * t - (A + 3)) * t * t + 1  # 1 − t and 2 − t, written as PyTorch writes them
     w2 = ((A + 2) * u - (A + 3)) * u * u + 1
-    x3 = 2 - t
-    w3 = ((A * x3 - 5 * A) * x3 + 8 * A) * x3 - 4 * A
+    w3 = ((A * (u + 1) - 5 * A) * (u + 1) + 8 * A) * (u + 1) - 4 * A
     idx = base.long()[..., None] + torch.arange(-1, 3, device=dst.device)
     return idx.clamp(0, in_size - 1), torch.stack([w0, w1, w2, w3], dim=-1)
 
@@ -123,25 +120,31 @@ def bicubic_lookup(maps: Tensor, rows: Tensor, cols: Tensor, out_size: int = IMA
     """Value of ``F.interpolate(maps, out_size, mode='bicubic')`` at given pixels, from 4×4 taps only.
 
     maps: (B, C, h, w); rows, cols: (B, n) integer pixels of the out_size × out_size image.
-    Returns (B, n, C) in float32 (or the maps' dtype if wider). Never builds the upsampled maps:
-    memory is a few (B, n, C) tensors, looping over the 16 taps.
+    Returns (B, n, C) in float32 (or the maps' dtype if wider). The upsampled maps are never built:
+    each pixel's 16 tap weights go into a sparse-in-effect (B, n, h·w) matrix (border taps that clamp
+    onto the same cell add up), applied to the maps with one batched matmul. Memory: that matrix and
+    the output; for 14×14 maps the matrix (196 per point) is smaller than a 512-channel output.
+    Runs outside autocast, and in float64 on CUDA when TF32 matmuls are allowed, so the values stay
+    within float32 rounding of the dense upsampling.
     """
     B, C, h, w = maps.shape
-    assert rows.shape == cols.shape and rows.shape[0] == B, (
+    assert rows.shape == cols.shape and rows.dim() == 2 and rows.shape[0] == B, (
         f"rows {tuple(rows.shape)} and cols {tuple(cols.shape)} must both be (B={B}, n)"
     )
     dtype = torch.promote_types(maps.dtype, torch.float32)
-    table = maps.to(dtype).permute(0, 2, 3, 1).reshape(B * h * w, C)  # one row per (b, y, x)
+    work = dtype
+    if maps.is_cuda and dtype == torch.float32:
+        if torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest":
+            work = torch.float64
     iy, wy = _cubic_taps(rows, h, out_size)  # (B, n, 4)
     ix, wx = _cubic_taps(cols, w, out_size)
-    base = (torch.arange(B, device=maps.device) * (h * w))[:, None]  # (B, 1)
-    out = torch.zeros(*rows.shape, C, dtype=dtype, device=maps.device)  # (B, n, C)
-    for a in range(4):
-        row_base = base + iy[..., a] * w  # (B, n)
-        for b in range(4):
-            weight = (wy[..., a] * wx[..., b]).to(dtype)[..., None]  # (B, n, 1)
-            out += F.embedding(row_base + ix[..., b], table) * weight
-    return out
+    taps = (iy[..., :, None] * w + ix[..., None, :]).flatten(2)  # (B, n, 16) flat cell indices
+    weights = (wy[..., :, None] * wx[..., None, :]).flatten(2).to(work)  # (B, n, 16)
+    with torch.autocast(device_type=maps.device.type, enabled=False):
+        kernel = torch.zeros(B, rows.shape[1], h * w, dtype=work, device=maps.device)
+        kernel.scatter_add_(2, taps, weights)  # (B, n, h·w)
+        out = torch.bmm(kernel, maps.to(work).flatten(2).transpose(1, 2))  # (B, n, C)
+    return out.to(dtype)
 
 
 def normalise_images(

@@ -96,7 +96,7 @@ class BlockStack(nn.Module):
 
 def drop_path_rates(rate: float, depths: tuple[int, ...]) -> list[list[float]]:
     """``linspace(0, rate, sum(depths))`` split into one list per stage, in block order."""
-    rates = [r.item() for r in torch.linspace(0, rate, sum(depths))]
+    rates = torch.linspace(0, rate, sum(depths), device="cpu").tolist()  # float32 values, as official
     out, start = [], 0
     for d in depths:
         out.append(rates[start : start + d])

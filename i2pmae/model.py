@@ -53,7 +53,9 @@ class I2PMAEConfig:
             raise ValueError(f"local_radius needs {S} entries, got {self.local_radius}")
         D = len(self.decoder_dims)
         if not 1 <= D <= S or len(self.decoder_depths) != D:
-            raise ValueError(f"decoder_dims {self.decoder_dims} / depths {self.decoder_depths} invalid for {S} scales")
+            raise ValueError(
+                f"decoder_dims {self.decoder_dims} / depths {self.decoder_depths} invalid for {S} scales"
+            )
         for i, d in enumerate(self.decoder_dims):  # stage i decodes scale S-1-i with its encoder skip
             if d != self.encoder_dims[S - 1 - i]:
                 raise ValueError(f"decoder_dims[{i}]={d} must equal encoder_dims[{S - 1 - i}]")
@@ -126,7 +128,8 @@ class I2PMAE(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, dd[0]))
         rates = drop_path_rates(cfg.drop_path, cfg.decoder_depths)
         self.h_decoder = nn.ModuleList(
-            BlockStack(d, n, cfg.num_heads, cfg.mlp_ratio, r) for d, n, r in zip(dd, cfg.decoder_depths, rates)
+            BlockStack(d, n, cfg.num_heads, cfg.mlp_ratio, r)
+            for d, n, r in zip(dd, cfg.decoder_depths, rates, strict=True)
         )
         self.decoder_pos_embeds = nn.ModuleList(pos_mlp(d) for d in dd)
         self.token_prop = nn.ModuleList(
@@ -180,7 +183,9 @@ class I2PMAE(nn.Module):
         """Top scale -> reconstruction scale (spec §7), then both heads (spec §8)."""
         S = len(groups.centers)
         top = S - 1
-        x, center = top_sequence(enc.tokens[top], enc.masks[top], enc.order[top], groups.centers[top], self.mask_token)
+        x, center = top_sequence(
+            enc.tokens[top], enc.masks[top], enc.order[top], groups.centers[top], self.mask_token
+        )
         x = self.h_decoder[0](x, self.decoder_pos_embeds[0](center))  # (B, G_top, C)
         for i in range(1, len(self.h_decoder)):
             s = top - i
@@ -194,11 +199,17 @@ class I2PMAE(nn.Module):
         pred_3d = _pointwise_head(self.rec_head_3d, y[m]).reshape(-1, k, 3)  # (L_m, K, 3)
         pred_2d = None
         if self.rec_head_2d is not None:
-            pred_2d = _pointwise_head(self.rec_head_2d, y[~m]).reshape(-1, k, self.cfg.num_views * self.cfg.feat_dim_2d)
+            pred_2d = _pointwise_head(self.rec_head_2d, y[~m]).reshape(
+                -1, k, self.cfg.num_views * self.cfg.feat_dim_2d
+            )
         return DecoderOutput(y, pred_3d, pred_2d)
 
     def forward_loss(
-        self, pred_3d: Tensor, target_3d: Tensor, pred_2d: Tensor | None = None, target_2d: Tensor | None = None
+        self,
+        pred_3d: Tensor,
+        target_3d: Tensor,
+        pred_2d: Tensor | None = None,
+        target_2d: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """-> (loss, loss_3d, loss_2d). Chamfer-L2 on (L_m, K, 3) plus MSE on (L_v, K, V·C) (spec §8).
 
@@ -242,9 +253,13 @@ class I2PMAE(nn.Module):
         target_2d = None
         if dec.pred_2d is not None:
             if target_fn is None:
-                raise ValueError("the 2D head needs target_fn; build the model with targets='3d' to train 3D only")
+                raise ValueError(
+                    "the 2D head needs target_fn; build the model with targets='3d' to train 3D only"
+                )
             target_2d = target_fn(*self.visible_members(groups, enc.masks))
-        loss, loss_3d, loss_2d = self.forward_loss(dec.pred_3d, self.target_3d(groups, enc.masks), dec.pred_2d, target_2d)
+        loss, loss_3d, loss_2d = self.forward_loss(
+            dec.pred_3d, self.target_3d(groups, enc.masks), dec.pred_2d, target_2d
+        )
         return PretrainOutput(loss, loss_3d, loss_2d, groups, enc, dec)
 
     @torch.no_grad()

@@ -21,28 +21,31 @@ def farthest_point_sample(xyz: Tensor, n: int) -> Tensor:
     B, N, _ = xyz.shape
     if not 0 < n <= N:
         raise ValueError(f"farthest_point_sample: need 0 < n <= N, got n={n} for N={N} points")
-    xyz = xyz.detach()
+    pts = xyz.detach().transpose(1, 2).contiguous()  # (B, 3, N): coordinate planes, fast on CPU too
     idx = torch.empty(B, n, dtype=torch.long, device=xyz.device)
     min_d2 = torch.full((B, N), float("inf"), dtype=xyz.dtype, device=xyz.device)
     farthest = torch.zeros(B, 1, dtype=torch.long, device=xyz.device)  # (B, 1)
     for i in range(n):
         idx[:, i : i + 1] = farthest
-        last = torch.gather(xyz, 1, farthest[:, :, None].expand(B, 1, 3))  # (B, 1, 3)
-        d2 = ((xyz - last) ** 2).sum(-1)  # (B, N)
-        min_d2 = torch.minimum(min_d2, d2)
+        diff = pts - torch.gather(pts, 2, farthest[:, None, :].expand(B, 3, 1))  # (B, 3, N)
+        d2 = diff[:, 0] * diff[:, 0] + diff[:, 1] * diff[:, 1] + diff[:, 2] * diff[:, 2]  # (B, N)
+        torch.minimum(min_d2, d2, out=min_d2)
         farthest = min_d2.argmax(dim=1, keepdim=True)
     return idx
 
 
+@torch.no_grad()
 def square_distance(a: Tensor, b: Tensor) -> Tensor:
-    """Exact pairwise squared distances, a: (B, M, 3), b: (B, N, 3) -> (B, M, N).
+    """Exact pairwise squared distances, a: (B, M, 3), b: (B, N, 3) -> (B, M, N); no gradient.
 
     Summed per coordinate from differences (not the ``|a|² + |b|² - 2ab`` expansion), so a point's
     distance to itself is exactly 0 and never negative.
     """
-    d2 = (a[:, :, None, 0] - b[:, None, :, 0]) ** 2
+    at, bt = a.transpose(1, 2), b.transpose(1, 2)  # (B, 3, M), (B, 3, N)
+    d2 = (at[:, 0, :, None] - bt[:, 0, None, :]).square_()  # (B, M, N)
     for c in range(1, a.shape[-1]):
-        d2 = d2 + (a[:, :, None, c] - b[:, None, :, c]) ** 2
+        t = at[:, c, :, None] - bt[:, c, None, :]
+        d2.addcmul_(t, t)
     return d2
 
 
@@ -56,7 +59,7 @@ def knn(query: Tensor, ref: Tensor, k: int) -> Tensor:
     N = ref.shape[1]
     if not 0 < k <= N:
         raise ValueError(f"knn: need 0 < k <= N, got k={k} for N={N} reference points")
-    d2 = square_distance(query.detach(), ref.detach())  # (B, M, N)
+    d2 = square_distance(query, ref)  # (B, M, N)
     return d2.topk(k, dim=-1, largest=False, sorted=True).indices
 
 
@@ -95,7 +98,7 @@ def three_nn_interpolate(query: Tensor, ref: Tensor, feats: Tensor, eps: float =
     """
     B, M, _ = query.shape
     k = min(3, ref.shape[1])
-    d2 = square_distance(query.detach(), ref.detach())  # (B, M, S)
+    d2 = square_distance(query, ref)  # (B, M, S)
     d2_k, idx = d2.topk(k, dim=-1, largest=False, sorted=True)  # (B, M, k)
     w = 1.0 / (d2_k + eps)
     w = w / w.sum(dim=-1, keepdim=True)  # (B, M, k)

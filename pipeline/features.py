@@ -18,7 +18,7 @@ import numpy as np
 from pipeline.console import progress_bar
 from pipeline.errors import ConfigError
 from pipeline.params import FeaturesParams
-from pipeline.store import ArraySpec, StoreLock, StoreWriter, fingerprint, read_state, store_path
+from pipeline.store import StoreLock, StoreWriter, fingerprint, per_object, read_state, store_path
 
 log = logging.getLogger("i2p")
 
@@ -50,7 +50,9 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
         i, n = (int(x) for x in shard.split("/"))
         assert 0 <= i < n
     except (ValueError, AssertionError):
-        raise ConfigError(f"--shard {shard!r} is not i/n with 0 <= i < n", "e.g. --shard 0/2 and --shard 1/2") from None
+        raise ConfigError(
+            f"--shard {shard!r} is not i/n with 0 <= i < n", "e.g. --shard 0/2 and --shard 1/2"
+        ) from None
     return i, n
 
 
@@ -80,7 +82,9 @@ def cache_features(params: FeaturesParams, views_path: Path, data_root: Path, of
     shard, n_shards = parse_shard(params.shard)
     teacher = load_teacher(params.teacher, params.weights, device, values["precision"], offline=offline)
     if teacher.random_weights:
-        log.warning("teacher %s has RANDOM weights: features are for tests and smoke runs only", params.teacher)
+        log.warning(
+            "teacher %s has RANDOM weights: features are for tests and smoke runs only", params.teacher
+        )
     lock_tag = f"shard-{shard}-of-{n_shards}" if n_shards > 1 else None
     with StoreLock(path, tag=lock_tag):
         with StoreLock(path, tag="create", wait=True):  # shards create the metadata one at a time
@@ -90,8 +94,19 @@ def cache_features(params: FeaturesParams, views_path: Path, data_root: Path, of
             writer.finish()
             log.info("cache-features %s: wrote %s", dataset, path)
         else:
-            log.info("cache-features %s: shard %d/%d done; other shards still running", dataset, shard, n_shards)
+            log.info(
+                "cache-features %s: shard %d/%d done; other shards still running", dataset, shard, n_shards
+            )
     return path
+
+
+def _normalisation(kind: str, teacher: Any) -> dict[str, Any]:
+    """The mean/std images are normalised with: ImageNet's (spec §5.2, the default) or the teacher's."""
+    from i2pmae.geometry import IMAGENET_MEAN, IMAGENET_STD
+
+    if kind == "imagenet":
+        return {"kind": kind, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    return {"kind": kind, "mean": list(teacher.mean), "std": list(teacher.std)}
 
 
 def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter:  # noqa: ANN001
@@ -102,18 +117,20 @@ def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter
         "upstream": {"render": views.attrs["fingerprint"]},
         "upstream_paths": {"render": str(views_path)},
         "dataset": views.attrs["dataset"],
-        "teacher": teacher.describe(normalisation=params.normalisation),
+        "teacher": {**teacher.describe(), "normalisation": _normalisation(params.normalisation, teacher)},
     }
     writer = StoreWriter(path, attrs)
-    c, (h, w), ch = params.chunk, teacher.grid, teacher.channels
+    c, (h, w), ch = params.chunk, teacher.patch_grid, teacher.channels
     layout = {}
     for split in views.attrs["splits"]:
         n, v = views[f"{split}/image"].shape[:2]
         layout[split] = (
             max(1, -(-n // c)),
             [
-                ArraySpec("feature", (n, v, ch, h, w), (c, v, ch, h, w), "float16", ("object", "view", "channel", "row", "col")),
-                ArraySpec("saliency", (n, v, h, w), (c, v, h, w), "float32", ("object", "view", "row", "col")),
+                per_object(
+                    "feature", (n, v, ch, h, w), c, "float16", ("object", "view", "channel", "row", "col")
+                ),
+                per_object("saliency", (n, v, h, w), c, "float32", ("object", "view", "row", "col")),
             ],
         )
     writer.create(layout)
@@ -137,9 +154,8 @@ class _ViewChunks:
 
         split, i, start, stop = self.chunks[k]
         images = zarr.open_group(self.views_path, mode="r")[f"{split}/image"][start:stop]  # (n, V, H, W) f16
-        n, v, h, w = images.shape
-        x = torch.from_numpy(images.astype(np.float32)).reshape(n * v, 1, h, w)
-        return split, i, start, normalise_images(x, self.mean, self.std)
+        x = torch.from_numpy(images.astype(np.float32))
+        return split, i, start, normalise_images(x, self.mean, self.std).flatten(0, 1)  # (n·V, 3, H, W)
 
 
 def _fill(writer, params, views_path, teacher, device, shard, n_shards, dataset) -> None:  # noqa: ANN001
@@ -151,14 +167,15 @@ def _fill(writer, params, views_path, teacher, device, shard, n_shards, dataset)
         for i in np.flatnonzero(~writer.done(split)).tolist():
             if i % n_shards == shard:
                 chunks.append((split, i, i * params.chunk, min(n, (i + 1) * params.chunk)))
-    mean, std = teacher.normalisation(params.normalisation)
+    norm = _normalisation(params.normalisation, teacher)
+    mean, std = norm["mean"], norm["std"]
     loader = torch.utils.data.DataLoader(
         _ViewChunks(str(views_path), chunks, mean, std),
         batch_size=None,
         num_workers=params.num_workers if chunks else 0,
         pin_memory=device.startswith("cuda"),
     )
-    n_views = writer.group.attrs.get("views", 3)
+    n_views = writer.group[f"{chunks[0][0]}/feature"].shape[1] if chunks else 3
     total = sum(stop - start for *_, start, stop in chunks) * n_views
     with progress_bar(f"cache-features {dataset}", total, "images") as advance, torch.no_grad():
         for split, i, start, images in loader:

@@ -25,7 +25,7 @@ from pipeline.errors import BadInput, I2PError
 from pipeline.parallel import run_tasks
 from pipeline.params import PrepareParams
 from pipeline.sources.base import Catalog, Item
-from pipeline.store import ArraySpec, StoreLock, StoreWriter, fingerprint, read_state, store_path
+from pipeline.store import ArraySpec, StoreLock, StoreWriter, fingerprint, per_object, read_state, store_path
 
 log = logging.getLogger("i2p")
 
@@ -86,7 +86,7 @@ def _fill(
     for split, items in splits.items():
         n, c = len(items), params.chunk
         specs = [
-            ArraySpec("points", (n, n_points, 3), (c, n_points, 3), "float32", ("object", "point", "xyz")),
+            per_object("points", (n, n_points, 3), c, "float32", ("object", "point", "xyz")),
             ArraySpec("label", (n,), (c,), "int32", ("object",), -1),
             ArraySpec("id", (n,), (c,), str, ("object",), ""),
         ]
@@ -226,10 +226,12 @@ def _write_compacted(writer: StoreWriter, split: str, bad: list[int], chunk: int
     for name in ARRAYS:
         shutil.rmtree(writer.path / split / f"_compact-{name}", ignore_errors=True)
         old = sub[name]
+        sharded = old.shards is not None
         new = sub.create_array(
             f"_compact-{name}",
             shape=(len(keep), *old.shape[1:]),
-            chunks=(chunk, *old.shape[1:]),
+            chunks=old.chunks if sharded else (chunk, *old.shape[1:]),
+            shards=(chunk, *old.shape[1:]) if sharded else None,
             dtype=old.dtype,
             fill_value=old.fill_value,
             dimension_names=old.metadata.dimension_names,

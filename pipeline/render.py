@@ -17,7 +17,7 @@ from pipeline.console import progress_bar
 from pipeline.parallel import run_tasks
 from pipeline.params import RenderParams
 from pipeline.sources.base import object_rng
-from pipeline.store import ArraySpec, StoreLock, StoreWriter, fingerprint, read_state, store_path
+from pipeline.store import ArraySpec, StoreLock, StoreWriter, fingerprint, per_object, read_state, store_path
 
 log = logging.getLogger("i2p")
 
@@ -61,9 +61,16 @@ def render(params: RenderParams, points_path: Path, data_root: Path) -> Path:
             layout[split] = (
                 max(1, -(-n // c)),
                 [
-                    ArraySpec("image", (n, N_VIEWS, IMAGE_SIZE, IMAGE_SIZE), (c, N_VIEWS, IMAGE_SIZE, IMAGE_SIZE),
-                              "float16", ("object", "view", "row", "col")),
-                    ArraySpec("proj", (n, N_VIEWS, 5), (c, N_VIEWS, 5), "float32", ("object", "view", "param")),
+                    per_object(
+                        "image",
+                        (n, N_VIEWS, IMAGE_SIZE, IMAGE_SIZE),
+                        c,
+                        "float16",
+                        ("object", "view", "row", "col"),
+                    ),
+                    ArraySpec(
+                        "proj", (n, N_VIEWS, 5), (c, N_VIEWS, 5), "float32", ("object", "view", "param")
+                    ),
                     ArraySpec("subset", (n, r), (c, r), "int32", ("object", "point")),
                 ],
             )

@@ -176,7 +176,9 @@ def expected_views(config: Config, data_root: Path, dataset: str) -> Expected | 
         return None
     params = config.params("render")
     fp = render_fingerprint(params, points.fingerprint)
-    return Expected("render", dataset, store_path(data_root, "render", dataset, fp), fp, params.fingerprint_params())
+    return Expected(
+        "render", dataset, store_path(data_root, "render", dataset, fp), fp, params.fingerprint_params()
+    )
 
 
 def expected_features(config: Config, data_root: Path, dataset: str) -> Expected | None:
@@ -211,4 +213,6 @@ def _run_render(config: Config, data_root: Path, dataset: str, inputs: dict[str,
 def _run_features(config: Config, data_root: Path, dataset: str, inputs: dict[str, Path]) -> Path:
     from pipeline.features import cache_features
 
-    return cache_features(config.params("cache-features"), inputs["render"], data_root, offline=config.offline)
+    return cache_features(
+        config.params("cache-features"), inputs["render"], data_root, offline=config.offline
+    )

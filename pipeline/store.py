@@ -57,6 +57,16 @@ class ArraySpec:
     dtype: Any
     dims: tuple[str, ...]
     fill_value: Any = 0
+    shards: tuple[int, ...] | None = None  # when set: one file per shard, ``chunks`` inside (random reads)
+
+
+def per_object(name: str, shape: tuple[int, ...], chunk: int, dtype: Any, dims: tuple[str, ...]) -> ArraySpec:
+    """An array read one object at a time: shards of ``chunk`` objects holding one-object chunks.
+
+    A work chunk writes exactly one shard (one file); a training loader reads one object without
+    decoding its neighbours.
+    """
+    return ArraySpec(name, shape, (1, *shape[1:]), dtype, dims, 0, (chunk, *shape[1:]))
 
 
 @dataclass(frozen=True)
@@ -173,7 +183,7 @@ class StoreWriter:
         if spec.name in sub:
             arr = sub[spec.name]
             if tuple(arr.shape) == spec.shape and tuple(arr.chunks) == spec.chunks:
-                return
+                return  # (with sharding, .chunks is the inner chunk shape)
             raise StoreError(
                 f"{self.path}/{sub.path}/{spec.name} has shape {arr.shape}, chunks {arr.chunks}; "
                 f"this run expects {spec.shape}, {spec.chunks}",
@@ -183,6 +193,7 @@ class StoreWriter:
             spec.name,
             shape=spec.shape,
             chunks=spec.chunks,
+            shards=spec.shards,
             dtype=spec.dtype,
             fill_value=spec.fill_value,
             dimension_names=spec.dims,

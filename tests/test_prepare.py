@@ -26,7 +26,7 @@ def write_folder(root, n_per_class=3, classes=("box", "ball", "cone")):
             folder = root / name / split
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
-                makers[name](rng).export(folder / f"{name}_{i}.ply")
+                makers[name](rng).export(folder / f"{name}_{split}{i}.ply")
     return root
 
 
@@ -126,8 +126,8 @@ def write_bad_inputs(root):
     (good / "flat.obj").write_text(flat.export(file_type="obj"))
     whole = trimesh.creation.box().export(file_type="ply")
     (good / "cut.ply").write_bytes(whole[: len(whole) // 2])
-    # a duplicate id: box/box_0 exists as .ply already
-    (good / "box_0.obj").write_text(trimesh.creation.box().export(file_type="obj"))
+    # a duplicate id: box/box_train0 exists as .ply already
+    (good / "box_train0.obj").write_text(trimesh.creation.box().export(file_type="obj"))
 
 
 def test_bad_inputs_are_recorded_and_skipped(folder, tmp_path):
@@ -135,8 +135,8 @@ def test_bad_inputs_are_recorded_and_skipped(folder, tmp_path):
     result = prepare(params(folder), tmp_path / "data", "toys")
     group = zarr.open_group(str(result.path), mode="r")
     failures = {f["id"]: f["reason"] for f in group.attrs["failures"]}
-    assert set(failures) == {"box/empty", "box/nan", "box/flat", "box/cut", "box/box_0"}, failures
-    assert "duplicate" in failures["box/box_0"]
+    assert set(failures) == {"box/empty", "box/nan", "box/flat", "box/cut", "box/box_train0"}, failures
+    assert "duplicate" in failures["box/box_train0"]
     assert all(f["path"] for f in group.attrs["failures"])
     ids = list(group["train/id"][:])
     assert len(ids) == 9 and "" not in ids  # compacted: only the 9 good objects, no holes

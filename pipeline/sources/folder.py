@@ -40,7 +40,7 @@ def make_item(path: Path, class_name: str, label: int) -> Item:
 
 
 def hashed_split(seed: int, object_id: str, test_fraction: float) -> str:
-    """ "test" for a share ``test_fraction`` of ids, chosen by a hash of (seed, id); else "train"."""
+    """The split of one id: "test" for a share ``test_fraction`` of ids (by a hash of (seed, id)), else "train"."""
     return "test" if object_seed(seed, "split:" + object_id) / 2.0**64 < test_fraction else "train"
 
 

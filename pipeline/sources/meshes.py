@@ -51,16 +51,27 @@ def read_off(path: Path) -> tuple[np.ndarray, np.ndarray]:
         )
     try:
         vertices = np.array([ln.split()[:3] for ln in body[:n_vertices]], dtype=np.float64).reshape(-1, 3)
-        triangles = []
-        for ln in body[n_vertices : n_vertices + n_faces]:
-            values = [int(v) for v in ln.split()]
-            k, idx = values[0], values[1 : 1 + values[0]]
-            if len(idx) != k or k < 3:
-                raise ValueError(f"face line {ln!r}")
-            triangles.extend((idx[0], idx[i], idx[i + 1]) for i in range(1, k - 1))
+        return vertices, _off_faces([ln.split() for ln in body[n_vertices : n_vertices + n_faces]])
     except ValueError as err:
         raise BadInput(f"malformed OFF file: {err}") from None
-    return vertices, np.array(triangles, dtype=np.int64).reshape(-1, 3)
+
+
+def _off_faces(rows: list[list[str]]) -> np.ndarray:
+    """OFF face rows "k i1 .. ik [colour]" → triangles (F, 3) int64, each polygon split as a fan."""
+    if rows and all(len(r) == len(rows[0]) for r in rows):  # fast path: one polygon size, no colours
+        table = np.array(rows, dtype=np.int64)
+        k = int(table[0, 0])
+        if k >= 3 and table.shape[1] == k + 1 and (table[:, 0] == k).all():
+            fan = [table[:, [1, i, i + 1]] for i in range(2, k)]
+            return np.stack(fan, axis=1).reshape(-1, 3)
+    triangles = []
+    for row in rows:
+        values = [int(v) for v in row]
+        k, idx = values[0], values[1 : 1 + values[0]]
+        if len(idx) != k or k < 3:
+            raise ValueError(f"face line {' '.join(row)!r}")
+        triangles.extend((idx[0], idx[i], idx[i + 1]) for i in range(1, k - 1))
+    return np.array(triangles, dtype=np.int64).reshape(-1, 3)
 
 
 def read_geometry(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -38,10 +38,10 @@ def _natural(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
-def _file_key(path: str) -> tuple[str, int, int]:
-    """(path, mtime, size): a cache key that notices a file replaced in place."""
+def _file_key(path: str) -> tuple[str, int, int, int]:
+    """(path, mtime, size, pid): notices a file replaced in place; a forked worker opens its own handle."""
     st = os.stat(path)
-    return path, st.st_mtime_ns, st.st_size
+    return path, st.st_mtime_ns, st.st_size, os.getpid()
 
 
 # ---- h5 (also used by scanobjectnn) ---------------------------------------------------------------
@@ -69,7 +69,7 @@ def scan_h5(path: Path, keys: tuple[str, str] = H5_KEYS) -> tuple[np.ndarray, tu
 
 
 @functools.lru_cache(maxsize=16)
-def _h5_handle(key: tuple[str, int, int]) -> h5py.File:
+def _h5_handle(key: tuple[str, int, int, int]) -> h5py.File:
     return h5py.File(key[0], "r")
 
 
@@ -176,7 +176,9 @@ def scan_resampled(root: Path, n_points: int) -> Catalog:
                 for k, (i, c) in enumerate(zip(ids, cls, strict=True))
             ]
         else:
-            splits[split] = [Item(i, str(base / c / f"{i}.txt"), label[c], "txt") for i, c in zip(ids, cls, strict=True)]
+            splits[split] = [
+                Item(i, str(base / c / f"{i}.txt"), label[c], "txt") for i, c in zip(ids, cls, strict=True)
+            ]
     handling = {
         "layout": "modelnet40_normal_resampled",
         "points": "normalised",
@@ -190,7 +192,7 @@ def scan_resampled(root: Path, n_points: int) -> Catalog:
 
 
 @functools.lru_cache(maxsize=2)
-def _cache(key: tuple[str, int, int]) -> tuple[list, list]:
+def _cache(key: tuple[str, int, int, int]) -> tuple[list, list]:
     with open(key[0], "rb") as f:
         points, labels = pickle.load(f)  # a local dataset file the user chose to read (the Point-BERT cache)
     return points, labels

@@ -47,6 +47,13 @@ def split_dir(root: Path, variant: str) -> Path | None:
     return None
 
 
+def expected_files(root: Path, variant: str) -> str:
+    """The files the variant needs, for error messages."""
+    folder, suffix = VARIANTS[variant]
+    names = " and ".join(name.format(suffix) for name in FILES.values())
+    return f"{root / folder}/{{{names}}} (or these files in the root itself) for variant {variant}"
+
+
 def detect(root: Path, variant: str) -> list[str]:
     return ["scanobjectnn_h5"] if split_dir(root, variant) is not None else []
 

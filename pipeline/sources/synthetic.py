@@ -32,9 +32,7 @@ _AXIS = {"x": _TO_X, "y": _TO_Y, "z": np.eye(4)}
 
 def _box(sx, sy, sz, x=0.0, y=0.0, z=0.0) -> trimesh.Trimesh:
     """Box of extents (sx, sy, sz) centred at (x, y, z)."""
-    return trimesh.creation.box(
-        extents=(sx, sy, sz), transform=trimesh.transformations.translation_matrix((x, y, z))
-    )
+    return trimesh.creation.box(extents=(sx, sy, sz)).apply_translation((x, y, z))
 
 
 def _cyl(r, h, x=0.0, y=0.0, z=0.0, axis="y") -> trimesh.Trimesh:
@@ -64,13 +62,9 @@ def _legs(rng, n, w, d, h, thick, y=0.0) -> list[trimesh.Trimesh]:
     else:
         xs = np.linspace(-w / 2, w / 2, n // 2)
         spots = np.array([(x, s * d / 2) for x in xs for s in (-1, 1)])
-    square = rng.random() < 0.5
-    mk = (
-        (lambda x, z: _box(thick, h, thick, x, y + h / 2, z))
-        if square
-        else (lambda x, z: _cyl(thick / 2, h, x, y + h / 2, z))
-    )
-    return [mk(x, z) for x, z in spots]
+    if rng.random() < 0.5:
+        return [_box(thick, h, thick, x, y + h / 2, z) for x, z in spots]
+    return [_cyl(thick / 2, h, x, y + h / 2, z) for x, z in spots]
 
 
 def table(rng):
@@ -81,9 +75,8 @@ def table(rng):
         if rng.random() < 0.5:
             return parts + [_cyl(w * 0.06, h - t, y=(h - t) / 2), _cyl(w * 0.25, 0.03, y=0.015)]
         return parts + _legs(rng, rng.choice([3, 4]), w * 0.7, w * 0.7, h - t, w * 0.05)
-    parts = [_box(w, t, d, y=h - t / 2)] + _legs(
-        rng, 4, w * 0.9, d * 0.85, h - t, w * rng.uniform(0.03, 0.08)
-    )
+    parts = [_box(w, t, d, y=h - t / 2)]
+    parts += _legs(rng, 4, w * 0.9, d * 0.85, h - t, w * rng.uniform(0.03, 0.08))
     if rng.random() < 0.3:  # a lower shelf
         parts.append(_box(w * 0.85, t * 0.7, d * 0.8, y=h * rng.uniform(0.15, 0.3)))
     return parts
@@ -167,10 +160,10 @@ def sofa(rng):
     parts = [_box(w, sh, d, y=sh / 2 + 0.05), _box(w, bh, d * 0.25, y=sh + bh / 2, z=-d * 0.375)]
     n_arms = int(rng.choice([0, 1, 2], p=[0.1, 0.15, 0.75]))
     parts += [_box(aw, sh + ah, d, s * (w / 2 + aw / 2), (sh + ah) / 2 + 0.05) for s in (-1, 1)[:n_arms]]
-    n_cushions = int(rng.integers(1, 4))
-    cw = w / n_cushions
+    cw = w / int(rng.integers(1, 4))  # one to three seat cushions
     parts += [
-        _box(cw * 0.95, 0.06, d * 0.7, (k + 0.5) * cw - w / 2, sh + 0.08, d * 0.1) for k in range(n_cushions)
+        _box(cw * 0.95, 0.06, d * 0.7, x, sh + 0.08, d * 0.1)
+        for x in np.arange(-w / 2, w / 2 - 1e-6, cw) + cw / 2
     ]
     return parts + _legs(rng, 4, w * 0.95, d * 0.9, 0.05, 0.04)
 
@@ -183,17 +176,9 @@ def bed(rng):
     parts.append(_box(w * 1.04, fh + mh + hh, 0.05, y=(fh + mh + hh) / 2, z=-length / 2))
     if rng.random() < 0.5:
         parts.append(_box(w * 1.04, fh + mh + hh * 0.4, 0.05, y=(fh + mh + hh * 0.4) / 2, z=length / 2))
-    n_pillows = int(rng.integers(0, 3))
+    n = int(rng.integers(0, 3))  # pillows
     parts += [
-        _box(
-            w / max(n_pillows, 1) * 0.8,
-            0.06,
-            0.15,
-            (k + 0.5) * w / n_pillows - w / 2,
-            0.08 + fh + mh,
-            -length * 0.4,
-        )
-        for k in range(n_pillows)
+        _box(w / n * 0.8, 0.06, 0.15, (k + 0.5) * w / n - w / 2, 0.08 + fh + mh, -0.4) for k in range(n)
     ]
     return parts + _legs(rng, 4, w, length, 0.05, 0.05)
 
@@ -213,10 +198,8 @@ def shelf(rng):
 def mug(rng):
     r, h = 0.5, rng.uniform(0.6, 2.2)
     parts = [_lathe([0, r * rng.uniform(0.7, 1.0), r, r * 0.92, r * 0.92, 0], [0, 0, h, h, 0.06, 0.06])]
-    big = h * rng.uniform(0.2, 0.35)
-    return parts + [
-        _ring(big, rng.uniform(0.04, 0.08), x=r + big * 0.5, y=h * rng.uniform(0.45, 0.6), upright=True)
-    ]
+    big, y = h * rng.uniform(0.2, 0.35), h * rng.uniform(0.45, 0.6)
+    return parts + [_ring(big, rng.uniform(0.04, 0.08), x=r + big * 0.5, y=y, upright=True)]
 
 
 def vase(rng):
@@ -262,24 +245,16 @@ def lamp(rng):
 def airplane(rng):
     length = 1.0
     r = length * rng.uniform(0.035, 0.08)
-    parts = [trimesh.creation.capsule(height=length - 2 * r, radius=r).apply_transform(_TO_X)]
+    parts = [trimesh.creation.capsule(height=length - 2 * r, radius=r, count=(16, 16)).apply_transform(_TO_X)]
     span, chord, sweep = rng.uniform(0.5, 1.3), rng.uniform(0.08, 0.25), rng.uniform(0.0, 0.6)
     wy = rng.choice([-0.6, 0.0, 0.6]) * r  # low, mid or high wing
     for s in (-1, 1):
-        parts.append(
-            _box(chord, 0.015, span / 2, z=s * span / 4)
-            .apply_transform(_yaw(s * sweep))
-            .apply_translation((0.05, wy, 0))
-        )
-    ts = span * rng.uniform(0.25, 0.45)
-    parts += [
-        _box(chord * 0.6, 0.012, ts, -length * 0.42, 0),
-        _box(chord * 0.7, ts * 0.6, 0.012, -length * 0.42, ts * 0.3),
-    ]
-    for k in range(int(rng.choice([0, 1, 2]))):  # engines under the wings
-        parts += [
-            _cyl(r * 0.5, chord * 1.2, 0.12, wy - r, s * span * (0.15 + 0.12 * k), axis="x") for s in (-1, 1)
-        ]
+        wing = _box(chord, 0.015, span / 2, z=s * span / 4).apply_transform(_yaw(s * sweep))
+        parts.append(wing.apply_translation((0.05, wy, 0)))
+    ts, tx = span * rng.uniform(0.25, 0.45), -length * 0.42  # tail span and position
+    parts += [_box(chord * 0.6, 0.012, ts, tx), _box(chord * 0.7, ts * 0.6, 0.012, tx, ts * 0.3)]
+    for z in span * np.array([0.15, -0.15, 0.27, -0.27])[: 2 * int(rng.choice([0, 1, 2]))]:  # engines
+        parts.append(_cyl(r * 0.5, chord * 1.2, 0.12, wy - r, z, axis="x"))
     return parts
 
 
@@ -302,20 +277,16 @@ def tower(rng):
     width, y, parts = 1.0, 0.0, []
     for _ in range(int(rng.integers(2, 6))):
         seg = width * rng.uniform(0.8, 3.0)
-        parts.append(
-            _box(width, seg, width, y=y + seg / 2)
-            if rng.random() < 0.5
-            else _cyl(width / 2, seg, y=y + seg / 2)
-        )
+        part = _box(width, seg, width) if rng.random() < 0.5 else _cyl(width / 2, seg)
+        parts.append(part.apply_translation((0, y + seg / 2, 0)))
         y += seg
         if rng.random() < 0.4:  # a balcony
             parts.append(_cyl(width * 0.7, 0.05, y=y))
         width *= rng.uniform(0.55, 0.95)
     if rng.random() < 0.6:
         spire = width * rng.uniform(1.0, 5.0)
-        parts.append(
-            trimesh.creation.cone(width * 0.5, spire).apply_transform(_TO_Y).apply_translation((0, y, 0))
-        )
+        cone = trimesh.creation.cone(width / 2, spire).apply_transform(_TO_Y)
+        parts.append(cone.apply_translation((0, y, 0)))
     return parts
 
 
@@ -323,26 +294,8 @@ def _yaw(angle: float) -> np.ndarray:
     return trimesh.transformations.rotation_matrix(angle, (0, 1, 0))
 
 
-BUILDERS = {
-    f.__name__: f
-    for f in (
-        airplane,
-        bed,
-        bench,
-        bottle,
-        car,
-        chair,
-        desk,
-        lamp,
-        mug,
-        shelf,
-        sofa,
-        stool,
-        table,
-        tower,
-        vase,
-    )
-}
+_ALL = (airplane, bed, bench, bottle, car, chair, desk, lamp, mug, shelf, sofa, stool, table, tower, vase)
+BUILDERS = {f.__name__: f for f in _ALL}  # class name → builder(rng) -> parts (y up, about unit size)
 CLASSES = sorted(BUILDERS)
 
 
@@ -368,13 +321,7 @@ def dataset_dir(data_root: Path, seed: int, per_class: int, test_fraction: float
 
 
 def _marker(seed: int, per_class: int, test_fraction: float) -> dict:
-    return {
-        "version": VERSION,
-        "seed": seed,
-        "per_class": per_class,
-        "test_fraction": test_fraction,
-        "classes": CLASSES,
-    }
+    return dict(version=VERSION, seed=seed, per_class=per_class, test_fraction=test_fraction, classes=CLASSES)
 
 
 def _is_complete(path: Path, marker: dict) -> bool:
@@ -409,8 +356,11 @@ def ensure_dataset(data_root: Path, seed: int, per_class: int, test_fraction: fl
             stale = final.with_name(f".{final.name}.stale-{uuid.uuid4().hex[:8]}")
             final.rename(stale)
             shutil.rmtree(stale, ignore_errors=True)
-        if not final.exists():
+        try:
             tmp.rename(final)
+        except OSError:  # another process renamed its copy first: fine if that one is complete
+            if not _is_complete(final, marker):
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # left over when another process finished first
     return final

@@ -1,0 +1,138 @@
+"""Data sources of ``i2p prepare``: find what lies under a root, then read one object at a time.
+
+``scan(params, data_root)`` detects the layout (or takes ``params.layout``) and returns a
+:class:`~pipeline.sources.base.Catalog`; ``load_points(item, params)`` reads one item in a worker and
+returns ``(P, 3) float32`` or raises :class:`~pipeline.errors.BadInput`. Layouts per source:
+
+=============  ==================================================================================
+synthetic      procedural meshes generated under ``<data_root>/sources`` (synthetic.py)
+shapenet       ``shapenet55_npy`` (Point-BERT release) or ``shapenetcore_v2`` meshes (shapenet.py)
+modelnet40     ``modelnet40_ply_hdf5_2048``, ``modelnet40_normal_resampled``, ``modelnet40_off``
+scanobjectnn   ``scanobjectnn_h5``: main_split / main_split_nobg, variant from ``params.variant``
+folder         ``folder``: ``<root>/<class>/*.{obj,ply,off,stl,glb,npy,txt}`` (folder.py)
+=============  ==================================================================================
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import BadInput, ConfigError, LayoutError
+from pipeline.params import PrepareParams
+from pipeline.sources import folder, meshes, modelnet40, scanobjectnn, shapenet, synthetic
+from pipeline.sources.base import Catalog, Item
+
+__all__ = ["scan", "load_points", "default_dataset_name", "resolve_layout", "LAYOUTS"]
+
+LAYOUTS: dict[str, dict[str, str]] = {  # source → layout name → the paths it expects
+    "synthetic": {"synthetic": "generated under <data_root>/sources/synthetic-<seed>-<per_class>"},
+    "shapenet": shapenet.LAYOUTS,
+    "modelnet40": modelnet40.LAYOUTS,
+    "scanobjectnn": scanobjectnn.LAYOUTS,
+    "folder": {"folder": folder.PATTERN},
+}
+DATASET_NAMES = {  # layout → default dataset name (the store is points/<name>-<fp8>.zarr)
+    "synthetic": "synthetic",
+    "shapenet55_npy": "shapenet",
+    "shapenetcore_v2": "shapenet",
+    "modelnet40_ply_hdf5_2048": "modelnet40",
+    "modelnet40_normal_resampled": "modelnet40-resampled",
+    "modelnet40_off": "modelnet40-off",
+}
+
+
+def _detect(source: str, root: Path, params: PrepareParams) -> list[str]:
+    if source == "shapenet":
+        return shapenet.detect(root)
+    if source == "modelnet40":
+        return modelnet40.detect(root)
+    if source == "scanobjectnn":
+        return scanobjectnn.detect(root, params.variant)
+    return ["folder"] if folder.looks_like_folder(root) else []
+
+
+def resolve_layout(params: PrepareParams) -> tuple[str, Path | None]:
+    """(layout, root) for params: the requested layout, or the one layout detected under the root."""
+    known = LAYOUTS[params.source]
+    if params.layout != "auto" and params.layout not in known:
+        raise ConfigError(
+            f"unknown layout {params.layout!r} for source {params.source}",
+            f"valid layouts: auto, {', '.join(known)}",
+        )
+    if params.source == "synthetic":
+        return "synthetic", None
+    if params.root is None:
+        raise LayoutError(f"source {params.source} needs a dataset root", "pass --root PATH")
+    root = Path(params.root).expanduser().resolve()
+    if not root.is_dir():
+        raise LayoutError(f"dataset root {root} does not exist or is not a directory", "check --root")
+    if params.layout != "auto":
+        return params.layout, root
+    found = _detect(params.source, root, params)
+    if not found:
+        looked = "; ".join(f"{name}: {pattern}" for name, pattern in known.items())
+        if params.source == "scanobjectnn":
+            looked = scanobjectnn.expected_files(root, params.variant)
+        raise LayoutError(f"no {params.source} layout found under {root}; looked for {looked}")
+    if len(found) > 1:
+        raise LayoutError(
+            f"several {params.source} layouts found under {root}: {', '.join(found)}",
+            f"choose one with --set prepare.layout={found[0]}",
+        )
+    return found[0], root
+
+
+def scan(params: PrepareParams, data_root: Path) -> Catalog:
+    """Find every object of ``params.source``: classes, per split the items, and how points are handled."""
+    layout, root = resolve_layout(params)
+    if params.source == "synthetic":
+        return synthetic.scan(params, Path(data_root))
+    assert root is not None
+    if params.source == "shapenet":
+        return shapenet.scan(params, root, layout)
+    if params.source == "modelnet40":
+        return modelnet40.scan(params, root, layout)
+    if params.source == "scanobjectnn":
+        return scanobjectnn.scan(params, root, layout)
+    return folder.scan(params, root)
+
+
+def load_points(item: Item, params: PrepareParams) -> np.ndarray:
+    """Read one item → (P, 3) float32; BadInput(reason) when the object cannot be used.
+
+    Meshes and point files are sampled (seed from (params.seed, item.id)), FPS'd and normalised; h5
+    rows are returned as stored; ``("stored", n)`` point files keep their order and are normalised.
+    """
+    path = Path(item.path)
+    if item.kind == "mesh":
+        return meshes.sample_mesh_file(
+            path, params.points, params.oversample, params.fps, params.seed, item.id
+        )
+    if item.kind == "h5":
+        return modelnet40.read_h5_row(item)
+    if item.kind == "pickle":
+        return modelnet40.read_cache_row(item)
+    if item.kind in ("npy", "txt"):
+        cloud = meshes.read_point_file(path)
+        if isinstance(item.data, tuple) and item.data[0] == "stored":
+            n = item.data[1]
+            if cloud.shape[0] != n:
+                raise BadInput(f"point file holds {cloud.shape[0]} points, the release stores {n}")
+            return meshes.unit_sphere(cloud[:, :3])
+        return meshes.cloud_to_points(cloud, params.points, params.fps)
+    raise ValueError(f"unknown item kind {item.kind!r} for {item.id}")
+
+
+def default_dataset_name(params: PrepareParams, catalog: Catalog | None = None) -> str:
+    """The store name for params: "synthetic", "shapenet", "modelnet40" (h5), "modelnet40-resampled",
+    "modelnet40-off", "scanobjectnn-<variant>", or the root folder's name for ``folder``."""
+    if params.source == "scanobjectnn":
+        return f"scanobjectnn-{params.variant}"
+    if params.source == "folder":
+        name = Path(params.root or "folder").expanduser().resolve().name
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "folder"
+    layout = catalog.layout if catalog is not None else resolve_layout(params)[0]
+    return DATASET_NAMES[layout]

@@ -1,0 +1,136 @@
+"""The teacher's features and hooked saliency, on the real open_clip code path with a tiny random ViT."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # never touch the network, whatever else the test session imported
+
+import hashlib
+import math
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.errors import TeacherError
+from pipeline.teachers import TEACHERS, load_teacher, resolve_teacher, teacher_slug
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_teacher("tiny-random")
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+
+
+def test_tiny_teacher_shapes_and_flags(tiny, images):
+    features, saliency = tiny(images)
+    assert features.shape == (3, 512, 14, 14) and features.dtype == torch.float32
+    assert saliency.shape == (3, 14, 14) and saliency.dtype == torch.float32
+    assert torch.isfinite(features).all() and torch.isfinite(saliency).all()
+    assert tiny.random_weights and tiny.weights_sha256 is None and tiny.pretrained_tag is None
+    assert tiny.patch_grid == (14, 14) and tiny.channels == 512 and tiny.heads == 2
+    assert tiny.precision == "fp32" and len(tiny.mean) == len(tiny.std) == 3
+    # CLS→patch probabilities: the CLS→CLS share is missing, so each map sums to less than 1
+    assert (saliency > 0).all() and (saliency.sum(dim=(1, 2)) < 1).all()
+
+
+def test_tiny_teacher_is_deterministic(tiny, images):
+    again = load_teacher("tiny-random")
+    for a, b in zip(tiny(images), again(images), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_features_and_saliency_match_a_manual_recompute(tiny, images):
+    """ln_1 -> in_proj -> per-head softmax(q kᵀ/√d) -> head mean, and ln_post -> proj, by hand."""
+    visual = tiny.visual
+    block = visual.transformer.resblocks[-1]
+    seen = {}
+    handles = [
+        block.register_forward_pre_hook(lambda m, args: seen.__setitem__("x", args[0])),
+        block.register_forward_hook(lambda m, args, out: seen.__setitem__("y", out)),
+    ]
+    try:
+        features, saliency = tiny(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    x = seen["x"]  # (B, L, D) input of the last block (batch first)
+    B, L, D = x.shape
+    attn = block.attn
+    nh = attn.num_heads
+    q, k, _ = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    q = q.view(B, L, nh, D // nh).transpose(1, 2)  # (B, nh, L, hs)
+    k = k.view(B, L, nh, D // nh).transpose(1, 2)
+    probs = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(D // nh), dim=-1)  # (B, nh, L, L)
+    expected = probs[:, :, 0, 1:].mean(dim=1).reshape(B, 14, 14)
+    torch.testing.assert_close(saliency, expected, rtol=0, atol=1e-6)
+
+    tokens = visual.ln_post(seen["y"])[:, 1:] @ visual.proj  # (B, 196, 512)
+    torch.testing.assert_close(features, tokens.reshape(B, 14, 14, -1).permute(0, 3, 1, 2), rtol=0, atol=1e-5)
+    # the hooks are gone: the plain forward runs the fast path again without returning weights
+    assert not attn._forward_pre_hooks and not attn._forward_hooks
+
+
+def test_weights_file_loads_and_reports_its_sha256(tiny, images, tmp_path):
+    import open_clip
+
+    with torch.random.fork_rng():
+        torch.manual_seed(123)  # different weights from the tiny teacher's own seed
+        model = open_clip.create_model("i2p-tiny-random")
+    path = tmp_path / "tiny.pt"
+    torch.save(model.state_dict(), path)
+    teacher = load_teacher("tiny-random", weights=str(path))
+    assert teacher.weights_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert not teacher.random_weights and teacher.weights_path == str(path)
+    torch.testing.assert_close(teacher.visual.proj, model.visual.proj, rtol=0, atol=0)
+    assert not torch.equal(teacher(images)[0], tiny(images)[0])
+    assert teacher.describe()["weights_sha256"] == teacher.weights_sha256
+
+
+def test_wrong_checkpoint_is_a_teacher_error(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"visual.conv1.weight": torch.zeros(1)}, path)
+    with pytest.raises(TeacherError, match="cannot load weights"):
+        load_teacher("tiny-random", weights=str(path))
+    with pytest.raises(TeacherError, match="does not exist"):
+        load_teacher("tiny-random", weights=str(tmp_path / "missing.pt"))
+
+
+def test_unknown_teacher_lists_known_names():
+    with pytest.raises(TeacherError) as info:
+        load_teacher("clip-vit-b61")
+    for name in TEACHERS:
+        assert name in str(info.value)
+    assert "open_clip:<model>/<tag>" in str(info.value)
+
+
+def test_names_parse_and_slug():
+    assert resolve_teacher("clip-vit-b16") == ("ViT-B-16-quickgelu", "openai")
+    assert resolve_teacher("open_clip:ViT-B-16/laion2b_s34b_b88k") == ("ViT-B-16", "laion2b_s34b_b88k")
+    assert resolve_teacher("open_clip:ViT-B-16") == ("ViT-B-16", None)
+    assert teacher_slug("open_clip:ViT-B-16/laion2b_s34b_b88k") == "open_clip-ViT-B-16-laion2b_s34b_b88k"
+    assert teacher_slug("clip-vit-b16") == "clip-vit-b16"
+    with pytest.raises(TeacherError, match="no pretrained tag 'nope'"):
+        load_teacher("open_clip:ViT-B-16/nope")
+    with pytest.raises(TeacherError, match="no model"):
+        load_teacher("open_clip:ViT-Z-99/openai")
+
+
+def test_paper_teacher_offline_fails_fast_with_how_to_fix(tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(TeacherError) as info:
+        load_teacher("clip-vit-b16", offline=True, cache_dir=str(tmp_path))
+    assert time.perf_counter() - start < 5
+    message = str(info.value)
+    assert "--weights" in message and "HF_HUB_CACHE" in message and "HF_HOME" in message
+
+
+def test_wrong_image_shape_is_a_teacher_error(tiny):
+    with pytest.raises(TeacherError, match=r"expects images \(B, 3, 224, 224\)"):
+        tiny(torch.zeros(2, 1, 224, 224))
