@@ -201,6 +201,9 @@ def show(
     ],
     dataset: Dataset = None,
     split: Annotated[str, typer.Option(help="train | test")] = "train",
+    teacher: Annotated[
+        str | None, typer.Option(help="Whose saliency to overlay (default: stages.yaml's).")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="PNG to write (default <data-root>/show/<dataset>-<id>.png).")
     ] = None,
@@ -214,6 +217,7 @@ def show(
         from pipeline.runner import resolve_dataset, run_stage
         from pipeline.show import show_object
 
+        config = config.with_values("cache-features", teacher=teacher)
         name = resolve_dataset(root_dir, dataset, default="synthetic")
         done: dict[str, Path] = {}
         features = run_stage("cache-features", config, root_dir, name, done)
@@ -222,9 +226,67 @@ def show(
 
 
 def _run(config, root_dir: Path, stage: str, dataset: str | None) -> Path:  # noqa: ANN001
-    from pipeline.runner import resolve_dataset, run_stage
+    from pipeline.runner import run_stage
 
-    return run_stage(stage, config, root_dir, resolve_dataset(root_dir, dataset, default="synthetic"))
+    return run_stage(stage, config, root_dir, _dataset(root_dir, dataset))
+
+
+def _dataset(root_dir: Path, dataset: str | None) -> str:
+    from pipeline.runner import resolve_dataset
+
+    return resolve_dataset(root_dir, dataset, default="synthetic")
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    dataset: Dataset = None,
+    run_name: Annotated[str | None, typer.Option("--run", help="Run directory name under runs/.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (stages.yaml: 300).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Objects per step (stages.yaml: 64).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (stages.yaml: 1).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its ckpt-last.pt.")] = False,
+    masking: Annotated[str | None, typer.Option(help="2d-guided | random")] = None,
+    mask_ratio: Annotated[float | None, typer.Option(help="Share of top-scale tokens masked (0.8).")] = None,
+    targets: Annotated[str | None, typer.Option(help="3d | 3d+2d")] = None,
+    features: Annotated[
+        Path | None, typer.Option(help="Train on this features store (which teacher cache).")
+    ] = None,
+    online_teacher: Annotated[
+        str | None, typer.Option(help="Render and run this teacher inside each step.")
+    ] = None,
+    data_root: DataRoot = None,
+    sets: Sets = None,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Pre-train I2P-MAE from the cached stores (spec §2–§9.1) into runs/<run>/."""
+    with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
+        from pipeline.training import run_training
+
+        config = config.with_values(
+            "train",
+            run=run_name,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            device=device,
+            seed=seed,
+            resume=resume or None,
+            masking=masking,
+            mask_ratio=mask_ratio,
+            targets=targets,
+            online_teacher=online_teacher,
+        )
+        from pipeline.training import Distributed
+
+        dist = Distributed(
+            *(int(os.environ.get(k, d)) for k, d in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0)))
+        )
+        name = _dataset(root_dir, dataset)
+        _say(f"run: {run_training(config, root_dir, name, features.resolve() if features else None, dist)}")
 
 
 @app.command()

@@ -216,3 +216,38 @@ def _run_features(config: Config, data_root: Path, dataset: str, inputs: dict[st
     return cache_features(
         config.params("cache-features"), inputs["render"], data_root, offline=config.offline
     )
+
+
+def train_inputs(config: Config, data_root: Path, dataset: str, features: Path | None, done: dict[str, Path]):  # noqa: ANN201
+    """The stores a training run reads: an explicit features store (``--features``) and its upstream, or
+    the stages' current stores, built if needed. Views/features are skipped when the run needs none."""
+    import zarr
+
+    from pipeline.train import TrainInputs
+
+    params = config.params("train")
+    if features is not None:
+        group = zarr.open_group(str(features), mode="r")
+        views = Path(group.attrs["upstream_paths"]["render"])
+        points = Path(zarr.open_group(str(views), mode="r").attrs["upstream_paths"]["prepare"])
+    else:
+        needs_maps = params.masking == "2d-guided" or params.targets == "3d+2d"
+        needs_features = needs_maps and params.online_teacher is None
+        last = "cache-features" if needs_features else ("render" if needs_maps else "prepare")
+        run_stage(last, config, data_root, dataset, done)
+        points, views, features = done["prepare"], done.get("render"), done.get("cache-features")
+    fps = {
+        name: zarr.open_group(str(p), mode="r").attrs["fingerprint"]
+        for name, p in (("prepare", points), ("render", views), ("cache-features", features))
+        if p
+    }
+    channels = 512
+    if features is not None:
+        channels = zarr.open_group(str(features), mode="r")["train/feature"].shape[2]
+        if zarr.open_group(str(features), mode="r").attrs["teacher"].get("random_weights"):
+            log.warning(
+                "training on features of a RANDOM-weight teacher (%s): fine for smoke runs only", features
+            )
+    return TrainInputs(
+        str(points), str(views) if views else None, str(features) if features else None, fps, channels
+    )

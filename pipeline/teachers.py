@@ -213,7 +213,9 @@ def load_teacher(
             f"{', '.join(open_clip.list_pretrained_tags_by_model(model_name)) or 'none'}) or pass --weights",
         )
 
-    with torch.random.fork_rng(devices=[]):  # a seeded init that leaves the caller's RNG alone
+    # a seeded init that leaves the caller's RNG alone; weights (if any) are loaded below, so open_clip's
+    # "initialized randomly" warning is dropped
+    with torch.random.fork_rng(devices=[]), _without_log("No pretrained weights loaded"):
         torch.manual_seed(TINY_SEED)
         model = open_clip.create_model(
             model_name, pretrained=None, force_quick_gelu=pcfg.get("quick_gelu", False)

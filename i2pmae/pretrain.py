@@ -1,0 +1,106 @@
+"""One pre-training step on tensors: augmentation, 2D lookups from cached maps, loss (spec §1.6, §4, §8).
+
+The loader gives, per object, N points of its stored cloud (``xyz``, re-normalised as spec §1.1) and
+the same points in the stored, canonical frame (``canonical``), plus the object's cached teacher
+maps and projection parameters. Grouping runs on the augmented ``xyz``; every 2D lookup uses the
+same indices into ``canonical``, mapped to pixels with the stored parameters (design.md "Training
+from caches"). With an online teacher, the views and maps are computed inside the step instead, from
+the same rendered subset the cache was built from, so both modes see identical inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from i2pmae.geometry import bicubic_lookup, normalise_images, points_to_pixels, project
+from i2pmae.model import I2PMAE, PretrainOutput
+from i2pmae.ops import gather_points
+
+
+@dataclass
+class Batch:
+    """One batch on the device. xyz, canonical: (B, N, 3); proj: (B, V, 5); feature: (B, V, C, h, w);
+    saliency: (B, V, h, w). feature/saliency are None in online-teacher mode or for 3D-only training
+    with random masking; render_points (B, R, 3) are the canonical points the views are made of."""
+
+    xyz: Tensor
+    canonical: Tensor
+    proj: Tensor | None = None
+    feature: Tensor | None = None
+    saliency: Tensor | None = None
+    render_points: Tensor | None = None
+
+
+def scale_and_translate(xyz: Tensor, low: float = 2 / 3, high: float = 3 / 2, shift: float = 0.2) -> Tensor:
+    """Spec §1.6: per sample, per-axis scale U(low, high)³ and shift U(−shift, shift)³. (B,N,3) → (B,N,3)."""
+    B = xyz.shape[0]
+    scale = torch.empty(B, 1, 3, device=xyz.device).uniform_(low, high)
+    offset = torch.empty(B, 1, 3, device=xyz.device).uniform_(-shift, shift)
+    return xyz * scale + offset
+
+
+def lookup(maps: Tensor, proj: Tensor, points: Tensor) -> Tensor:
+    """Values of per-view maps at points. maps (B, V, C, h, w), proj (B, V, 5), points (B, n, 3) in the
+    canonical frame → (B, V, n, C): the bicubic 14→224 upsampling read at each point's pixel (§5.3)."""
+    B, V, C, h, w = maps.shape
+    rows, cols = points_to_pixels(points, proj)  # (B, V, n) each, clamped to the image
+    values = bicubic_lookup(maps.reshape(B * V, C, h, w).float(), rows.flatten(0, 1), cols.flatten(0, 1))
+    return values.reshape(B, V, -1, C)
+
+
+def saliency_fn(batch: Batch) -> Callable[[Tensor], Tensor]:
+    """top_center_point_idx (B, G) → saliency at those centres, per view (B, V, G) (spec §4)."""
+
+    def at_centres(idx: Tensor) -> Tensor:
+        points = gather_points(batch.canonical, idx)  # (B, G, 3)
+        return lookup(batch.saliency[:, :, None], batch.proj, points)[..., 0]  # (B, V, G)
+
+    return at_centres
+
+
+def target_fn(batch: Batch) -> Callable[[Tensor, Tensor], Tensor]:
+    """(batch_idx (L,), member_idx (L, K)) → 2D targets (L, K, V·C), views concatenated in order (§8)."""
+
+    def targets(batch_idx: Tensor, member_idx: Tensor) -> Tensor:
+        L, K = member_idx.shape
+        B, V, C = batch.feature.shape[:3]
+        out = member_idx.new_zeros(L, K, V * C, dtype=torch.float32)
+        for b in range(B):  # one lookup per object: only its visible members' pixels are evaluated
+            rows = batch_idx == b
+            if not rows.any():
+                continue
+            points = batch.canonical[b][member_idx[rows].reshape(-1)]  # (l·K, 3)
+            values = lookup(batch.feature[b : b + 1], batch.proj[b : b + 1], points[None])  # (1, V, l·K, C)
+            out[rows] = values[0].permute(1, 0, 2).reshape(-1, K, V * C)
+        return out
+
+    return targets
+
+
+def online_maps(batch: Batch, teacher: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Batch:
+    """The paper's way: render the views and run the teacher inside the step (baseline for speed)."""
+    with torch.no_grad():
+        images, proj = project(batch.render_points.float())  # (B, V, 224, 224), (B, V, 5)
+        B, V = images.shape[:2]
+        features, saliency = teacher(normalise_images(images).flatten(0, 1))  # (B·V, C, h, w), (B·V, h, w)
+    return Batch(
+        batch.xyz,
+        batch.canonical,
+        proj,
+        features.reshape(B, V, *features.shape[1:]),
+        saliency.reshape(B, V, *saliency.shape[1:]),
+        batch.render_points,
+    )
+
+
+def pretrain_forward(model: I2PMAE, batch: Batch, augment: bool = True) -> PretrainOutput:
+    """Augment the 3D input, then the model's forward with cached-map lookups."""
+    xyz = scale_and_translate(batch.xyz) if augment else batch.xyz
+    cfg = model.cfg if not hasattr(model, "module") else model.module.cfg
+    sal = saliency_fn(batch) if cfg.masking == "2d-guided" else None
+    tgt = target_fn(batch) if cfg.targets == "3d+2d" else None
+    return model(xyz, saliency_fn=sal, target_fn=tgt)
