@@ -51,13 +51,14 @@ def resolve_dataset(data_root: Path, name: str | None, default: str) -> str:
 
 
 def prepare_params_for(config: Config, data_root: Path, dataset: str) -> PrepareParams:
-    """Prepare's params for an existing dataset: stages.yaml + overrides, origin from its store."""
+    """Prepare's params for a dataset: stages.yaml + overrides, with the origin (source, root, variant,
+    layout) read from the dataset's newest store when it has been prepared before."""
     params = config.params("prepare")
     stores = prepared_datasets(data_root).get(dataset)
     if stores:
         recorded = stores[0].attrs["params"]
         params = params.model_copy(update={k: recorded[k] for k in ORIGIN_KEYS if k in recorded})
-    elif dataset != "synthetic" or params.source != "synthetic":
+    elif params.source != "synthetic" and params.root is None:
         known = ", ".join(sorted(prepared_datasets(data_root))) or "none"
         raise ConfigError(
             f"dataset {dataset!r} has not been prepared (prepared: {known})",

@@ -50,13 +50,16 @@ class TrainInputs:
     feature_channels: int = 512
 
 
-def build_model(params: TrainParams, channels: int) -> I2PMAE:
+def build_model(params: TrainParams, channels: int, arch: dict[str, Any] | None = None) -> I2PMAE:
+    """The paper's architecture with the run's ablation params; ``arch`` overrides config fields
+    (smaller grouping for tests and benchmarks; checkpoints record the config used)."""
     cfg = I2PMAEConfig(
         drop_path=params.drop_path,
         mask_ratio=params.mask_ratio,
         masking=params.masking,
         targets=params.targets,
         feat_dim_2d=channels,
+        **(arch or {}),
     )
     return I2PMAE(cfg)
 
@@ -141,13 +144,15 @@ def train(
     teacher: Any = None,
     rank: int = 0,
     world: int = 1,
+    arch: dict[str, Any] | None = None,
 ) -> Path:
-    """Pre-train; returns the final checkpoint path. ``teacher``: an online teacher (paper mode) or None."""
+    """Pre-train; returns the final checkpoint path. ``teacher``: an online teacher (paper mode) or None;
+    ``arch``: I2PMAEConfig overrides (smaller grouping for tests and benchmarks)."""
     torch.manual_seed(params.seed + rank)
     np.random.seed(params.seed + rank)
     random.seed(params.seed + rank)
     dev = torch.device(device)
-    model = build_model(params, inputs.feature_channels).to(dev)
+    model = build_model(params, inputs.feature_channels, arch).to(dev)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer = torch.optim.AdamW(
         param_groups(model, params.weight_decay, params.decay_token_fix), lr=params.lr

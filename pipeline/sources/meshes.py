@@ -5,6 +5,10 @@ Meshes (obj, ply, stl, glb through trimesh; OFF through our own parser, which ac
 seeded from (seed, object id), then farthest point sampling down to P, then centred and scaled into the
 unit sphere. Point files (npy, txt, points-only PLY) skip the surface sampling. Every defect a user's
 file can have becomes :class:`~pipeline.errors.BadInput` with a reason.
+
+trimesh takes about a second to import, so it is imported only when a mesh that neither our OFF parser
+nor the binary-PLY reader (ply.py) handles is read: scanning a folder, the "up to date" path of
+``i2p prepare`` and workers reading PLY meshes never pay for it.
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ from pathlib import Path
 
 import fpsample
 import numpy as np
-import trimesh
 
 from pipeline.errors import BadInput
 from pipeline.sources.base import normalise_unit_sphere, object_rng
+from pipeline.sources.ply import read_simple_ply
 
 MESH_EXTS = ("obj", "ply", "off", "stl", "glb")
 POINT_EXTS = ("npy", "txt")
@@ -78,6 +82,15 @@ def read_geometry(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Vertices (V, 3) float64 and triangles (F, 3) int64; F = 0 for a points-only file."""
     if path.suffix.lower() == ".off":
         return read_off(path)
+    if path.suffix.lower() == ".ply":
+        try:
+            found = read_simple_ply(path)
+        except OSError as err:
+            raise BadInput(f"unreadable .ply file: {type(err).__name__}: {err}") from None
+        if found is not None:
+            return found
+    import trimesh
+
     try:
         loaded = trimesh.load(path, process=False, skip_materials=True)
     except Exception as err:  # trimesh raises many types for a broken file
@@ -94,6 +107,13 @@ def read_geometry(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Checked areas (F,) of a mesh; raises BadInput for empty, non-finite or zero-area meshes."""
+    return _checked_triangles(vertices, faces)[0]
+
+
+def _checked_triangles(
+    vertices: np.ndarray, faces: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Areas (F,), first corners a (F, 3) and edges b − a, c − a (F, 3) of a checked mesh."""
     if len(faces) == 0:
         raise BadInput(f"empty mesh: no faces ({len(vertices)} vertices)")
     if faces.min() < 0 or faces.max() >= len(vertices):
@@ -103,27 +123,60 @@ def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     bad = ~np.isfinite(vertices).all(axis=1)
     if bad.any():
         raise BadInput(f"non-finite (NaN/inf) coordinates in {int(bad.sum())} of {len(vertices)} vertices")
-    a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
-    areas = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    a = vertices[faces[:, 0]]
+    ab, ac = vertices[faces[:, 1]] - a, vertices[faces[:, 2]] - a
+    areas = 0.5 * np.linalg.norm(np.cross(ab, ac), axis=1)
     extent = float(np.ptp(vertices[faces.ravel()], axis=0).max())
     if not areas.sum() > 1e-12 * max(extent, 1e-300) ** 2:
         raise BadInput(
             f"degenerate mesh: total surface area {areas.sum():.3g} (all {len(faces)} faces have zero area)"
         )
-    return areas
+    return areas, a, ab, ac
 
 
 def sample_surface(
     vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Area-weighted uniform samples on the surface: (count, 3) float64."""
-    areas = triangle_areas(vertices, faces)
-    face = rng.choice(len(faces), size=count, p=areas / areas.sum())
+    """Area-weighted uniform samples on the surface: (count, 3) float64.
+
+    Draws exactly what ``rng.choice(F, count, p=areas / areas.sum())`` then ``rng.random((2, count, 1))``
+    and ``a + u·(b − a) + v·(c − a)`` give (same random stream, same floating-point operations, so the
+    same bytes), about 2.5× faster: edges are computed per face, not per sample, and the faces are
+    looked up through a coarse table instead of a binary search per sample.
+    """
+    areas, a, ab, ac = _checked_triangles(vertices, faces)
+    cdf = (areas / areas.sum()).cumsum()  # what Generator.choice does with p
+    cdf /= cdf[-1]
+    face = _search_right(cdf, rng.random(count))  # (count,) face of every sample
     u, v = rng.random((2, count, 1))
     flip = (u + v) > 1.0  # reflect into the triangle so samples stay uniform
-    u, v = np.where(flip, 1.0 - u, u), np.where(flip, 1.0 - v, v)
-    a, b, c = vertices[faces[face, 0]], vertices[faces[face, 1]], vertices[faces[face, 2]]
-    return a + u * (b - a) + v * (c - a)
+    np.subtract(1.0, u, out=u, where=flip)
+    np.subtract(1.0, v, out=v, where=flip)
+    out = ab.take(face, axis=0)
+    out *= u
+    out += a.take(face, axis=0)  # a + u·(b − a): IEEE addition is commutative, the bytes are the same
+    along = ac.take(face, axis=0)
+    along *= v
+    out += along
+    return out
+
+
+def _search_right(cdf: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``cdf.searchsorted(keys, side="right")`` for keys in [0, 1), exactly, without a search per key.
+
+    A table gives, for every bin [j/M, (j+1)/M) (M a power of two, so keys·M and j/M are exact), how
+    many cdf values are ≤ its ends; a key whose bin holds no cdf value has its answer there, and only
+    the keys in the few bins that hold one are searched.
+    """
+    if 16 * len(cdf) > len(keys):  # many faces, few samples: the plain search is cheaper
+        return cdf.searchsorted(keys, side="right")
+    bins = 1 << int(np.ceil(np.log2(16 * len(cdf))))
+    ends = cdf.searchsorted(np.arange(bins + 1) / bins, side="right")  # (M + 1,) sorted keys: fast
+    j = (keys * bins).astype(np.intp)  # floor: bin of every key
+    found = ends[j]
+    unsure = np.flatnonzero(found != ends[j + 1])
+    found[unsure] = cdf.searchsorted(keys[unsure], side="right")
+    return found
 
 
 def farthest_points(points: np.ndarray, count: int, method: str) -> np.ndarray:

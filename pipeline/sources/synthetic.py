@@ -6,52 +6,76 @@ all seeded from (seed, class, index). Some pairs are deliberately close (chair/s
 mug/vase/bottle, shelf/tower). Meshes are written as PLY under
 ``<data_root>/sources/synthetic-<seed>-<per_class>/<class>/{train,test}/<class>_<nnnn>.ply`` and then read
 by the same folder reader as users' data, so sampling takes the ordinary mesh code path.
+
+trimesh is imported by the functions that build meshes, so scanning a set that is already generated
+(every ``i2p prepare`` that finds its store up to date) does not import it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import trimesh
 
 from pipeline.params import PrepareParams
 from pipeline.sources import folder
 from pipeline.sources.base import Catalog, object_seed
 
+if TYPE_CHECKING:
+    import trimesh
+
 VERSION = 1  # bump when the generator changes: existing sets are then regenerated
 MARKER = "COMPLETE.json"
-_TO_Y = trimesh.transformations.rotation_matrix(-np.pi / 2, (1, 0, 0))  # z axis → y axis
-_TO_X = trimesh.transformations.rotation_matrix(np.pi / 2, (0, 1, 0))  # z axis → x axis
-_AXIS = {"x": _TO_X, "y": _TO_Y, "z": np.eye(4)}
+
+
+@functools.cache
+def _turn(axis: str) -> np.ndarray:
+    """4×4 rotation taking the z axis to ``axis`` ("x", "y" or "z")."""
+    import trimesh
+
+    if axis == "y":
+        return trimesh.transformations.rotation_matrix(-np.pi / 2, (1, 0, 0))
+    if axis == "x":
+        return trimesh.transformations.rotation_matrix(np.pi / 2, (0, 1, 0))
+    return np.eye(4)
 
 
 def _box(sx, sy, sz, x=0.0, y=0.0, z=0.0) -> trimesh.Trimesh:
     """Box of extents (sx, sy, sz) centred at (x, y, z)."""
+    import trimesh
+
     return trimesh.creation.box(extents=(sx, sy, sz)).apply_translation((x, y, z))
 
 
 def _cyl(r, h, x=0.0, y=0.0, z=0.0, axis="y") -> trimesh.Trimesh:
     """Closed cylinder of radius r and length h along ``axis``, centred at (x, y, z)."""
+    import trimesh
+
     m = trimesh.creation.cylinder(radius=r, height=h, sections=20)
-    m.apply_transform(_AXIS[axis])
+    m.apply_transform(_turn(axis))
     return m.apply_translation((x, y, z))
 
 
 def _lathe(radii, heights, y=0.0) -> trimesh.Trimesh:
     """Surface of revolution about the y axis through the (radius, height) profile points."""
+    import trimesh
+
     m = trimesh.creation.revolve(np.column_stack([radii, heights]), sections=28)
-    return m.apply_transform(_TO_Y).apply_translation((0, y, 0))
+    return m.apply_transform(_turn("y")).apply_translation((0, y, 0))
 
 
 def _ring(big, small, x=0.0, y=0.0, z=0.0, upright=False) -> trimesh.Trimesh:
     """Torus: horizontal (a foot ring) or upright in the x-y plane (a handle)."""
+    import trimesh
+
     m = trimesh.creation.torus(big, small, major_sections=24, minor_sections=10)
-    return m.apply_transform(np.eye(4) if upright else _TO_Y).apply_translation((x, y, z))
+    return m.apply_transform(np.eye(4) if upright else _turn("y")).apply_translation((x, y, z))
 
 
 def _legs(rng, n, w, d, h, thick, y=0.0) -> list[trimesh.Trimesh]:
@@ -226,6 +250,8 @@ def bottle(rng):
 
 
 def lamp(rng):
+    import trimesh
+
     pole = rng.uniform(0.5, 3.0)
     base = _cyl(rng.uniform(0.15, 0.4), 0.05, y=0.025) if rng.random() < 0.7 else _box(0.4, 0.06, 0.3, y=0.03)
     parts = [base, _cyl(0.025, pole, y=pole / 2)]
@@ -243,9 +269,13 @@ def lamp(rng):
 
 
 def airplane(rng):
+    import trimesh
+
     length = 1.0
     r = length * rng.uniform(0.035, 0.08)
-    parts = [trimesh.creation.capsule(height=length - 2 * r, radius=r, count=(16, 16)).apply_transform(_TO_X)]
+    parts = [
+        trimesh.creation.capsule(height=length - 2 * r, radius=r, count=(16, 16)).apply_transform(_turn("x"))
+    ]
     span, chord, sweep = rng.uniform(0.5, 1.3), rng.uniform(0.08, 0.25), rng.uniform(0.0, 0.6)
     wy = rng.choice([-0.6, 0.0, 0.6]) * r  # low, mid or high wing
     for s in (-1, 1):
@@ -274,6 +304,8 @@ def car(rng):
 
 
 def tower(rng):
+    import trimesh
+
     width, y, parts = 1.0, 0.0, []
     for _ in range(int(rng.integers(2, 6))):
         seg = width * rng.uniform(0.8, 3.0)
@@ -285,12 +317,14 @@ def tower(rng):
         width *= rng.uniform(0.55, 0.95)
     if rng.random() < 0.6:
         spire = width * rng.uniform(1.0, 5.0)
-        cone = trimesh.creation.cone(width / 2, spire).apply_transform(_TO_Y)
+        cone = trimesh.creation.cone(width / 2, spire).apply_transform(_turn("y"))
         parts.append(cone.apply_translation((0, y, 0)))
     return parts
 
 
 def _yaw(angle: float) -> np.ndarray:
+    import trimesh
+
     return trimesh.transformations.rotation_matrix(angle, (0, 1, 0))
 
 
@@ -301,6 +335,8 @@ CLASSES = sorted(BUILDERS)
 
 def make_object(name: str, seed: int, index: int) -> trimesh.Trimesh:
     """Object ``index`` of class ``name``: its parts, a random scale in [0.5, 2] and a small random pose."""
+    import trimesh
+
     rng = np.random.default_rng(object_seed(seed, f"synthetic/{name}/{index}"))
     mesh = trimesh.util.concatenate(BUILDERS[name](rng))
     tilt = trimesh.transformations.euler_matrix(rng.normal(0, 0.05), 0.0, rng.normal(0, 0.05))

@@ -1,0 +1,144 @@
+"""Objects/s of the prepare stage on the synthetic source with 1 and 2 workers, and bytes per object.
+
+    python benchmarks/prepare.py                  # 450 objects (30 per class), P = 8192, oversample 4
+    python benchmarks/prepare.py --per-class 6    # shorter
+
+The meshes are generated once (timed on its own line) and every run reads the same ones from a fresh
+data root in a temporary folder, so each run does the whole stage: scan, sampling, FPS, zarr writes and,
+with 2 workers, starting the local dask cluster. All timings come from one run of this script; compare
+the ratios, not the absolute numbers, between machines. "up to date" is a fresh ``i2p prepare`` process
+that finds the store complete (imports included), as a user sees it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.params import PrepareParams
+from pipeline.prepare import prepare
+from pipeline.sources import synthetic
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def same_store(a: Path, b: Path) -> bool:
+    """True when two points stores hold the same arrays, element for element."""
+    import zarr
+
+    ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
+    splits = ga.attrs["splits"]
+    return splits == gb.attrs["splits"] and all(
+        np.array_equal(ga[f"{s}/{k}"][:], gb[f"{s}/{k}"][:])
+        for s in splits
+        for k in ("points", "label", "id")
+    )
+
+
+def time_up_to_date(data_root: Path, params: PrepareParams) -> float:
+    """Seconds of a fresh ``i2p prepare synthetic`` process that finds its store up to date."""
+    cmd = [
+        sys.executable,
+        "-c",
+        "import cli; cli.main()",
+        "prepare",
+        "synthetic",
+        "--data-root",
+        str(data_root),
+    ]
+    for key in ("points", "oversample", "fps", "synthetic_per_class", "seed", "chunk", "test_fraction"):
+        cmd += ["--set", f"prepare.{key}={getattr(params, key)}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=data_root)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0 or "up to date" not in done.stderr + done.stdout:
+        raise RuntimeError(f"the rerun did not find the store up to date:\n{done.stdout}{done.stderr}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-class", type=int, default=30, help="synthetic objects per class (15 classes)")
+    parser.add_argument("--points", type=int, default=8192)
+    parser.add_argument("--oversample", type=int, default=4)
+    parser.add_argument("--fps", choices=("bucket", "exact"), default="bucket")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data roots")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="i2p-bench-prepare-"))
+    try:
+        base = PrepareParams(
+            synthetic_per_class=args.per_class, points=args.points, oversample=args.oversample, fps=args.fps
+        )
+        start = time.perf_counter()
+        meshes = synthetic.ensure_dataset(
+            tmp / "shared", base.seed, base.synthetic_per_class, base.test_fraction
+        )
+        generation = time.perf_counter() - start
+        n_objects = sum(1 for _ in meshes.rglob("*.ply"))
+        print(
+            f"prepare benchmark: synthetic, {n_objects} objects, P={args.points}, oversample {args.oversample}, "
+            f"fps {args.fps}, chunk {base.chunk}; {os.cpu_count()} CPUs"
+        )
+        print(
+            f"mesh generation (not in the timings below): {generation:.2f} s, {n_objects / generation:.1f} objects/s"
+        )
+
+        rows, stores = [], {}
+        for workers in args.workers:
+            root = tmp / f"workers-{workers}"
+            (root / "sources").mkdir(parents=True)
+            (root / "sources" / meshes.name).symlink_to(meshes, target_is_directory=True)  # reuse the meshes
+            params = base.model_copy(update={"workers": workers})
+            start = time.perf_counter()
+            cpu = time.process_time()
+            result = prepare(params, root)
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+            stores[workers] = result.path
+            rows.append((workers, seconds, n_objects / seconds, cpu))
+
+        print()
+        print(
+            f"{'workers':>7}  {'seconds':>8}  {'objects/s':>9}  {'main-process CPU s':>18}  {'vs 1 worker':>11}"
+        )
+        first = rows[0][2]
+        for workers, seconds, rate, cpu in rows:
+            print(f"{workers:>7}  {seconds:>8.2f}  {rate:>9.1f}  {cpu:>18.2f}  {rate / first:>10.2f}x")
+
+        path = stores[args.workers[0]]
+        total = folder_bytes(path)
+        points = sum(
+            folder_bytes(path / split / "points") for split in ("train", "test") if (path / split).is_dir()
+        )
+        print()
+        print(
+            f"points store: {total / n_objects / 1024:.1f} KiB per object on disk "
+            f"({points / n_objects / 1024:.1f} KiB of it the points array; raw float32 "
+            f"{args.points * 12 / 1024:.1f} KiB); {sum(1 for f in path.rglob('*') if f.is_file())} files"
+        )
+        if len(stores) > 1:
+            same = all(same_store(path, other) for other in stores.values())
+            print(f"stores of every worker count identical: {'yes' if same else 'NO'}")
+        up = time_up_to_date(tmp / f"workers-{args.workers[0]}", base)
+        print(f"rerun that finds the store up to date (fresh process): {up:.2f} s")
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Frozen-encoder evaluation on tensors: point selection, batched global features, linear SVM (spec §3.4, §9.3).
+
+The SVM protocol: features are the max over the LayerNorm-ed top-scale tokens of the unmasked
+pre-training encoder in eval mode (``I2PMAE.global_feature``), with no scaling or normalisation;
+the classifier is scikit-learn's ``SVC(kernel="linear", C)`` (one-vs-one libsvm), trained on the
+train split and scored once on the test split. Nothing here opens a file: callers pass arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from i2pmae.model import I2PMAE
+from i2pmae.ops import farthest_point_sample, gather_points
+
+Selection = Literal["first", "fps"]
+
+
+def select_points(xyz: Tensor, n: int, how: Selection) -> Tensor:
+    """(B, P, 3) -> (B, n, 3): the first n points as stored, or farthest point sampling from index 0.
+
+    "first" is the paper's ModelNet40 h5 rule (§1.3: no FPS, no shuffling) and, for clouds stored in
+    FPS order, the same points FPS would pick. ``n == P`` returns ``xyz`` unchanged.
+    """
+    B, P, _ = xyz.shape
+    if not 0 < n <= P:
+        raise ValueError(f"cannot take {n} points out of clouds of {P} points")
+    if n == P:
+        return xyz
+    if how == "first":
+        return xyz[:, :n]
+    return gather_points(xyz, farthest_point_sample(xyz, n))
+
+
+@torch.no_grad()
+def extract_features(
+    model: I2PMAE,
+    points: Any,
+    *,
+    n_points: int,
+    selection: Selection = "first",
+    pooling: Literal["max", "mean+max"] = "max",
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> Tensor:
+    """Global features of every object, in input order -> (S, C_top) float32 on the CPU.
+
+    points: anything with a ``shape`` (or ``len()``) whose slices ``points[i:j]`` convert to (b, P, 3)
+    arrays: a numpy or torch array, or a zarr array read lazily, one batch at a time. ``progress(b)`` is called after
+    each batch with the number of objects done in it.
+    """
+    model = model.to(device).eval()
+    S = points.shape[0] if hasattr(points, "shape") else len(points)
+    out = []
+    for start in range(0, S, batch_size):
+        xyz = torch.as_tensor(np.asarray(points[start : start + batch_size]), dtype=torch.float32)
+        xyz = select_points(xyz.to(device), n_points, selection)
+        out.append(model.global_feature(xyz, pooling).float().cpu())
+        if progress is not None:
+            progress(xyz.shape[0])
+    if not out:
+        return torch.zeros(0, model.cfg.encoder_dims[-1])
+    return torch.cat(out)
+
+
+@dataclass(frozen=True)
+class SVMResult:
+    accuracy: float  # fraction of test objects classified correctly, in [0, 1]
+    c: float
+    n_train: int
+    n_test: int
+    n_classes: int  # distinct labels in the train split
+
+
+def svm_accuracy(
+    train_x: np.ndarray | Tensor,
+    train_y: np.ndarray | Tensor,
+    test_x: np.ndarray | Tensor,
+    test_y: np.ndarray | Tensor,
+    c: float,
+) -> SVMResult:
+    """Linear SVM (spec §9.3): fit ``SVC(kernel="linear", C=c)`` on the train features, score on test."""
+    from sklearn.svm import SVC
+
+    train_x, test_x = _numpy(train_x, np.float64), _numpy(test_x, np.float64)
+    train_y, test_y = _numpy(train_y, np.int64), _numpy(test_y, np.int64)
+    if len(train_x) != len(train_y) or len(test_x) != len(test_y):
+        raise ValueError(
+            f"features and labels differ in length: train {len(train_x)}/{len(train_y)}, "
+            f"test {len(test_x)}/{len(test_y)}"
+        )
+    bad = int((~np.isfinite(train_x)).any(axis=1).sum() + (~np.isfinite(test_x)).any(axis=1).sum())
+    if bad:
+        raise ValueError(
+            f"{bad} objects have non-finite features (NaN/inf): the encoder's weights are broken"
+        )
+    classes = np.unique(train_y)
+    if len(classes) < 2:
+        raise ValueError(f"the SVM needs at least 2 classes in the train split, found {classes.tolist()}")
+    if len(test_y) == 0:
+        raise ValueError("the test split is empty")
+    svm = SVC(kernel="linear", C=c)
+    svm.fit(train_x, train_y)
+    accuracy = float((svm.predict(test_x) == test_y).mean())
+    return SVMResult(accuracy, c, len(train_y), len(test_y), len(classes))
+
+
+def _numpy(x: np.ndarray | Tensor, dtype: Any) -> np.ndarray:
+    if isinstance(x, Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=dtype)

@@ -1,0 +1,153 @@
+"""Training from caches on tiny real stores: 2D targets, cached vs online teacher, learning, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+import torch.nn.functional as F
+import zarr
+
+from i2pmae.geometry import points_to_pixels
+from i2pmae.model import I2PMAE, I2PMAEConfig
+from i2pmae.pretrain import Batch, online_maps, pretrain_forward, target_fn
+from i2pmae.schedule import epoch_lr, param_groups
+from pipeline.config import load_config
+from pipeline.runner import run_stage, train_inputs
+from pipeline.teachers import load_teacher
+from pipeline.train import TrainingError, train
+from pipeline.trainset import CachedShapes
+from tests.test_prepare import write_folder
+
+SETS = [
+    "prepare.source=folder", "prepare.points=1024", "prepare.oversample=2", "prepare.chunk=4",
+    "render.subset=1024", "render.chunk=4", "cache-features.teacher=tiny-random", "cache-features.chunk=4",
+    "cache-features.num_workers=0", "train.points=1024", "train.batch_size=4", "train.num_workers=0",
+    "train.warmup_epochs=0", "train.schedule_epochs=30", "train.epochs=30",
+]
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """A 4-object training split with real points, views and tiny-random features stores."""
+    tmp = tmp_path_factory.mktemp("train")
+    root = write_folder(tmp / "meshes", n_per_class=2, classes=("box", "cone"))
+    config = load_config(overrides=[*SETS, f"prepare.root={root}"])
+    done: dict = {}
+    data_root = tmp / "data"
+    inputs = train_inputs(config, data_root, "toys", None, done)
+    return config, data_root, inputs
+
+
+def first_batch(inputs, online=False, n=4):
+    data = CachedShapes(inputs.points, inputs.views, inputs.features, "train", 1024, seed=1, online=online)
+    items = [data[i] for i in range(n)]
+    stack = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+    return Batch(**{k: stack.get(k) for k in ("xyz", "canonical", "proj", "feature", "saliency", "render_points")})
+
+
+def test_2d_target_of_a_visible_token_is_the_cached_map_at_its_members(stores):
+    _, _, inputs = stores
+    batch = first_batch(inputs)
+    torch.manual_seed(0)
+    model = I2PMAE(I2PMAEConfig(masking="random", feat_dim_2d=512))
+    groups = model.group(batch.xyz)
+    enc = model.forward_encoder(groups, model.random_mask(4))
+    batch_idx, member_idx = model.visible_members(groups, enc.masks)
+    target = target_fn(batch)(batch_idx, member_idx)  # (L, 8, 3·512)
+    # dense reference for one visible token: upsample each view's map to 224² and read the member pixels
+    row = len(batch_idx) // 2
+    b, members = batch_idx[row].item(), member_idx[row]
+    points = batch.canonical[b, members][None]  # (1, 8, 3)
+    rows, cols = points_to_pixels(points, batch.proj[b : b + 1])  # (1, V, 8)
+    for v in range(3):
+        dense = F.interpolate(batch.feature[b, v][None].float(), size=224, mode="bicubic", align_corners=False)[0]
+        expected = dense[:, rows[0, v], cols[0, v]].T  # (8, C)
+        assert torch.allclose(target[row, :, v * 512 : (v + 1) * 512], expected, atol=1e-4)
+
+
+def test_cached_and_online_teacher_give_the_same_losses(stores):
+    _, _, inputs = stores
+    cached, online = first_batch(inputs), first_batch(inputs, online=True)
+    assert torch.equal(cached.xyz, online.xyz)
+    teacher = load_teacher("tiny-random", device="cpu", precision="fp32", offline=True)
+    online = online_maps(online, teacher)
+    assert torch.allclose(online.proj, cached.proj)  # same subset, same projection parameters
+    model = I2PMAE(I2PMAEConfig(feat_dim_2d=512)).eval()  # eval: no drop path
+    losses = []
+    for batch in (cached, online):
+        torch.manual_seed(7)  # same augmentation and masking draws
+        out = pretrain_forward(model, batch)
+        losses.append((out.loss_3d.item(), out.loss_2d.item()))
+    # cached maps are stored in float16, so the 2D loss agrees to fp16 precision
+    assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-6)
+    assert losses[0][1] == pytest.approx(losses[1][1], rel=2e-3)
+
+
+SMALL = {"num_groups": (128, 64, 16)}  # same layers, 4× fewer groups: the loop at a quarter of the cost
+
+
+@pytest.mark.parametrize("arch", [SMALL, pytest.param(None, marks=pytest.mark.slow)], ids=["small", "paper"])
+def test_thirty_steps_on_four_shapes_lower_the_loss(stores, tmp_path, arch):
+    config, _, inputs = stores
+    params = config.params("train").model_copy(update={"run": "learn", "max_steps": 30, "batch_size": 2})
+    train(params, inputs, tmp_path / "learn", "cpu", arch=arch)
+    rows = [json.loads(line) for line in (tmp_path / "learn" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 30
+    first, last = sum(r["loss"] for r in rows[:5]) / 5, sum(r["loss"] for r in rows[-5:]) / 5
+    assert last < 0.7 * first, (first, last)
+    assert (tmp_path / "learn" / "loss.png").exists()
+    config_yaml = (tmp_path / "learn" / "config.yaml").read_text()
+    assert "n_params: 17622808" in config_yaml and "fingerprints" in config_yaml  # same layers either way
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_parameters(stores, tmp_path):
+    config, _, inputs = stores
+    base = config.params("train").model_copy(update={"epochs": 3, "batch_size": 2})  # 2 steps per epoch
+    train(base.model_copy(update={"run": "a"}), inputs, tmp_path / "a", "cpu", arch=SMALL)
+    stopped = base.model_copy(update={"run": "b", "max_steps": 3})  # stops mid-epoch
+    train(stopped, inputs, tmp_path / "b", "cpu", arch=SMALL)
+    train(base.model_copy(update={"run": "b", "resume": True}), inputs, tmp_path / "b", "cpu", arch=SMALL)
+    a = torch.load(tmp_path / "a" / "ckpt-last.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "ckpt-last.pt", weights_only=False)
+    assert a["step"] == b["step"] == 6
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
+def test_a_new_run_does_not_overwrite_an_old_one(stores, tmp_path):
+    config, _, inputs = stores
+    params = config.params("train").model_copy(update={"run": "x", "max_steps": 1})
+    train(params, inputs, tmp_path / "x", "cpu", arch=SMALL)
+    with pytest.raises(TrainingError, match="already holds a run"):
+        train(params, inputs, tmp_path / "x", "cpu", arch=SMALL)
+
+
+def test_schedule_and_parameter_groups_follow_the_paper():
+    lrs = [epoch_lr(e, 1e-3, 300) for e in range(301)]
+    assert lrs[0] == lrs[1] == 1e-6  # one-epoch lag (spec §9.1)
+    assert max(lrs) == pytest.approx(1e-3, rel=2e-3) and lrs.index(max(lrs)) == 11
+    assert lrs[300] == pytest.approx(1.49e-4, rel=1e-2)  # the cosine over 400 epochs never finishes
+    assert epoch_lr(300, 1e-3, 301, cosine_to_end=True) < 1.2e-6  # option: the cosine ends with the run
+    model = I2PMAE(I2PMAEConfig())
+    no_decay, decay = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert any("token_embed" in names[id(p)] and p.ndim > 1 for p in no_decay["params"])  # the quirk
+    fixed_no_decay, _ = param_groups(model, 0.05, decay_token_fix=True)
+    assert not any("token_embed" in names[id(p)] and p.ndim > 1 for p in fixed_no_decay["params"])
+    assert sum(p.numel() for g in (no_decay, decay) for p in g["params"]) == 17_622_808
+
+
+def test_training_reads_the_store_it_was_given(stores):
+    config, data_root, inputs = stores
+    assert zarr.open_group(inputs.features, mode="r").attrs["teacher"]["random_weights"] is True
+    assert set(inputs.fingerprints) == {"prepare", "render", "cache-features"}
+    # random masking + 3D targets needs no views or features
+    plain = load_config(overrides=[*SETS, "train.masking=random", "train.targets=3d",
+                                   f"prepare.root={config.params('prepare').root}"])
+    assert train_inputs(plain, data_root, "toys", None, {}).features is None
+    assert str(run_stage("render", config, data_root, "toys")) == inputs.views  # up to date: the same store
