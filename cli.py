@@ -45,6 +45,15 @@ Dataset = Annotated[
 ]
 
 
+# `i2p run --quick`: the same pipeline, offline and short (about 10 minutes on 2 CPU cores). The
+# tiny random teacher needs no download; warm-up 0 and a cosine over the run's own epochs let a short
+# run actually learn (the paper's 10-epoch warm-up with its one-epoch lag would keep lr at 1e-6).
+QUICK = {
+    "cache-features": {"teacher": "tiny-random"},
+    "train": {"run": "quick", "epochs": 3, "batch_size": 16, "warmup_epochs": 0, "cosine_to_end": True},
+}
+
+
 @dataclass
 class Globals:
     data_root: Path | None = None
@@ -306,7 +315,8 @@ def run(
         from pipeline.runner import resolve_dataset, run_stage, runnable_stages
 
         if quick:
-            config = config.with_values("cache-features", teacher="tiny-random")
+            for stage, values in QUICK.items():
+                config = config.with_values(stage, **values)
         name = resolve_dataset(root_dir, dataset, default="synthetic")
         done: dict[str, Path] = {}
         for stage in runnable_stages(config):
@@ -327,6 +337,19 @@ def status(
         from pipeline.status import print_status
 
         print_status(config, root_dir, dataset)
+
+
+def _register_evaluation() -> None:
+    """The evaluation commands live in pipeline/eval_commands.py (cheap to import: no torch)."""
+    from pipeline.eval_commands import embed_command, eval_app, fewshot_command, finetune_command
+
+    app.add_typer(eval_app, name="eval")
+    app.command("embed")(embed_command)
+    app.command("finetune")(finetune_command)
+    app.command("fewshot")(fewshot_command)
+
+
+_register_evaluation()
 
 
 def _say(text: str) -> None:

@@ -62,7 +62,8 @@ def _say(text: str) -> None:
     console.print(text, highlight=False, soft_wrap=True)
 
 
-def _rel(path: Path, root: Path) -> str:
+def _rel(path: Path) -> str:
+    """The path relative to the working directory when it lies below it."""
     try:
         return str(Path(path).resolve().relative_to(Path.cwd()))
     except ValueError:
@@ -107,7 +108,7 @@ def svm_command(
         )
         _say(
             f"linear SVM on {store.name}: [bold]{100 * out.accuracy:.2f} %[/] (C={out.c:g}, "
-            f"{out.n_points} points, {encoder.label}) → {_rel(out.report, root)}"
+            f"{out.n_points} points, {encoder.label}) → {_rel(out.report)}"
         )
 
 
@@ -199,7 +200,7 @@ def finetune_command(
         if out.evaluated is not None:
             acc, voted = out.evaluated
             vote = f", voted {100 * voted:.2f} %" if voted is not None else ""
-            _say(f"fine-tuned classifier on {store.name}: {100 * acc:.2f} %{vote} → {_rel(out.report, root)}")
+            _say(f"fine-tuned classifier on {store.name}: {100 * acc:.2f} %{vote} → {_rel(out.report)}")
             return
         from pipeline.reports import mean_std
 
@@ -207,7 +208,7 @@ def finetune_command(
         best = mean_std([r.best_acc for r in out.results])
         _say(
             f"fine-tuning on {store.name}: last epoch {last}, best epoch {best} (chosen on the test split) "
-            f"→ {_rel(out.report, root)}"
+            f"→ {_rel(out.report)}"
         )
 
 
@@ -261,4 +262,4 @@ def fewshot_command(
         )  # fmt: skip
         for w, s, results in settings:
             _say(f"{w}-way {s}-shot: last epoch {mean_std([r.last_acc for r in results])}")
-        _say(f"report → {_rel(out, root)}")
+        _say(f"report → {_rel(out)}")

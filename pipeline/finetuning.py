@@ -281,7 +281,7 @@ def run_fewshot(
     section = fewshot_section(
         encoder=encoder.label, dataset=store.describe() if store else str(episodes), protocol=protocol,
         recipe=describe_recipe(rec, ccfg, fcfg).replace(f"to {ways[0]} classes", "to `way` classes"),
-        optimisation=describe_optimisation(fcfg) + " (Point-MAE's few-shot schedule; I2P-MAE ships none)",
+        optimisation=describe_optimisation(fcfg) + " (defaults from Point-MAE's few-shot config: I2P-MAE ships none)",
         settings=settings, metrics_file=metrics.name,
     )  # fmt: skip
     append_report(report, section)

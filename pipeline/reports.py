@@ -122,7 +122,8 @@ def fewshot_section(
     ]
     notes = [
         "Mean ± std over folds (sample std). "
-        + BEST_ON_TEST.replace("the test split", "each fold's test objects"),
+        + "**Best epochs were chosen on each fold's test objects** (episodes have no validation "
+        "objects), so the best-epoch numbers are optimistic; the last-epoch numbers involve no such choice.",
         "No voting.",
     ]
     if metrics_file:

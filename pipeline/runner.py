@@ -125,6 +125,28 @@ def stage_status(
     return StatusRow(stage, dataset, "missing", expected.path)
 
 
+def run_status(config: Config, data_root: Path, stage: str, dataset: str) -> StatusRow:
+    """Train: the run directory's state; eval: whether the run's report has a summary."""
+    from pipeline.training import run_state
+
+    params = config.params("train")
+    run_dir = data_root / "runs" / params.run
+    state, saved = run_state(run_dir)
+    if stage == "eval":
+        report = run_dir / "report.md"
+        done = report.exists() and "## Summary" in report.read_text()
+        return StatusRow(stage, dataset, "up to date" if done else "missing", report if done else None)
+    if saved is not None and saved["params"] != params.fingerprint_params():
+        return StatusRow(
+            stage,
+            dataset,
+            f"changed: {describe_difference(params.fingerprint_params(), saved['params'])}",
+            run_dir,
+        )
+    label = {"complete": "up to date", "partial": "partial (resumable)", "missing": "missing"}[state]
+    return StatusRow(stage, dataset, label, run_dir if state != "missing" else None)
+
+
 # Stage implementations, registered by name. Each takes (config, data_root, dataset, inputs), where
 # inputs maps every upstream stage to the store it produced, and returns the store it brought up to date.
 StageFunc = Callable[[Config, Path, str, dict[str, Path]], Path]
@@ -252,3 +274,7 @@ def train_inputs(config: Config, data_root: Path, dataset: str, features: Path |
     return TrainInputs(
         str(points), str(views) if views else None, str(features) if features else None, fps, channels
     )
+
+
+# train and eval live in pipeline/training.py (light to import: torch is loaded inside the functions)
+from pipeline import training as _training  # noqa: E402,F401  (registers the "train" and "eval" stages)

@@ -27,6 +27,7 @@ from pipeline.errors import TeacherError
 log = logging.getLogger(__name__)
 
 OPEN_CLIP_PREFIX = "open_clip:"
+RANDOM_PREFIX = "random:"  # random:<open_clip model>, e.g. random:ViT-B-16-quickgelu (benchmarks)
 TINY_MODEL = "i2p-tiny-random"  # the open_clip config name of the tiny teacher
 TINY_SEED = 0  # torch seed of the tiny teacher's random init: two builds give the same weights
 # name -> (open_clip model, pretrained tag); tag None = random init (unless --weights is given)
@@ -55,6 +56,8 @@ def resolve_teacher(name: str) -> tuple[str, str | None]:
     """Teacher name -> (open_clip model name, pretrained tag or None). Raises TeacherError if unknown."""
     if name in TEACHERS:
         return TEACHERS[name]
+    if name.startswith(RANDOM_PREFIX) and len(name) > len(RANDOM_PREFIX):
+        return name[len(RANDOM_PREFIX) :], None  # random init of any open_clip model (timing, smoke runs)
     if name.startswith(OPEN_CLIP_PREFIX):
         body = name[len(OPEN_CLIP_PREFIX) :]
         model, _, tag = body.rpartition("/") if "/" in body else (body, "", "")
@@ -63,7 +66,7 @@ def resolve_teacher(name: str) -> tuple[str, str | None]:
     raise TeacherError(
         f"unknown teacher {name!r}",
         f"known teachers: {', '.join(TEACHERS)}; or open_clip:<model>/<tag>, "
-        "e.g. open_clip:ViT-B-16/laion2b_s34b_b88k",
+        "e.g. open_clip:ViT-B-16/laion2b_s34b_b88k; or random:<model> (random weights, for timing)",
     )
 
 
@@ -204,7 +207,7 @@ def load_teacher(
         path: str | None = weights
     elif tag:
         path = _fetch_weights(open_clip, name, model_name, tag, pcfg, cache_dir, offline)
-    elif model_name == TINY_MODEL:
+    elif model_name == TINY_MODEL or name.startswith(RANDOM_PREFIX):
         path = None
     else:
         raise TeacherError(

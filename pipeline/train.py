@@ -128,7 +128,6 @@ def _prepare_run_dir(run_dir: Path, params: TrainParams, inputs: TrainInputs, n_
     atomic_write_bytes(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
 
 
-
 def _to_batch(item: dict[str, torch.Tensor], device: torch.device) -> Batch:
     get = lambda k: item[k].to(device, non_blocking=True) if k in item else None  # noqa: E731
     return Batch(
@@ -259,17 +258,25 @@ def train(
                                 ckpt, model, optimizer, params, {"epoch": epoch, "batch": b + 1, "step": step}
                             )
                         log.info("stopped at --max-steps %d; checkpoint %s", step, ckpt)
+                        _mark_complete(run_dir, rank, epoch, step)
                         return ckpt
             if rank == 0:
                 save_checkpoint(
                     ckpt, model, optimizer, params, {"epoch": epoch + 1, "batch": 0, "step": step}
                 )
+        _mark_complete(run_dir, rank, params.epochs, step)
     finally:
         if metrics:
             metrics.close()
         if rank == 0:
             plot_losses(run_dir)
     return ckpt
+
+
+def _mark_complete(run_dir: Path, rank: int, epoch: int, step: int) -> None:
+    """complete.json: the run reached its end (epochs or --max-steps); `i2p run` then skips it."""
+    if rank == 0:
+        atomic_write_bytes(run_dir / "complete.json", json.dumps({"epoch": epoch, "step": step}).encode())
 
 
 def plot_losses(run_dir: Path) -> Path | None:

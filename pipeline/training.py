@@ -6,10 +6,22 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from pipeline.config import Config
 from pipeline.runner import register, train_inputs
 
 log = logging.getLogger("i2p")
+
+
+def run_state(run_dir: Path) -> tuple[str, dict | None]:
+    """("complete" | "partial" | "missing", config.yaml contents) without importing torch."""
+    config = (
+        yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else None
+    )
+    if (run_dir / "complete.json").exists():
+        return "complete", config
+    return ("partial" if (run_dir / "ckpt-last.pt").exists() else "missing"), config
 
 
 @dataclass(frozen=True)
@@ -62,4 +74,60 @@ def run_training(
 
 @register("train")
 def _run_train(config: Config, data_root: Path, dataset: str, inputs: dict[str, Path]) -> Path:
+    """As a pipeline stage: skip a finished run with the same params, resume an unfinished one."""
+    from pipeline.errors import ConfigError
+    from pipeline.runner import describe_difference
+
+    params = config.params("train")
+    run_dir = data_root / "runs" / params.run
+    state, saved = run_state(run_dir)
+    if saved is not None and saved["params"] != params.fingerprint_params():
+        raise ConfigError(
+            f"run {params.run} was trained with other params: {describe_difference(params.fingerprint_params(), saved['params'])}",
+            "choose another run name with --set train.run=NAME, or delete the run directory",
+        )
+    if state == "complete":
+        log.info("train %s: up to date (%s)", params.run, run_dir)
+        return run_dir
+    if state == "partial":
+        config = config.with_values("train", resume=True)
     return run_training(config, data_root, dataset)
+
+
+@register("eval")
+def _run_eval(config: Config, data_root: Path, dataset: str, inputs: dict[str, Path]) -> Path:
+    """Linear SVM of the run's encoder and of the same encoder at random initialisation (issue: is
+    pre-training worth anything here?), both appended to the run's report.md, then a summary."""
+    from pipeline import evaluation as ev
+    from pipeline.reports import append_report, pct
+
+    params, run = config.params("eval"), config.params("train").run
+    run_dir = data_root / "runs" / run
+    report = run_dir / "report.md"
+    store = ev.open_points(data_root, dataset)
+    device = ev.resolve_device(params.device)
+    results = {}
+    for label, random_init in (("pre-trained", False), ("random initialisation", True)):
+        encoder = ev.resolve_encoder(data_root, run, None, random_init=random_init, seed=0)
+        results[label] = ev.run_svm(encoder, store, params, device, report)
+    a, b = results["pre-trained"].accuracy, results["random initialisation"].accuracy
+    verdict = "beats" if a > b else ("ties with" if a == b else "does NOT beat")
+    append_report(
+        report,
+        "\n".join(
+            [
+                f"## Summary: pre-trained vs random initialisation on {dataset}",
+                "",
+                "| encoder | linear-SVM test accuracy |",
+                "|---|---|",
+                f"| pre-trained (run {run}) | {pct(a)} |",
+                f"| same architecture, random initialisation (seed 0) | {pct(b)} |",
+                "",
+                f"Pre-training {verdict} random initialisation here ({pct(a)} vs {pct(b)}, one SVM fit each,"
+                " no choice made on the test split).",
+                "",
+            ]
+        ),
+    )
+    log.info("linear SVM on %s: pre-trained %s, random init %s (report %s)", dataset, pct(a), pct(b), report)
+    return report

@@ -292,7 +292,7 @@ def test_fewshot_command_reports_mean_and_std_over_folds(data_root):
     report = (data_root / "runs" / "tiny" / "report.md").read_text()
     section = report[report.index("## Few-shot classification") :]
     assert "| 2-way 2-shot | 2 |" in section and "(n=2)" in section and "20 test objects per class" in section
-    assert "Best epochs were chosen on each fold's test objects" in section
+    assert "Best epochs were chosen on each fold's test objects** (episodes have no validation" in section
 
 
 def test_point_bert_fewshot_pickles_are_read_and_normalised(tmp_path):

@@ -156,3 +156,39 @@ def test_dask_local_cluster_equals_the_in_process_run(folder, tmp_path):
     local = prepare(params(folder), tmp_path / "a", "toys")
     distributed = prepare(params(folder, workers=2), tmp_path / "b", "toys")
     assert array_bytes(local.path) == array_bytes(distributed.path)
+
+
+def test_kill_9_mid_run_then_rerun_resumes_to_identical_bytes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = write_folder(tmp_path / "meshes", n_per_class=20)  # 63 objects, one per chunk
+    settings = {"points": 2048, "oversample": 4, "chunk": 1}
+    reference = prepare(params(root, **settings), tmp_path / "ref", "toys")
+    data = tmp_path / "data"
+    cli = Path(__file__).resolve().parents[1] / "cli.py"
+    sets = [a for k, v in settings.items() for a in ("--set", f"prepare.{k}={v}")]
+    cmd = [sys.executable, str(cli), "prepare", "folder", "--root", str(root), "--name", "toys",
+           "--data-root", str(data), "-q", *sets]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = data / "points" / reference.path.name
+    done, deadline = 0, time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            done = int(zarr.open_group(str(store), mode="r")["train/done"][:].sum())
+        except (FileNotFoundError, KeyError):
+            done = 0
+        if done >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 3 <= done < 48, f"could not interrupt mid-run (done={done}, rc={proc.returncode})"
+    state = read_state(store)
+    assert not state.complete and 0 < state.progress[0] < state.progress[1]
+    resumed = prepare(params(root, **settings), data, "toys")  # the killed writer's lock is gone
+    assert 0 < resumed.computed < 63
+    assert array_bytes(resumed.path) == array_bytes(reference.path)

@@ -1,0 +1,123 @@
+"""Seconds per pre-training step: cached teacher features vs the teacher run inside the step.
+
+Both modes use the same model, batch, points and optimizer; the online mode renders the three views
+and runs the teacher (default ViT-B/16 with random weights: timing does not depend on the weights) in
+every step, as the paper's code does. Also: DataLoader samples/s vs what the cached step consumes.
+Everything is measured in one run on this machine; prints ratios.
+
+    python benchmarks/train_step.py [--device cuda] [--batch-size 8] [--steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from i2pmae.pretrain import Batch, online_maps, pretrain_forward  # noqa: E402
+from i2pmae.schedule import param_groups  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+from pipeline.runner import train_inputs  # noqa: E402
+from pipeline.teachers import load_teacher  # noqa: E402
+from pipeline.train import build_model  # noqa: E402
+from pipeline.trainset import CachedShapes  # noqa: E402
+
+
+def to_batch(item: dict, device: torch.device) -> Batch:
+    get = lambda k: item[k].to(device, non_blocking=True) if k in item else None  # noqa: E731
+    return Batch(
+        get("xyz"), get("canonical"), get("proj"), get("feature"), get("saliency"), get("render_points")
+    )
+
+
+def time_steps(model, optimizer, batches, device, teacher=None, amp=False) -> float:  # noqa: ANN001
+    """Mean seconds per step over ``batches`` after one warm-up step."""
+    times = []
+    for k, item in enumerate(batches):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        tic = time.perf_counter()
+        batch = to_batch(item, device)
+        if teacher is not None:
+            batch = online_maps(batch, teacher)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = pretrain_forward(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if k > 0:
+            times.append(time.perf_counter() - tic)
+    return sum(times) / len(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per mode (after one warm-up)")
+    ap.add_argument("--teacher", default="random:ViT-B-16-quickgelu", help="online teacher")
+    ap.add_argument("--per-class", type=int, default=2, help="synthetic objects per class")
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for the loader test")
+    ap.add_argument("--data-root", type=Path, default=None, help="reuse stores here (default: a temp dir)")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    data_root = args.data_root or Path(tempfile.mkdtemp(prefix="i2p-bench-"))
+    config = load_config(
+        overrides=[
+            f"prepare.synthetic_per_class={args.per_class}",
+            "cache-features.teacher=tiny-random",
+            f"cache-features.device={args.device}",
+            "train.num_workers=0",
+        ]
+    )
+    inputs = train_inputs(config, data_root, "synthetic", None, {})
+    params = config.params("train")
+    n = args.batch_size
+    cached = CachedShapes(inputs.points, inputs.views, inputs.features, "train", params.points, params.seed)
+    online = CachedShapes(inputs.points, inputs.views, None, "train", params.points, params.seed, online=True)
+    collate = torch.utils.data.default_collate
+    cached_batches = [collate([cached[i] for i in range(k * n, (k + 1) * n)]) for k in range(args.steps + 1)]
+    online_batches = [collate([online[i] for i in range(k * n, (k + 1) * n)]) for k in range(args.steps + 1)]
+    amp = device.type == "cuda"
+    teacher = load_teacher(args.teacher, None, device, "auto", offline=True)
+    results = {}
+    for mode, batches, t in (("cached", cached_batches, None), ("online", online_batches, teacher)):
+        torch.manual_seed(0)
+        model = build_model(params, inputs.feature_channels).to(device)
+        optimizer = torch.optim.AdamW(param_groups(model, params.weight_decay), lr=1e-4)
+        results[mode] = time_steps(model, optimizer, batches, device, t, amp)
+    loader = torch.utils.data.DataLoader(
+        cached, batch_size=n, shuffle=True, num_workers=args.workers, drop_last=True, persistent_workers=False
+    )
+    tic, seen = time.perf_counter(), 0
+    for k, item in enumerate(loader):
+        seen += item["xyz"].shape[0]
+        if k == 0:
+            tic, seen = time.perf_counter(), 0  # exclude worker start-up
+        if k >= 2 * args.steps:
+            break
+    loader_rate = seen / (time.perf_counter() - tic) if seen else float("nan")
+    step_rate = n / results["cached"]
+    print(
+        f"device {device} | batch {n} × {params.points} points | online teacher {args.teacher} "
+        f"({'bf16 autocast' if amp else 'fp32'})"
+    )
+    print(f"cached step  {results['cached']:8.3f} s   ({step_rate:7.2f} samples/s)")
+    print(f"online step  {results['online']:8.3f} s   ({n / results['online']:7.2f} samples/s)")
+    print(f"speed-up cached vs online: {results['online'] / results['cached']:.2f}×")
+    print(
+        f"loader ({args.workers} workers) {loader_rate:8.1f} samples/s = {loader_rate / step_rate:.1f}× "
+        "what the cached step consumes"
+    )
+
+
+if __name__ == "__main__":
+    main()
