@@ -90,7 +90,7 @@ def main() -> None:
         n_objects = sum(1 for _ in meshes.rglob("*.ply"))
         print(
             f"prepare benchmark: synthetic, {n_objects} objects, P={args.points}, oversample {args.oversample}, "
-            f"fps {args.fps}, chunk {base.chunk}; {os.cpu_count()} CPUs"
+            f"fps {args.fps}, chunk {base.chunk}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
         )
         print(
             f"mesh generation (not in the timings below): {generation:.2f} s, {n_objects / generation:.1f} objects/s"
@@ -133,6 +133,7 @@ def main() -> None:
             print(f"stores of every worker count identical: {'yes' if same else 'NO'}")
         up = time_up_to_date(tmp / f"workers-{args.workers[0]}", base)
         print(f"rerun that finds the store up to date (fresh process): {up:.2f} s")
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         if args.keep:
             print(f"kept {tmp}")

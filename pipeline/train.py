@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -159,6 +160,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         _prepare_run_dir(run_dir, params, inputs, n_params)
+        (run_dir / "complete.json").unlink(missing_ok=True)  # set again when this invocation ends
     position = {"epoch": 0, "batch": 0, "step": 0}
     if params.resume:
         state = torch.load(run_dir / "ckpt-last.pt", map_location=dev, weights_only=False)
@@ -189,7 +191,7 @@ def train(
         dataset,
         batch_size=params.batch_size,
         sampler=sampler,
-        num_workers=params.num_workers,
+        num_workers=min(params.num_workers, os.cpu_count() or 1),
         pin_memory=dev.type == "cuda",
         generator=torch.Generator(),  # own generator: keeps the global RNG exact
     )

@@ -151,3 +151,23 @@ def test_training_reads_the_store_it_was_given(stores):
                                    f"prepare.root={config.params('prepare').root}"])
     assert train_inputs(plain, data_root, "toys", None, {}).features is None
     assert str(run_stage("render", config, data_root, "toys")) == inputs.views  # up to date: the same store
+
+
+def test_cli_train_then_resume_continues_the_step_count(stores):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    config, data_root, _ = stores
+    sets = [a for s in SETS for a in ("--set", s)] + ["--set", f"prepare.root={config.params('prepare').root}"]
+    common = ["train", "--dataset", "toys", "--run", "smoke", "--batch-size", "2", "--data-root", str(data_root), *sets]
+    first = CliRunner().invoke(app, [*common, "--max-steps", "1"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(app, [*common, "--max-steps", "1"], catch_exceptions=False)
+    assert again.exit_code == 2 and "--resume" in again.output  # a new run never overwrites an old one
+    second = CliRunner().invoke(app, [*common, "--max-steps", "2", "--resume"], catch_exceptions=False)
+    assert second.exit_code == 0, second.output
+    run = data_root / "runs" / "smoke"
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
+    assert {"config.yaml", "ckpt-last.pt", "loss.png", "complete.json"} <= {p.name for p in run.iterdir()}
