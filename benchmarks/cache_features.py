@@ -81,15 +81,15 @@ def batch_sizes(views: Path, chunk: int, batch_size: int) -> list[int]:
 
 def bare_forward(teacher, views: Path, sizes: list[int], device: str) -> float:  # noqa: ANN001
     """Seconds for the teacher alone over batches of ``sizes`` images already normalised on the device."""
+    import numpy as np
     import torch
     import zarr
 
     from i2pmae.geometry import IMAGENET_MEAN, IMAGENET_STD, normalise_images
 
     group = zarr.open_group(str(views), mode="r")
-    split = group.attrs["splits"][0]
-    per_object = group[f"{split}/image"].shape[1]
-    raw = group[f"{split}/image"][: math.ceil(max(sizes) / per_object)]  # (n, V, H, W) float16
+    raw = np.concatenate([group[f"{split}/image"][:] for split in group.attrs["splits"]])  # (n, V, H, W) f16
+    raw = raw[: math.ceil(max(sizes) / raw.shape[1])]
     images = normalise_images(torch.from_numpy(raw.astype("float32")), IMAGENET_MEAN, IMAGENET_STD)
     images = images.flatten(0, 1).to(device)  # (n·V, 3, H, W)
     assert len(images) >= max(sizes), (len(images), max(sizes))
@@ -179,6 +179,8 @@ def main() -> None:
     imports = time.perf_counter() - start
 
     device = resolve_device(args.device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available here (use --device cpu or auto)")
     where = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"{os.cpu_count()} CPUs"
     print(
         f"cache-features benchmark on {device} ({where}), torch {torch.__version__}, "

@@ -218,6 +218,8 @@ class StoreWriter:
         """Mark the store complete (last): everything else must already be written."""
         if not self.all_done():
             raise StoreError(f"{self.path} cannot be marked complete: chunks are missing")
+        for leftover in self.path.rglob("*.partial"):  # zarr's temp files from a writer killed mid-write
+            leftover.unlink(missing_ok=True)
         self.group.attrs.update({**(extra or {}), "complete": True, "completed_at": _now()})
 
 

@@ -139,10 +139,10 @@ def sample_surface(
 ) -> np.ndarray:
     """Area-weighted uniform samples on the surface: (count, 3) float64.
 
-    Draws exactly what ``rng.choice(F, count, p=areas / areas.sum())`` then ``rng.random((2, count, 1))``
-    and ``a + u·(b − a) + v·(c − a)`` give (same random stream, same floating-point operations, so the
-    same bytes), about 2.5× faster: edges are computed per face, not per sample, and the faces are
-    looked up through a coarse table instead of a binary search per sample.
+    Gives the bytes of ``face = rng.choice(F, count, p=areas / areas.sum())``, ``u, v = rng.random((2,
+    count, 1))``, ``a + u·(b − a) + v·(c − a)`` (numpy 2's ``choice`` draws faces by this cdf search;
+    the floating-point operations are the same), about 2.5× faster: edges are computed per face, not
+    per sample, and faces are found through a coarse table instead of a binary search per sample.
     """
     areas, a, ab, ac = _checked_triangles(vertices, faces)
     cdf = (areas / areas.sum()).cumsum()  # what Generator.choice does with p
