@@ -28,22 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DataRoot = Annotated[
-    Path | None,
-    typer.Option("--data-root", envvar="I2P_DATA_ROOT", help="Where stores and runs live (default ./data)."),
-]
-Sets = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a stages.yaml value for this run: stage.key=value (repeatable)."),
-]
-Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v debug).")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors; no progress bars.")]
-Stages = Annotated[Path | None, typer.Option("--stages", help="stages.yaml to use (default ./stages.yaml).")]
-Dataset = Annotated[
-    str | None,
-    typer.Option("--dataset", "-d", help="Dataset name; may be omitted when exactly one is prepared."),
-]
-
+from pipeline.cli_options import DataRoot, Dataset, Quiet, Sets, Stages, Verbose  # noqa: E402
 
 # `i2p run --quick`: the same pipeline and architecture, offline and short (about 10 minutes on 2 CPU
 # cores): the tiny random teacher needs no download; 15 steps of 16 objects (the paper's model costs

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from pipeline.cli_options import DataRoot, Dataset, Quiet, Sets, Verbose
+
 eval_app = typer.Typer(
     help="Evaluate a pre-trained encoder on frozen features (linear SVM).", no_args_is_help=True
 )
@@ -24,10 +26,6 @@ Ckpt = Annotated[
     typer.Option("--ckpt", help="Checkpoint file: ours, or the paper's pre-train.pth / Point-M2AE's."),
 ]
 Which = Annotated[str, typer.Option("--which", help="Checkpoint of --run: last | best.")]
-Dataset = Annotated[
-    str | None,
-    typer.Option("--dataset", "-d", help="Prepared dataset, e.g. modelnet40, scanobjectnn-obj-bg."),
-]
 Device = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
 Points = Annotated[int | None, typer.Option("--points", help="Points per object (default: see the report).")]
 Pooling = Annotated[str | None, typer.Option("--pooling", help="max (I2P-MAE) | mean+max (Point-M2AE).")]
@@ -44,16 +42,6 @@ Report = Annotated[
 Epochs = Annotated[
     int | None, typer.Option("--epochs", help="Fine-tuning epochs (paper: 300; few-shot: 150).")
 ]
-DataRoot = Annotated[
-    Path | None,
-    typer.Option("--data-root", envvar="I2P_DATA_ROOT", help="Where stores and runs live (default ./data)."),
-]
-Sets = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a stages.yaml value: stage.key=value (repeatable)."),
-]
-Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v debug).")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors; no progress bars.")]
 
 
 def _say(text: str) -> None:
