@@ -100,7 +100,10 @@ def session(
             console.print(f"[dim]hint:[/] {escape(err.hint)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: finished chunks are kept; rerun the command to resume")
+        console.print(
+            "[yellow]interrupted[/]: finished chunks and the last checkpoint are kept; "
+            "rerun the command (train: with --resume) to continue"
+        )
         raise typer.Exit(130) from None
 
 
@@ -114,7 +117,8 @@ def prepare(
         Path | None, typer.Option(help="Where the release or meshes lie (layout is detected).")
     ] = None,
     name: Annotated[
-        str | None, typer.Option(help="Dataset name (default: from the source and layout).")
+        str | None,
+        typer.Option("--dataset", "-d", "--name", help="Dataset name (default: from the source and layout)."),
     ] = None,
     variant: Annotated[str | None, typer.Option(help="ScanObjectNN: obj-bg | obj-only | pb-t50-rs.")] = None,
     points: Annotated[int | None, typer.Option(help="Points per mesh object (stages.yaml: 8192).")] = None,

@@ -13,9 +13,8 @@ with the batch sizes the stage uses (a batch never spans two chunks, so it is at
 the teacher's speed the stage keeps (the issue's goal: ≥ 0.9). All numbers come from one run; importing
 torch and open_clip happens before, once, and is reported apart.
 
-ViT-B/16 has no random-weight teacher name: it runs as ``open_clip:ViT-B-16-quickgelu`` with
-``weights=`` a checkpoint of a seeded random init written here, i.e. through the ``--weights`` path
-(its store's attrs therefore say random_weights false). Random weights time the same as real ones.
+ViT-B/16 runs as the teacher ``random:ViT-B-16-quickgelu``: the paper's architecture with a seeded
+random init (flagged random in the store's attrs). Random weights time the same as real ones.
 Points are prepared with ``--points`` (default 2048, not the stage default 8192) to keep the
 preparation short; the views (3 × 224² from a 2048-point subset) are the same size either way.
 """
@@ -30,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-VIT = "open_clip:ViT-B-16-quickgelu"  # the paper's teacher architecture; weights: random, from a file
+VIT = "random:ViT-B-16-quickgelu"  # the paper's teacher architecture with random weights
 
 
 def folder_bytes(path: Path) -> int:
@@ -51,18 +50,6 @@ def build_views(data_root: Path, per_class: int, points: int) -> tuple[Path, int
     group = zarr.open_group(str(views), mode="r")
     n = sum(group[f"{s}/image"].shape[0] for s in group.attrs["splits"])
     return views, n, time.perf_counter() - start
-
-
-def random_vit_weights(folder: Path) -> Path:
-    """A checkpoint of ViT-B-16-quickgelu with a seeded random init (what ``--weights`` loads)."""
-    import open_clip
-    import torch
-
-    torch.manual_seed(0)
-    model = open_clip.create_model("ViT-B-16-quickgelu", pretrained=None)
-    path = folder / "vit-b16-quickgelu-random.pt"
-    torch.save(model.state_dict(), path)
-    return path
 
 
 def batch_sizes(views: Path, chunk: int, batch_size: int) -> list[int]:
@@ -138,7 +125,7 @@ def run_teacher(name: str, weights: str | None, views: Path, n_objects: int, dat
         features = cache_features(params, views, data_root, offline=True)  # keep one for its size
     images = sum(sizes)
     return {
-        "teacher": name if weights is None else "ViT-B/16 (random)",
+        "teacher": "ViT-B/16 (random)" if name == VIT else name,
         "objects": n_objects,
         "images": images,
         "batch": max(sizes),
@@ -199,8 +186,7 @@ def main() -> None:
         rows = []
         for teacher in args.teachers:
             path, n = views[max(2, math.ceil(wanted[teacher] / 15))]
-            weights = str(random_vit_weights(tmp)) if teacher == "vit-b16" else None
-            rows.append(run_teacher(VIT if weights else teacher, weights, path, n, tmp, args))
+            rows.append(run_teacher(VIT if teacher == "vit-b16" else teacher, None, path, n, tmp, args))
 
         print()
         print(

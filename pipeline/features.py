@@ -57,9 +57,14 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
 
 
 def features_identity(params: FeaturesParams, device: str) -> dict[str, Any]:
-    """The fingerprint params: teacher, weights path, normalisation and the precision actually used."""
+    """The fingerprint params: teacher, weights (path and sha256 of its contents), normalisation and the
+    precision actually used."""
     values = params.fingerprint_params()
     values["precision"] = resolve_precision(params.precision, device)
+    if params.weights:
+        from pipeline.teachers import weights_sha256
+
+        values["weights_sha256"] = weights_sha256(params.weights)
     return values
 
 
@@ -89,9 +94,17 @@ def cache_features(params: FeaturesParams, views_path: Path, data_root: Path, of
     with StoreLock(path, tag=lock_tag):
         with StoreLock(path, tag="create", wait=True):  # shards create the metadata one at a time
             writer = _create(path, params, values, fp, views, views_path, teacher)
+            started = writer.group.attrs.get("shards")
+            if started is None:
+                writer.update_attrs({"shards": n_shards})
+            elif started != n_shards:
+                raise ConfigError(
+                    f"{path} is being filled in {started} shard(s); this process asks for {n_shards}",
+                    f"use --shard i/{started} (or none when {started} is 1) until the store is complete",
+                )
         _fill(writer, params, views_path, teacher, device, shard, n_shards, dataset)
         if writer.all_done():
-            writer.finish()
+            writer.finish(sole_writer=n_shards == 1)
             log.info("cache-features %s: wrote %s", dataset, path)
         else:
             log.info(

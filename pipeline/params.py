@@ -112,7 +112,7 @@ class TrainParams(StageParams):
     epochs: int = Field(300, ge=1)
     max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
     batch_size: int = Field(64, ge=1)
-    points: int = Field(2048, ge=64)  # N points per object per step
+    points: int = Field(2048, ge=512)  # N points per object per step (≥ the 512 scale-0 groups)
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_epochs: int = 10

@@ -91,7 +91,9 @@ def _fill(
             ArraySpec("id", (n,), (c,), str, ("object",), ""),
         ]
         layout[split] = (_n_chunks(n, c), specs)
-    writer.create(layout)
+    filled = "splits" in writer.group.attrs and writer.all_done()
+    if not filled:  # once every chunk is written, only compaction (which changes shapes) may remain
+        writer.create(layout)
     tasks = [
         (split, i, splits[split][i * params.chunk : (i + 1) * params.chunk])
         for split in sorted(splits)

@@ -58,6 +58,12 @@ def prepare_params_for(config: Config, data_root: Path, dataset: str) -> Prepare
     if stores:
         recorded = stores[0].attrs["params"]
         params = params.model_copy(update={k: recorded[k] for k in ORIGIN_KEYS if k in recorded})
+    elif params.source == "synthetic" and dataset != "synthetic":
+        known = ", ".join(sorted(prepared_datasets(data_root))) or "none"
+        raise ConfigError(
+            f"dataset {dataset!r} has not been prepared (prepared: {known})",
+            "check the name, or prepare it: `i2p prepare SOURCE --root PATH --dataset NAME`",
+        )
     elif params.source != "synthetic" and params.root is None:
         known = ", ".join(sorted(prepared_datasets(data_root))) or "none"
         raise ConfigError(
@@ -109,6 +115,8 @@ def stage_status(
     config: Config, data_root: Path, stage: str, dataset: str, expected: Expected | None
 ) -> StatusRow:
     """One row of `i2p status`: is the expected store complete, partial, missing or stale?"""
+    if stage in ("train", "eval"):
+        return run_status(config, data_root, stage, dataset)
     if expected is None:
         return StatusRow(stage, dataset, "missing", None)
     state = read_state(expected.path)
@@ -250,6 +258,21 @@ def train_inputs(config: Config, data_root: Path, dataset: str, features: Path |
 
     params = config.params("train")
     if features is not None:
+        state = read_state(features)
+        if state is None or state.attrs.get("stage") != "cache-features" or not state.complete:
+            what = (
+                "no store"
+                if state is None
+                else (
+                    "incomplete"
+                    if state.attrs.get("stage") == "cache-features"
+                    else f"a {state.attrs.get('stage')} store"
+                )
+            )
+            raise StoreError(
+                f"--features {features}: {what}; training needs a complete cache-features store",
+                "run `i2p cache-features` (all shards) first, or pick a store listed by `i2p status`",
+            )
         group = zarr.open_group(str(features), mode="r")
         views = Path(group.attrs["upstream_paths"]["render"])
         points = Path(zarr.open_group(str(views), mode="r").attrs["upstream_paths"]["prepare"])

@@ -214,12 +214,16 @@ class StoreWriter:
     def update_attrs(self, values: dict[str, Any]) -> None:
         self.group.attrs.update(values)
 
-    def finish(self, extra: dict[str, Any] | None = None) -> None:
-        """Mark the store complete (last): everything else must already be written."""
+    def finish(self, extra: dict[str, Any] | None = None, sole_writer: bool = True) -> None:
+        """Mark the store complete (last): everything else must already be written.
+
+        sole_writer: no other process writes this store (not sharded), so temp files that a writer
+        killed mid-write left behind can be removed safely."""
         if not self.all_done():
             raise StoreError(f"{self.path} cannot be marked complete: chunks are missing")
-        for leftover in self.path.rglob("*.partial"):  # zarr's temp files from a writer killed mid-write
-            leftover.unlink(missing_ok=True)
+        if sole_writer:
+            for leftover in self.path.rglob("*.partial"):  # zarr's temp files from a killed writer
+                leftover.unlink(missing_ok=True)
         self.group.attrs.update({**(extra or {}), "complete": True, "completed_at": _now()})
 
 

@@ -378,6 +378,11 @@ def _check_supported(open_clip: Any, visual: Any, name: str, model_name: str) ->
         )
 
 
+def weights_sha256(path: str) -> str:
+    """sha256 of a weight file's contents (in the features fingerprint: same path, new file → new store)."""
+    return _sha256(path)
+
+
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -100,13 +100,23 @@ def save_checkpoint(
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _prepare_run_dir(run_dir: Path, params: TrainParams, inputs: TrainInputs, n_params: int) -> None:
+def _prepare_run_dir(run_dir: Path, params: TrainParams, inputs: TrainInputs, n_params: int) -> bool:
     """Check the run dir (a new run must not overwrite one; a resumed run must match it); write config.yaml."""
     ckpt = run_dir / "ckpt-last.pt"
+    if not ckpt.exists() and (params.resume or (run_dir / "metrics.jsonl").exists()):
+        # nothing to resume (e.g. stopped before its first checkpoint): the run starts again from step 0
+        log.warning("run %s has no checkpoint to resume; starting it from the beginning", run_dir.name)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        params = params.model_copy(update={"resume": False})
     if params.resume:
-        if not ckpt.exists():
-            raise TrainingError(f"--resume: no checkpoint at {ckpt}", "start the run without --resume")
-        old = yaml.safe_load((run_dir / "config.yaml").read_text())["params"]
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        old = saved["params"]
+        if saved.get("stores", {}).get("fingerprints") != inputs.fingerprints:
+            raise TrainingError(
+                f"--resume: run {run_dir.name} was trained on other stores "
+                f"({saved.get('stores', {}).get('fingerprints')} vs now {inputs.fingerprints})",
+                "resume with the stores it started with (--features, --set ...), or start a new --run",
+            )
         now = params.fingerprint_params()
         diff = {k: (old.get(k), v) for k, v in now.items() if old.get(k) != v and k != "epochs"}
         if diff:
@@ -127,6 +137,19 @@ def _prepare_run_dir(run_dir: Path, params: TrainParams, inputs: TrainInputs, n_
         "n_params": n_params,
     }
     atomic_write_bytes(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
+    return params.resume
+
+
+def _trim_metrics(run_dir: Path, step: int) -> None:
+    """Drop metric rows after the checkpoint's step (a crash after it wrote them); resume rewrites them."""
+    path = run_dir / "metrics.jsonl"
+    if path.exists():
+        rows = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] <= step
+        ]
+        atomic_write_bytes(path, "".join(f"{r}\n" for r in rows).encode())
 
 
 def _to_batch(item: dict[str, torch.Tensor], device: torch.device) -> Batch:
@@ -158,16 +181,21 @@ def train(
         param_groups(model, params.weight_decay, params.decay_token_fix), lr=params.lr
     )
     run_dir.mkdir(parents=True, exist_ok=True)
+    resume = params.resume and (run_dir / "ckpt-last.pt").exists()
     if rank == 0:
-        _prepare_run_dir(run_dir, params, inputs, n_params)
+        resume = _prepare_run_dir(run_dir, params, inputs, n_params)
         (run_dir / "complete.json").unlink(missing_ok=True)  # set again when this invocation ends
     position = {"epoch": 0, "batch": 0, "step": 0}
-    if params.resume:
-        state = torch.load(run_dir / "ckpt-last.pt", map_location=dev, weights_only=False)
+    if resume:
+        state = torch.load(
+            run_dir / "ckpt-last.pt", map_location="cpu", weights_only=False
+        )  # RNG states stay CPU tensors
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
         position = {k: state[k] for k in position}
+        if rank == 0:
+            _trim_metrics(run_dir, position["step"])
         log.info("resuming %s at epoch %d, batch %d (step %d)", run_dir.name, *position.values())
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(  # encoder_norms.0 feeds nothing (§3.3)

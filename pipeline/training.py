@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,14 @@ def run_state(run_dir: Path) -> tuple[str, dict | None]:
     if (run_dir / "complete.json").exists():
         return "complete", config
     return ("partial" if (run_dir / "ckpt-last.pt").exists() else "missing"), config
+
+
+def _reached_end(run_dir: Path, params) -> bool:  # noqa: ANN001
+    """complete.json says the run reached its epochs, or at least this config's --max-steps."""
+    done = json.loads((run_dir / "complete.json").read_text())
+    return done["epoch"] >= params.epochs or (
+        params.max_steps is not None and done["step"] >= params.max_steps
+    )
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,6 @@ def run_training(
     from pipeline.train import train
 
     params = config.params("train")
-    inputs = train_inputs(config, data_root, dataset, features, {})
     device = resolve_device(params.device)
     if dist.world > 1:
         backend = "nccl" if device.startswith("cuda") else "gloo"
@@ -55,6 +64,11 @@ def run_training(
         if device.startswith("cuda"):
             device = f"cuda:{dist.local_rank}"
             torch.cuda.set_device(device)
+        if dist.rank != 0:
+            torch.distributed.barrier()  # rank 0 brings the stores up to date first, alone
+    inputs = train_inputs(config, data_root, dataset, features, {})
+    if dist.world > 1 and dist.rank == 0:
+        torch.distributed.barrier()
     teacher = None
     if params.online_teacher:
         from pipeline.teachers import load_teacher
@@ -62,6 +76,11 @@ def run_training(
         teacher = load_teacher(
             params.online_teacher, None, device, resolve_precision("auto", device), offline=config.offline
         )
+        inputs = dataclasses.replace(inputs, feature_channels=teacher.channels)  # e.g. 768 for ViT-L/14
+        if teacher.random_weights:
+            log.warning(
+                "online teacher %s has RANDOM weights: for timing and smoke runs only", params.online_teacher
+            )
     run_dir = data_root / "runs" / params.run
     try:
         ckpt = train(params, inputs, run_dir, device, teacher, dist.rank, dist.world)
@@ -86,9 +105,18 @@ def _run_train(config: Config, data_root: Path, dataset: str, inputs: dict[str, 
             f"run {params.run} was trained with other params: {describe_difference(params.fingerprint_params(), saved['params'])}",
             "choose another run name with --set train.run=NAME, or delete the run directory",
         )
-    if state == "complete":
+    if saved is not None and state != "missing":
+        current = train_inputs(config, data_root, dataset, None, {}).fingerprints
+        if saved["stores"]["fingerprints"] != current:
+            raise ConfigError(
+                f"run {params.run} was trained on other stores ({saved['stores']['fingerprints']}, now {current})",
+                "choose another run name with --set train.run=NAME, or delete the run directory",
+            )
+    if state == "complete" and _reached_end(run_dir, params):
         log.info("train %s: up to date (%s)", params.run, run_dir)
         return run_dir
+    if state == "complete":
+        state = "partial"  # stopped at an earlier --max-steps: continue to this config's end
     if state == "partial":
         config = config.with_values("train", resume=True)
     return run_training(config, data_root, dataset)

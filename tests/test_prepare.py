@@ -55,7 +55,16 @@ def test_store_matches_the_schema(folder, tmp_path):
     assert result.path.parent == tmp_path / "data" / "points"
     group = zarr.open_group(str(result.path), mode="r")
     attrs = dict(group.attrs)
-    for key in ("fingerprint", "stage", "params", "upstream", "complete", "created_with", "classes", "failures"):
+    for key in (
+        "fingerprint",
+        "stage",
+        "params",
+        "upstream",
+        "complete",
+        "created_with",
+        "classes",
+        "failures",
+    ):
         assert key in attrs, key
     assert attrs["complete"] is True and attrs["stage"] == "prepare"
     assert attrs["classes"] == ["ball", "box", "cone"]
@@ -146,6 +155,22 @@ def test_bad_inputs_are_recorded_and_skipped(folder, tmp_path):
     assert group.attrs["counts"] == {"test": 3, "train": 9}
 
 
+@pytest.mark.parametrize("swapped", [0, 1, 3], ids=["none-swapped", "one-swapped", "all-swapped"])
+def test_an_interrupted_compaction_finishes_on_rerun(folder, tmp_path, swapped):
+    write_bad_inputs(folder)
+    reference = prepare(params(folder), tmp_path / "ref", "toys")
+    result = prepare(params(folder), tmp_path / "data", "toys")
+    # rewind to a state between the steps of `_compact`: copies ready, `swapped` of 3 arrays in place
+    group = zarr.open_group(str(result.path), mode="r+")
+    group.attrs.update({"complete": False, "compacted/train": False})
+    split = result.path / "train"
+    for name in ("points", "label", "id")[swapped:]:
+        (split / name).rename(split / f"_compact-{name}")
+    again = prepare(params(folder), tmp_path / "data", "toys")
+    assert again.computed == 0 and read_state(again.path).complete
+    assert array_bytes(again.path) == array_bytes(reference.path)
+
+
 def test_strict_stops_at_the_first_bad_input(folder, tmp_path):
     write_bad_inputs(folder)
     with pytest.raises(BadInput, match="bad input box/"):
@@ -171,8 +196,20 @@ def test_kill_9_mid_run_then_rerun_resumes_to_identical_bytes(tmp_path):
     data = tmp_path / "data"
     cli = Path(__file__).resolve().parents[1] / "cli.py"
     sets = [a for k, v in settings.items() for a in ("--set", f"prepare.{k}={v}")]
-    cmd = [sys.executable, str(cli), "prepare", "folder", "--root", str(root), "--name", "toys",
-           "--data-root", str(data), "-q", *sets]
+    cmd = [
+        sys.executable,
+        str(cli),
+        "prepare",
+        "folder",
+        "--root",
+        str(root),
+        "--name",
+        "toys",
+        "--data-root",
+        str(data),
+        "-q",
+        *sets,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = data / "points" / reference.path.name
     done, deadline = 0, time.time() + 120

@@ -24,10 +24,21 @@ from pipeline.trainset import CachedShapes
 from tests.test_prepare import write_folder
 
 SETS = [
-    "prepare.source=folder", "prepare.points=1024", "prepare.oversample=2", "prepare.chunk=4",
-    "render.subset=1024", "render.chunk=4", "cache-features.teacher=tiny-random", "cache-features.chunk=4",
-    "cache-features.num_workers=0", "train.points=1024", "train.batch_size=4", "train.num_workers=0",
-    "train.warmup_epochs=0", "train.schedule_epochs=30", "train.epochs=30",
+    "prepare.source=folder",
+    "prepare.points=1024",
+    "prepare.oversample=2",
+    "prepare.chunk=4",
+    "render.subset=1024",
+    "render.chunk=4",
+    "cache-features.teacher=tiny-random",
+    "cache-features.chunk=4",
+    "cache-features.num_workers=0",
+    "train.points=1024",
+    "train.batch_size=4",
+    "train.num_workers=0",
+    "train.warmup_epochs=0",
+    "train.schedule_epochs=30",
+    "train.epochs=30",
 ]
 
 
@@ -47,7 +58,9 @@ def first_batch(inputs, online=False, n=4):
     data = CachedShapes(inputs.points, inputs.views, inputs.features, "train", 1024, seed=1, online=online)
     items = [data[i] for i in range(n)]
     stack = {k: torch.stack([it[k] for it in items]) for k in items[0]}
-    return Batch(**{k: stack.get(k) for k in ("xyz", "canonical", "proj", "feature", "saliency", "render_points")})
+    return Batch(
+        **{k: stack.get(k) for k in ("xyz", "canonical", "proj", "feature", "saliency", "render_points")}
+    )
 
 
 def test_2d_target_of_a_visible_token_is_the_cached_map_at_its_members(stores):
@@ -65,7 +78,9 @@ def test_2d_target_of_a_visible_token_is_the_cached_map_at_its_members(stores):
     points = batch.canonical[b, members][None]  # (1, 8, 3)
     rows, cols = points_to_pixels(points, batch.proj[b : b + 1])  # (1, V, 8)
     for v in range(3):
-        dense = F.interpolate(batch.feature[b, v][None].float(), size=224, mode="bicubic", align_corners=False)[0]
+        dense = F.interpolate(
+            batch.feature[b, v][None].float(), size=224, mode="bicubic", align_corners=False
+        )[0]
         expected = dense[:, rows[0, v], cols[0, v]].T  # (8, C)
         assert torch.allclose(target[row, :, v * 512 : (v + 1) * 512], expected, atol=1e-4)
 
@@ -147,8 +162,14 @@ def test_training_reads_the_store_it_was_given(stores):
     assert zarr.open_group(inputs.features, mode="r").attrs["teacher"]["random_weights"] is True
     assert set(inputs.fingerprints) == {"prepare", "render", "cache-features"}
     # random masking + 3D targets needs no views or features
-    plain = load_config(overrides=[*SETS, "train.masking=random", "train.targets=3d",
-                                   f"prepare.root={config.params('prepare').root}"])
+    plain = load_config(
+        overrides=[
+            *SETS,
+            "train.masking=random",
+            "train.targets=3d",
+            f"prepare.root={config.params('prepare').root}",
+        ]
+    )
     assert train_inputs(plain, data_root, "toys", None, {}).features is None
     assert str(run_stage("render", config, data_root, "toys")) == inputs.views  # up to date: the same store
 
@@ -159,8 +180,22 @@ def test_cli_train_then_resume_continues_the_step_count(stores):
     from cli import app
 
     config, data_root, _ = stores
-    sets = [a for s in SETS for a in ("--set", s)] + ["--set", f"prepare.root={config.params('prepare').root}"]
-    common = ["train", "--dataset", "toys", "--run", "smoke", "--batch-size", "2", "--data-root", str(data_root), *sets]
+    sets = [a for s in SETS for a in ("--set", s)] + [
+        "--set",
+        f"prepare.root={config.params('prepare').root}",
+    ]
+    common = [
+        "train",
+        "--dataset",
+        "toys",
+        "--run",
+        "smoke",
+        "--batch-size",
+        "2",
+        "--data-root",
+        str(data_root),
+        *sets,
+    ]
     first = CliRunner().invoke(app, [*common, "--max-steps", "1"], catch_exceptions=False)
     assert first.exit_code == 0, first.output
     again = CliRunner().invoke(app, [*common, "--max-steps", "1"], catch_exceptions=False)
@@ -171,3 +206,43 @@ def test_cli_train_then_resume_continues_the_step_count(stores):
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2]
     assert {"config.yaml", "ckpt-last.pt", "loss.png", "complete.json"} <= {p.name for p in run.iterdir()}
+
+
+def test_resume_after_a_crash_rewrites_metrics_without_duplicates(stores, tmp_path):
+    config, _, inputs = stores
+    base = config.params("train").model_copy(update={"epochs": 3, "batch_size": 2, "run": "c"})
+    train(base.model_copy(update={"max_steps": 3}), inputs, tmp_path / "c", "cpu", arch=SMALL)
+    with (tmp_path / "c" / "metrics.jsonl").open("a") as f:  # rows a crashed run wrote after its checkpoint
+        f.write(json.dumps({"step": 4, "loss": 9.0}) + "\n" + json.dumps({"step": 5, "loss": 9.0}) + "\n")
+    train(base.model_copy(update={"resume": True}), inputs, tmp_path / "c", "cpu", arch=SMALL)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_again(stores, tmp_path):
+    config, _, inputs = stores
+    run = tmp_path / "d"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n")
+    params = config.params("train").model_copy(update={"run": "d", "max_steps": 1, "resume": True})
+    train(params, inputs, run, "cpu", arch=SMALL)
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+
+
+def test_status_reports_the_run(stores):
+    from pipeline.status import status_rows
+
+    config, data_root, _ = stores
+    rows = {
+        r[0]: r[2]
+        for r in status_rows(config.with_values("train", run="smoke", batch_size=2), data_root, "toys")
+    }
+    assert rows["prepare"] == rows["render"] == rows["cache-features"] == "up to date"
+    assert rows["train"] == "up to date"  # the "smoke" run of test_cli_train_then_resume..., same params
+    changed = config.with_values("train", run="smoke", batch_size=2, lr=0.5)
+    other = {r[0]: r[2] for r in status_rows(changed, data_root, "toys")}
+    assert other["train"].startswith("changed: lr 0.001 → 0.5")
+    fresh = {
+        r[0]: r[2] for r in status_rows(config.with_values("train", run="nothing-here"), data_root, "toys")
+    }
+    assert fresh["train"] == "missing" and fresh["eval"] == "missing"

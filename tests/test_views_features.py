@@ -24,9 +24,16 @@ from pipeline.runner import run_stage
 from tests.test_prepare import array_bytes, write_folder
 
 SETS = [
-    "prepare.source=folder", "prepare.points=512", "prepare.oversample=2", "prepare.chunk=4",
-    "render.subset=256", "render.chunk=2", "cache-features.teacher=tiny-random", "cache-features.chunk=2",
-    "cache-features.num_workers=0", "cache-features.batch_size=4",
+    "prepare.source=folder",
+    "prepare.points=512",
+    "prepare.oversample=2",
+    "prepare.chunk=4",
+    "render.subset=256",
+    "render.chunk=2",
+    "cache-features.teacher=tiny-random",
+    "cache-features.chunk=2",
+    "cache-features.num_workers=0",
+    "cache-features.batch_size=4",
 ]
 
 
@@ -44,7 +51,9 @@ def test_views_store_schema(built):
     _, _, done = built
     views = zarr.open_group(str(done["render"]), mode="r")
     assert views.attrs["complete"] and views.attrs["stage"] == "render"
-    assert views.attrs["upstream"] == {"prepare": zarr.open_group(str(done["prepare"]), mode="r").attrs["fingerprint"]}
+    assert views.attrs["upstream"] == {
+        "prepare": zarr.open_group(str(done["prepare"]), mode="r").attrs["fingerprint"]
+    }
     for split, n in (("train", 4), ("test", 2)):
         image, proj, subset = views[f"{split}/image"], views[f"{split}/proj"], views[f"{split}/subset"]
         assert image.shape == (n, 3, 224, 224) and image.dtype == np.float16
@@ -87,11 +96,18 @@ def test_rerun_is_up_to_date_and_resume_rebuilds_only_missing_chunks(built, tmp_
 
 def test_other_render_params_or_teacher_make_new_stores_and_keep_the_old(built):
     config, data_root, done = built
-    other = load_config(overrides=[*SETS, "render.subset=128", f"prepare.root={config.params('prepare').root}"])
+    other = load_config(
+        overrides=[*SETS, "render.subset=128", f"prepare.root={config.params('prepare').root}"]
+    )
     new_views = run_stage("render", other, data_root, "toys")
     assert new_views != done["render"] and done["render"].exists()
-    normalised = load_config(overrides=[*SETS, "cache-features.normalisation=teacher",
-                                        f"prepare.root={config.params('prepare').root}"])
+    normalised = load_config(
+        overrides=[
+            *SETS,
+            "cache-features.normalisation=teacher",
+            f"prepare.root={config.params('prepare').root}",
+        ]
+    )
     new_features = run_stage("cache-features", normalised, data_root, "toys")
     assert new_features != done["cache-features"] and done["cache-features"].exists()
 
@@ -102,17 +118,36 @@ def test_two_shards_fill_the_same_store_as_one_process(built, tmp_path):
     one = cache_features(params, done["render"], tmp_path / "one", offline=True)
     cli = Path(__file__).resolve().parents[1] / "cli.py"
     data = tmp_path / "two"
-    cmd = [sys.executable, str(cli), "cache-features", "--dataset", "toys", "--teacher", "tiny-random",
-           "--data-root", str(data), "-q", *[a for s in SETS for a in ("--set", s)]]
+    cmd = [
+        sys.executable,
+        str(cli),
+        "cache-features",
+        "--dataset",
+        "toys",
+        "--teacher",
+        "tiny-random",
+        "--data-root",
+        str(data),
+        "-q",
+        *[a for s in SETS for a in ("--set", s)],
+    ]
     # both shards read the views store of the fixture: copy its data root layout by linking the stores
     for kind in ("points", "views"):
         (data / kind).mkdir(parents=True)
         for store in (done["prepare"] if kind == "points" else done["render"]).parent.glob("*.zarr"):
             (data / kind / store.name).symlink_to(store)
-    procs = [subprocess.Popen([*cmd, "--shard", f"{i}/2"], stderr=subprocess.PIPE) for i in range(2)]
-    errors = [p.communicate(timeout=300)[1].decode() for p in procs]
-    assert all(p.returncode == 0 for p in procs), errors
     two = data / "features" / one.name
+    first = subprocess.run([*cmd, "--shard", "0/2"], capture_output=True, timeout=300)
+    assert first.returncode == 0, first.stderr.decode()
+    state = zarr.open_group(str(two), mode="r")
+    assert not state.attrs["complete"]
+    train_done = state["train/done"][:]
+    assert (train_done == (np.arange(len(train_done)) % 2 == 0)).all()  # shard 0 filled exactly its chunks
+    wrong = subprocess.run([*cmd, "--shard", "0/3"], capture_output=True, timeout=300)
+    assert wrong.returncode == 2 and b"2 shard(s)" in wrong.stderr  # a different split is refused
+    procs = [subprocess.Popen([*cmd, "--shard", f"{i}/2"], stderr=subprocess.PIPE) for i in range(2)]
+    errors = [p.communicate(timeout=300)[1].decode() for p in procs]  # both together: 1 fills the rest
+    assert all(p.returncode == 0 for p in procs), errors
     assert zarr.open_group(str(two), mode="r").attrs["complete"]
     assert array_bytes(two) == array_bytes(one)
 
@@ -132,7 +167,22 @@ def test_show_writes_a_png_of_the_views(built, tmp_path):
     ident = str(zarr.open_group(str(done["prepare"]), mode="r")["train/id"][0])
     out = tmp_path / "obj.png"
     sets = [a for s in [*SETS, f"prepare.root={config.params('prepare').root}"] for a in ("--set", s)]
-    result = CliRunner().invoke(app, ["show", ident, "--dataset", "toys", "--teacher", "tiny-random", "--out",
-                                      str(out), "--data-root", str(data_root), *sets], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "show",
+            ident,
+            "--dataset",
+            "toys",
+            "--teacher",
+            "tiny-random",
+            "--out",
+            str(out),
+            "--data-root",
+            str(data_root),
+            *sets,
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
