@@ -49,6 +49,7 @@ def run_training(
     dataset: str,
     features: Path | None = None,
     dist: Distributed = Distributed(),
+    done: dict[str, Path] | None = None,
 ) -> Path:
     """Train one run; returns its directory."""
     import torch
@@ -66,7 +67,7 @@ def run_training(
             torch.cuda.set_device(device)
         if dist.rank != 0:
             torch.distributed.barrier()  # rank 0 brings the stores up to date first, alone
-    inputs = train_inputs(config, data_root, dataset, features, {})
+    inputs = train_inputs(config, data_root, dataset, features, dict(done or {}))
     if dist.world > 1 and dist.rank == 0:
         torch.distributed.barrier()
     teacher = None
@@ -106,7 +107,7 @@ def _run_train(config: Config, data_root: Path, dataset: str, inputs: dict[str, 
             "choose another run name with --set train.run=NAME, or delete the run directory",
         )
     if saved is not None and state != "missing":
-        current = train_inputs(config, data_root, dataset, None, {}).fingerprints
+        current = train_inputs(config, data_root, dataset, None, dict(inputs)).fingerprints
         if saved["stores"]["fingerprints"] != current:
             raise ConfigError(
                 f"run {params.run} was trained on other stores ({saved['stores']['fingerprints']}, now {current})",
@@ -119,7 +120,7 @@ def _run_train(config: Config, data_root: Path, dataset: str, inputs: dict[str, 
         state = "partial"  # stopped at an earlier --max-steps: continue to this config's end
     if state == "partial":
         config = config.with_values("train", resume=True)
-    return run_training(config, data_root, dataset)
+    return run_training(config, data_root, dataset, done=inputs)
 
 
 @register("eval")
@@ -132,6 +133,10 @@ def _run_eval(config: Config, data_root: Path, dataset: str, inputs: dict[str, P
     params, run = config.params("eval"), config.params("train").run
     run_dir = data_root / "runs" / run
     report = run_dir / "report.md"
+    ckpt = run_dir / "ckpt-last.pt"
+    if report.exists() and "## Summary" in report.read_text() and report.stat().st_mtime > ckpt.stat().st_mtime:
+        log.info("eval %s: up to date (%s)", run, report)
+        return report
     store = ev.open_points(data_root, dataset)
     device = ev.resolve_device(params.device)
     results = {}
