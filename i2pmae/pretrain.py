@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from i2pmae.geometry import bicubic_lookup, normalise_images, points_to_pixels, project
-from i2pmae.model import I2PMAE, PretrainOutput
+from i2pmae.model import I2PMAE
 from i2pmae.ops import gather_points
 
 
@@ -97,10 +99,31 @@ def online_maps(batch: Batch, teacher: Callable[[Tensor], tuple[Tensor, Tensor]]
     )
 
 
-def pretrain_forward(model: I2PMAE, batch: Batch, augment: bool = True) -> PretrainOutput:
-    """Augment the 3D input, then the model's forward with cached-map lookups."""
+def pretrain_forward(
+    model: I2PMAE, batch: Batch, augment: bool = True, call: Callable[..., Any] | None = None
+) -> Any:
+    """Augment the 3D input, then the model's forward with cached-map lookups.
+
+    call: what runs the forward instead of ``model`` (a DistributedDataParallel-wrapped ``LossOnly``);
+    the result has ``loss``, ``loss_3d``, ``loss_2d`` either way."""
     xyz = scale_and_translate(batch.xyz) if augment else batch.xyz
-    cfg = model.cfg if not hasattr(model, "module") else model.module.cfg
-    sal = saliency_fn(batch) if cfg.masking == "2d-guided" else None
-    tgt = target_fn(batch) if cfg.targets == "3d+2d" else None
-    return model(xyz, saliency_fn=sal, target_fn=tgt)
+    sal = saliency_fn(batch) if model.cfg.masking == "2d-guided" else None
+    tgt = target_fn(batch) if model.cfg.targets == "3d+2d" else None
+    return (call or model)(xyz, saliency_fn=sal, target_fn=tgt)
+
+
+class LossOnly(torch.nn.Module):
+    """The model's forward returning only its losses, for DistributedDataParallel.
+
+    The scale-0 encoder norm's output feeds nothing (§3.3), so its parameters would get no gradient
+    and DDP would wait for them; a zero-weighted term gives them an exact zero gradient instead, and
+    leaves the loss and every other gradient unchanged."""
+
+    def __init__(self, model: I2PMAE):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args: Any, **kwargs: Any) -> SimpleNamespace:
+        out = self.model(*args, **kwargs)
+        unused = sum(t.sum() for t in out.encoded.tokens[:-1]) * 0.0
+        return SimpleNamespace(loss=out.loss + unused, loss_3d=out.loss_3d, loss_2d=out.loss_2d)

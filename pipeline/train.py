@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from i2pmae.model import I2PMAE, I2PMAEConfig
-from i2pmae.pretrain import Batch, online_maps, pretrain_forward
+from i2pmae.pretrain import Batch, LossOnly, online_maps, pretrain_forward
 from i2pmae.schedule import epoch_lr, param_groups
 from pipeline.console import progress_bar
 from pipeline.errors import I2PError
@@ -197,9 +197,12 @@ def train(
         if rank == 0:
             _trim_metrics(run_dir, position["step"])
         log.info("resuming %s at epoch %d, batch %d (step %d)", run_dir.name, *position.values())
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(  # encoder_norms.0 feeds nothing (§3.3)
-            model, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True
+    call = None  # single process: the model's own forward
+    if world > 1:  # encoder_norms.0 feeds nothing (§3.3), hence find_unused_parameters
+        call = torch.nn.parallel.DistributedDataParallel(
+            LossOnly(model),
+            device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=True,
         )
     dataset = CachedShapes(
         inputs.points,
@@ -256,7 +259,7 @@ def train(
                     if teacher is not None:
                         batch = online_maps(batch, teacher)
                     with amp:
-                        out = pretrain_forward(model, batch)
+                        out = pretrain_forward(model, batch, call=call)
                     if not torch.isfinite(out.loss):
                         raise TrainingError(
                             f"non-finite loss {out.loss.item()} at step {step} (epoch {epoch}, batch {b})",
