@@ -109,7 +109,8 @@ def pretrain_forward(
     xyz = scale_and_translate(batch.xyz) if augment else batch.xyz
     sal = saliency_fn(batch) if model.cfg.masking == "2d-guided" else None
     tgt = target_fn(batch) if model.cfg.targets == "3d+2d" else None
-    return (call or model)(xyz, saliency_fn=sal, target_fn=tgt)
+    out = (call or model)(xyz, saliency_fn=sal, target_fn=tgt)
+    return SimpleNamespace(**out) if isinstance(out, dict) else out
 
 
 class LossOnly(torch.nn.Module):
@@ -123,7 +124,8 @@ class LossOnly(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, *args: Any, **kwargs: Any) -> SimpleNamespace:
+    def forward(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """A dict: DDP looks for output tensors in dicts, lists and tuples only."""
         out = self.model(*args, **kwargs)
         unused = sum(t.sum() for t in out.encoded.tokens[:-1]) * 0.0
-        return SimpleNamespace(loss=out.loss + unused, loss_3d=out.loss_3d, loss_2d=out.loss_2d)
+        return {"loss": out.loss + unused, "loss_3d": out.loss_3d, "loss_2d": out.loss_2d}

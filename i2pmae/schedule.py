@@ -37,8 +37,14 @@ def lr_at(t: int, base_lr: float, warmup: int, t_initial: int, warmup_lr: float,
 
 
 def epoch_lr(
-    epoch: int, base_lr: float, epochs: int, warmup: int = 10, schedule_epochs: int = 400,
-    warmup_lr: float = 1e-6, min_lr: float = 1e-6, cosine_to_end: bool = False,
+    epoch: int,
+    base_lr: float,
+    epochs: int,
+    warmup: int = 10,
+    schedule_epochs: int = 400,
+    warmup_lr: float = 1e-6,
+    min_lr: float = 1e-6,
+    cosine_to_end: bool = False,
 ) -> float:
     """The lr that epoch ``epoch`` (0-based) trains with: lr(epoch − 1), and the start value at epoch 0."""
     t_initial = epochs if cosine_to_end else schedule_epochs

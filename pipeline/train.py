@@ -198,11 +198,9 @@ def train(
             _trim_metrics(run_dir, position["step"])
         log.info("resuming %s at epoch %d, batch %d (step %d)", run_dir.name, *position.values())
     call = None  # single process: the model's own forward
-    if world > 1:  # encoder_norms.0 feeds nothing (§3.3), hence find_unused_parameters
+    if world > 1:  # every parameter gets a gradient through LossOnly: no find_unused_parameters needed
         call = torch.nn.parallel.DistributedDataParallel(
-            LossOnly(model),
-            device_ids=[dev.index] if dev.type == "cuda" else None,
-            find_unused_parameters=True,
+            LossOnly(model), device_ids=[dev.index] if dev.type == "cuda" else None
         )
     dataset = CachedShapes(
         inputs.points,

@@ -134,7 +134,11 @@ def _run_eval(config: Config, data_root: Path, dataset: str, inputs: dict[str, P
     run_dir = data_root / "runs" / run
     report = run_dir / "report.md"
     ckpt = run_dir / "ckpt-last.pt"
-    if report.exists() and "## Summary" in report.read_text() and report.stat().st_mtime > ckpt.stat().st_mtime:
+    if (
+        report.exists()
+        and "## Summary" in report.read_text()
+        and report.stat().st_mtime > ckpt.stat().st_mtime
+    ):
         log.info("eval %s: up to date (%s)", run, report)
         return report
     store = ev.open_points(data_root, dataset)

@@ -62,7 +62,10 @@ def test_several_datasets_need_a_choice(tmp_path):
     root = write_folder(tmp_path / "meshes")
     data = tmp_path / "data"
     for name in ("one", "two"):
-        assert invoke("prepare", "folder", "--root", root, "--name", name, "--data-root", data, *SMALL).exit_code == 0
+        assert (
+            invoke("prepare", "folder", "--root", root, "--name", name, "--data-root", data, *SMALL).exit_code
+            == 0
+        )
     out = invoke("render", "--data-root", data, *SMALL)
     assert out.exit_code == 2 and "one, two" in out.output and "--dataset" in out.output
 

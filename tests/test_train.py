@@ -246,3 +246,42 @@ def test_status_reports_the_run(stores):
         r[0]: r[2] for r in status_rows(config.with_values("train", run="nothing-here"), data_root, "toys")
     }
     assert fresh["train"] == "missing" and fresh["eval"] == "missing"
+
+
+@pytest.mark.slow
+def test_two_process_ddp_trains_through_the_cli(stores):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config, data_root, _ = stores
+    cli = Path(__file__).resolve().parents[1] / "cli.py"
+    sets = [
+        a
+        for s in [*SETS, f"prepare.root={config.params('prepare').root}", "train.run=ddp"]
+        for a in ("--set", s)
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        str(cli),
+        "train",
+        "--dataset",
+        "toys",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--data-root",
+        str(data_root),
+        *sets,
+    ]
+    done = subprocess.run(cmd, capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    steps = [
+        json.loads(x)["step"] for x in (data_root / "runs" / "ddp" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == [1, 2]
