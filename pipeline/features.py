@@ -10,6 +10,7 @@ machines sharing the store) fill one store together; whoever finishes last marks
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,12 @@ def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter
             max(1, -(-n // c)),
             [
                 per_object(
-                    "feature", (n, v, ch, h, w), c, "float16", ("object", "view", "channel", "row", "col")
+                    "feature",
+                    (n, v, ch, h, w),
+                    c,
+                    "float16",
+                    ("object", "view", "channel", "row", "col"),
+                    compress=False,
                 ),
                 per_object("saliency", (n, v, h, w), c, "float32", ("object", "view", "row", "col")),
             ],
@@ -190,17 +196,33 @@ def _fill(writer, params, views_path, teacher, device, shard, n_shards, dataset)
     )
     n_views = writer.group[f"{chunks[0][0]}/feature"].shape[1] if chunks else 3
     total = sum(stop - start for *_, start, stop in chunks) * n_views
-    with progress_bar(f"cache-features {dataset}", total, "images") as advance, torch.no_grad():
+
+    def store(split: str, i: int, start: int, feats: list, sals: list) -> None:
+        """float16/float32 conversion, zarr write and done mark: runs in the writer thread."""
+        n = sum(len(f) for f in feats) // n_views
+        feature = torch.cat(feats).reshape(n, n_views, *feats[0].shape[1:]).numpy().astype(np.float16)
+        saliency = torch.cat(sals).reshape(n, n_views, *sals[0].shape[1:]).numpy().astype(np.float32)
+        writer.write(split, "feature", start, feature)
+        writer.write(split, "saliency", start, saliency)
+        writer.mark_done(split, i)  # only after both arrays are written
+
+    # One writer thread overlaps chunk k's conversion and write with chunk k+1's teacher forward; at
+    # most one write is pending, and any write error is raised here.
+    with (
+        progress_bar(f"cache-features {dataset}", total, "images") as advance,
+        torch.no_grad(),
+        ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        pending = None
         for split, i, start, images in loader:
             feats, sals = [], []
             for b in range(0, len(images), params.batch_size):
                 f, s = teacher(images[b : b + params.batch_size].to(device, non_blocking=True))
                 feats.append(f.float().cpu())
                 sals.append(s.float().cpu())
-            n = len(images) // n_views
-            feature = torch.cat(feats).reshape(n, n_views, *feats[0].shape[1:]).numpy().astype(np.float16)
-            saliency = torch.cat(sals).reshape(n, n_views, *sals[0].shape[1:]).numpy().astype(np.float32)
-            writer.write(split, "feature", start, feature)
-            writer.write(split, "saliency", start, saliency)
-            writer.mark_done(split, i)
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(store, split, i, start, feats, sals)
             advance(len(images))
+        if pending is not None:
+            pending.result()
