@@ -324,6 +324,9 @@ def run(
 def status(
     ctx: typer.Context,
     dataset: Dataset = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Compare with the settings of `i2p run --quick`.")
+    ] = False,
     data_root: DataRoot = None,
     sets: Sets = None,
     verbose: Verbose = 0,
@@ -333,6 +336,9 @@ def status(
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
         from pipeline.status import print_status
 
+        if quick:
+            for stage, values in QUICK.items():
+                config = config.with_values(stage, **values)
         print_status(config, root_dir, dataset)
 
 

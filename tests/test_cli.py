@@ -43,6 +43,11 @@ def test_prepare_then_status_then_rerun(tmp_path):
     assert again.exit_code == 0 and "up to date" in again.output
 
 
+def test_status_quick_uses_the_quick_settings(tmp_path):
+    out = invoke("status", "--quick", "--data-root", tmp_path)
+    assert out.exit_code == 0 and "missing" in out.output  # nothing built yet, no error
+
+
 def test_unknown_key_is_one_red_line_with_the_closest_key(tmp_path):
     out = invoke("prepare", "--data-root", tmp_path, "--set", "prepare.pionts=10")
     assert out.exit_code == 2
