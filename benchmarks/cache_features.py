@@ -29,11 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipeline.store import store_bytes
+
 VIT = "random:ViT-B-16-quickgelu"  # the paper's teacher architecture with random weights
-
-
-def folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
 def build_views(data_root: Path, per_class: int, points: int) -> tuple[Path, int, float]:
@@ -96,7 +94,8 @@ def bare_forward(teacher, views: Path, sizes: list[int], device: str) -> float: 
 
 
 def run_teacher(name: str, weights: str | None, views: Path, n_objects: int, data_root: Path, args) -> dict:  # noqa: ANN001
-    from pipeline.features import cache_features, resolve_device
+    from pipeline.devices import resolve_device
+    from pipeline.features import cache_features
     from pipeline.params import FeaturesParams
     from pipeline.teachers import load_teacher
 
@@ -161,7 +160,7 @@ def main() -> None:
     import open_clip  # noqa: F401 -- imported before the timings: a per-process cost, reported apart
     import torch
 
-    from pipeline.features import resolve_device
+    from pipeline.devices import resolve_device
 
     imports = time.perf_counter() - start
 
@@ -203,10 +202,10 @@ def main() -> None:
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
         print()
         for path, n in views.values():
-            print(f"views store ({n} objects): {folder_bytes(path) / n / 1024:.1f} KiB per object on disk")
+            print(f"views store ({n} objects): {store_bytes(path) / n / 1024:.1f} KiB per object on disk")
         for r in rows:
             print(
-                f"features store, {r['teacher']}: {folder_bytes(r['features']) / r['objects'] / 1024:.1f} KiB per object on disk"
+                f"features store, {r['teacher']}: {store_bytes(r['features']) / r['objects'] / 1024:.1f} KiB per object on disk"
             )
     finally:
         if args.keep:

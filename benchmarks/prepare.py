@@ -29,10 +29,7 @@ import numpy as np
 from pipeline.params import PrepareParams
 from pipeline.prepare import prepare
 from pipeline.sources import synthetic
-
-
-def folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+from pipeline.store import store_bytes
 
 
 def same_store(a: Path, b: Path) -> bool:
@@ -130,9 +127,9 @@ def main() -> None:
             )
 
         path = stores[args.workers[0]]
-        total = folder_bytes(path)
+        total = store_bytes(path)
         points = sum(
-            folder_bytes(path / split / "points") for split in ("train", "test") if (path / split).is_dir()
+            store_bytes(path / split / "points") for split in ("train", "test") if (path / split).is_dir()
         )
         print()
         print(

@@ -29,13 +29,6 @@ from pipeline.train import build_model  # noqa: E402
 from pipeline.trainset import CachedShapes  # noqa: E402
 
 
-def to_batch(item: dict, device: torch.device) -> Batch:
-    get = lambda k: item[k].to(device, non_blocking=True) if k in item else None  # noqa: E731
-    return Batch(
-        get("xyz"), get("canonical"), get("proj"), get("feature"), get("saliency"), get("render_points")
-    )
-
-
 def time_steps(model, optimizer, batches, device, teacher=None, amp=False) -> float:  # noqa: ANN001
     """Mean seconds per step over ``batches`` after one warm-up step."""
     times = []
@@ -43,7 +36,7 @@ def time_steps(model, optimizer, batches, device, teacher=None, amp=False) -> fl
         if device.type == "cuda":
             torch.cuda.synchronize()
         tic = time.perf_counter()
-        batch = to_batch(item, device)
+        batch = Batch.from_item(item, device)
         if teacher is not None:
             batch = online_maps(batch, teacher)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):

@@ -36,6 +36,12 @@ class Batch:
     saliency: Tensor | None = None
     render_points: Tensor | None = None
 
+    @classmethod
+    def from_item(cls, item: dict[str, Tensor], device: torch.device) -> Batch:
+        """A collated loader item (keys as the fields; missing ones None) moved to ``device``."""
+        names = ("xyz", "canonical", "proj", "feature", "saliency", "render_points")
+        return cls(*(item[k].to(device, non_blocking=True) if k in item else None for k in names))
+
 
 def scale_and_translate(xyz: Tensor, low: float = 2 / 3, high: float = 3 / 2, shift: float = 0.2) -> Tensor:
     """Spec §1.6: per sample, per-axis scale U(low, high)³ and shift U(−shift, shift)³. (B,N,3) → (B,N,3)."""

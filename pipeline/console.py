@@ -49,7 +49,7 @@ class _RateColumn(TextColumn):
 @contextmanager
 def progress_bar(description: str, total: int, unit: str = "objects", done: int = 0) -> Iterator:
     """Yield ``advance(n)``; draws a bar (count, rate, ETA) unless logging is quiet."""
-    enabled = log.getEffectiveLevel() <= logging.INFO and console.is_terminal or _force_bars
+    enabled = log.getEffectiveLevel() <= logging.INFO and console.is_terminal
     if not enabled:
         yield lambda n=1: None
         return
@@ -66,12 +66,3 @@ def progress_bar(description: str, total: int, unit: str = "objects", done: int 
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(description, total=total, completed=done)
         yield lambda n=1: progress.advance(task, n)
-
-
-_force_bars = False
-
-
-def force_progress_bars(value: bool = True) -> None:
-    """Draw bars even when stderr is not a terminal (e.g. ``i2p ... 2>log``)."""
-    global _force_bars
-    _force_bars = value

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.console import progress_bar
+from pipeline.devices import resolve_device  # noqa: F401  (ev.resolve_device for the commands)
 from pipeline.encoders import Encoder, EvaluationError, checkpoint_path, report_path, resolve_encoder
 from pipeline.errors import StoreError
 from pipeline.params import EvalParams
@@ -154,16 +155,6 @@ def check_points(n: int, config: Any) -> None:
 def labelled(split: Split) -> np.ndarray:
     """Row indices with a class label (label ≥ 0)."""
     return np.flatnonzero(split.labels >= 0)
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EvaluationError(f"device {device} requested but CUDA is not available", "use --device cpu")
-    return device
 
 
 # ---- linear SVM and embeddings ----------------------------------------------------------------------

@@ -17,19 +17,12 @@ from typing import Any
 import numpy as np
 
 from pipeline.console import progress_bar
+from pipeline.devices import resolve_device
 from pipeline.errors import ConfigError
 from pipeline.params import FeaturesParams
 from pipeline.store import StoreLock, StoreWriter, fingerprint, per_object, read_state, store_path
 
 log = logging.getLogger("i2p")
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def resolve_precision(precision: str, device: str) -> str:
@@ -161,6 +154,7 @@ class _ViewChunks:
 
     def __init__(self, views_path: str, chunks: list[tuple[str, int, int, int]], mean, std):  # noqa: ANN001
         self.views_path, self.chunks, self.mean, self.std = views_path, chunks, mean, std
+        self._views = None  # opened once per DataLoader worker
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -172,7 +166,9 @@ class _ViewChunks:
         from i2pmae.geometry import normalise_images
 
         split, i, start, stop = self.chunks[k]
-        images = zarr.open_group(self.views_path, mode="r")[f"{split}/image"][start:stop]  # (n, V, H, W) f16
+        if self._views is None:
+            self._views = zarr.open_group(self.views_path, mode="r")
+        images = self._views[f"{split}/image"][start:stop]  # (n, V, H, W) float16
         x = torch.from_numpy(images.astype(np.float32))
         return split, i, start, normalise_images(x, self.mean, self.std).flatten(0, 1)  # (n·V, 3, H, W)
 

@@ -30,7 +30,7 @@ ORIGIN_KEYS = ("source", "root", "variant", "layout")  # where a dataset comes f
 def prepared_datasets(data_root: Path) -> dict[str, list[StoreState]]:
     """Dataset name → its points stores, newest first."""
     found: dict[str, list[StoreState]] = {}
-    for state in list_states(data_root, "prepare"):
+    for state in list_states(data_root, "prepare", progress=False):  # attrs only: names and origins
         found.setdefault(state.attrs.get("dataset", "?"), []).append(state)
     return found
 
@@ -89,9 +89,7 @@ def expected_points(config: Config, data_root: Path, dataset: str) -> Expected |
     stores = prepared_datasets(data_root).get(dataset)
     if not stores:
         return None
-    values = prepare_params_for(config, data_root, dataset).fingerprint_params()
-    recorded = stores[0].attrs["params"]
-    values.update({k: recorded[k] for k in ("layout", "root") if k in recorded})
+    values = prepare_params_for(config, data_root, dataset).fingerprint_params()  # origin, layout, root
     fp = fingerprint("prepare", values, {})
     return Expected("prepare", dataset, store_path(data_root, "prepare", dataset, fp), fp, values)
 
@@ -111,12 +109,12 @@ class StatusRow:
     path: Path | None
 
 
-def stage_status(
-    config: Config, data_root: Path, stage: str, dataset: str, expected: Expected | None
-) -> StatusRow:
-    """One row of `i2p status`: is the expected store complete, partial, missing or stale?"""
-    if stage in ("train", "eval"):
-        return run_status(config, data_root, stage, dataset)
+def stage_status(config: Config, data_root: Path, stage: str, dataset: str) -> StatusRow:
+    """One row of `i2p status`: the stage's own status function if it registered one (runs), else
+    whether its expected store is complete, partial, missing or stale."""
+    if stage in STATUS_FUNCS:
+        return STATUS_FUNCS[stage](config, data_root, dataset)
+    expected = EXPECTED_FUNCS[stage](config, data_root, dataset) if stage in EXPECTED_FUNCS else None
     if expected is None:
         return StatusRow(stage, dataset, "missing", None)
     state = read_state(expected.path)
@@ -133,34 +131,14 @@ def stage_status(
     return StatusRow(stage, dataset, "missing", expected.path)
 
 
-def run_status(config: Config, data_root: Path, stage: str, dataset: str) -> StatusRow:
-    """Train: the run directory's state; eval: whether the run's report has a summary."""
-    from pipeline.training import run_state
-
-    params = config.params("train")
-    run_dir = data_root / "runs" / params.run
-    state, saved = run_state(run_dir)
-    if stage == "eval":
-        report = run_dir / "report.md"
-        done = report.exists() and "## Summary" in report.read_text()
-        return StatusRow(stage, dataset, "up to date" if done else "missing", report if done else None)
-    if saved is not None and saved["params"] != params.fingerprint_params():
-        return StatusRow(
-            stage,
-            dataset,
-            f"changed: {describe_difference(params.fingerprint_params(), saved['params'])}",
-            run_dir,
-        )
-    label = {"complete": "up to date", "partial": "partial (resumable)", "missing": "missing"}[state]
-    return StatusRow(stage, dataset, label, run_dir if state != "missing" else None)
-
-
 # Stage implementations, registered by name. Each takes (config, data_root, dataset, inputs), where
 # inputs maps every upstream stage to the store it produced, and returns the store it brought up to date.
 StageFunc = Callable[[Config, Path, str, dict[str, Path]], Path]
 STAGE_FUNCS: dict[str, StageFunc] = {}
 # For `i2p status`: the store each stage should produce now, computed cheaply (no source scan, no torch).
 EXPECTED_FUNCS: dict[str, Callable[[Config, Path, str], Expected | None]] = {"prepare": expected_points}
+# Stages that produce something other than a store (train, eval) give `i2p status` their own row.
+STATUS_FUNCS: dict[str, Callable[[Config, Path, str], StatusRow]] = {}
 
 
 def register(stage: str) -> Callable[[StageFunc], StageFunc]:
@@ -282,15 +260,16 @@ def train_inputs(config: Config, data_root: Path, dataset: str, features: Path |
         last = "cache-features" if needs_features else ("render" if needs_maps else "prepare")
         run_stage(last, config, data_root, dataset, done)
         points, views, features = done["prepare"], done.get("render"), done.get("cache-features")
-    fps = {
-        name: zarr.open_group(str(p), mode="r").attrs["fingerprint"]
+    groups = {
+        name: zarr.open_group(str(p), mode="r")
         for name, p in (("prepare", points), ("render", views), ("cache-features", features))
         if p
     }
+    fps = {name: g.attrs["fingerprint"] for name, g in groups.items()}
     channels = 512
     if features is not None:
-        channels = zarr.open_group(str(features), mode="r")["train/feature"].shape[2]
-        if zarr.open_group(str(features), mode="r").attrs["teacher"].get("random_weights"):
+        channels = groups["cache-features"]["train/feature"].shape[2]
+        if groups["cache-features"].attrs["teacher"].get("random_weights"):
             log.warning(
                 "training on features of a RANDOM-weight teacher (%s): fine for smoke runs only", features
             )

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from pipeline.config import Config
 from pipeline.console import console
-from pipeline.runner import EXPECTED_FUNCS, STAGE_FUNCS, prepared_datasets, stage_status
+from pipeline.runner import STAGE_FUNCS, prepared_datasets, stage_status
 from pipeline.store import STORE_KINDS, list_states
 
 STYLES = {"up to date": "green", "partial": "yellow", "missing": "red", "changed": "magenta"}
@@ -27,8 +27,7 @@ def status_rows(config: Config, data_root: Path, dataset: str | None) -> list[tu
             if stage not in STAGE_FUNCS:
                 rows.append((stage, name, "not implemented in this version", ""))
                 continue
-            expected = EXPECTED_FUNCS[stage](config, data_root, name) if stage in EXPECTED_FUNCS else None
-            row = stage_status(config, data_root, stage, name, expected)
+            row = stage_status(config, data_root, stage, name)
             rows.append((stage, name, row.state, _rel(row.path, data_root)))
     return rows
 

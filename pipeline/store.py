@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,10 @@ class StoreState:
         return sum(d for d, _ in self.done.values()), sum(n for _, n in self.done.values())
 
 
-def read_state(path: Path) -> StoreState | None:
-    """The state of the store at ``path``, or None when there is no store there."""
+def read_state(path: Path, progress: bool = True) -> StoreState | None:
+    """The state of the store at ``path``, or None when there is no store there.
+
+    progress: also read every split's ``done`` mask (for "partial k/n"); attrs alone need one file."""
     import zarr
 
     path = Path(path)
@@ -96,17 +99,17 @@ def read_state(path: Path) -> StoreState | None:
     group = zarr.open_group(str(path), mode="r")
     attrs = dict(group.attrs)
     done: dict[str, tuple[int, int]] = {}
-    for split in attrs.get("splits", []):
+    for split in attrs.get("splits", []) if progress else []:
         if f"{split}/done" in group:
             mask = group[f"{split}/done"][:]
             done[split] = (int(mask.sum()), int(mask.size))
     return StoreState(path=path, attrs=attrs, complete=bool(attrs.get("complete")), done=done)
 
 
-def list_states(data_root: Path, stage: str) -> list[StoreState]:
+def list_states(data_root: Path, stage: str, progress: bool = True) -> list[StoreState]:
     """Every store of one stage under the data root, newest first."""
     folder = Path(data_root) / STORE_KINDS[stage]
-    states = [read_state(p) for p in sorted(folder.glob("*.zarr"))] if folder.is_dir() else []
+    states = [read_state(p, progress) for p in sorted(folder.glob("*.zarr"))] if folder.is_dir() else []
     found = [s for s in states if s is not None and s.attrs.get("stage") == stage]
     return sorted(found, key=lambda s: s.attrs.get("created_at", 0.0), reverse=True)
 
@@ -170,7 +173,7 @@ class StoreWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             group = zarr.open_group(str(self.path), mode="w")
             group.attrs.update(
-                {**attrs, "complete": False, "created_with": __version__, "created_at": _now()}
+                {**attrs, "complete": False, "created_with": __version__, "created_at": time.time()}
             )
         self.group = group
 
@@ -228,13 +231,12 @@ class StoreWriter:
         if sole_writer:
             for leftover in self.path.rglob("*.partial"):  # zarr's temp files from a killed writer
                 leftover.unlink(missing_ok=True)
-        self.group.attrs.update({**(extra or {}), "complete": True, "completed_at": _now()})
+        self.group.attrs.update({**(extra or {}), "complete": True, "completed_at": time.time()})
 
 
-def _now() -> float:
-    import time
-
-    return time.time()
+def store_bytes(path: Path) -> int:
+    """Bytes on disk of every file under a store (or any folder)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

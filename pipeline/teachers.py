@@ -225,7 +225,7 @@ def load_teacher(
         )
     sha256 = None
     if path is not None:
-        sha256 = _sha256(path)
+        sha256 = weights_sha256(path)
         _load_weights(open_clip, model, path, name, model_name)
     visual = model.visual
     _check_supported(open_clip, visual, name, model_name)
@@ -380,10 +380,6 @@ def _check_supported(open_clip: Any, visual: Any, name: str, model_name: str) ->
 
 def weights_sha256(path: str) -> str:
     """sha256 of a weight file's contents (in the features fingerprint: same path, new file → new store)."""
-    return _sha256(path)
-
-
-def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -152,13 +152,6 @@ def _trim_metrics(run_dir: Path, step: int) -> None:
         atomic_write_bytes(path, "".join(f"{r}\n" for r in rows).encode())
 
 
-def _to_batch(item: dict[str, torch.Tensor], device: torch.device) -> Batch:
-    get = lambda k: item[k].to(device, non_blocking=True) if k in item else None  # noqa: E731
-    return Batch(
-        get("xyz"), get("canonical"), get("proj"), get("feature"), get("saliency"), get("render_points")
-    )
-
-
 def train(
     params: TrainParams,
     inputs: TrainInputs,
@@ -253,7 +246,7 @@ def train(
             with progress_bar(f"epoch {epoch}", sampler.batches_per_epoch(), "steps", done=start) as advance:
                 for b, item in enumerate(loader, start=start):
                     tic = time.perf_counter()
-                    batch = _to_batch(item, dev)
+                    batch = Batch.from_item(item, dev)
                     if teacher is not None:
                         batch = online_maps(batch, teacher)
                     with amp:

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import Config
-from pipeline.runner import register, train_inputs
+from pipeline.runner import STATUS_FUNCS, StatusRow, describe_difference, register, train_inputs
 
 log = logging.getLogger("i2p")
 
@@ -54,7 +54,8 @@ def run_training(
     """Train one run; returns its directory."""
     import torch
 
-    from pipeline.features import resolve_device, resolve_precision
+    from pipeline.devices import resolve_device
+    from pipeline.features import resolve_precision
     from pipeline.train import train
 
     params = config.params("train")
@@ -96,7 +97,6 @@ def run_training(
 def _run_train(config: Config, data_root: Path, dataset: str, inputs: dict[str, Path]) -> Path:
     """As a pipeline stage: skip a finished run with the same params, resume an unfinished one."""
     from pipeline.errors import ConfigError
-    from pipeline.runner import describe_difference
 
     params = config.params("train")
     run_dir = data_root / "runs" / params.run
@@ -168,3 +168,25 @@ def _run_eval(config: Config, data_root: Path, dataset: str, inputs: dict[str, P
     )
     log.info("linear SVM on %s: pre-trained %s, random init %s (report %s)", dataset, pct(a), pct(b), report)
     return report
+
+
+def _train_status(config: Config, data_root: Path, dataset: str) -> StatusRow:
+    """The run directory's state, or which params differ from the run's config.yaml."""
+    params = config.params("train")
+    run_dir = data_root / "runs" / params.run
+    state, saved = run_state(run_dir)
+    if saved is not None and saved["params"] != params.fingerprint_params():
+        diff = describe_difference(params.fingerprint_params(), saved["params"])
+        return StatusRow("train", dataset, f"changed: {diff}", run_dir)
+    label = {"complete": "up to date", "partial": "partial (resumable)", "missing": "missing"}[state]
+    return StatusRow("train", dataset, label, run_dir if state != "missing" else None)
+
+
+def _eval_status(config: Config, data_root: Path, dataset: str) -> StatusRow:
+    """Up to date once the run's report.md holds the pre-trained vs random-init summary."""
+    report = data_root / "runs" / config.params("train").run / "report.md"
+    done = report.exists() and "## Summary" in report.read_text()
+    return StatusRow("eval", dataset, "up to date" if done else "missing", report if done else None)
+
+
+STATUS_FUNCS.update({"train": _train_status, "eval": _eval_status})

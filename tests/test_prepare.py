@@ -30,6 +30,14 @@ def write_folder(root, n_per_class=3, classes=("box", "ball", "cone")):
     return root
 
 
+def toy_config(tmp, sets):
+    """stages.yaml + ``sets`` with the prepare root on a 4-object `folder` dataset (box, cone) in ``tmp``."""
+    from pipeline.config import load_config
+
+    root = write_folder(tmp / "meshes", n_per_class=2, classes=("box", "cone"))
+    return load_config(overrides=[*sets, f"prepare.root={root}"])
+
+
 def params(root, **kw):
     base = dict(source="folder", root=str(root), points=64, oversample=2, chunk=2)
     return PrepareParams(**{**base, **kw})

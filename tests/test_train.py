@@ -21,7 +21,7 @@ from pipeline.runner import run_stage, train_inputs
 from pipeline.teachers import load_teacher
 from pipeline.train import TrainingError, train
 from pipeline.trainset import CachedShapes
-from tests.test_prepare import write_folder
+from tests.test_prepare import toy_config
 
 SETS = [
     "prepare.source=folder",
@@ -46,21 +46,13 @@ SETS = [
 def stores(tmp_path_factory):
     """A 4-object training split with real points, views and tiny-random features stores."""
     tmp = tmp_path_factory.mktemp("train")
-    root = write_folder(tmp / "meshes", n_per_class=2, classes=("box", "cone"))
-    config = load_config(overrides=[*SETS, f"prepare.root={root}"])
-    done: dict = {}
-    data_root = tmp / "data"
-    inputs = train_inputs(config, data_root, "toys", None, done)
-    return config, data_root, inputs
+    config = toy_config(tmp, SETS)
+    return config, tmp / "data", train_inputs(config, tmp / "data", "toys", None, {})
 
 
 def first_batch(inputs, online=False, n=4):
     data = CachedShapes(inputs.points, inputs.views, inputs.features, "train", 1024, seed=1, online=online)
-    items = [data[i] for i in range(n)]
-    stack = {k: torch.stack([it[k] for it in items]) for k in items[0]}
-    return Batch(
-        **{k: stack.get(k) for k in ("xyz", "canonical", "proj", "feature", "saliency", "render_points")}
-    )
+    return Batch.from_item(torch.utils.data.default_collate([data[i] for i in range(n)]), torch.device("cpu"))
 
 
 def test_2d_target_of_a_visible_token_is_the_cached_map_at_its_members(stores):

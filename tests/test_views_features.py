@@ -21,7 +21,7 @@ from pipeline.config import load_config
 from pipeline.errors import TeacherError
 from pipeline.features import cache_features
 from pipeline.runner import run_stage
-from tests.test_prepare import array_bytes, write_folder
+from tests.test_prepare import array_bytes, toy_config
 
 SETS = [
     "prepare.source=folder",
@@ -40,8 +40,7 @@ SETS = [
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stages")
-    root = write_folder(tmp / "meshes", n_per_class=2, classes=("box", "cone"))
-    config = load_config(overrides=[*SETS, f"prepare.root={root}"])
+    config = toy_config(tmp, SETS)
     done: dict = {}
     run_stage("cache-features", config, tmp / "data", "toys", done)
     return config, tmp / "data", done
