@@ -20,30 +20,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from i2pmae.pretrain import Batch, online_maps, pretrain_forward  # noqa: E402
-from i2pmae.schedule import param_groups  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-from pipeline.runner import train_inputs  # noqa: E402
+from pipeline.execute import run as run_plan  # noqa: E402
+from pipeline.pretrain_engine import setup, train_step  # noqa: E402
+from pipeline.pretraining import train_inputs  # noqa: E402
+from pipeline.runner import Context, plan  # noqa: E402
 from pipeline.teachers import load_teacher  # noqa: E402
-from pipeline.train import build_model  # noqa: E402
 from pipeline.trainset import CachedShapes  # noqa: E402
 
 
-def time_steps(model, optimizer, batches, device, teacher=None, amp=False) -> float:  # noqa: ANN001
-    """Mean seconds per step over ``batches`` after one warm-up step."""
+def time_steps(s, batches, device) -> float:  # noqa: ANN001
+    """Mean seconds per step of the training loop's own step function after one warm-up step."""
     times = []
     for k, item in enumerate(batches):
         if device.type == "cuda":
             torch.cuda.synchronize()
         tic = time.perf_counter()
-        batch = Batch.from_item(item, device)
-        if teacher is not None:
-            batch = online_maps(batch, teacher)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = pretrain_forward(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
+        train_step(s, item)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if k > 0:
@@ -71,7 +64,11 @@ def main() -> None:
             "train.num_workers=0",
         ]
     )
-    inputs = train_inputs(config, data_root, "synthetic", None, {})
+    ctx = Context(config, data_root, "synthetic", offline=True)
+    p = plan("train", ctx)
+    for need in p.needs.values():
+        run_plan(need, ctx)
+    inputs = train_inputs(p)
     params = config.params("train")
     n = args.batch_size
     cached = CachedShapes(inputs.points, inputs.views, inputs.features, "train", params.points, params.seed)
@@ -80,13 +77,11 @@ def main() -> None:
     cached_batches = [collate([cached[i] for i in range(k * n, (k + 1) * n)]) for k in range(args.steps + 1)]
     online_batches = [collate([online[i] for i in range(k * n, (k + 1) * n)]) for k in range(args.steps + 1)]
     amp = device.type == "cuda"
-    teacher = load_teacher(args.teacher, None, device, "auto", offline=True)
+    teacher = load_teacher(args.teacher, None, str(device), "fp16" if amp else "fp32", offline=True)
     results = {}
     for mode, batches, t in (("cached", cached_batches, None), ("online", online_batches, teacher)):
-        torch.manual_seed(0)
-        model = build_model(params, inputs.feature_channels).to(device)
-        optimizer = torch.optim.AdamW(param_groups(model, params.weight_decay), lr=1e-4)
-        results[mode] = time_steps(model, optimizer, batches, device, t, amp)
+        s = setup(params, inputs, data_root / "runs" / "bench", str(device), teacher=t)  # model, optimizer, seeds
+        results[mode] = time_steps(s, batches, device)
     loader = torch.utils.data.DataLoader(
         cached, batch_size=n, shuffle=True, num_workers=args.workers, drop_last=True, persistent_workers=False
     )

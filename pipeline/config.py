@@ -50,32 +50,34 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 @dataclass(frozen=True)
 class StageDecl:
-    """One stage as stages.yaml declares it."""
+    """One stage as stages.yaml declares it: its params (what it needs is the stage table's, in code)."""
 
     name: str
-    deps: tuple[str, ...]
-    outs: str
     params: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Config:
-    """The declared stages plus this command's overrides. ``params(stage)`` validates on demand."""
+    """The declared params plus this command's overrides. ``params(stage)`` validates on demand."""
 
     path: Path
     stages: dict[str, StageDecl]
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    offline: bool = False  # no network: weights must already be on disk (the CLI sets it from HF_HUB_OFFLINE)
 
-    def declared(self, stage: str) -> StageParams:
-        """The params as stages.yaml declares them (no overrides): what `i2p status` compares with."""
-        return STAGES[stage].build(self.stages[stage].params, where=str(self.path))
+    def declared(self, stage: str) -> dict[str, Any]:
+        """The params stages.yaml declares for ``stage`` (empty when the file leaves it out)."""
+        return dict(self.stages[stage].params) if stage in self.stages else {}
+
+    def where(self, stage: str) -> str:
+        """Where a stage's values come from, for error messages."""
+        given = self.overrides.get(stage)
+        return f"{self.path} or the command line ({', '.join(sorted(given))})" if given else str(self.path)
 
     def params(self, stage: str, **flags: Any) -> StageParams:
         """stages.yaml values ← --set overrides ← typed CLI flags (those that are not None)."""
-        values = {**self.stages[stage].params, **self.overrides.get(stage, {})}
+        values = {**self.declared(stage), **self.overrides.get(stage, {})}
         values.update({k: v for k, v in flags.items() if v is not None})
-        return STAGES[stage].build(values, where=f"{self.path} + overrides")
+        return STAGES[stage].build(values, where=self.where(stage))
 
     def with_values(self, stage: str, **values: Any) -> Config:
         """A copy with typed CLI flags (those not None) merged into ``stage``'s overrides, validated."""
@@ -83,35 +85,6 @@ class Config:
         config = replace(self, overrides={**self.overrides, stage: merged})
         config.params(stage)
         return config
-
-    def order(self) -> list[str]:
-        """Stages in dependency order (deps first), as declared."""
-        ordered: list[str] = []
-
-        def visit(name: str, trail: tuple[str, ...]) -> None:
-            if name in ordered:
-                return
-            if name in trail:
-                raise ConfigError(f"stages.yaml has a dependency cycle: {' → '.join((*trail, name))}")
-            for dep in self.stages[name].deps:
-                visit(dep, (*trail, name))
-            ordered.append(name)
-
-        for name in self.stages:
-            visit(name, ())
-        return ordered
-
-    def upstream_of(self, stage: str) -> list[str]:
-        """Every stage ``stage`` depends on, transitively, in run order (itself excluded)."""
-        order = self.order()
-        needed: set[str] = set()
-        frontier = list(self.stages[stage].deps)
-        while frontier:
-            dep = frontier.pop()
-            if dep not in needed:
-                needed.add(dep)
-                frontier.extend(self.stages[dep].deps)
-        return [s for s in order if s in needed]
 
 
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -122,8 +95,8 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     declared = raw.get("stages")
-    if not isinstance(declared, dict):
-        raise ConfigError(f"{path} has no 'stages:' mapping", "see the stages.yaml shipped with i2p")
+    if not isinstance(declared, dict) or set(raw) - {"stages"}:
+        raise ConfigError(f"{path} must hold one 'stages:' mapping", "see the stages.yaml shipped with i2p")
     stages: dict[str, StageDecl] = {}
     for name, body in declared.items():
         if name not in STAGES:
@@ -132,19 +105,18 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
                 f"{path} declares unknown stage {name!r}", f"did you mean {close[0]}?" if close else None
             )
         body = body or {}
-        deps = tuple(body.get("deps") or ())
-        for dep in deps:
-            if dep not in declared:
-                raise ConfigError(f"stage {name} in {path} depends on undeclared stage {dep!r}")
-        stages[name] = StageDecl(name, deps, str(body.get("outs", "")), dict(body.get("params") or {}))
+        extra = set(body) - {"params"}
+        if extra:
+            raise ConfigError(
+                f"stage {name} in {path} has keys {sorted(extra)}; a stage declares only its params",
+                "what a stage needs and writes is fixed by i2p (see `i2p status`); remove those keys",
+            )
+        stages[name] = StageDecl(name, dict(body.get("params") or {}))
     by_stage: dict[str, dict[str, Any]] = {}
     for text in overrides or []:
         stage, key, value = parse_override(text)
-        if stage not in stages:
-            raise ConfigError(f"override {text!r}: stage {stage} is not declared in {path}")
         by_stage.setdefault(stage, {})[key] = value
     config = Config(path=path, stages=stages, overrides=by_stage)
-    for name in stages:
+    for name in STAGES:
         config.params(name)  # fail early, naming the key, for stages.yaml and overrides alike
-    config.order()
     return config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pipeline.errors import ConfigError
 
 
@@ -14,3 +16,36 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device} requested but CUDA is not available", "use --device cpu")
     return device
+
+
+def cuda_expected(device: str) -> bool:
+    """Whether ``device`` will be a CUDA device, without importing torch (for fingerprints and status):
+    ``auto`` means CUDA when an NVIDIA driver is loaded."""
+    from pathlib import Path
+
+    if device == "auto":
+        return Path("/proc/driver/nvidia/version").exists()
+    return device.startswith("cuda")
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """The teacher's precision: ``auto`` → fp16 on CUDA (the paper's teacher runs in fp16, spec §6), fp32
+    elsewhere. Reduced precision on a CPU is an error (bf16 autocast is ≈ 8× slower on these CPUs)."""
+    cuda = cuda_expected(device)
+    if precision == "auto":
+        return "fp16" if cuda else "fp32"
+    if precision != "fp32" and not cuda:
+        raise ConfigError(
+            f"cache-features.precision={precision} needs CUDA, the device is {device}",
+            "use --set cache-features.precision=fp32 on CPU (reduced-precision autocast is slow on CPUs)",
+        )
+    return precision
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """What torchrun says about this process (read by the CLI from WORLD_SIZE / RANK / LOCAL_RANK)."""
+
+    world: int = 1
+    rank: int = 0
+    local_rank: int = 0

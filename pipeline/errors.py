@@ -1,23 +1,16 @@
 """One family of errors for everything a user can cause.
 
-Every boundary (readers, config, stage runner, model entry) raises a subclass of :class:`I2PError`.
+Every boundary (readers, config, stage runner, model entry) raises a subclass of :class:`I2PError`
+(defined in :mod:`i2pmae.errors`, so that the method code raises the same family).
 The CLI prints such errors as one red line plus the hint, without a traceback (``I2P_DEBUG=1`` shows it).
 A message states the rule, the offending value and where it was found; the hint says how to fix it.
 """
 
 from __future__ import annotations
 
+from i2pmae.errors import I2PError, InputError, TooFewPoints  # noqa: F401  (the base lives in i2pmae)
 
-class I2PError(Exception):
-    """Base class of every error the CLI reports as a known, user-fixable problem."""
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message, hint)  # both in args, so the error survives pickling (dask workers)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message} (hint: {self.hint})"
+__all__ = ["I2PError", "InputError", "TooFewPoints"]
 
 
 class ConfigError(I2PError):
@@ -46,3 +39,7 @@ class LockError(StoreError):
 
 class TeacherError(I2PError):
     """A 2D teacher cannot be built (unknown name, weights unavailable offline, bad checkpoint)."""
+
+
+class Interrupted(I2PError):
+    """The user pressed Ctrl-C; the message says what was kept (a checkpoint, finished chunks, nothing)."""

@@ -28,7 +28,6 @@ from pipeline.encoders import Encoder, EvaluationError, checkpoint_path, report_
 from pipeline.errors import StoreError
 from pipeline.params import EvalParams
 from pipeline.reports import append_report, svm_section
-from pipeline.runner import prepared_datasets
 from pipeline.store import atomic_write_bytes
 
 log = logging.getLogger("i2p")
@@ -94,36 +93,15 @@ class PointsStore:
         return f"{self.name} (`{self.path.parent.name}/{self.path.name}`, layout {self.layout or '?'})"
 
 
-def dataset_name(data_root: Path, dataset: str | None, variant: str | None = None) -> str:
-    """``scanobjectnn`` plus a variant names the prepared ``scanobjectnn-<variant>``; one prepared
-    dataset is the default; otherwise the name as given."""
-    known = prepared_datasets(data_root)
-    if dataset is None:
-        if len(known) == 1:
-            return next(iter(known))
-        raise EvaluationError(
-            f"choose a dataset (prepared under {data_root}: {', '.join(sorted(known)) or 'none'})",
-            "pass --dataset NAME (prepare one with `i2p prepare SOURCE --root PATH`)",
-        )
-    if dataset == "scanobjectnn" and dataset not in known:
-        return f"scanobjectnn-{variant or 'obj-bg'}"
-    return dataset
+def points_store(path: Path) -> PointsStore:
+    """The complete points store at ``path`` (chosen by the runner: a run's own, or a dataset's current)."""
+    from pipeline.store import read_state
 
-
-def open_points(data_root: Path, dataset: str) -> PointsStore:
-    """The newest complete points store of ``dataset``."""
-    stores = prepared_datasets(data_root).get(dataset, [])
-    complete = [s for s in stores if s.complete]
-    if not complete:
-        known = ", ".join(sorted(prepared_datasets(data_root))) or "none"
-        state = "only an incomplete store" if stores else "no points store"
-        raise StoreError(
-            f"dataset {dataset!r} has {state} under {Path(data_root) / 'points'} (prepared: {known})",
-            "run `i2p prepare SOURCE --root PATH` for it first (rerunning resumes an incomplete one)",
-        )
-    if complete[0] is not stores[0]:
-        log.warning("%s: the newest points store is incomplete; using %s", dataset, complete[0].path.name)
-    return PointsStore(dataset, complete[0].path, complete[0].attrs)
+    state = read_state(Path(path), progress=False)
+    if state is None or state.attrs.get("stage") != "prepare" or not state.complete:
+        what = "no store" if state is None else ("incomplete" if state.attrs.get("stage") == "prepare" else "not a points store")
+        raise StoreError(f"{path}: {what}", "run `i2p prepare` for its dataset (rerunning resumes an incomplete one)")
+    return PointsStore(str(state.attrs.get("dataset")), Path(path), state.attrs)
 
 
 def feature_points(store: PointsStore, requested: int | None, train_points: int) -> tuple[int, str, str]:

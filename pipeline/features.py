@@ -17,24 +17,12 @@ from typing import Any
 import numpy as np
 
 from pipeline.console import progress_bar
-from pipeline.devices import resolve_device
+from pipeline.devices import resolve_device, resolve_precision
 from pipeline.errors import ConfigError
 from pipeline.params import FeaturesParams
-from pipeline.store import StoreLock, StoreWriter, fingerprint, per_object, read_state, store_path
+from pipeline.store import StoreLock, StoreWriter, per_object, read_state
 
 log = logging.getLogger("i2p")
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """auto → fp16 on CUDA (the paper's teacher runs in fp16, §6), fp32 elsewhere."""
-    if precision == "auto":
-        return "fp16" if device.startswith("cuda") else "fp32"
-    if precision != "fp32" and not device.startswith("cuda"):
-        raise ConfigError(
-            f"cache-features.precision={precision} needs CUDA, the device is {device}",
-            "use precision fp32 on CPU (reduced-precision autocast is slow on CPUs)",
-        )
-    return precision
 
 
 def parse_shard(shard: str | None) -> tuple[int, int]:
@@ -50,30 +38,19 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
     return i, n
 
 
-def features_identity(params: FeaturesParams, device: str) -> dict[str, Any]:
-    """The fingerprint params: teacher, weights (path and sha256 of its contents), normalisation and the
-    precision actually used."""
-    values = params.fingerprint_params()
-    values["precision"] = resolve_precision(params.precision, device)
-    if params.weights:
-        from pipeline.teachers import weights_sha256
-
-        values["weights_sha256"] = weights_sha256(params.weights)
-    return values
-
-
-def cache_features(params: FeaturesParams, views_path: Path, data_root: Path, offline: bool) -> Path:
-    """Bring the features store for (views store, teacher) up to date; returns its path."""
+def cache_features(
+    params: FeaturesParams, values: dict[str, Any], views_path: Path, fp: str, path: Path, offline: bool
+) -> Path:
+    """Fill the features store ``path`` (fingerprint ``fp`` of the identity ``values``, planned by the
+    runner: teacher, weights sha256, resolved precision) from a views store; returns its path."""
     import zarr
 
-    from pipeline.teachers import load_teacher, teacher_slug
+    from pipeline.teachers import load_teacher
 
     device = resolve_device(params.device)
-    values = features_identity(params, device)
+    resolve_precision(values["precision"], device)  # fp16/bf16 planned but no CUDA here: an error
     views = zarr.open_group(str(views_path), mode="r")
-    dataset, views_fp = views.attrs["dataset"], views.attrs["fingerprint"]
-    fp = fingerprint("cache-features", values, {"render": views_fp})
-    path = store_path(data_root, "cache-features", dataset, fp, teacher_slug(params.teacher))
+    dataset = views.attrs["dataset"]
     state = read_state(path)
     if state is not None and state.complete:
         log.info("cache-features %s (%s): up to date (%s)", dataset, params.teacher, path)
@@ -121,6 +98,7 @@ def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter
         "fingerprint": fp,
         "stage": "cache-features",
         "params": values,
+        "stage_params": params.fingerprint_params(),
         "upstream": {"render": views.attrs["fingerprint"]},
         "upstream_paths": {"render": str(views_path)},
         "dataset": views.attrs["dataset"],

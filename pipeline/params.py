@@ -110,7 +110,7 @@ class TrainParams(StageParams):
 
     run: str = "default"  # run directory name under runs/
     epochs: int = Field(300, ge=1)
-    max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
+    max_steps: int | None = Field(None, ge=1)  # stop after this many optimiser steps (smoke runs)
     batch_size: int = Field(64, ge=1)
     points: int = Field(2048, ge=512)  # N points per object per step (≥ the 512 scale-0 groups)
     lr: float = 1e-3
@@ -145,10 +145,48 @@ class EvalParams(StageParams):
     device: str = "auto"
 
 
+class FinetuneParams(StageParams):
+    """Fine-tuning the pre-trained encoder as a classifier, spec §3.5 and §9.2 (None: the recipe's value)."""
+
+    STAGE: ClassVar[str] = "finetune"
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "test_batch_size"})
+
+    recipe: Literal["modelnet40", "obj-bg", "obj-only", "pb-t50-rs"] | None = None  # None: from the data
+    seeds: int = Field(1, ge=1)  # seeds 0..N-1; the report gives mean ± std
+    epochs: int | None = Field(None, ge=1)  # None: the recipe's (300)
+    max_steps: int | None = Field(None, ge=1)  # stop after this many optimiser steps (a quick check)
+    batch_size: int | None = Field(None, ge=1)  # None: the recipe's (32)
+    test_batch_size: int | None = Field(None, ge=1)  # None: the recipe's (64)
+    points: int | None = Field(None, ge=16)  # None: the recipe's (1024 ModelNet40, 2048 ScanObjectNN)
+    lr: float | None = None  # None: the recipe's (5e-4)
+    votes: int | None = Field(None, ge=0)  # None: the recipe's (10 ModelNet40; 0 = no voting)
+    device: str = "auto"
+
+
+class FewshotParams(StageParams):
+    """Few-shot classification, spec §1.5: way × shot × folds episodes, fine-tuned per fold."""
+
+    STAGE: ClassVar[str] = "fewshot"
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "test_batch_size"})
+
+    way: list[int] = [5, 10]  # classes per episode
+    shot: list[int] = [10, 20]  # train objects per class
+    folds: int = Field(10, ge=1)  # episodes per setting
+    seed: int = 0  # seed of the episodes and of the fine-tuning
+    epochs: int | None = Field(None, ge=1)  # None: Point-MAE's few-shot 150
+    max_steps: int | None = Field(None, ge=1)  # per fold: stop after this many optimiser steps
+    batch_size: int | None = Field(None, ge=1)  # None: 32
+    test_batch_size: int | None = Field(None, ge=1)  # None: 64
+    points: int | None = Field(None, ge=16)  # None: 1024
+    device: str = "auto"
+
+
 STAGES: dict[str, type[StageParams]] = {
     "prepare": PrepareParams,
     "render": RenderParams,
     "cache-features": FeaturesParams,
     "train": TrainParams,
     "eval": EvalParams,
+    "finetune": FinetuneParams,
+    "fewshot": FewshotParams,
 }

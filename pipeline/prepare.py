@@ -15,7 +15,6 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -40,32 +39,28 @@ class PrepareResult:
     computed: int  # chunks computed by this run (0 when up to date)
 
 
-def resolved_params(params: PrepareParams, catalog: Catalog) -> dict[str, Any]:
-    """Fingerprint params with the detected layout and the absolute root filled in."""
-    values = params.fingerprint_params()
-    values["layout"] = catalog.layout
-    values["root"] = catalog.root if params.source != "synthetic" else None
-    return values
-
-
 def prepare(params: PrepareParams, data_root: Path, dataset: str | None = None) -> PrepareResult:
-    """Bring the points store for ``params`` up to date; returns where it is."""
-    catalog = sources.scan(params, Path(data_root))
+    """Bring the points store for ``params`` up to date outside the runner (tests, benchmarks)."""
     dataset = dataset or sources.default_dataset_name(params)
-    values = resolved_params(params, catalog)
-    fp = fingerprint("prepare", values, {})
+    fp = fingerprint("prepare", params.fingerprint_params(), {})
     path = store_path(data_root, "prepare", dataset, fp)
+    computed = fill_points_store(params, Path(data_root), dataset, fp, path)
+    return PrepareResult(path, dataset, fp, computed)
+
+
+def fill_points_store(params: PrepareParams, data_root: Path, dataset: str, fp: str, path: Path) -> int:
+    """Fill the points store ``path`` (fingerprint ``fp``, planned by the runner) from the source;
+    returns the number of chunks computed (0 when it was complete). The source is scanned only here."""
     state = read_state(path)
     if state is not None and state.complete:
         log.info("prepare %s: up to date (%s)", dataset, path)
-        return PrepareResult(path, dataset, fp, 0)
+        return 0
+    catalog = sources.scan(params, Path(data_root))
     with StoreLock(path):
-        return _fill(params, catalog, dataset, values, fp, path)
+        return _fill(params, catalog, dataset, params.fingerprint_params(), fp, path)
 
 
-def _fill(
-    params: PrepareParams, catalog: Catalog, dataset: str, values: dict, fp: str, path: Path
-) -> PrepareResult:
+def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, fp: str, path: Path) -> int:
     splits, duplicates = _drop_duplicates(catalog.splits)
     n_points = int(catalog.handling["n_points"])
     writer = StoreWriter(
@@ -74,6 +69,7 @@ def _fill(
             "fingerprint": fp,
             "stage": "prepare",
             "params": values,
+            "stage_params": values,
             "upstream": {},
             "dataset": dataset,
             "source": params.source,
@@ -139,7 +135,7 @@ def _fill(
     counts = _compact(writer, chunk_failures, params.chunk)
     writer.finish({"failures": failures, "counts": counts})
     log.info("prepare %s: wrote %s (%s; %d skipped)", dataset, path, _fmt_counts(counts), len(failures))
-    return PrepareResult(path, dataset, fp, len(tasks))
+    return len(tasks)
 
 
 def load_chunk(

@@ -17,7 +17,7 @@ from pipeline.console import progress_bar
 from pipeline.parallel import run_tasks
 from pipeline.params import RenderParams
 from pipeline.sources.base import object_rng
-from pipeline.store import ArraySpec, StoreLock, StoreWriter, fingerprint, per_object, read_state, store_path
+from pipeline.store import ArraySpec, StoreLock, StoreWriter, per_object, read_state
 
 log = logging.getLogger("i2p")
 
@@ -25,18 +25,12 @@ N_VIEWS = 3
 IMAGE_SIZE = 224
 
 
-def render_fingerprint(params: RenderParams, points_fp: str) -> str:
-    return fingerprint("render", params.fingerprint_params(), {"prepare": points_fp})
-
-
-def render(params: RenderParams, points_path: Path, data_root: Path) -> Path:
-    """Bring the views store for (points store, params) up to date; returns its path."""
+def render(params: RenderParams, points_path: Path, fp: str, path: Path) -> Path:
+    """Fill the views store ``path`` (fingerprint ``fp``, planned by the runner) from a points store."""
     import zarr
 
     points = zarr.open_group(str(points_path), mode="r")
     dataset, points_fp = points.attrs["dataset"], points.attrs["fingerprint"]
-    fp = render_fingerprint(params, points_fp)
-    path = store_path(data_root, "render", dataset, fp)
     state = read_state(path)
     if state is not None and state.complete:
         log.info("render %s: up to date (%s)", dataset, path)
@@ -46,6 +40,7 @@ def render(params: RenderParams, points_path: Path, data_root: Path) -> Path:
             "fingerprint": fp,
             "stage": "render",
             "params": params.fingerprint_params(),
+            "stage_params": params.fingerprint_params(),
             "upstream": {"prepare": points_fp},
             "upstream_paths": {"prepare": str(points_path)},
             "dataset": dataset,

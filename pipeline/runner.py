@@ -1,282 +1,251 @@
-"""The stage runner: which store a stage should produce, whether it is up to date, running stages.
+"""The stage runner: plan a stage by walking its needs, then run, skip or report with the same plan.
 
-A stage's store is fully determined by its params and its upstream stores' fingerprints. Running a
-stage first brings its upstream stages up to date, as ``dvc repro STAGE`` does, so the user's
-``i2p prepare shapenet`` → ``i2p cache-features`` → ``i2p train`` needs no separate render step.
+Params of a stage for a dataset: the params of the output the user last built for it (the dataset
+record, :mod:`pipeline.datasets`), else stages.yaml's; then ``--set`` overrides and typed flags. So a
+dataset keeps the prepare params it was prepared with, ``--teacher`` given once carries to later
+commands, and stages.yaml defaults apply to what was never built. A training run's own stores (its
+``config.yaml``) take the place of the dataset's current ones when the run is planned, so a run is
+resumed, reported and evaluated on exactly what it was trained on.
 
-Datasets are named (``synthetic``, ``shapenet``, ``modelnet40`` …). Where a dataset came from
-(source, root, variant) is recorded in its points store when it is prepared; later commands read
-it back from the newest points store of that name, so they can rebuild it if prepare's params change.
+A plan's fingerprint is sha256(stage, identity(params), upstream fingerprints, schema version); when no
+value the command sets explicitly differs from the recorded output's and its upstream is the same, the
+recorded output is used as is (stages.yaml edits apply to what is built next, never silently to this).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline import datasets, rundir
 from pipeline.config import Config
-from pipeline.errors import ConfigError, StoreError
-from pipeline.params import PrepareParams
-from pipeline.store import StoreState, fingerprint, list_states, read_state, store_path
+from pipeline.devices import Distributed
+from pipeline.errors import ConfigError
+from pipeline.params import StageParams
+from pipeline.stages import STAGES
+from pipeline.store import fingerprint, read_state
 
 log = logging.getLogger("i2p")
 
-ORIGIN_KEYS = ("source", "root", "variant", "layout")  # where a dataset comes from, fixed at prepare time
 
+@dataclass(frozen=True)
+class Context:
+    """What a command plans with: the config (stages.yaml + overrides), where data lives, which dataset."""
 
-def prepared_datasets(data_root: Path) -> dict[str, list[StoreState]]:
-    """Dataset name → its points stores, newest first."""
-    found: dict[str, list[StoreState]] = {}
-    for state in list_states(data_root, "prepare", progress=False):  # attrs only: names and origins
-        found.setdefault(state.attrs.get("dataset", "?"), []).append(state)
-    return found
-
-
-def resolve_dataset(data_root: Path, name: str | None, default: str) -> str:
-    """``name`` if given; else the only prepared dataset; else ``default`` when none is prepared."""
-    known = prepared_datasets(data_root)
-    if name:
-        return name
-    if len(known) == 1:
-        return next(iter(known))
-    if not known:
-        return default
-    raise ConfigError(
-        f"several datasets are prepared under {data_root}: {', '.join(sorted(known))}",
-        "choose one with --dataset NAME",
-    )
-
-
-def prepare_params_for(config: Config, data_root: Path, dataset: str) -> PrepareParams:
-    """Prepare's params for a dataset: stages.yaml + overrides, with the origin (source, root, variant,
-    layout) read from the dataset's newest store when it has been prepared before."""
-    params = config.params("prepare")
-    stores = prepared_datasets(data_root).get(dataset)
-    if stores:
-        recorded = stores[0].attrs["params"]
-        params = params.model_copy(update={k: recorded[k] for k in ORIGIN_KEYS if k in recorded})
-    elif params.source == "synthetic" and dataset != "synthetic":
-        known = ", ".join(sorted(prepared_datasets(data_root))) or "none"
-        raise ConfigError(
-            f"dataset {dataset!r} has not been prepared (prepared: {known})",
-            "check the name, or prepare it: `i2p prepare SOURCE --root PATH --dataset NAME`",
-        )
-    elif params.source != "synthetic" and params.root is None:
-        known = ", ".join(sorted(prepared_datasets(data_root))) or "none"
-        raise ConfigError(
-            f"dataset {dataset!r} has not been prepared (prepared: {known})",
-            "run `i2p prepare SOURCE --root PATH` first (e.g. `i2p prepare shapenet --root data/ShapeNet55-34`)",
-        )
-    return params
+    config: Config
+    data_root: Path
+    dataset: str
+    offline: bool = False
+    dist: Distributed = Distributed()
+    pins: dict[str, Path] = field(default_factory=dict)  # stage → an output to use as is (a run's stores)
 
 
 @dataclass(frozen=True)
-class Expected:
-    """The store a stage should produce for the current params."""
+class Recorded:
+    """An output on disk: its fingerprint, the params that made it and its upstream fingerprints."""
 
-    stage: str
-    dataset: str
     path: Path
     fingerprint: str
     params: dict[str, Any]
-
-
-def expected_points(config: Config, data_root: Path, dataset: str) -> Expected | None:
-    """Prepare's expected store without scanning the source (origin read from the newest store)."""
-    stores = prepared_datasets(data_root).get(dataset)
-    if not stores:
-        return None
-    values = prepare_params_for(config, data_root, dataset).fingerprint_params()  # origin, layout, root
-    fp = fingerprint("prepare", values, {})
-    return Expected("prepare", dataset, store_path(data_root, "prepare", dataset, fp), fp, values)
-
-
-def describe_difference(expected: dict[str, Any], found: dict[str, Any]) -> str:
-    """``"points 8192 → 4096, seed 0 → 1"``: found (store) → expected (current params)."""
-    keys = sorted(set(expected) | set(found))
-    changes = [f"{k} {found.get(k)!r} → {expected.get(k)!r}" for k in keys if expected.get(k) != found.get(k)]
-    return ", ".join(changes) or "upstream changed"
+    upstream: dict[str, str]
 
 
 @dataclass(frozen=True)
-class StatusRow:
+class Plan:
     stage: str
     dataset: str
-    state: str  # "up to date" | "partial k/n" | "missing" | "changed: ..." | "not built yet"
-    path: Path | None
+    params: StageParams
+    identity: dict[str, Any]  # what the fingerprint hashes (params, resolved where needed)
+    fingerprint: str
+    out: Path
+    needs: dict[str, Plan]
+    recorded: Recorded | None  # the output this dataset/run had for the stage before (for "changed: …")
+    from_run: bool = False  # a store pinned by a run's config.yaml (not the dataset's current one)
 
 
-def stage_status(config: Config, data_root: Path, stage: str, dataset: str) -> StatusRow:
-    """One row of `i2p status`: the stage's own status function if it registered one (runs), else
-    whether its expected store is complete, partial, missing or stale."""
-    if stage in STATUS_FUNCS:
-        return STATUS_FUNCS[stage](config, data_root, dataset)
-    expected = EXPECTED_FUNCS[stage](config, data_root, dataset) if stage in EXPECTED_FUNCS else None
-    if expected is None:
-        return StatusRow(stage, dataset, "missing", None)
-    state = read_state(expected.path)
-    if state is not None:
-        done, total = state.progress
-        label = "up to date" if state.complete else f"partial {done}/{total} chunks"
-        return StatusRow(stage, dataset, label, expected.path)
-    others = [s for s in list_states(data_root, stage) if s.attrs.get("dataset") == dataset]
-    if others:
-        diff = describe_difference(expected.params, others[0].attrs.get("params", {}))
-        return StatusRow(
-            stage, dataset, f"changed: {diff} (newest store {others[0].path.name})", expected.path
-        )
-    return StatusRow(stage, dataset, "missing", expected.path)
-
-
-# Stage implementations, registered by name. Each takes (config, data_root, dataset, inputs), where
-# inputs maps every upstream stage to the store it produced, and returns the store it brought up to date.
-StageFunc = Callable[[Config, Path, str, dict[str, Path]], Path]
-STAGE_FUNCS: dict[str, StageFunc] = {}
-# For `i2p status`: the store each stage should produce now, computed cheaply (no source scan, no torch).
-EXPECTED_FUNCS: dict[str, Callable[[Config, Path, str], Expected | None]] = {"prepare": expected_points}
-# Stages that produce something other than a store (train, eval) give `i2p status` their own row.
-STATUS_FUNCS: dict[str, Callable[[Config, Path, str], StatusRow]] = {}
-
-
-def register(stage: str) -> Callable[[StageFunc], StageFunc]:
-    def wrap(fn: StageFunc) -> StageFunc:
-        STAGE_FUNCS[stage] = fn
-        return fn
-
-    return wrap
-
-
-@register("prepare")
-def _run_prepare(config: Config, data_root: Path, dataset: str, inputs: dict[str, Path]) -> Path:
-    from pipeline.prepare import prepare
-
-    return prepare(prepare_params_for(config, data_root, dataset), data_root, dataset).path
-
-
-def run_stage(
-    stage: str, config: Config, data_root: Path, dataset: str, done: dict[str, Path] | None = None
-) -> Path:
-    """Run ``stage`` for ``dataset`` after bringing its upstream stages up to date (each once)."""
-    done = {} if done is None else done
-    if stage in done:
-        return done[stage]
-    if stage not in STAGE_FUNCS:
-        raise StoreError(f"stage {stage!r} is declared in stages.yaml but not implemented in this version")
-    for dep in config.stages[stage].deps:
-        run_stage(dep, config, data_root, dataset, done)
-    inputs = {dep: done[dep] for dep in config.upstream_of(stage)}
-    done[stage] = STAGE_FUNCS[stage](config, data_root, dataset, inputs)
-    return done[stage]
-
-
-def runnable_stages(config: Config) -> list[str]:
-    """Declared stages that this version implements, in dependency order (what `i2p run` runs)."""
-    return [s for s in config.order() if s in STAGE_FUNCS]
-
-
-def expected_views(config: Config, data_root: Path, dataset: str) -> Expected | None:
-    from pipeline.render import render_fingerprint
-
-    points = expected_points(config, data_root, dataset)
-    if points is None:
+def recorded_output(stage: str, path: Path | None) -> Recorded | None:
+    """What the output at ``path`` says about itself (store attrs, a run's config.yaml, an eval file)."""
+    if path is None or not Path(path).exists():
         return None
-    params = config.params("render")
-    fp = render_fingerprint(params, points.fingerprint)
-    return Expected(
-        "render", dataset, store_path(data_root, "render", dataset, fp), fp, params.fingerprint_params()
-    )
+    kind = STAGES[stage].kind
+    if kind == "store":
+        state = read_state(path, progress=False)
+        if state is None:
+            return None
+        a = state.attrs
+        return Recorded(Path(path), a["fingerprint"], a.get("stage_params") or a.get("params", {}), a.get("upstream", {}))
+    if kind == "run":
+        run = rundir.read(path)
+        if not run.exists or not run.identity:
+            return None
+        ups = {s: v["fingerprint"] for s, v in run.stores.items() if v}
+        return Recorded(Path(path), run.identity, run.params, ups)
+    done = rundir.read_eval(path)
+    return None if done is None else Recorded(Path(path), done["fingerprint"], done["params"], done["upstream"])
 
 
-def expected_features(config: Config, data_root: Path, dataset: str) -> Expected | None:
-    """Without importing torch: with precision auto, whichever of fp32 / fp16 exists (else fp32)."""
-    from pipeline.teachers import teacher_slug
-
-    views = expected_views(config, data_root, dataset)
-    if views is None:
+def _recorded_for(stage: str, ctx: Context, params_hint: dict[str, Any]) -> Recorded | None:
+    if stage in ctx.pins:
+        return recorded_output(stage, ctx.pins[stage])
+    record = datasets.load(ctx.data_root, ctx.dataset)
+    if record is None:
         return None
-    params = config.params("cache-features")
-    candidates = ["fp32", "fp16"] if params.precision == "auto" else [params.precision]
-    found = []
-    for precision in candidates:
-        values = {**params.fingerprint_params(), "precision": precision}
-        fp = fingerprint("cache-features", values, {"render": views.fingerprint})
-        path = store_path(data_root, "cache-features", dataset, fp, teacher_slug(params.teacher))
-        found.append(Expected("cache-features", dataset, path, fp, values))
-    return next((e for e in found if e.path.exists()), found[0])
+    if stage == "cache-features" and "teacher" in params_hint:
+        return recorded_output(stage, record.output(ctx.data_root, f"cache-features/{params_hint['teacher']}"))
+    if stage == "train":
+        return None  # runs are found by name (see _run_name)
+    return recorded_output(stage, record.output(ctx.data_root, stage))
 
 
-EXPECTED_FUNCS.update({"render": expected_views, "cache-features": expected_features})
+def _params(stage: str, ctx: Context, recorded: Recorded | None) -> StageParams:
+    """stages.yaml ← the recorded output's params ← --set overrides ← flags (validated)."""
+    model = STAGES[stage].params
+    values = dict(ctx.config.stages[stage].params) if stage in ctx.config.stages else {}
+    if recorded is not None:
+        values.update({k: v for k, v in recorded.params.items() if k in model.model_fields and k not in model.RUNTIME})
+    values.update(ctx.config.overrides.get(stage, {}))
+    return model.build(values, where=ctx.config.where(stage))
 
 
-@register("render")
-def _run_render(config: Config, data_root: Path, dataset: str, inputs: dict[str, Path]) -> Path:
-    from pipeline.render import render
-
-    return render(config.params("render"), inputs["prepare"], data_root)
-
-
-@register("cache-features")
-def _run_features(config: Config, data_root: Path, dataset: str, inputs: dict[str, Path]) -> Path:
-    from pipeline.features import cache_features
-
-    return cache_features(
-        config.params("cache-features"), inputs["render"], data_root, offline=config.offline
-    )
+def _run_name(ctx: Context) -> str:
+    """train.run as given (flag or --set), else the dataset's last run, else stages.yaml's."""
+    explicit = ctx.config.overrides.get("train", {}).get("run")
+    if explicit:
+        return explicit
+    record = datasets.load(ctx.data_root, ctx.dataset)
+    if record is not None and record.run:
+        return record.run
+    return ctx.config.stages["train"].params.get("run", "default")
 
 
-def train_inputs(config: Config, data_root: Path, dataset: str, features: Path | None, done: dict[str, Path]):  # noqa: ANN201
-    """The stores a training run reads: an explicit features store (``--features``) and its upstream, or
-    the stages' current stores, built if needed. Views/features are skipped when the run needs none."""
-    import zarr
-
-    from pipeline.train import TrainInputs
-
-    params = config.params("train")
-    if features is not None:
-        state = read_state(features)
-        if state is None or state.attrs.get("stage") != "cache-features" or not state.complete:
-            what = (
-                "no store"
-                if state is None
-                else (
-                    "incomplete"
-                    if state.attrs.get("stage") == "cache-features"
-                    else f"a {state.attrs.get('stage')} store"
-                )
-            )
-            raise StoreError(
-                f"--features {features}: {what}; training needs a complete cache-features store",
-                "run `i2p cache-features` (all shards) first, or pick a store listed by `i2p status`",
-            )
-        group = zarr.open_group(str(features), mode="r")
-        views = Path(group.attrs["upstream_paths"]["render"])
-        points = Path(zarr.open_group(str(views), mode="r").attrs["upstream_paths"]["prepare"])
+def plan(stage: str, ctx: Context, memo: dict[str, Plan] | None = None) -> Plan:
+    """The plan of ``stage`` for ``ctx.dataset`` and, recursively, of everything it needs."""
+    memo = {} if memo is None else memo
+    if stage in memo:
+        return memo[stage]
+    if stage == "train":
+        memo[stage] = _plan_train(ctx, memo, for_eval=False)
+    elif STAGES[stage].kind == "eval":
+        memo[stage] = _plan_eval(stage, ctx, memo)
     else:
-        needs_maps = params.masking == "2d-guided" or params.targets == "3d+2d"
-        needs_features = needs_maps and params.online_teacher is None
-        last = "cache-features" if needs_features else ("render" if needs_maps else "prepare")
-        run_stage(last, config, data_root, dataset, done)
-        points, views, features = done["prepare"], done.get("render"), done.get("cache-features")
-    groups = {
-        name: zarr.open_group(str(p), mode="r")
-        for name, p in (("prepare", points), ("render", views), ("cache-features", features))
-        if p
-    }
-    fps = {name: g.attrs["fingerprint"] for name, g in groups.items()}
-    channels = 512
-    if features is not None:
-        channels = groups["cache-features"]["train/feature"].shape[2]
-        if groups["cache-features"].attrs["teacher"].get("random_weights"):
-            log.warning(
-                "training on features of a RANDOM-weight teacher (%s): fine for smoke runs only", features
-            )
-    return TrainInputs(
-        str(points), str(views) if views else None, str(features) if features else None, fps, channels
-    )
+        hint = dict(ctx.config.overrides.get(stage, {}))
+        recorded = _recorded_for(stage, ctx, hint)
+        if stage == "prepare" and recorded is None:
+            _check_preparable(ctx)
+        params = _params(stage, ctx, recorded)
+        needs = {n: plan(n, ctx, memo) for n in STAGES[stage].needs(params)}
+        memo[stage] = _finish(stage, ctx, params, needs, recorded, from_run=stage in ctx.pins)
+    return memo[stage]
 
 
-# train and eval live in pipeline/training.py (light to import: torch is loaded inside the functions)
-from pipeline import training as _training  # noqa: E402,F401  (registers the "train" and "eval" stages)
+def _finish(stage: str, ctx: Context, params: StageParams, needs: dict[str, Plan], recorded: Recorded | None,
+            from_run: bool = False) -> Plan:  # fmt: skip
+    spec = STAGES[stage]
+    upstream = {n: p.fingerprint for n, p in needs.items()}
+    if recorded is not None and recorded.upstream == upstream and _keeps(stage, ctx, recorded):
+        fp, identity = recorded.fingerprint, dict(recorded.params)
+    else:
+        identity = spec.identity(params)
+        fp = fingerprint(stage, identity, upstream)
+    out = spec.out(ctx.data_root, ctx.dataset, fp, params, needs)
+    return Plan(stage, ctx.dataset, params, identity, fp, out, needs, recorded, from_run)
+
+
+def _keeps(stage: str, ctx: Context, recorded: Recorded) -> bool:
+    """No value the command sets explicitly (flag or --set) differs from what the recorded output used."""
+    runtime = STAGES[stage].params.RUNTIME
+    given = {k: v for k, v in ctx.config.overrides.get(stage, {}).items() if k not in runtime}
+    return all(recorded.params.get(k) == v for k, v in given.items())
+
+
+def _check_preparable(ctx: Context) -> None:
+    """A dataset never prepared can only be planned when the command says where it comes from."""
+    given = ctx.config.overrides.get("prepare", {})
+    source = given.get("source", ctx.config.stages["prepare"].params.get("source"))
+    if "source" in given or "root" in given or (source == "synthetic" and ctx.dataset == "synthetic"):
+        return
+    raise datasets.unknown_dataset(ctx.data_root, ctx.dataset)
+
+
+def _plan_train(ctx: Context, memo: dict[str, Plan], for_eval: bool) -> Plan:
+    """A run that exists is planned on its own stores (for its evaluations: on its own dataset too)."""
+    name = _run_name(ctx)
+    out = rundir.run_dir(ctx.data_root, name)
+    state = rundir.read(out)
+    recorded = recorded_output("train", out)
+    sub = ctx
+    if state.exists and (for_eval or state.dataset in (None, ctx.dataset)):
+        pins = {s: Path(v["path"]) for s, v in state.stores.items() if v and Path(v["path"]).exists()}
+        sub = replace(ctx, dataset=state.dataset or ctx.dataset, pins={**pins, **ctx.pins})
+        memo = {}
+    config = sub.config.with_values("train", run=name)
+    given = ctx.config.overrides.get("train", {})
+    if state.exists and "max_steps" not in given:  # a run keeps the end it was given (e.g. --max-steps 5)
+        config = config.with_values("train", max_steps=(state.config.get("runtime") or {}).get("max_steps"))
+    sub = replace(sub, config=config)
+    params = _params("train", sub, recorded)
+    needs = {n: plan(n, sub, memo) for n in STAGES["train"].needs(params)}
+    return _finish("train", sub, params, needs, recorded)
+
+
+def _plan_eval(stage: str, ctx: Context, memo: dict[str, Plan]) -> Plan:
+    """Evaluations of a run: on the run's own points store for its dataset, else the dataset's current."""
+    train = memo.setdefault("train", _plan_train(ctx, memo, for_eval=True))
+    if ctx.dataset == train.dataset and "prepare" in train.needs:
+        points = train.needs["prepare"]
+    else:
+        points = plan("prepare", replace(ctx, pins={}), {})
+    params = _params(stage, ctx, None)
+    needs = {"train": train, "prepare": points}
+    plan_ = _finish(stage, ctx, params, needs, None)
+    return replace(plan_, recorded=recorded_output(stage, plan_.out))
+
+
+def describe_difference(now: dict[str, Any], before: dict[str, Any]) -> str:
+    """``"points 8192 → 1024, seed 0 → 1"``: recorded output → this plan."""
+    keys = sorted(set(now) | set(before))
+    return ", ".join(f"{k} {before.get(k)!r} → {now.get(k)!r}" for k in keys if now.get(k) != before.get(k))
+
+
+def changed(plan_: Plan) -> str | None:
+    """Why the plan differs from the recorded output, or None when it does not."""
+    rec = plan_.recorded
+    if rec is None or rec.fingerprint == plan_.fingerprint:
+        return None
+    diff = describe_difference(plan_.params.fingerprint_params(), rec.params)
+    ups = [n for n, p in plan_.needs.items() if rec.upstream.get(n) not in (None, p.fingerprint)]
+    parts = [diff] if diff else []
+    parts += [f"upstream {', '.join(ups)} changed"] if ups else []
+    return "; ".join(parts) or "identity changed"
+
+
+def outputs_used(plan_: Plan, data_root: Path) -> str:
+    """``points/x.zarr, views/y.zarr, features/z.zarr``: the stores a plan reads, for one log line."""
+    seen: dict[str, Path] = {}
+
+    def walk(p: Plan) -> None:
+        for n, q in p.needs.items():
+            walk(q)
+            if STAGES[n].kind == "store":
+                seen[n] = q.out
+
+    walk(plan_)
+    return ", ".join(_rel(p, data_root) for p in seen.values()) or "no stores"
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def require_known(ctx: Context) -> None:
+    """An unknown dataset name is an error with "did you mean" (the synthetic default is always known)."""
+    if ctx.dataset != "synthetic" and datasets.load(ctx.data_root, ctx.dataset) is None:
+        raise datasets.unknown_dataset(ctx.data_root, ctx.dataset)
+
+
+__all__ = ["Context", "Plan", "plan", "changed", "outputs_used", "ConfigError"]

@@ -30,7 +30,9 @@ from pipeline import __version__
 from pipeline.errors import LockError, StoreError
 
 # Bump a stage's version when what it writes changes for the same params (forces new stores).
-SCHEMA_VERSION = {"prepare": 1, "render": 1, "cache-features": 2}  # 2: feature stored uncompressed
+SCHEMA_VERSION = {  # cache-features 2: feature stored uncompressed
+    "prepare": 1, "render": 1, "cache-features": 2, "train": 1, "eval": 1, "finetune": 1, "fewshot": 1,
+}
 
 STORE_KINDS = {"prepare": "points", "render": "views", "cache-features": "features"}
 

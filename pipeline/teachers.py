@@ -379,9 +379,25 @@ def _check_supported(open_clip: Any, visual: Any, name: str, model_name: str) ->
 
 
 def weights_sha256(path: str) -> str:
-    """sha256 of a weight file's contents (in the features fingerprint: same path, new file → new store)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """sha256 of a weight file's contents (in the features fingerprint: same path, new file → new store).
+
+    Raises TeacherError when the file is missing. The digest is remembered per (path, size, mtime) in
+    memory, so planning and status hash a file once per process."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        raise TeacherError(
+            f"--weights file {path} does not exist",
+            "pass the path of a local teacher checkpoint (.bin, .safetensors, .pt), or drop --weights",
+        ) from None
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA256:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _SHA256[key] = digest.hexdigest()
+    return _SHA256[key]
+
+
+_SHA256: dict[tuple[str, int, int], str] = {}

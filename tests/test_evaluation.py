@@ -14,7 +14,8 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from cli import main_options
+from cli_eval import embed_command, eval_app, fewshot_command, finetune_command
+from cli_options import global_options
 from i2pmae.evaluate import select_points, svm_accuracy
 from i2pmae.fewshot import make_episode, make_episodes
 from i2pmae.finetune import FinetuneConfig, build_classifier, finetune, smooth_cross_entropy
@@ -22,7 +23,7 @@ from i2pmae.finetune_inputs import rotate_y, train_sample
 from i2pmae.model import I2PMAE, I2PMAEConfig
 from i2pmae.recipes import RECIPES, classifier_config
 from i2pmae.schedule import epoch_lr
-from pipeline.eval_commands import embed_command, eval_app, fewshot_command, finetune_command
+from pipeline import datasets
 from pipeline.evaluation import EvaluationError, PointsStore, feature_points
 from pipeline.finetuning import read_fewshot_pickle
 from pipeline.store import ArraySpec, StoreWriter, per_object
@@ -71,6 +72,9 @@ def write_store(data_root: Path, name: str, per_class: dict[str, int], P: int = 
         writer.write(s, "id", 0, np.array([f"{CLASSES[c]}/{s}{i}" for i, c in enumerate(y)]))
         writer.mark_done(s, 0)
     writer.finish({"failures": []})
+    record = datasets.DatasetRecord(name, {"source": "folder", "root": f"/{name}", "variant": None})
+    record.current["prepare"] = str(path.relative_to(data_root))
+    datasets.save(data_root, record)  # the dataset is bound to its store, as `i2p prepare` leaves it
     return path
 
 
@@ -91,7 +95,7 @@ def data_root(tmp_path_factory) -> Path:
 
 def invoke(*args):
     app = typer.Typer()
-    app.callback()(main_options)
+    app.callback()(global_options)
     app.add_typer(eval_app, name="eval")
     for name, fn in (("embed", embed_command), ("finetune", finetune_command), ("fewshot", fewshot_command)):
         app.command(name)(fn)
@@ -166,7 +170,7 @@ def test_random_init_baseline_and_errors(data_root, tmp_path):
     bad = invoke("eval", "svm", "--run", "tiny", "-d", "nope", "--data-root", data_root)
     assert (
         bad.exit_code == 2
-        and "dataset 'nope' has no points store" in bad.output
+        and "dataset 'nope' has not been prepared" in bad.output
         and "Traceback" not in bad.output
     )
     both = invoke("eval", "svm", "--run", "tiny", "--ckpt", "x.pt", "-d", "toys", "--data-root", data_root)

@@ -10,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 import zarr
 
 from i2pmae.geometry import points_to_pixels
@@ -17,9 +18,11 @@ from i2pmae.model import I2PMAE, I2PMAEConfig
 from i2pmae.pretrain import Batch, online_maps, pretrain_forward, target_fn
 from i2pmae.schedule import epoch_lr, param_groups
 from pipeline.config import load_config
-from pipeline.runner import run_stage, train_inputs
+from pipeline.execute import run as run_plan
+from pipeline.pretrain_engine import fit
+from pipeline.pretraining import train_inputs
+from pipeline.runner import Context, plan
 from pipeline.teachers import load_teacher
-from pipeline.train import TrainingError, train
 from pipeline.trainset import CachedShapes
 from tests.test_prepare import toy_config
 
@@ -47,7 +50,16 @@ def stores(tmp_path_factory):
     """A 4-object training split with real points, views and tiny-random features stores."""
     tmp = tmp_path_factory.mktemp("train")
     config = toy_config(tmp, SETS)
-    return config, tmp / "data", train_inputs(config, tmp / "data", "toys", None, {})
+    return config, tmp / "data", built_inputs(config, tmp / "data")
+
+
+def built_inputs(config, data_root):
+    """The stores a run of ``config`` reads, built through the runner."""
+    ctx = Context(config, data_root, "toys")
+    p = plan("train", ctx)
+    for need in p.needs.values():
+        run_plan(need, ctx)
+    return train_inputs(p)
 
 
 def first_batch(inputs, online=False, n=4):
@@ -102,36 +114,26 @@ SMALL = {"num_groups": (128, 64, 16)}  # same layers, 4× fewer groups: the loop
 def test_thirty_steps_on_four_shapes_lower_the_loss(stores, tmp_path, arch):
     config, _, inputs = stores
     params = config.params("train").model_copy(update={"run": "learn", "max_steps": 30, "batch_size": 2})
-    train(params, inputs, tmp_path / "learn", "cpu", arch=arch)
+    fit(params, inputs, tmp_path / "learn", "cpu", arch=arch)
     rows = [json.loads(line) for line in (tmp_path / "learn" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 30
     first, last = sum(r["loss"] for r in rows[:5]) / 5, sum(r["loss"] for r in rows[-5:]) / 5
     assert last < 0.7 * first, (first, last)
     assert (tmp_path / "learn" / "loss.png").exists()
-    config_yaml = (tmp_path / "learn" / "config.yaml").read_text()
-    assert "n_params: 17622808" in config_yaml and "fingerprints" in config_yaml  # same layers either way
 
 
 def test_interrupted_and_resumed_run_ends_with_the_same_parameters(stores, tmp_path):
     config, _, inputs = stores
     base = config.params("train").model_copy(update={"epochs": 3, "batch_size": 2})  # 2 steps per epoch
-    train(base.model_copy(update={"run": "a"}), inputs, tmp_path / "a", "cpu", arch=SMALL)
+    fit(base.model_copy(update={"run": "a"}), inputs, tmp_path / "a", "cpu", arch=SMALL)
     stopped = base.model_copy(update={"run": "b", "max_steps": 3})  # stops mid-epoch
-    train(stopped, inputs, tmp_path / "b", "cpu", arch=SMALL)
-    train(base.model_copy(update={"run": "b", "resume": True}), inputs, tmp_path / "b", "cpu", arch=SMALL)
+    fit(stopped, inputs, tmp_path / "b", "cpu", arch=SMALL)
+    fit(base.model_copy(update={"run": "b"}), inputs, tmp_path / "b", "cpu", arch=SMALL, resume=True)
     a = torch.load(tmp_path / "a" / "ckpt-last.pt", weights_only=False)
     b = torch.load(tmp_path / "b" / "ckpt-last.pt", weights_only=False)
     assert a["step"] == b["step"] == 6
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
-
-
-def test_a_new_run_does_not_overwrite_an_old_one(stores, tmp_path):
-    config, _, inputs = stores
-    params = config.params("train").model_copy(update={"run": "x", "max_steps": 1})
-    train(params, inputs, tmp_path / "x", "cpu", arch=SMALL)
-    with pytest.raises(TrainingError, match="already holds a run"):
-        train(params, inputs, tmp_path / "x", "cpu", arch=SMALL)
 
 
 def test_schedule_and_parameter_groups_follow_the_paper():
@@ -162,8 +164,8 @@ def test_training_reads_the_store_it_was_given(stores):
             f"prepare.root={config.params('prepare').root}",
         ]
     )
-    assert train_inputs(plain, data_root, "toys", None, {}).features is None
-    assert str(run_stage("render", config, data_root, "toys")) == inputs.views  # up to date: the same store
+    assert train_inputs(plan("train", Context(plain, data_root, "toys"))).features is None
+    assert str(plan("render", Context(config, data_root, "toys")).out) == inputs.views  # the same store
 
 
 def test_cli_train_then_resume_continues_the_step_count(stores):
@@ -190,39 +192,47 @@ def test_cli_train_then_resume_continues_the_step_count(stores):
     ]
     first = CliRunner().invoke(app, [*common, "--max-steps", "1"], catch_exceptions=False)
     assert first.exit_code == 0, first.output
-    again = CliRunner().invoke(app, [*common, "--max-steps", "1"], catch_exceptions=False)
-    assert again.exit_code == 2 and "--resume" in again.output  # a new run never overwrites an old one
-    second = CliRunner().invoke(app, [*common, "--max-steps", "2", "--resume"], catch_exceptions=False)
-    assert second.exit_code == 0, second.output
     run = data_root / "runs" / "smoke"
+    ckpt = (run / "ckpt-last.pt").read_bytes()
+    again = CliRunner().invoke(app, [*common, "--max-steps", "1"], catch_exceptions=False)
+    assert again.exit_code == 0 and "up to date" in again.output  # a finished identical run is a stage
+    resumed = CliRunner().invoke(app, [*common, "--resume"], catch_exceptions=False)
+    assert resumed.exit_code == 0 and (run / "ckpt-last.pt").read_bytes() == ckpt  # --resume of a finished run
+    other = CliRunner().invoke(app, [*common, "--set", "train.lr=0.5"], catch_exceptions=False)
+    assert other.exit_code == 2 and "lr 0.001 → 0.5" in other.output  # never overwrites another run
+    zero = CliRunner().invoke(app, [*common, "--max-steps", "0"], catch_exceptions=False)
+    assert zero.exit_code == 2 and "max_steps" in zero.output
+    second = CliRunner().invoke(app, [*common, "--max-steps", "2"], catch_exceptions=False)
+    assert second.exit_code == 0, second.output
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2]
     assert {"config.yaml", "ckpt-last.pt", "loss.png", "complete.json"} <= {p.name for p in run.iterdir()}
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert set(saved["stores"]) == {"prepare", "render", "cache-features"} and saved["dataset"] == "toys"
+    # a run stopped before its first checkpoint (killed) starts again from step 0
+    (run / "ckpt-last.pt").unlink()
+    (run / "complete.json").unlink()
+    third = CliRunner().invoke(app, [*common, "--max-steps", "1"], catch_exceptions=False)
+    assert third.exit_code == 0, third.output
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1]
 
 
 def test_resume_after_a_crash_rewrites_metrics_without_duplicates(stores, tmp_path):
     config, _, inputs = stores
     base = config.params("train").model_copy(update={"epochs": 3, "batch_size": 2, "run": "c"})
-    train(base.model_copy(update={"max_steps": 3}), inputs, tmp_path / "c", "cpu", arch=SMALL)
+    fit(base.model_copy(update={"max_steps": 3}), inputs, tmp_path / "c", "cpu", arch=SMALL)
     with (tmp_path / "c" / "metrics.jsonl").open("a") as f:  # rows a crashed run wrote after its checkpoint
         f.write(json.dumps({"step": 4, "loss": 9.0}) + "\n" + json.dumps({"step": 5, "loss": 9.0}) + "\n")
-    train(base.model_copy(update={"resume": True}), inputs, tmp_path / "c", "cpu", arch=SMALL)
+    fit(base, inputs, tmp_path / "c", "cpu", arch=SMALL, resume=True)
     steps = [json.loads(line)["step"] for line in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
-def test_a_run_stopped_before_its_first_checkpoint_starts_again(stores, tmp_path):
-    config, _, inputs = stores
-    run = tmp_path / "d"
-    run.mkdir()
-    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n")
-    params = config.params("train").model_copy(update={"run": "d", "max_steps": 1, "resume": True})
-    train(params, inputs, run, "cpu", arch=SMALL)
-    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1]
-
-
 def test_status_reports_the_run(stores):
-    from pipeline.status import status_rows
+    from pipeline.status import stage_rows
+
+    def status_rows(config, data_root, dataset):
+        return [(r["stage"], dataset, r["state"]) for r in stage_rows(config, data_root, dataset)]
 
     config, data_root, _ = stores
     rows = {

@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 from cli import app
 from pipeline.config import load_config
 from pipeline.errors import TeacherError
+from pipeline.execute import run as run_plan
 from pipeline.features import cache_features
-from pipeline.runner import run_stage
+from pipeline.runner import Context, plan
 from tests.test_prepare import array_bytes, toy_config
 
 SETS = [
@@ -41,9 +42,22 @@ SETS = [
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stages")
     config = toy_config(tmp, SETS)
-    done: dict = {}
-    run_stage("cache-features", config, tmp / "data", "toys", done)
-    return config, tmp / "data", done
+    return config, tmp / "data", run_stage("cache-features", config, tmp / "data", "toys")
+
+
+def run_stage(stage, config, data_root, dataset):
+    """Bring ``stage`` up to date through the runner; {stage: output} for it and everything it needs."""
+    p = plan(stage, Context(config, data_root, dataset))
+    run_plan(p, Context(config, data_root, dataset))
+    outs = {}
+
+    def walk(q):
+        outs[q.stage] = q.out
+        for n in q.needs.values():
+            walk(n)
+
+    walk(p)
+    return outs
 
 
 def test_views_store_schema(built):
@@ -85,11 +99,11 @@ def test_rerun_is_up_to_date_and_resume_rebuilds_only_missing_chunks(built, tmp_
     group["train/done"][1] = False  # what a crash after chunk 0 leaves
     group["train/feature"][2:4] = 0
     group.attrs["complete"] = False
-    again = run_stage("cache-features", config, data_root, "toys")
+    again = run_stage("cache-features", config, data_root, "toys")["cache-features"]
     assert again == done["cache-features"]
     assert array_bytes(again) == before
     t0 = time.perf_counter()
-    assert run_stage("cache-features", config, data_root, "toys") == again
+    assert run_stage("cache-features", config, data_root, "toys")["cache-features"] == again
     assert time.perf_counter() - t0 < 10
 
 
@@ -98,7 +112,7 @@ def test_other_render_params_or_teacher_make_new_stores_and_keep_the_old(built):
     other = load_config(
         overrides=[*SETS, "render.subset=128", f"prepare.root={config.params('prepare').root}"]
     )
-    new_views = run_stage("render", other, data_root, "toys")
+    new_views = run_stage("render", other, data_root, "toys")["render"]
     assert new_views != done["render"] and done["render"].exists()
     normalised = load_config(
         overrides=[
@@ -107,14 +121,12 @@ def test_other_render_params_or_teacher_make_new_stores_and_keep_the_old(built):
             f"prepare.root={config.params('prepare').root}",
         ]
     )
-    new_features = run_stage("cache-features", normalised, data_root, "toys")
+    new_features = run_stage("cache-features", normalised, data_root, "toys")["cache-features"]
     assert new_features != done["cache-features"] and done["cache-features"].exists()
 
 
 def test_two_shards_fill_the_same_store_as_one_process(built, tmp_path):
-    config, _, done = built
-    params = config.params("cache-features")
-    one = cache_features(params, done["render"], tmp_path / "one", offline=True)
+    config, data_root, done = built
     cli = Path(__file__).resolve().parents[1] / "cli.py"
     data = tmp_path / "two"
     cmd = [
@@ -128,13 +140,15 @@ def test_two_shards_fill_the_same_store_as_one_process(built, tmp_path):
         "--data-root",
         str(data),
         "-q",
-        *[a for s in SETS for a in ("--set", s)],
+        *[a for s in [*SETS, f"prepare.root={config.params('prepare').root}"] for a in ("--set", s)],
     ]
     # both shards read the views store of the fixture: copy its data root layout by linking the stores
     for kind in ("points", "views"):
         (data / kind).mkdir(parents=True)
         for store in (done["prepare"] if kind == "points" else done["render"]).parent.glob("*.zarr"):
             (data / kind / store.name).symlink_to(store)
+    p = plan("cache-features", Context(config, data, "toys"))  # what the shard processes will plan
+    one = cache_features(p.params, p.identity, done["render"], p.fingerprint, tmp_path / "one" / p.out.name, True)
     two = data / "features" / one.name
     first = subprocess.run([*cmd, "--shard", "0/2"], capture_output=True, timeout=300)
     assert first.returncode == 0, first.stderr.decode()

@@ -1,0 +1,220 @@
+"""The evaluation commands: ``i2p eval svm``, ``i2p embed``, ``i2p finetune``, ``i2p fewshot``.
+
+With a run (``--run``, or the dataset's last run) ``eval svm``, ``finetune`` and ``fewshot`` are stages:
+planned, skipped when up to date, shown by ``i2p status``, on the run's own points store for its
+dataset. With ``--ckpt FILE`` (ours or the paper's) or ``--random-init`` they evaluate that encoder
+directly on the dataset's current points store. Importing this module costs only typer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli_options import DataRoot, Dataset, Quiet, Run, Sets, Verbose, build, context, say, session
+
+eval_app = typer.Typer(help="Evaluate a pre-trained encoder on frozen features (linear SVM).", no_args_is_help=True)
+
+Ckpt = Annotated[Path | None, typer.Option("--ckpt", help="Checkpoint file: ours, or the paper's pre-train.pth / Point-M2AE's.")]
+Which = Annotated[str, typer.Option("--which", help="Checkpoint of --run: last | best.")]
+Device = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
+Points = Annotated[int | None, typer.Option("--points", help="Points per object (default: see the report).")]
+Pooling = Annotated[str | None, typer.Option("--pooling", help="max (I2P-MAE) | mean+max (Point-M2AE).")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Objects per forward pass.")]
+RandomInit = Annotated[bool, typer.Option("--random-init", help="Evaluate the same architecture at random initialisation (a baseline).")]
+Report = Annotated[Path | None, typer.Option("--report", help="Markdown file to append to (default: the run's report.md).")]
+Epochs = Annotated[int | None, typer.Option("--epochs", help="Fine-tuning epochs (paper: 300; few-shot: 150).")]
+MaxSteps = Annotated[int | None, typer.Option("--max-steps", help="Stop each fine-tuning after this many steps (a quick check).")]
+INTERRUPTED = "interrupted: nothing of this evaluation is kept (report.md is written at its end); rerun to start it again"
+# fmt: off
+
+
+def _direct(run: str | None, ckpt: Path | None, random_init: bool, which: str, cx=None) -> bool:  # noqa: ANN001
+    """An encoder evaluated as is (not a tracked stage): a file, a random initialisation, ckpt-best, or a
+    run directory this version did not train (no identity in its config.yaml)."""
+    if ckpt is not None or random_init or which != "last":
+        return True
+    return cx is not None and not _tracked(cx, run)
+
+
+def _tracked(cx, run: str | None) -> bool:  # noqa: ANN001
+    from pipeline import rundir
+
+    return rundir.read(rundir.run_dir(cx.data_root, run or _last_run(cx))).identity is not None
+
+
+def _points(cx, run: str | None, ckpt: Path | None) -> Path:  # noqa: ANN001
+    """The run's own points store for a tracked run of this dataset, else the dataset's current one."""
+    from pipeline.lookup import current_points, run_points
+
+    return run_points(cx) if ckpt is None and run and _tracked(cx, run) else current_points(cx)
+
+
+def _encoder_run(cx, run: str | None, ckpt: Path | None, random_init: bool) -> str | None:  # noqa: ANN001
+    """The run whose encoder is evaluated: --run, else (no --ckpt, no bare --random-init) the last run."""
+    if run or ckpt or random_init:
+        return run
+    return _last_run(cx)
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+@eval_app.command("svm")
+def svm_command(
+    ctx: typer.Context, run: Run = None, ckpt: Ckpt = None, dataset: Dataset = None,
+    c: Annotated[float | None, typer.Option("--c", "--svm-c", help="SVM C (default: the paper's for the dataset).")] = None,
+    pooling: Pooling = None, points: Points = None, batch_size: BatchSize = None, device: Device = None,
+    which: Which = "last", random_init: RandomInit = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --random-init.")] = 0,
+    report: Report = None, data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
+) -> None:
+    """Linear SVM on frozen global features (spec §3.4, §9.3); appends to the run's report.md."""
+    with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
+        from pipeline import evaluation as ev
+
+        config = config.with_values("eval", svm_c=c, points=points, pooling=pooling, batch_size=batch_size, device=device)
+        config = config.with_values("train", run=run)
+        cx = context(config, root, dataset, run)
+        if not _direct(run, ckpt, random_init, which, cx):
+            from pipeline import rundir
+
+            result = rundir.read_eval(build("eval", cx))
+            r = result["result"]
+            say(f"linear SVM on {cx.dataset} (run {result['run']}): [bold]{100 * r['accuracy']:.2f} %[/], random "
+                f"init {100 * r['random_init_accuracy']:.2f} % (C={r['svm_c']:g}, {r['points']} points)")
+            return
+        params = config.params("eval")
+        run = _encoder_run(cx, run, ckpt, random_init)
+        store = ev.points_store(_points(cx, run, ckpt))
+        encoder = ev.resolve_encoder(root, run, ckpt, random_init=random_init, seed=seed, which=which)
+        out = ev.run_svm(encoder, store, params, ev.resolve_device(params.device), ev.report_path(root, encoder, report))
+        say(f"linear SVM on {store.name}: [bold]{100 * out.accuracy:.2f} %[/] (C={out.c:g}, {out.n_points} points, "
+            f"{encoder.label}) → {_rel(out.report)}")
+
+
+def _last_run(cx) -> str | None:  # noqa: ANN001
+    from pipeline.runner import plan
+
+    return plan("train", cx).params.run
+
+
+def embed_command(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", help="The .npy file to write: one row per object, store order.")],
+    run: Run = None, ckpt: Ckpt = None, dataset: Dataset = None,
+    split: Annotated[str, typer.Option("--split", help="Which split of the dataset: train | test | ...")] = "train",
+    points: Points = None, pooling: Pooling = None, batch_size: BatchSize = None, device: Device = None,
+    which: Which = "last", random_init: RandomInit = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --random-init.")] = 0,
+    data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
+) -> None:
+    """Write the frozen encoder's global features (the SVM's) of every object of a split to a .npy file."""
+    with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
+        from pipeline import evaluation as ev
+
+        params = config.params("eval", points=points, pooling=pooling, batch_size=batch_size, device=device)
+        cx = context(config.with_values("train", run=run), root, dataset, run)
+        run = _encoder_run(cx, run, ckpt, random_init)
+        store = ev.points_store(_points(cx, run, ckpt))
+        encoder = ev.resolve_encoder(root, run, ckpt, random_init=random_init, seed=seed, which=which)
+        path, shape, how = ev.run_embed(encoder, store, split, params, ev.resolve_device(params.device), out)
+        say(f"wrote {path}: {shape[0]} × {shape[1]} float32 ({store.name}/{split}, points {how})")
+
+
+def finetune_command(
+    ctx: typer.Context, run: Run = None, ckpt: Ckpt = None, dataset: Dataset = None,
+    split: Annotated[str | None, typer.Option("--split", help="ScanObjectNN variant: obj-bg | obj-only | pb-t50-rs (with -d scanobjectnn).")] = None,
+    recipe: Annotated[str | None, typer.Option("--recipe", help="modelnet40 | obj-bg | obj-only | pb-t50-rs (default: from the data).")] = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", help="Run seeds 0..N-1; the report gives mean ± std.")] = None,
+    epochs: Epochs = None, max_steps: MaxSteps = None, batch_size: BatchSize = None, points: Points = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (paper: 5e-4).")] = None,
+    votes: Annotated[int | None, typer.Option("--votes", help="Views of the one voting pass (ModelNet40: 10; 0 = no voting).")] = None,
+    device: Device = None, which: Which = "last", random_init: RandomInit = False, report: Report = None,
+    data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
+) -> None:
+    """Fine-tune the encoder as a classifier (spec §3.5, §9.2); evaluates a fine-tuned checkpoint as is."""
+    with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
+        from pipeline import evaluation as ev
+        from pipeline.reports import mean_std
+
+        if dataset == "scanobjectnn" and split:
+            dataset = f"scanobjectnn-{split}"
+        config = config.with_values("finetune", recipe=recipe or split, seeds=seeds, epochs=epochs, max_steps=max_steps,
+                                    batch_size=batch_size, points=points, lr=lr, votes=votes, device=device)
+        config = config.with_values("train", run=run)
+        cx = context(config, root, dataset, run)
+        if not _direct(run, ckpt, random_init, which, cx):
+            from pipeline import rundir
+
+            result = rundir.read_eval(build("finetune", cx))
+            r = result["result"]
+            say(f"fine-tuning on {cx.dataset} (run {result['run']}): last epoch {mean_std(r['last_acc'])}, best "
+                f"epoch {mean_std(r['best_acc'])} (chosen on the test split)")
+            return
+        from pipeline.downstream_stages import finetune_overrides
+        from pipeline.finetuning import run_finetune
+
+        params = config.params("finetune")
+        run = _encoder_run(cx, run, ckpt, random_init)
+        store = ev.points_store(_points(cx, run, ckpt))
+        path = ev.checkpoint_path(root, run, ckpt, which)
+        res = run_finetune(root, None, path, store, recipe=params.recipe, seeds=list(range(params.seeds)),
+                           device=ev.resolve_device(params.device), report=report, random_init=random_init,
+                           **finetune_overrides(params))
+        if res.evaluated is not None:
+            acc, voted = res.evaluated
+            vote = f", voted {100 * voted:.2f} %" if voted is not None else ""
+            say(f"fine-tuned classifier on {store.name}: {100 * acc:.2f} %{vote} → {_rel(res.report)}")
+            return
+        say(f"fine-tuning on {store.name}: last epoch {mean_std([r.last_acc for r in res.results])}, best epoch "
+            f"{mean_std([r.best_acc for r in res.results])} (chosen on the test split) → {_rel(res.report)}")
+
+
+def fewshot_command(
+    ctx: typer.Context, run: Run = None, ckpt: Ckpt = None, dataset: Dataset = None,
+    episodes: Annotated[Path | None, typer.Option("--episodes", help="Point-BERT few-shot pickles (ModelNetFewshot/) instead.")] = None,
+    way: Annotated[list[int] | None, typer.Option("--way", help="Classes per episode (repeatable; 5 and 10).")] = None,
+    shot: Annotated[list[int] | None, typer.Option("--shot", help="Train objects per class (repeatable; 10 and 20).")] = None,
+    folds: Annotated[int | None, typer.Option("--folds", help="Episodes per setting (10).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the episodes and of the fine-tuning.")] = None,
+    epochs: Epochs = None, max_steps: MaxSteps = None, batch_size: BatchSize = None, points: Points = None,
+    device: Device = None, which: Which = "last", random_init: RandomInit = False, report: Report = None,
+    data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
+) -> None:
+    """Few-shot classification (spec §1.5): way × shot × folds episodes, fine-tuned per fold."""
+    with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
+        from pipeline import evaluation as ev
+        from pipeline.reports import mean_std
+
+        config = config.with_values("fewshot", way=way, shot=shot, folds=folds, seed=seed, epochs=epochs,
+                                    max_steps=max_steps, batch_size=batch_size, points=points, device=device)
+        config = config.with_values("train", run=run)
+        cx = context(config, root, dataset, run) if episodes is None else None
+        if episodes is None and not _direct(run, ckpt, random_init, which, cx):
+            from pipeline import rundir
+
+            result = rundir.read_eval(build("fewshot", cx))
+            for setting, accs in result["result"].items():
+                say(f"{setting}: last epoch {mean_std(accs)}")
+            return
+        from pipeline.downstream_stages import finetune_overrides
+        from pipeline.finetuning import run_fewshot
+
+        params = config.params("fewshot")
+        run = _encoder_run(cx, run, ckpt, random_init) if cx is not None else run
+        store = None if cx is None else ev.points_store(_points(cx, run, ckpt))
+        path = ev.checkpoint_path(root, run, ckpt, which)
+        settings, out = run_fewshot(root, None, path, store, episodes=episodes, ways=list(params.way),
+                                    shots=list(params.shot), folds=params.folds, seed=params.seed,
+                                    device=ev.resolve_device(params.device), report=report, random_init=random_init,
+                                    **finetune_overrides(params))
+        for w, s, results in settings:
+            say(f"{w}-way {s}-shot: last epoch {mean_std([r.last_acc for r in results])}")
+        say(f"report → {_rel(out)}")

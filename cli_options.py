@@ -1,0 +1,139 @@
+"""The CLI layer's shared pieces: option types, global options, the session every command runs in, and
+how a command picks its dataset and builds its planning context.
+
+Only the CLI layer (``cli.py``, ``cli_eval.py``, this module) reads the environment (``I2P_DATA_ROOT``,
+``I2P_DEBUG``, ``HF_HUB_OFFLINE``, torchrun's ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``) and imports typer.
+Results go to stdout (:func:`say`); logs, progress and errors to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipeline.errors import I2PError
+
+DataRoot = Annotated[
+    Path | None,
+    typer.Option("--data-root", envvar="I2P_DATA_ROOT", help="Where stores and runs live (default ./data)."),
+]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a stages.yaml value for this command: stage.key=value (repeatable)."),
+]
+Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v debug).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors; no progress bars.")]
+Stages = Annotated[Path | None, typer.Option("--stages", help="stages.yaml to use (default ./stages.yaml).")]
+Dataset = Annotated[
+    str | None,
+    typer.Option("--dataset", "-d", help="Dataset name; may be omitted when exactly one is prepared."),
+]
+Teacher = Annotated[
+    str | None,
+    typer.Option(help="Whose features: clip-vit-b16 | clip-vit-b32 | clip-vit-l14 | tiny-random | open_clip:MODEL/TAG "
+                 "(default: the teacher last cached for the dataset)."),
+]  # fmt: skip
+Run = Annotated[
+    str | None, typer.Option("--run", help="Run name under <data-root>/runs (default: the dataset's last run).")
+]
+
+
+@dataclass
+class Globals:
+    data_root: Path | None = None
+    sets: list[str] | None = None
+    verbose: int = 0
+    quiet: bool = False
+    stages: Path | None = None
+
+
+def global_options(
+    ctx: typer.Context, data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
+    stages: Stages = None,
+) -> None:  # fmt: skip
+    """Global options; each command also accepts them after its name."""
+    ctx.obj = Globals(data_root, sets, verbose, quiet, stages)
+
+
+def say(text: str) -> None:
+    """A result line, on stdout (rich markup allowed; plain when stdout is not a terminal)."""
+    from rich.console import Console
+
+    Console(highlight=False, soft_wrap=True).print(text)
+
+
+@contextmanager
+def session(ctx: typer.Context, data_root: Path | None, sets: list[str] | None, verbose: int, quiet: bool,
+            interrupted: str = "interrupted: finished chunks of stores are kept; rerun the command to continue",
+            ) -> Iterator[tuple[Any, Path]]:  # fmt: skip
+    """Set up logging, load the config; print known errors as one red line plus a hint (exit 2)."""
+    from pipeline.console import console, setup_logging
+
+    g: Globals = ctx.obj or Globals()
+    setup_logging(-1 if (quiet or g.quiet) else max(verbose, g.verbose))
+    try:
+        from pipeline.config import load_config
+
+        config = load_config(g.stages, [*(g.sets or []), *(sets or [])])
+        root = Path(data_root or g.data_root or "data").expanduser().resolve()
+        yield config, root
+    except I2PError as err:
+        report_error(err)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        console.print(f"[yellow]{interrupted}[/]")
+        raise typer.Exit(130) from None
+
+
+def report_error(err: I2PError) -> None:
+    from rich.markup import escape
+
+    from pipeline.console import console
+
+    if os.environ.get("I2P_DEBUG") == "1":
+        console.print_exception()
+    console.print(f"[bold red]error:[/] {escape(err.message)}", highlight=False, soft_wrap=True)
+    if err.hint:
+        console.print(f"[dim]hint:[/] {escape(err.hint)}", highlight=False, soft_wrap=True)
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
+
+
+def distributed() -> Any:
+    from pipeline.devices import Distributed
+
+    keys = (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0))
+    return Distributed(*(int(os.environ.get(k, d)) for k, d in keys))
+
+
+def context(config: Any, root: Path, dataset: str | None, run: str | None = None, pins: dict | None = None) -> Any:
+    """The planning context: which dataset (given; else the run's; else the only one prepared; else the
+    synthetic default), the data root, offline or not, torchrun's ranks."""
+    from pipeline import datasets, rundir
+    from pipeline.runner import Context
+
+    name = dataset
+    if name is None and run:
+        name = rundir.read(rundir.run_dir(root, run)).dataset
+    name = datasets.choose(root, name)
+    return Context(config, root, name, offline(), distributed(), dict(pins or {}))
+
+
+def build(stage: str, ctx: Any) -> Path:
+    """Plan ``stage`` (and what it needs), log which stores it uses, bring it up to date; its output."""
+    import logging
+
+    from pipeline import execute
+    from pipeline.runner import outputs_used, plan
+
+    p = plan(stage, ctx)
+    logging.getLogger("i2p").info("%s on %s uses %s", stage, p.dataset, outputs_used(p, ctx.data_root))
+    return execute.run(p, ctx)

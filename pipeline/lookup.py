@@ -1,0 +1,58 @@
+"""Outputs a command reads without building them: the features `i2p show` draws, the stores behind an
+explicit ``--features STORE``, the points store an evaluation of a run uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline import datasets
+from pipeline.errors import StoreError
+from pipeline.runner import Context, plan
+from pipeline.store import read_state
+
+
+def built_features(ctx: Context) -> tuple[Path, Path]:
+    """(views store, features store) of the dataset for the asked-for teacher (else its last one); an
+    error naming the teachers that do have features when this one has none."""
+    p = plan("cache-features", ctx)
+    state = read_state(p.out, progress=False)
+    if state is not None and state.complete:
+        return p.needs["render"].out, p.out
+    record = datasets.load(ctx.data_root, ctx.dataset)
+    others = [t for t in (record.teachers() if record else []) if t != p.params.teacher]
+    hint = f"run `i2p cache-features --teacher {p.params.teacher} -d {ctx.dataset}`"
+    if others:
+        hint = f"features exist for --teacher {', '.join(others)}; pass one of those, or {hint}"
+    raise StoreError(f"dataset {ctx.dataset} has no complete features of teacher {p.params.teacher}", hint)
+
+
+def features_pins(features: Path) -> dict[str, Path]:
+    """{"cache-features", "render", "prepare"} → the stores behind an explicit features store."""
+    import zarr
+
+    state = read_state(features, progress=False)
+    if state is None or state.attrs.get("stage") != "cache-features" or not state.complete:
+        what = "no store" if state is None else (
+            "incomplete" if state.attrs.get("stage") == "cache-features" else f"a {state.attrs.get('stage')} store")
+        raise StoreError(
+            f"--features {features}: {what}; training needs a complete cache-features store",
+            "run `i2p cache-features` (all shards) first, or pick a store listed by `i2p status`",
+        )
+    views = Path(state.attrs["upstream_paths"]["render"])
+    points = Path(zarr.open_group(str(views), mode="r").attrs["upstream_paths"]["prepare"])
+    return {"cache-features": Path(features), "render": views, "prepare": points}
+
+
+def run_points(ctx: Context) -> Path:
+    """The points store an evaluation of the context's run uses on the context's dataset."""
+    return plan("eval", ctx).needs["prepare"].out
+
+
+def current_points(ctx: Context) -> Path:
+    """The dataset's current points store (or the run's own, when the context names a run of it)."""
+    p = plan("prepare", ctx)
+    state = read_state(p.out, progress=False)
+    if state is None or not state.complete:
+        raise StoreError(f"dataset {ctx.dataset} has no complete points store ({p.out})",
+                         "run `i2p prepare` for it (rerunning resumes an incomplete store)")  # fmt: skip
+    return p.out

@@ -1,0 +1,235 @@
+"""The pre-training loop over cached stores, split as MAE's is: set-up, one step, one epoch, the whole fit.
+
+``fit`` trains one run into its directory (files: :mod:`pipeline.rundir`). Resume is exact, mid-epoch
+too: data order and point subsets come from (seed, epoch, index), the global RNG state (augmentation,
+masking, drop path) is restored from the checkpoint, and a run stopped mid-epoch skips the batches it
+already trained. Ctrl-C finishes the current step, saves ``ckpt-last.pt`` at that step and stops; a second
+Ctrl-C stops at once. Under ``torchrun`` the model is wrapped in DistributedDataParallel and rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from i2pmae.model import I2PMAE, I2PMAEConfig
+from i2pmae.pretrain import Batch, LossOnly, online_maps, pretrain_forward
+from i2pmae.schedule import epoch_lr, param_groups
+from pipeline import rundir
+from pipeline.console import progress_bar
+from pipeline.errors import I2PError, Interrupted
+from pipeline.params import TrainParams
+from pipeline.trainset import CachedShapes, EpochSampler
+
+
+class TrainingError(I2PError):
+    """Training cannot go on (non-finite loss, no full batch, a checkpoint mismatch)."""
+
+
+@dataclass(frozen=True)
+class TrainInputs:
+    """The stores a run reads, and their fingerprints (recorded in config.yaml)."""
+
+    points: str
+    views: str | None
+    features: str | None
+    fingerprints: dict[str, str]
+    feature_channels: int = 512
+
+
+def build_model(params: TrainParams, channels: int, arch: dict[str, Any] | None = None) -> I2PMAE:
+    """The paper's architecture with the run's ablation params; ``arch`` overrides config fields
+    (smaller grouping for tests and benchmarks; checkpoints record the config used)."""
+    cfg = I2PMAEConfig(drop_path=params.drop_path, mask_ratio=params.mask_ratio, masking=params.masking,
+                       targets=params.targets, feat_dim_2d=channels, **(arch or {}))  # fmt: skip
+    return I2PMAE(cfg)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: Any, params: TrainParams, position: dict) -> None:
+    """model, optimizer, RNG states, position {epoch, batch, step} and config, written atomically."""
+    core = model.module if hasattr(model, "module") else model
+    buffer = io.BytesIO()
+    torch.save({"model": core.state_dict(), "model_config": asdict(core.cfg), "train_params": params.model_dump(),
+                "optimizer": optimizer.state_dict(), "scaler": None, "rng": _rng_state(), **position}, buffer)  # fmt: skip
+    rundir.write_atomic(path, buffer.getvalue())
+
+
+@dataclass
+class Setup:
+    """Everything one run's loop holds: model, optimizer, data, device and where it starts."""
+
+    model: I2PMAE
+    optimizer: Any
+    dataset: CachedShapes
+    sampler: EpochSampler
+    loader: Any
+    device: torch.device
+    call: Any  # DDP(LossOnly(model)) under torchrun, else None (the model's own forward)
+    teacher: Any
+    position: dict[str, int]  # epoch, batch (within the epoch), step
+
+
+def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teacher: Any = None, rank: int = 0,
+          world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False) -> Setup:  # fmt: skip
+    """Seed, build model and optimizer, restore ``ckpt-last.pt`` when ``resume``, build the loader."""
+    for seed_fn in (torch.manual_seed, np.random.seed, random.seed):
+        seed_fn(params.seed + rank)
+    dev = torch.device(device)
+    model = build_model(params, inputs.feature_channels, arch).to(dev)
+    optimizer = torch.optim.AdamW(param_groups(model, params.weight_decay, params.decay_token_fix), lr=params.lr)
+    position = {"epoch": 0, "batch": 0, "step": 0}
+    if resume:
+        state = torch.load(rundir.checkpoint(run), map_location="cpu", weights_only=False)  # RNG stays on CPU
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        position = {k: state[k] for k in position}
+    call = None
+    if world > 1:  # every parameter gets a gradient through LossOnly: no find_unused_parameters needed
+        call = torch.nn.parallel.DistributedDataParallel(
+            LossOnly(model), device_ids=[dev.index] if dev.type == "cuda" else None
+        )
+    dataset = CachedShapes(inputs.points, inputs.views, inputs.features, "train", params.points, params.seed,
+                           online=teacher is not None)  # fmt: skip
+    sampler = EpochSampler(len(dataset), params.batch_size, params.seed, rank, world)
+    if sampler.batches_per_epoch() == 0:
+        raise TrainingError(
+            f"{len(dataset)} training objects make no full batch of {params.batch_size}", "lower --batch-size"
+        )
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=params.batch_size, sampler=sampler, num_workers=min(params.num_workers, os.cpu_count() or 1),
+        pin_memory=dev.type == "cuda", generator=torch.Generator(),  # own generator: keeps the global RNG exact
+    )  # fmt: skip
+    return Setup(model, optimizer, dataset, sampler, loader, dev, call, teacher, position)
+
+
+def train_step(s: Setup, item: dict[str, torch.Tensor]) -> Any:
+    """One optimiser step on one collated batch; returns the forward's output (loss, loss_3d, loss_2d)."""
+    batch = Batch.from_item(item, s.device)
+    if s.teacher is not None:
+        batch = online_maps(batch, s.teacher)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if s.device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    with amp:
+        out = pretrain_forward(s.model, batch, call=s.call)
+    if not torch.isfinite(out.loss):
+        return out  # the caller stops with the step number metrics.jsonl would give it
+    s.optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    s.optimizer.step()
+    return out
+
+
+@contextmanager
+def stop_on_interrupt() -> Iterator[dict[str, bool]]:
+    """The first Ctrl-C sets ``flag["stop"]`` (the loop stops after the current step); the second raises."""
+    flag = {"stop": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: no handler, a Ctrl-C stops at once
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metrics: Any, flag: dict, world: int) -> str:
+    """Train the epoch from ``s.position``; returns "epoch" (finished), "max_steps" or "interrupted"."""
+    lr = epoch_lr(epoch, params.lr, params.epochs, params.warmup_epochs, params.schedule_epochs,
+                  params.warmup_lr, params.min_lr, params.cosine_to_end)  # fmt: skip
+    for group in s.optimizer.param_groups:
+        group["lr"] = lr
+    start = s.position["batch"] if epoch == s.position["epoch"] else 0
+    s.sampler.set_epoch(epoch, start)
+    s.dataset.set_epoch(epoch)
+    s.model.train()
+    with progress_bar(f"epoch {epoch}", s.sampler.batches_per_epoch(), "steps", done=start) as advance:
+        for b, item in enumerate(s.loader, start=start):
+            tic = time.perf_counter()
+            out = train_step(s, item)
+            step = s.position["step"] + 1  # the number metrics.jsonl gives this step
+            if not torch.isfinite(out.loss):
+                last = rundir.checkpoint(run)
+                raise TrainingError(
+                    f"non-finite loss {out.loss.item()} at step {step} (epoch {epoch}, batch {b}); "
+                    f"metrics.jsonl holds the steps before it",
+                    f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet",
+                )
+            s.position = {"epoch": epoch, "batch": b + 1, "step": step}
+            if metrics:
+                metrics.write({"step": step, "epoch": epoch, "loss": out.loss.item(), "loss_3d": out.loss_3d.item(),
+                               "loss_2d": None if out.loss_2d is None else out.loss_2d.item(), "lr": lr,
+                               "samples_per_s": round(params.batch_size * world / (time.perf_counter() - tic), 2)})  # fmt: skip
+            advance(1)
+            if params.max_steps is not None and step >= params.max_steps:
+                return "max_steps"
+            if flag["stop"]:
+                return "interrupted"
+    s.position = {"epoch": epoch + 1, "batch": 0, "step": s.position["step"]}
+    return "epoch"
+
+
+def fit(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teacher: Any = None, rank: int = 0,
+        world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False) -> Path:  # fmt: skip
+    """Train from the run's position to its end (epochs or ``max_steps``); returns ckpt-last.pt."""
+    s = setup(params, inputs, run, device, teacher, rank, world, arch, resume)
+    if rank == 0:
+        rundir.unmark_complete(run)  # set again when this invocation reaches the end
+        if resume:
+            rundir.trim_metrics(run, s.position["step"])
+    metrics = rundir.MetricsLog(run) if rank == 0 else None
+    ckpt = rundir.checkpoint(run)
+    try:
+        with stop_on_interrupt() as flag:
+            for epoch in range(s.position["epoch"], params.epochs):
+                how = train_one_epoch(s, epoch, params, run, metrics, flag, world)
+                if rank == 0:
+                    save_checkpoint(ckpt, s.model, s.optimizer, params, s.position)
+                if how == "interrupted":
+                    raise Interrupted(
+                        f"interrupted: checkpoint saved at step {s.position['step']} ({ckpt})",
+                        "rerun the same `i2p train` command (or add --resume) to continue exactly from there",
+                    )
+                if how == "max_steps":
+                    break
+        if rank == 0:
+            rundir.mark_complete(run, s.position["epoch"], s.position["step"])
+    finally:
+        if metrics:
+            metrics.close()
+        if rank == 0:
+            rundir.write_loss_plot(run)
+    return ckpt

@@ -1,0 +1,191 @@
+"""The run directory, ``<data-root>/runs/<name>/``: the one module that writes and reads its files.
+
+=================  =====================================================================================
+``config.yaml``    identity, params (those that define the run), runtime params, seed, dataset, the stores
+                   it trains on (paths and fingerprints), parameter count; written when the run starts
+``metrics.jsonl``  one JSON row per optimiser step (step, epoch, loss, loss_3d, loss_2d, lr, samples/s)
+``ckpt-last.pt``   model, optimizer, RNG states and position (epoch, batch, step): written atomically at
+                   every epoch end, at ``--max-steps`` and on Ctrl-C
+``complete.json``  {"epoch", "step"}: the run reached its end (epochs, or ``max_steps``)
+``report.md``      evaluation sections appended by eval / finetune / fewshot
+``evals/*.json``   one file per evaluation stage output: its identity, params, the store it used, accuracy
+``loss.png``       losses per step
+=================  =====================================================================================
+
+torch is never imported here; checkpoints are written by the caller through :func:`write_atomic`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.store import atomic_write_bytes
+
+CONFIG, METRICS, COMPLETE, REPORT, LOSS_PNG = "config.yaml", "metrics.jsonl", "complete.json", "report.md", "loss.png"
+
+
+def run_dir(data_root: Path, run: str) -> Path:
+    return Path(data_root) / "runs" / run
+
+
+def checkpoint(run: Path, which: str = "last") -> Path:
+    """``ckpt-last.pt`` (or ``ckpt-<which>.pt``) of a run directory."""
+    return Path(run) / f"ckpt-{which}.pt"
+
+
+def report(run: Path) -> Path:
+    return Path(run) / REPORT
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    atomic_write_bytes(path, data)
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What a run directory says about itself (read without torch)."""
+
+    path: Path
+    config: dict[str, Any] | None  # config.yaml, None when absent
+    complete: dict[str, Any] | None  # complete.json, None while unfinished
+    has_checkpoint: bool
+    steps_logged: int  # rows in metrics.jsonl
+
+    @property
+    def exists(self) -> bool:
+        return self.config is not None
+
+    @property
+    def identity(self) -> str | None:
+        return (self.config or {}).get("identity")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict((self.config or {}).get("params") or {})
+
+    @property
+    def stores(self) -> dict[str, Any]:
+        """{"prepare": {"path", "fingerprint"}, "render": …, "cache-features": …} of the run's inputs."""
+        return dict((self.config or {}).get("stores") or {})
+
+    @property
+    def dataset(self) -> str | None:
+        return (self.config or {}).get("dataset")
+
+    @property
+    def label(self) -> str:
+        if self.complete is not None:
+            return "complete"
+        return "partial" if self.has_checkpoint else ("started" if self.exists else "missing")
+
+
+def read(run: Path) -> RunState:
+    run = Path(run)
+    cfg = yaml.safe_load((run / CONFIG).read_text()) if (run / CONFIG).is_file() else None
+    done = json.loads((run / COMPLETE).read_text()) if (run / COMPLETE).is_file() else None
+    return RunState(run, cfg, done, checkpoint(run).is_file(), len(metric_rows(run)))
+
+
+def list_runs(data_root: Path) -> list[RunState]:
+    """Every run directory with a config.yaml under the data root, by name."""
+    folder = Path(data_root) / "runs"
+    found = [read(p) for p in sorted(folder.iterdir()) if p.is_dir()] if folder.is_dir() else []
+    return [r for r in found if r.exists]
+
+
+def write_config(run: Path, config: dict[str, Any]) -> None:
+    atomic_write_bytes(Path(run) / CONFIG, yaml.safe_dump(config, sort_keys=False).encode())
+
+
+def metric_rows(run: Path) -> list[dict[str, Any]]:
+    path = Path(run) / METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def trim_metrics(run: Path, step: int) -> None:
+    """Drop rows after ``step`` (written after the checkpoint a resume starts from); resume rewrites them."""
+    rows = [r for r in metric_rows(run) if r["step"] <= step]
+    atomic_write_bytes(Path(run) / METRICS, "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
+def clear(run: Path) -> None:
+    """Forget a run that never wrote a checkpoint: its metrics and completion mark."""
+    for name in (METRICS, COMPLETE):
+        (Path(run) / name).unlink(missing_ok=True)
+
+
+class MetricsLog:
+    """Appends one JSON row per step to metrics.jsonl, flushed at once (a crash loses nothing logged)."""
+
+    def __init__(self, run: Path):
+        Path(run).mkdir(parents=True, exist_ok=True)
+        self._file = (Path(run) / METRICS).open("a")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def mark_complete(run: Path, epoch: int, step: int) -> None:
+    atomic_write_bytes(Path(run) / COMPLETE, json.dumps({"epoch": epoch, "step": step}).encode())
+
+
+def unmark_complete(run: Path) -> None:
+    (Path(run) / COMPLETE).unlink(missing_ok=True)
+
+
+def eval_path(run: Path, kind: str, dataset: str, identity: str) -> Path:
+    """``evals/<kind>-<dataset>-<fp8>.json``: one evaluation stage output of the run."""
+    return Path(run) / "evals" / f"{kind}-{dataset}-{identity[:8]}.json"
+
+
+def write_eval(path: Path, payload: dict[str, Any]) -> None:
+    atomic_write_bytes(path, json.dumps(payload, indent=1, default=str).encode())
+
+
+def read_eval(path: Path) -> dict[str, Any] | None:
+    return json.loads(Path(path).read_text()) if Path(path).is_file() else None
+
+
+def list_evals(run: Path) -> list[dict[str, Any]]:
+    folder = Path(run) / "evals"
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def write_loss_plot(run: Path) -> Path | None:
+    """loss.png from metrics.jsonl: total, 3D and 2D losses per step (log scale)."""
+    rows = metric_rows(run)
+    if not rows:
+        return None
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key in ("loss", "loss_3d", "loss_2d"):
+        values = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        if values:
+            ax.plot(*zip(*values, strict=True), label=key, linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.set_title(Path(run).name)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(Path(run) / LOSS_PNG, buffer.getvalue())
+    return Path(run) / LOSS_PNG
