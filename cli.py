@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from pipeline.cli_options import DataRoot, Dataset, FlagGroup, Quiet, Sets, Stages, Verbose
 from pipeline.errors import I2PError
 
 app = typer.Typer(
@@ -26,9 +27,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=FlagGroup,
 )
-
-from pipeline.cli_options import DataRoot, Dataset, Quiet, Sets, Stages, Verbose  # noqa: E402
 
 # `i2p run --quick`: the same pipeline and architecture, offline and short (about 10 minutes on 2 CPU
 # cores): the tiny random teacher needs no download; 15 steps of 16 objects (the paper's model costs
@@ -91,8 +91,8 @@ def session(
         root = Path(data_root or g.data_root or "data").expanduser().resolve()
         yield config, root
     except I2PError as err:
-        if os.environ.get("I2P_DEBUG") == "1":
-            raise
+        if os.environ.get("I2P_DEBUG") == "1":  # the traceback first, then the same red line and hint
+            console.print_exception()
         from rich.markup import escape
 
         console.print(f"[bold red]error:[/] {escape(err.message)}", highlight=False, soft_wrap=True)
@@ -366,6 +366,10 @@ def main() -> None:
     try:
         app()
     except I2PError as err:  # raised outside a session (e.g. while parsing)
+        if os.environ.get("I2P_DEBUG") == "1":
+            import traceback
+
+            traceback.print_exc()
         print(f"error: {err.message}", file=sys.stderr)
         sys.exit(2)
 

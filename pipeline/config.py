@@ -66,6 +66,7 @@ class Config:
     stages: dict[str, StageDecl]
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     offline: bool = False  # no network: weights must already be on disk (the CLI sets it from HF_HUB_OFFLINE)
+    origins: dict[str, dict[str, str]] = field(default_factory=dict)  # stage → key → "--set …" / "--flag"
 
     def declared(self, stage: str) -> StageParams:
         """The params as stages.yaml declares them (no overrides): what `i2p status` compares with."""
@@ -75,12 +76,16 @@ class Config:
         """stages.yaml values ← --set overrides ← typed CLI flags (those that are not None)."""
         values = {**self.stages[stage].params, **self.overrides.get(stage, {})}
         values.update({k: v for k, v in flags.items() if v is not None})
-        return STAGES[stage].build(values, where=f"{self.path} + overrides")
+        origins = {**self.origins.get(stage, {}), **{k: _flag(k) for k, v in flags.items() if v is not None}}
+        return STAGES[stage].build(values, where=str(self.path), origins=origins)
 
     def with_values(self, stage: str, **values: Any) -> Config:
         """A copy with typed CLI flags (those not None) merged into ``stage``'s overrides, validated."""
         merged = {**self.overrides.get(stage, {}), **{k: v for k, v in values.items() if v is not None}}
-        config = replace(self, overrides={**self.overrides, stage: merged})
+        origins = {**self.origins.get(stage, {}), **{k: _flag(k) for k, v in values.items() if v is not None}}
+        config = replace(
+            self, overrides={**self.overrides, stage: merged}, origins={**self.origins, stage: origins}
+        )
         config.params(stage)
         return config
 
@@ -114,6 +119,11 @@ class Config:
         return [s for s in order if s in needed]
 
 
+def _flag(key: str) -> str:
+    """The command-line option that sets ``key`` (typed flags are named after their param)."""
+    return f"--{key.replace('_', '-')}"
+
+
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load and check stages.yaml; every declared stage's params are validated here, once."""
     path = find_stages_file(path)
@@ -138,12 +148,14 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
                 raise ConfigError(f"stage {name} in {path} depends on undeclared stage {dep!r}")
         stages[name] = StageDecl(name, deps, str(body.get("outs", "")), dict(body.get("params") or {}))
     by_stage: dict[str, dict[str, Any]] = {}
+    origins: dict[str, dict[str, str]] = {}
     for text in overrides or []:
         stage, key, value = parse_override(text)
         if stage not in stages:
             raise ConfigError(f"override {text!r}: stage {stage} is not declared in {path}")
         by_stage.setdefault(stage, {})[key] = value
-    config = Config(path=path, stages=stages, overrides=by_stage)
+        origins.setdefault(stage, {})[key] = f"--set {text}"
+    config = Config(path=path, stages=stages, overrides=by_stage, origins=origins)
     for name in stages:
         config.params(name)  # fail early, naming the key, for stages.yaml and overrides alike
     config.order()
