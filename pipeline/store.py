@@ -30,7 +30,9 @@ from pipeline import __version__
 from pipeline.errors import LockError, StoreError
 
 # Bump a stage's version when what it writes changes for the same params (forces new stores).
-SCHEMA_VERSION = {"prepare": 1, "render": 1, "cache-features": 2}  # 2: feature stored uncompressed
+# prepare 2: folder sources without split sub-folders split per class; cache-features 2: feature stored
+# uncompressed.
+SCHEMA_VERSION = {"prepare": 2, "render": 1, "cache-features": 2}
 
 STORE_KINDS = {"prepare": "points", "render": "views", "cache-features": "features"}
 
