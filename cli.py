@@ -210,16 +210,27 @@ def show(
     teacher: Annotated[
         str | None, typer.Option(help="Whose saliency to overlay (default: stages.yaml's).")
     ] = None,
+    run_name: Annotated[
+        str | None,
+        typer.Option("--run", help="Draw what this run does with the object: mask, tokens, reconstruction."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="--run: seed of the mask draw.")] = 0,
     out: Annotated[
-        Path | None, typer.Option(help="PNG to write (default <data-root>/show/<dataset>-<id>.png).")
+        Path | None,
+        typer.Option(help="PNG to write (default <data-root>/show/<dataset>-<split>-<id>-<teacher>.png)."),
     ] = None,
     data_root: DataRoot = None,
     sets: Sets = None,
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
-    """Write a PNG of an object's three depth views with the teacher's saliency overlaid."""
+    """Write a PNG of an object's depth views with the teacher's saliency, or (--run) of a run's step on it."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
+        if run_name:
+            from pipeline.run_picture import run_picture
+
+            _say(f"wrote {run_picture(root_dir, run_name, split, obj, root_dir / 'show', out, seed)}")
+            return
         from pipeline.runner import resolve_dataset, run_stage
         from pipeline.show import show_object
 
@@ -227,8 +238,7 @@ def show(
         name = resolve_dataset(root_dir, dataset, default="synthetic")
         done: dict[str, Path] = {}
         features = run_stage("cache-features", config, root_dir, name, done)
-        target = out or root_dir / "show" / f"{name}-{obj.replace('/', '_')}.png"
-        _say(f"wrote {show_object(done['render'], features, split, obj, target)}")
+        _say(f"wrote {show_object(done['render'], features, split, obj, root_dir / 'show', out)}")
 
 
 def _run(config, root_dir: Path, stage: str, dataset: str | None) -> Path:  # noqa: ANN001
