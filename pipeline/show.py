@@ -8,6 +8,7 @@ of what the picture shows). The helpers here are shared with ``i2p show --run`` 
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
@@ -43,7 +44,8 @@ def locate(points: Any, split: str, obj: str) -> int:
                 f"object {obj!r} is not in the {split} split; it is in the {other} split",
                 f"pass --split {other}",
             )
-    close = [str(i) for s in splits for i in points[f"{s}/id"][:] if obj in str(i)][:5]
+    every = [str(i) for s in splits for i in points[f"{s}/id"][:]]
+    close = [i for i in every if obj in i][:5] or difflib.get_close_matches(obj, every, n=5, cutoff=0.6)
     raise ConfigError(
         f"object {obj!r} is not in the {split} split ({len(ids)} objects) nor in any other",
         f"similar ids: {', '.join(close)}" if close else "pass an id or a row index",

@@ -77,6 +77,8 @@ def test_an_object_of_another_split_names_that_split(built):
     result = show(data, ids["test"][1], "--dataset", "toys", *sets)
     assert result.exit_code == 2
     assert "it is in the test split" in result.output and "--split test" in result.output
+    typo = show(data, "box/box_train9", "--dataset", "toys", *sets)
+    assert typo.exit_code == 2 and "similar ids: box/box_train" in typo.output
 
 
 def test_run_picture_shows_mask_tokens_and_reconstruction(built):
