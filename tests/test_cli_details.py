@@ -62,4 +62,6 @@ def test_debug_prints_the_traceback_and_the_red_line(tmp_path):
     debug = invoke("status", "--data-root", tmp_path, "--set", "train.lr_rate=0.1", env={"I2P_DEBUG": "1"})
     assert debug.exit_code == 2
     assert "Traceback" in debug.output and "params.py" in debug.output  # where it was raised
-    assert "error: unknown parameter train.lr_rate" in debug.output and "did you mean train.lr?" in debug.output
+    assert (
+        "error: unknown parameter train.lr_rate" in debug.output and "did you mean train.lr?" in debug.output
+    )

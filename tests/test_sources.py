@@ -79,6 +79,7 @@ def test_mesh_sampling_is_deterministic_seeded_by_id_and_in_the_unit_sphere(tmp_
 
 def test_textured_obj_and_glb_scenes_load_as_one_mesh(tmp_path):
     from PIL import Image as image  # pillow comes with matplotlib: no skip
+
     uv = np.random.default_rng(0).random((42, 2))
     parts = [trimesh.creation.box(), trimesh.creation.icosphere(subdivisions=1).apply_translation((3, 0, 0))]
     for part, color in zip(parts, ("red", "blue"), strict=True):
