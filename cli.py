@@ -17,6 +17,7 @@ import cli_eval
 from cli_options import (
     DataRoot,
     Dataset,
+    FlagGroup,
     Quiet,
     Run,
     Sets,
@@ -36,6 +37,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=FlagGroup,
 )
 app.callback()(global_options)
 app.add_typer(cli_eval.eval_app, name="eval")
@@ -119,18 +121,24 @@ def show(
     dataset: Dataset = None,
     split: Annotated[str, typer.Option(help="train | test")] = "train",
     teacher: Teacher = None,
-    out: Annotated[Path | None, typer.Option(help="PNG to write (default <data-root>/show/<dataset>-<id>.png).")] = None,
+    run_name: Annotated[str | None, typer.Option("--run", help="Draw what this run does with the object: mask, tokens, reconstruction.")] = None,
+    seed: Annotated[int, typer.Option(help="--run: seed of the mask draw.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="PNG to write (default <data-root>/show/<dataset>-<split>-<id>-<teacher>.png).")] = None,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
 ) -> None:  # fmt: skip
-    """Write a PNG of an object's three depth views with the teacher's saliency overlaid."""
+    """Write a PNG of an object's depth views with the teacher's saliency, or (--run) of a run's step on it."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
+        if run_name:
+            from pipeline.run_picture import run_picture
+
+            say(f"wrote {run_picture(root_dir, run_name, split, obj, root_dir / 'show', out, seed)}")
+            return
         from pipeline.lookup import built_features
         from pipeline.show import show_object
 
         config = config.with_values("cache-features", teacher=teacher)
         views, features = built_features(context(config, root_dir, dataset))
-        target = out or root_dir / "show" / f"{features.parent.name}-{obj.replace('/', '_')}.png"
-        say(f"wrote {show_object(views, features, split, obj, target)}")
+        say(f"wrote {show_object(views, features, split, obj, root_dir / 'show', out)}")
 
 
 @app.command()

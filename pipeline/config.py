@@ -63,28 +63,33 @@ class Config:
     path: Path
     stages: dict[str, StageDecl]
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    origins: dict[str, dict[str, str]] = field(default_factory=dict)  # stage → key → "--set …" / "--flag"
 
     def declared(self, stage: str) -> dict[str, Any]:
         """The params stages.yaml declares for ``stage`` (empty when the file leaves it out)."""
         return dict(self.stages[stage].params) if stage in self.stages else {}
 
-    def where(self, stage: str) -> str:
-        """Where a stage's values come from, for error messages."""
-        given = self.overrides.get(stage)
-        return f"{self.path} or the command line ({', '.join(sorted(given))})" if given else str(self.path)
-
     def params(self, stage: str, **flags: Any) -> StageParams:
         """stages.yaml values ← --set overrides ← typed CLI flags (those that are not None)."""
         values = {**self.declared(stage), **self.overrides.get(stage, {})}
         values.update({k: v for k, v in flags.items() if v is not None})
-        return STAGES[stage].build(values, where=self.where(stage))
+        origins = {**self.origins.get(stage, {}), **{k: _flag(k) for k, v in flags.items() if v is not None}}
+        return STAGES[stage].build(values, where=str(self.path), origins=origins)
 
     def with_values(self, stage: str, **values: Any) -> Config:
         """A copy with typed CLI flags (those not None) merged into ``stage``'s overrides, validated."""
         merged = {**self.overrides.get(stage, {}), **{k: v for k, v in values.items() if v is not None}}
-        config = replace(self, overrides={**self.overrides, stage: merged})
+        origins = {**self.origins.get(stage, {}), **{k: _flag(k) for k, v in values.items() if v is not None}}
+        config = replace(
+            self, overrides={**self.overrides, stage: merged}, origins={**self.origins, stage: origins}
+        )
         config.params(stage)
         return config
+
+
+def _flag(key: str) -> str:
+    """The command-line option that sets ``key`` (typed flags are named after their param)."""
+    return f"--{key.replace('_', '-')}"
 
 
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -113,10 +118,12 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
             )
         stages[name] = StageDecl(name, dict(body.get("params") or {}))
     by_stage: dict[str, dict[str, Any]] = {}
+    origins: dict[str, dict[str, str]] = {}
     for text in overrides or []:
         stage, key, value = parse_override(text)
         by_stage.setdefault(stage, {})[key] = value
-    config = Config(path=path, stages=stages, overrides=by_stage)
+        origins.setdefault(stage, {})[key] = f"--set {text}"
+    config = Config(path=path, stages=stages, overrides=by_stage, origins=origins)
     for name in STAGES:
         config.params(name)  # fail early, naming the key, for stages.yaml and overrides alike
     return config

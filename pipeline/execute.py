@@ -132,3 +132,21 @@ def _rel(path: Path, root: Path) -> str:
         return str(Path(path).relative_to(root))
     except ValueError:
         return str(path)
+
+
+def build_stage(stage: str, config: Any, data_root: Path, dataset: str) -> dict[str, Path]:
+    """Bring ``stage`` up to date for ``dataset`` (benchmarks, tests); {stage: output} for it and its needs."""
+    from pipeline.runner import plan
+
+    ctx = Context(config, Path(data_root), dataset)
+    p = plan(stage, ctx)
+    run(p, ctx)
+    outs: dict[str, Path] = {}
+
+    def walk(q: Plan) -> None:
+        outs[q.stage] = q.out
+        for n in q.needs.values():
+            walk(n)
+
+    walk(p)
+    return outs

@@ -24,27 +24,44 @@ class StageParams(BaseModel):
     RUNTIME: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
-    def build(cls, values: dict[str, Any], where: str = "stages.yaml") -> StageParams:
-        """Validate ``values``; raise ConfigError naming the stage, the key and the closest valid key."""
-        known = list(cls.model_fields)
+    def build(
+        cls, values: dict[str, Any], where: str = "stages.yaml", origins: dict[str, str] | None = None
+    ) -> StageParams:
+        """Validate ``values``; raise ConfigError naming the stage, the key and the closest valid key.
+
+        origins: where a key's value came from when not from ``where`` (e.g. "--set train.lr=2",
+        "--mask-ratio"), so an error names what the user actually typed."""
+        known, origins = list(cls.model_fields), origins or {}
         for key in values:
             if key not in known:
-                close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
-                hint = f"did you mean {cls.STAGE}.{close[0]}?" if close else f"valid keys: {', '.join(known)}"
-                raise ConfigError(f"unknown parameter {cls.STAGE}.{key} in {where}", hint)
+                close = closest_key(key, known)
+                hint = f"did you mean {cls.STAGE}.{close}?" if close else f"valid keys: {', '.join(known)}"
+                raise ConfigError(f"unknown parameter {cls.STAGE}.{key} in {origins.get(key, where)}", hint)
         try:
             return cls(**values)
         except ValidationError as err:
             first = err.errors()[0]
             key = ".".join(str(p) for p in first["loc"])
+            source = origins.get(str(first["loc"][0]) if first["loc"] else "", where)
             raise ConfigError(
-                f"invalid value for {cls.STAGE}.{key} in {where}: {first['msg']} (got {first.get('input')!r})",
+                f"invalid value for {cls.STAGE}.{key} in {source}: {first['msg']} (got {first.get('input')!r})",
                 f"see the defaults in stages.yaml under {cls.STAGE}.params",
             ) from None
 
     def fingerprint_params(self) -> dict[str, Any]:
         """The params that define the stage's output (RUNTIME ones removed), JSON-ready."""
         return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.RUNTIME}
+
+
+def closest_key(key: str, known: list[str]) -> str | None:
+    """The known key a typo most plausibly meant, or None: a close spelling (difflib ratio ≥ 0.75),
+    else a key that is a prefix of the typo or has it as a prefix ("lr_rate" → "lr", "drop" →
+    "drop_path"). Loose matches such as "lr_rate" → "drop_path" (ratio 0.5) are not suggested."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    if close:
+        return close[0]
+    prefixed = [k for k in known if min(len(k), len(key)) >= 2 and (key.startswith(k) or k.startswith(key))]
+    return max(prefixed, key=lambda k: difflib.SequenceMatcher(None, key, k).ratio(), default=None)
 
 
 class PrepareParams(StageParams):

@@ -189,3 +189,10 @@ def write_loss_plot(run: Path) -> Path | None:
     plt.close(fig)
     atomic_write_bytes(Path(run) / LOSS_PNG, buffer.getvalue())
     return Path(run) / LOSS_PNG
+
+
+def input_paths(config: dict[str, Any]) -> dict[str, str | None]:
+    """{"points", "views", "features"} → the store paths a run's config.yaml records (None when unused)."""
+    stores = config.get("stores") or {}
+    kinds = {"points": "prepare", "views": "render", "features": "cache-features"}
+    return {k: (stores.get(stage) or {}).get("path") for k, stage in kinds.items()}

@@ -106,7 +106,7 @@ def _params(stage: str, ctx: Context, recorded: Recorded | None) -> StageParams:
     if recorded is not None:
         values.update({k: v for k, v in recorded.params.items() if k in model.model_fields and k not in model.RUNTIME})
     values.update(ctx.config.overrides.get(stage, {}))
-    return model.build(values, where=ctx.config.where(stage))
+    return model.build(values, where=str(ctx.config.path), origins=ctx.config.origins.get(stage, {}))
 
 
 def _run_name(ctx: Context) -> str:

@@ -30,9 +30,11 @@ from pipeline import __version__
 from pipeline.errors import LockError, StoreError
 
 # Bump a stage's version when what it writes changes for the same params (forces new stores).
-SCHEMA_VERSION = {  # cache-features 2: feature stored uncompressed
-    "prepare": 1, "render": 1, "cache-features": 2, "train": 1, "eval": 1, "finetune": 1, "fewshot": 1,
-}
+# prepare 2: folder sources without split sub-folders split per class; cache-features 2: feature stored
+# uncompressed.
+SCHEMA_VERSION = {
+    "prepare": 2, "render": 1, "cache-features": 2, "train": 1, "eval": 1, "finetune": 1, "fewshot": 1,
+}  # fmt: skip
 
 STORE_KINDS = {"prepare": "points", "render": "views", "cache-features": "features"}
 
@@ -163,8 +165,8 @@ class StoreWriter:
 
         self.path = Path(path)
         self._zarr = zarr
-        if (self.path / "zarr.json").exists():
-            group = zarr.open_group(str(self.path), mode="r+")
+        if (self.path / "zarr.json").exists():  # the real metadata, never a consolidated copy of it
+            group = zarr.open_group(str(self.path), mode="r+", use_consolidated=False)
             found = group.attrs.get("fingerprint")
             if found != attrs["fingerprint"]:
                 raise StoreError(
@@ -226,6 +228,10 @@ class StoreWriter:
     def finish(self, extra: dict[str, Any] | None = None, sole_writer: bool = True) -> None:
         """Mark the store complete (last): everything else must already be written.
 
+        Before that, every split gets the object ids (and labels) as coordinates (copied from the
+        upstream points store when the split has none; rows are the same objects in the same order),
+        and after it the metadata is consolidated into the root ``zarr.json``, so that
+        ``xarray.open_zarr(path, group=split)`` opens a split by name, without warnings.
         sole_writer: no other process writes this store (not sharded), so temp files that a writer
         killed mid-write left behind can be removed safely."""
         if not self.all_done():
@@ -233,7 +239,12 @@ class StoreWriter:
         if sole_writer:
             for leftover in self.path.rglob("*.partial"):  # zarr's temp files from a killed writer
                 leftover.unlink(missing_ok=True)
+        from pipeline.store_coords import add_object_coords, consolidate
+
+        for split in self.group.attrs["splits"]:
+            add_object_coords(self.group, split)
         self.group.attrs.update({**(extra or {}), "complete": True, "completed_at": time.time()})
+        consolidate(self.path)
 
 
 def store_bytes(path: Path) -> int:

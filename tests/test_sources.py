@@ -78,7 +78,8 @@ def test_mesh_sampling_is_deterministic_seeded_by_id_and_in_the_unit_sphere(tmp_
 
 
 def test_textured_obj_and_glb_scenes_load_as_one_mesh(tmp_path):
-    image = pytest.importorskip("PIL.Image")
+    from PIL import Image as image  # pillow comes with matplotlib: no skip
+
     uv = np.random.default_rng(0).random((42, 2))
     parts = [trimesh.creation.box(), trimesh.creation.icosphere(subdivisions=1).apply_translation((3, 0, 0))]
     for part, color in zip(parts, ("red", "blue"), strict=True):
@@ -186,6 +187,26 @@ def test_folder_with_split_dirs(tmp_path):
     assert sources.default_dataset_name(p) == "my-data"
 
 
+def test_folder_split_is_stratified_and_seeded(tmp_path):
+    root = tmp_path / "flat"
+    sizes = {"one": 1, "pair": 2, "six": 6, "ten": 10}
+    for c, n in sizes.items():
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            (root / c / f"{i}.txt").write_text("0 0 0\n1 1 1\n")
+    catalog = sources.scan(params(root=root, test_fraction=0.2), tmp_path)
+    tests = [it.id.split("/")[0] for it in catalog.splits["test"]]
+    assert {c: tests.count(c) for c in sizes} == {"one": 0, "pair": 1, "six": 1, "ten": 2}
+    assert len(catalog.splits["train"]) == 19 - 4
+    again = sources.scan(params(root=root, test_fraction=0.2), tmp_path)
+    assert again.splits == catalog.splits  # same seed: same split
+    other = {
+        sources.scan(params(root=root, test_fraction=0.2, seed=s), tmp_path).splits["test"][-1].id
+        for s in range(6)
+    }
+    assert len(other) > 1  # the seed chooses which objects
+
+
 def test_folder_hashed_split_depends_on_seed_and_id_only(tmp_path):
     root = tmp_path / "flat"
     for c in ("a", "b"):
@@ -194,7 +215,7 @@ def test_folder_hashed_split_depends_on_seed_and_id_only(tmp_path):
             (root / c / f"{i}.txt").write_text("0 0 0\n1 1 1\n")
     catalog = sources.scan(params(root=root, test_fraction=0.25), tmp_path)
     n_test = len(catalog.splits["test"])
-    assert 5 <= n_test <= 35 and n_test + len(catalog.splits["train"]) == 80
+    assert n_test == 20 and n_test + len(catalog.splits["train"]) == 80  # 10 of each class
     assert sources.scan(params(root=root, test_fraction=0.25), tmp_path).splits == catalog.splits
     assert len(sources.scan(params(root=root, test_fraction=0.0), tmp_path).splits) == 1  # train only
     with pytest.raises(BadInput, match="points-only file with 2 finite points"):

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from cli import app
 from pipeline.config import load_config
 from pipeline.errors import TeacherError
-from pipeline.execute import run as run_plan
+from pipeline.execute import build_stage as run_stage
 from pipeline.features import cache_features
 from pipeline.runner import Context, plan
 from tests.test_prepare import array_bytes, toy_config
@@ -44,20 +44,6 @@ def built(tmp_path_factory):
     config = toy_config(tmp, SETS)
     return config, tmp / "data", run_stage("cache-features", config, tmp / "data", "toys")
 
-
-def run_stage(stage, config, data_root, dataset):
-    """Bring ``stage`` up to date through the runner; {stage: output} for it and everything it needs."""
-    p = plan(stage, Context(config, data_root, dataset))
-    run_plan(p, Context(config, data_root, dataset))
-    outs = {}
-
-    def walk(q):
-        outs[q.stage] = q.out
-        for n in q.needs.values():
-            walk(n)
-
-    walk(p)
-    return outs
 
 
 def test_views_store_schema(built):

@@ -2,8 +2,9 @@
 
 Mesh files (obj, ply, off, stl, glb) are sampled like every mesh (meshes.py); point files (npy, txt)
 are reduced to P points by farthest point sampling. A class folder holding ``train/`` and/or ``test/``
-sub-folders uses them as the split; otherwise its files are split by hashing (seed, id), so the split
-never depends on file order or on the machine. Ids are ``<class>/<file stem>``; classes are sorted
+sub-folders uses them as the split; otherwise its files are split per class (stratified): the share
+``test_fraction`` of each class, at least one object of every class of two or more, chosen by a hash
+of (seed, id), so the split never depends on file order or on the machine. Ids are ``<class>/<file stem>``; classes are sorted
 and their index is the label.
 """
 
@@ -39,9 +40,22 @@ def make_item(path: Path, class_name: str, label: int) -> Item:
     return Item(id=f"{class_name}/{path.stem}", path=str(path), label=label, kind=kind)
 
 
-def hashed_split(seed: int, object_id: str, test_fraction: float) -> str:
-    """The split of one id: "test" for a share ``test_fraction`` of ids (by a hash of (seed, id)), else "train"."""
-    return "test" if object_seed(seed, "split:" + object_id) / 2.0**64 < test_fraction else "train"
+def n_test(n: int, test_fraction: float) -> int:
+    """Test objects of a class of ``n``: the share ``test_fraction`` rounded, at least one when the class
+    has two or more objects (and test_fraction > 0), and never the whole class."""
+    if n < 2 or test_fraction <= 0:
+        return 0
+    return int(min(n - 1, max(1, round(n * test_fraction))))
+
+
+def stratified_split(items: list[Item], seed: int, test_fraction: float) -> dict[str, list[Item]]:
+    """One class's items per split: the ``n_test`` items ranked first by a hash of (seed, id) are "test".
+
+    Seeded and independent of file order and machine; every class of ≥ 2 objects gets a test object
+    (a per-object hash alone left a class of six without one)."""
+    ranked = sorted(items, key=lambda it: (object_seed(seed, "split:" + it.id), it.id))
+    test = {it.id for it in ranked[: n_test(len(items), test_fraction)]}
+    return {"train": [it for it in items if it.id not in test], "test": [it for it in items if it.id in test]}
 
 
 def class_items(class_dir: Path, label: int, seed: int, test_fraction: float) -> dict[str, list[Item]]:
@@ -52,10 +66,9 @@ def class_items(class_dir: Path, label: int, seed: int, test_fraction: float) ->
         for split_dir in split_dirs:
             out[split_dir.name] += [make_item(p, class_dir.name, label) for p in _data_files(split_dir)]
         return out
-    for path in _data_files(class_dir):
-        item = make_item(path, class_dir.name, label)
-        out[hashed_split(seed, item.id, test_fraction)].append(item)
-    return out
+    return stratified_split(
+        [make_item(p, class_dir.name, label) for p in _data_files(class_dir)], seed, test_fraction
+    )
 
 
 def looks_like_folder(root: Path) -> bool:
