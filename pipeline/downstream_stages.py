@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import rundir
+from pipeline.provenance import start_report
 from pipeline.svm_stage import eval_record
 
 
@@ -31,7 +32,7 @@ def run_finetune_stage(plan: Any, ctx: Any) -> Path:
     store = ev.points_store(plan.needs["prepare"].out)
     out = run_finetune(
         ctx.data_root, None, rundir.checkpoint(run), store, recipe=params.recipe, seeds=list(range(params.seeds)),
-        device=resolve_device(params.device), report=rundir.report(run), **finetune_overrides(params),
+        device=resolve_device(params.device), report=start_report(run), **finetune_overrides(params),
     )  # fmt: skip
     result = {"last_acc": [r.last_acc for r in out.results], "best_acc": [r.best_acc for r in out.results],
               "last_vote_acc": [r.last_vote_acc for r in out.results]}  # fmt: skip
@@ -49,7 +50,7 @@ def run_fewshot_stage(plan: Any, ctx: Any) -> Path:
     settings, _ = run_fewshot(
         ctx.data_root, None, rundir.checkpoint(run), store, episodes=None, ways=list(params.way),
         shots=list(params.shot), folds=params.folds, seed=params.seed, device=resolve_device(params.device),
-        report=rundir.report(run), **finetune_overrides(params),
+        report=start_report(run), **finetune_overrides(params),
     )  # fmt: skip
     result = {f"{w}-way {s}-shot": [r.last_acc for r in results] for w, s, results in settings}
     rundir.write_eval(plan.out, eval_record(plan, "fewshot", result))

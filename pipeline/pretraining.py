@@ -7,11 +7,10 @@ checkpoint continues from it, exactly; a run that never wrote a checkpoint start
 from __future__ import annotations
 
 import logging
-import platform
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__, rundir
+from pipeline import rundir
 from pipeline.errors import ConfigError
 from pipeline.params import TrainParams
 
@@ -55,10 +54,12 @@ def warn_if_warmup_only(params: TrainParams, n_objects: int, world: int = 1) -> 
 
 
 def run_config(plan: Any, inputs: Any) -> dict[str, Any]:
-    """config.yaml: identity, params, runtime params, seed, dataset, stores, code version, machine."""
-    import torch
+    """config.yaml: identity, params, runtime params, seed, dataset, stores, teacher, code, machine."""
+    from pipeline.provenance import code_version, machine_info, teacher_record
+    from pipeline.store import read_state
 
-    return {
+    attrs = {s: read_state(p.out, progress=False).attrs for s, p in plan.needs.items()}
+    config = {
         "identity": plan.fingerprint,
         "dataset": plan.dataset,
         "params": plan.params.fingerprint_params(),
@@ -66,10 +67,11 @@ def run_config(plan: Any, inputs: Any) -> dict[str, Any]:
         "seed": plan.params.seed,
         "stores": {s: {"path": str(p.out), "fingerprint": p.fingerprint} for s, p in plan.needs.items()},
         "feature_channels": inputs.feature_channels,
-        "code": {"i2p": __version__, "torch": str(torch.__version__)},
-        "machine": {"host": platform.node(), "cpu": platform.processor() or platform.machine(),
-                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},  # fmt: skip
+        "code": code_version(),
+        "machine": {k: (str(v) if v is not None else None) for k, v in machine_info().items()},
     }
+    config["teacher"] = teacher_record(attrs, config)
+    return config
 
 
 def run_pretraining(plan: Any, ctx: Any) -> Path:
@@ -98,7 +100,11 @@ def run_pretraining(plan: Any, ctx: Any) -> Path:
     teacher = _online_teacher(params, device, ctx.offline)
     if teacher is not None:
         inputs = type(inputs)(**{**inputs.__dict__, "feature_channels": teacher.channels})  # e.g. 768 for ViT-L/14
-    n_objects = zarr.open_group(inputs.points, mode="r")["train/points"].shape[0]
+    n_objects, stored = zarr.open_group(inputs.points, mode="r")["train/points"].shape[:2]
+    if stored < params.points:  # e.g. `i2p prepare --points 1024`: train on every stored point
+        log.warning("train.points=%d but the points store holds %d per object: each step uses all %d "
+                    "(--set train.points=%d says so explicitly)", params.points, stored, stored, stored)  # fmt: skip
+        params = params.model_copy(update={"points": int(stored)})
     warn_if_warmup_only(params, n_objects, dist.world)
     if dist.rank == 0:
         rundir.write_config(run, run_config(plan, inputs))

@@ -50,13 +50,9 @@ def _teacher_text(t: Mapping[str, Any]) -> str:
 
 def _stores_text(config: Mapping[str, Any], store_attrs: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One line per store: stage, full fingerprint, path, dataset, complete or not."""
-    stores = config.get("stores") or {}
-    fingerprints = dict(stores.get("fingerprints") or {})
-    paths = {
-        "prepare": stores.get("points"),
-        "render": stores.get("views"),
-        "cache-features": stores.get("features"),
-    }
+    stores = {s: v for s, v in (config.get("stores") or {}).items() if isinstance(v, Mapping)}
+    fingerprints = {s: v.get("fingerprint") for s, v in stores.items()}
+    paths = {s: v.get("path") for s, v in stores.items()}
     lines = []
     for stage in sorted(set(fingerprints) | set(store_attrs), key=lambda s: (s not in STAGE_ORDER, s)):
         attrs = store_attrs.get(stage) or {}
@@ -162,3 +158,22 @@ def machine_info() -> dict[str, Any]:
         "torch": version,
         "cuda": cuda,
     }
+
+
+def start_report(run: Path) -> Path:
+    """The run's report.md, created with its title and provenance header when it does not exist yet."""
+    from pipeline import rundir
+    from pipeline.store import atomic_write_bytes, read_state
+
+    report = rundir.report(run)
+    if report.is_file():
+        return report
+    config = rundir.read(run).config or {}
+    attrs = {}
+    for stage, store in (config.get("stores") or {}).items():
+        state = read_state(Path(store["path"]), progress=False) if isinstance(store, Mapping) else None
+        if state is not None:
+            attrs[stage] = {**state.attrs, "complete": state.complete}
+    header = provenance_header(config, attrs, config.get("code") or code_version(), config.get("machine") or machine_info())
+    atomic_write_bytes(report, f"# Evaluation report: {Path(run).name}\n\n{header}".encode())
+    return report

@@ -200,7 +200,14 @@ def _plan_eval(stage: str, ctx: Context, memo: dict[str, Plan]) -> Plan:
     params = _params(stage, ctx, None)
     needs = {"train": train, "prepare": points}
     plan_ = _finish(stage, ctx, params, needs, None)
-    return replace(plan_, recorded=recorded_output(stage, plan_.out))
+    return replace(plan_, recorded=recorded_output(stage, plan_.out) or _last_eval(plan_))
+
+
+def _last_eval(plan_: Plan) -> Recorded | None:
+    """The newest evaluation of the same kind and dataset in the run (what "changed: …" compares with)."""
+    folder = plan_.out.parent
+    found = sorted(folder.glob(f"{plan_.out.name.rsplit('-', 1)[0]}-*.json"), key=lambda p: p.stat().st_mtime)
+    return recorded_output(plan_.stage, found[-1]) if found else None
 
 
 def describe_difference(now: dict[str, Any], before: dict[str, Any]) -> str:

@@ -22,14 +22,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipeline import params as P
 from pipeline import rundir
 from pipeline.store import store_path
 
-if TYPE_CHECKING:  # pragma: no cover
-    from pipeline.runner import Context, Plan
+Plan = Context = Any  # pipeline.runner's Plan and Context (the runner imports this table, not the reverse)
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ def features_identity(params: P.FeaturesParams) -> dict[str, Any]:
     """Teacher, weights (path and the sha256 of their bytes), normalisation and the precision that will
     be used (``auto``: fp16 where an NVIDIA driver is present, else fp32; spec §6)."""
     from pipeline.devices import resolve_precision
-    from pipeline.teachers import weights_sha256
+    from pipeline.teacher_weights import weights_sha256
 
     values = params.fingerprint_params()
     values["precision"] = resolve_precision(params.precision, params.device)

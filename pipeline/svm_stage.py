@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import rundir
+from pipeline.provenance import start_report
 from pipeline.reports import append_report, pct
 
 log = logging.getLogger("i2p")
@@ -37,7 +38,7 @@ def run_svm_stage(plan: Any, ctx: Any) -> Path:
     params, run = plan.params, plan.needs["train"].out
     store = ev.points_store(plan.needs["prepare"].out)
     device = resolve_device(params.device)
-    report = rundir.report(run)
+    report = start_report(run)
     results = {}
     for label, random_init in (("pre-trained", False), ("random initialisation", True)):
         encoder = ev.resolve_encoder(ctx.data_root, None, rundir.checkpoint(run), random_init=random_init, seed=0)

@@ -12,10 +12,9 @@ CONFIG = {  # the shape of a run's config.yaml
     "params": {"seed": 1, "online_teacher": None},
     "seed": 1,
     "stores": {
-        "points": "/d/points/toys-aaaaaaaa.zarr",
-        "views": "/d/views/toys-bbbbbbbb.zarr",
-        "features": "/d/features/toys-tiny-random-cccccccc.zarr",
-        "fingerprints": FP,
+        "prepare": {"path": "/d/points/toys-aaaaaaaa.zarr", "fingerprint": FP["prepare"]},
+        "render": {"path": "/d/views/toys-bbbbbbbb.zarr", "fingerprint": FP["render"]},
+        "cache-features": {"path": "/d/features/toys-tiny-random-cccccccc.zarr", "fingerprint": FP["cache-features"]},
     },
 }
 TINY = {"name": "tiny-random", "model_name": "i2p-tiny-random", "pretrained_tag": None,

@@ -1,0 +1,138 @@
+"""The stage contract end to end through the CLI: `status` agrees with what `run` does, for every stage.
+
+After a stage runs, `status` says "up to date"; with one param changed (by --set or a flag, --weights
+included) it names the param and its two values; running the change makes it up to date again. A
+dataset keeps what was built for it: later commands without settings use those stores, a moved source
+folder changes nothing, an unrelated prepare leaves a run's evaluation alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cli import app
+from tests.test_prepare import write_folder
+
+BASE = [
+    "prepare.source=folder", "prepare.points=512", "prepare.oversample=1", "prepare.chunk=4",
+    "render.subset=512", "render.chunk=4", "cache-features.teacher=tiny-random", "cache-features.chunk=4",
+    "cache-features.num_workers=0", "train.points=512", "train.batch_size=2", "train.num_workers=0",
+    "train.warmup_epochs=0", "train.max_steps=1", "eval.batch_size=4",
+    "finetune.epochs=1", "finetune.points=512", "finetune.batch_size=2", "fewshot.folds=1",
+]  # fmt: skip
+
+
+def cli(data, *args):
+    out = CliRunner().invoke(app, [*map(str, args), "--data-root", str(data)], catch_exceptions=False)
+    return out
+
+
+def sets(*extra):
+    return [a for s in (*BASE, *extra) for a in ("--set", s)]
+
+
+def status(data, *args) -> dict[str, str]:
+    out = cli(data, "status", "--json", *args)
+    assert out.exit_code == 0, out.output
+    state = json.loads(out.stdout)
+    return {row["stage"]: row["state"] for row in state["datasets"][0]["stages"]}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A 6-object folder dataset prepared, rendered, cached, trained one step and evaluated."""
+    tmp = tmp_path_factory.mktemp("contract")
+    root = write_folder(tmp / "meshes", n_per_class=3, classes=("box", "cone"))
+    data = tmp / "data"
+    prepared = cli(data, "prepare", "folder", "--root", root, "-d", "toys", *sets())
+    assert prepared.exit_code == 0, prepared.output
+    done = cli(data, "run", "eval", "-d", "toys", *sets())
+    assert done.exit_code == 0, done.output
+    return tmp, data, root
+
+
+def test_after_run_every_built_stage_is_up_to_date(built):
+    _, data, _ = built
+    rows = status(data, "-d", "toys", *sets())
+    assert {s: rows[s] for s in ("prepare", "render", "cache-features", "train", "eval")} == dict.fromkeys(
+        ("prepare", "render", "cache-features", "train", "eval"), "up to date"
+    )
+    assert rows["finetune"] == rows["fewshot"] == "missing"
+    plain = status(data)  # no settings at all: the dataset's own stores and last run
+    assert all(plain[s] == "up to date" for s in ("prepare", "render", "cache-features", "train", "eval")), plain
+
+
+CHANGES = [  # (stage, --set, what status names)
+    ("prepare", "prepare.points=600", "points 512 → 600"),
+    ("render", "render.subset=256", "subset 512 → 256"),
+    ("cache-features", "cache-features.normalisation=teacher", "normalisation 'imagenet' → 'teacher'"),
+    ("train", "train.mask_ratio=0.7", "mask_ratio 0.8 → 0.7"),
+    ("eval", "eval.pooling=mean+max", "pooling 'max' → 'mean+max'"),
+]
+
+
+@pytest.mark.parametrize("stage, change, words", CHANGES, ids=[c[0] for c in CHANGES])
+def test_a_changed_param_is_named_then_running_it_is_up_to_date(built, stage, change, words):
+    _, data, _ = built
+    before = status(data, "-d", "toys", *sets(change))
+    assert before[stage] == f"changed: {words}", before
+    extra = ["train.run=variant"] if stage == "train" else []  # a run never changes under its name
+    if stage == "train":
+        refused = cli(data, "train", "-d", "toys", *sets(change))
+        assert refused.exit_code == 2 and words in refused.output
+    out = cli(data, "run", stage, "-d", "toys", *sets(change, *extra))
+    assert out.exit_code == 0, out.output
+    assert status(data, "-d", "toys", *sets(change, *extra))[stage] == "up to date"
+    assert status(data, "-d", "toys", *sets())["render"] == "up to date"  # the old outputs are kept
+
+
+def test_weights_file_is_part_of_the_features_identity(built, tmp_path):
+    import open_clip
+
+    _, data, _ = built
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        model = open_clip.create_model("i2p-tiny-random")
+    weights = tmp_path / "tiny.pt"
+    torch.save(model.state_dict(), weights)
+    out = cli(data, "cache-features", "-d", "toys", "--weights", weights, *sets())
+    assert out.exit_code == 0, out.output
+    again = status(data, "-d", "toys", *sets(f"cache-features.weights={weights}"))
+    assert again["cache-features"] == "up to date"  # the sha256 status computes is the one stored
+    torch.save({k: v + 1 for k, v in model.state_dict().items()}, weights)  # same path, other bytes
+    assert status(data, "-d", "toys", *sets(f"cache-features.weights={weights}"))["cache-features"].startswith("missing")
+
+
+def test_later_commands_use_what_was_built_and_a_moved_folder_stays_usable(built):
+    tmp, data, root = built
+    moved = tmp / "meshes-moved"
+    shutil.copytree(root, moved)
+    shutil.rmtree(root)
+    try:
+        rows = status(data, "-d", "toys")
+        assert rows["prepare"] == "up to date" and rows["train"] == "up to date", rows
+        render = cli(data, "render", "-d", "toys")  # no settings: the stores built for toys
+        assert render.exit_code == 0 and "up to date" in render.output, render.output
+        taken = cli(data, "prepare", "folder", "--root", moved, "-d", "toys", *sets())
+        assert taken.exit_code == 2 and "already bound" in taken.output and "--dataset" in taken.output
+    finally:
+        shutil.copytree(moved, root)
+
+
+def test_an_unrelated_prepare_changes_no_evaluation_of_the_run(built):
+    tmp, data, root = built
+    first = cli(data, "eval", "svm", "-d", "toys")
+    assert first.exit_code == 0, first.output
+    other = cli(data, "prepare", "folder", "--root", root, "-d", "other", *sets("prepare.points=700"))
+    assert other.exit_code == 0, other.output
+    again = cli(data, "eval", "svm", "--run", "default")  # two datasets now: the run names its own
+    assert again.exit_code == 0, again.output
+    assert again.stdout == first.stdout and "up to date" in again.output

@@ -1,0 +1,71 @@
+"""The code's shape: imports go one way (cli → pipeline → i2pmae) without cycles; modules stay small."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = {"i2pmae": 0, "pipeline": 1, "cli": 2}  # a module may import its own layer or a lower one
+
+
+def modules() -> dict[str, Path]:
+    files = [*ROOT.glob("cli*.py"), *ROOT.glob("pipeline/**/*.py"), *ROOT.glob("i2pmae/**/*.py")]
+    return {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in files}
+
+
+def layer(module: str) -> int:
+    return LAYERS["i2pmae"] if module.startswith("i2pmae") else LAYERS["pipeline"] if module.startswith("pipeline") else LAYERS["cli"]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module → the project modules it imports anywhere in its body (function-level imports included)."""
+    mods = modules()
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for name, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods else node.module
+                           for a in node.names]  # fmt: skip
+            for t in targets:
+                while t and t not in mods:
+                    t = t.rpartition(".")[0]
+                if t and t != name:
+                    graph[name].add(t)
+    return graph
+
+
+def test_imports_point_down_the_layers_only():
+    upward = [f"{a} → {b}" for a, deps in import_graph().items() for b in deps if layer(b) > layer(a)]
+    assert upward == []
+
+
+def test_there_is_no_import_cycle():
+    graph, state, cycles = import_graph(), {}, []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(" → ".join([*path[path.index(nxt):], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
+
+
+def test_typer_lives_only_in_the_cli_layer():
+    users = [m for m, deps in import_graph().items() if layer(m) < LAYERS["cli"] and "typer" in modules()[m].read_text()]
+    assert users == []
+
+
+def test_no_module_is_over_300_lines():
+    long = {m: n for m, p in modules().items() if (n := len(p.read_text().splitlines())) > 300}
+    assert long == {}
