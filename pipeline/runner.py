@@ -50,6 +50,7 @@ class Recorded:
     fingerprint: str
     params: dict[str, Any]
     upstream: dict[str, str]
+    identity: dict[str, Any] = field(default_factory=dict)  # what the fingerprint hashed (e.g. weights_sha256)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def recorded_output(stage: str, path: Path | None) -> Recorded | None:
         if state is None:
             return None
         a = state.attrs
-        return Recorded(Path(path), a["fingerprint"], a.get("stage_params") or a.get("params", {}), a.get("upstream", {}))
+        params = a.get("stage_params") or a.get("params", {})
+        return Recorded(Path(path), a["fingerprint"], params, a.get("upstream", {}), a.get("params", {}))
     if kind == "run":
         run = rundir.read(path)
         if not run.exists or not run.identity:
@@ -157,7 +159,14 @@ def _keeps(stage: str, ctx: Context, recorded: Recorded) -> bool:
     """No value the command sets explicitly (flag or --set) differs from what the recorded output used."""
     runtime = STAGES[stage].params.RUNTIME
     given = {k: v for k, v in ctx.config.overrides.get(stage, {}).items() if k not in runtime}
-    return all(recorded.params.get(k) == v for k, v in given.items())
+    if not all(recorded.params.get(k) == v for k, v in given.items()):
+        return False
+    weights, sha = recorded.params.get("weights"), recorded.identity.get("weights_sha256")
+    if weights and sha and Path(weights).is_file():  # same path, other bytes: another teacher
+        from pipeline.teacher_weights import weights_sha256
+
+        return weights_sha256(weights) == sha
+    return True
 
 
 def _check_preparable(ctx: Context) -> None:
@@ -222,6 +231,8 @@ def changed(plan_: Plan) -> str | None:
     if rec is None or rec.fingerprint == plan_.fingerprint:
         return None
     diff = describe_difference(plan_.params.fingerprint_params(), rec.params)
+    if not diff and rec.identity:  # same params, other resolved identity (e.g. the weight file's bytes)
+        diff = describe_difference(plan_.identity, rec.identity)
     ups = [n for n, p in plan_.needs.items() if rec.upstream.get(n) not in (None, p.fingerprint)]
     parts = [diff] if diff else []
     parts += [f"upstream {', '.join(ups)} changed"] if ups else []

@@ -26,7 +26,7 @@ BASE = [
     "render.subset=512", "render.chunk=4", "cache-features.teacher=tiny-random", "cache-features.chunk=4",
     "cache-features.num_workers=0", "train.points=512", "train.batch_size=2", "train.num_workers=0",
     "train.warmup_epochs=0", "train.max_steps=1", "eval.batch_size=4",
-    "finetune.epochs=1", "finetune.points=512", "finetune.batch_size=2", "fewshot.folds=1",
+    "finetune.epochs=1", "finetune.points=512", "finetune.batch_size=2", "fewshot.folds=1", "train.run=default",
 ]  # fmt: skip
 
 
@@ -108,7 +108,8 @@ def test_weights_file_is_part_of_the_features_identity(built, tmp_path):
     again = status(data, "-d", "toys", *sets(f"cache-features.weights={weights}"))
     assert again["cache-features"] == "up to date"  # the sha256 status computes is the one stored
     torch.save({k: v + 1 for k, v in model.state_dict().items()}, weights)  # same path, other bytes
-    assert status(data, "-d", "toys", *sets(f"cache-features.weights={weights}"))["cache-features"].startswith("missing")
+    changed = status(data, "-d", "toys", *sets(f"cache-features.weights={weights}"))["cache-features"]
+    assert changed.startswith("changed: weights_sha256"), changed
 
 
 def test_later_commands_use_what_was_built_and_a_moved_folder_stays_usable(built):
