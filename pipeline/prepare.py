@@ -123,7 +123,9 @@ def _fill(
                 {"split": split, "row": start + row, "id": id_, "path": p, "reason": r}
                 for row, id_, p, r in failures
             ]
-            chunk_notes[f"{split}/{i}"] = [{"split": split, "id": n[0], "path": n[1], "warning": n[2]} for n in notes]
+            chunk_notes[f"{split}/{i}"] = [
+                {"split": split, "id": n[0], "path": n[1], "warning": n[2]} for n in notes
+            ]
             writer.update_attrs({"chunk_failures": chunk_failures, "chunk_notes": chunk_notes})
             for n in notes:
                 log.warning("%s (%s): %s", *n)
@@ -141,7 +143,9 @@ def _fill(
         )
     for f in catalog.failures:
         log.warning("skipped %s (%s): %s", f["id"], f["path"], f["reason"])
-    failures = catalog.failures + duplicates + [f for key in sorted(chunk_failures) for f in chunk_failures[key]]
+    failures = (
+        catalog.failures + duplicates + [f for key in sorted(chunk_failures) for f in chunk_failures[key]]
+    )
     counts = _compact(writer, chunk_failures, params.chunk)
     warnings = [n for key in sorted(chunk_notes) for n in chunk_notes[key]]
     writer.finish({"failures": failures, "counts": counts, "warnings": warnings})

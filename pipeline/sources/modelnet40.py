@@ -200,7 +200,9 @@ def scan_resampled(root: Path, n_points: int) -> Catalog:
         for p in sorted((base / c).glob(f"{c}_*.txt"))
         if p.stem not in listed
     ]
-    return Catalog("modelnet40", "modelnet40_normal_resampled", str(root), classes, splits, handling, failures)
+    return Catalog(
+        "modelnet40", "modelnet40_normal_resampled", str(root), classes, splits, handling, failures
+    )
 
 
 def _check_resampled_lists(base: Path) -> None:
@@ -209,9 +211,10 @@ def _check_resampled_lists(base: Path) -> None:
     missing = [name for name in lists if not (base / name).is_file()]
     if not missing:
         return
-    found = sorted(p.name for p in base.glob("modelnet40_*")) + sorted(
-        p.name + "/" for p in base.iterdir() if p.is_dir()
-    )[:3]
+    found = (
+        sorted(p.name for p in base.glob("modelnet40_*"))
+        + sorted(p.name + "/" for p in base.iterdir() if p.is_dir())[:3]
+    )
     raise LayoutError(
         f"modelnet40_normal_resampled at {base}: found {', '.join(found) or 'nothing'}; missing "
         f"{', '.join(missing)} (the class names and split lists say which object and class each row is; "

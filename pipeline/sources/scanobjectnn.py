@@ -54,7 +54,9 @@ def expected_files(root: Path, variant: str) -> str:
     """The files the variant needs, for error messages."""
     folder, suffix = VARIANTS[variant]
     names = " and ".join(name.format(suffix) for name in FILES.values())
-    found = sorted(str(p.relative_to(root)) for p in root.rglob("*.h5") if len(p.relative_to(root).parts) <= 3)
+    found = sorted(
+        str(p.relative_to(root)) for p in root.rglob("*.h5") if len(p.relative_to(root).parts) <= 3
+    )
     return (f"{root / folder}/{{{names}}} (or in {root / 'h5_files' / folder}/, or in the root itself) "
             f"for variant {variant}; h5 files found: {', '.join(found[:6]) or 'none'}")  # fmt: skip
 
