@@ -72,9 +72,8 @@ def test_test_passes_and_votes_run_at_the_given_batch_size():
     x, y = torch.rand(8, 40, 3) * 2 - 1, torch.arange(8) % 3
     finetune(model, x, y, torch.rand(10, 40, 3) * 2 - 1, torch.arange(10) % 3, cfg)
     assert seen[True] == [4, 4]  # 8 train objects, batch 4
-    assert max(seen[False]) == 4 and sum(seen[False]) == 10 * (
-        1 + 2 * 2
-    )  # test pass + 2 voting passes × 2 votes
+    votes = 2 * 2  # two voting passes (last and best weights) of 2 votes each
+    assert max(seen[False]) == 4 and sum(seen[False]) == 10 * (1 + votes)
 
 
 def test_a_fewshot_fold_reads_only_its_own_objects(tmp_path):

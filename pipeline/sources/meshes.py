@@ -52,9 +52,9 @@ def read_geometry(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _trimesh_geometry(data: bytes, suffix: str) -> tuple[np.ndarray, np.ndarray]:
-    import trimesh
-
     try:
+        import trimesh
+
         loaded = trimesh.load(io.BytesIO(data), file_type=suffix[1:], process=False, skip_materials=True)
     except ImportError as err:
         raise MissingPackage(
