@@ -51,7 +51,7 @@ def _read_error(path: Path, err: Exception) -> CheckpointError:
     import pickle
 
     first = str(err).splitlines()[0][:160] if str(err) else ""
-    cut = isinstance(err, EOFError) or any(w in str(err) for w in ("central directory", "truncated"))
+    cut = isinstance(err, EOFError) or any(w in str(err) for w in ("central directory", "truncated", "EOF"))
     if cut:
         return CheckpointError(
             f"cannot read checkpoint {path} ({path.stat().st_size / 1e6:.1f} MB): the file ends early, "
