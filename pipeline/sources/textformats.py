@@ -66,9 +66,10 @@ def read_off(path: Path) -> tuple[np.ndarray, np.ndarray]:
     lines = [ln.split("#", 1)[0].strip() for ln in read_text(path).splitlines()]
     lines = [ln for ln in lines if ln]
     match = (OFF_HEADER.match(lines[0]) or OFF_HEADER.match(lines[0].upper())) if lines else None
+    if not lines:
+        raise BadInput("empty OFF file: no header, no geometry")
     if match is None:
-        first = lines[0][:40] if lines else "nothing"
-        raise BadInput(f"not an OFF file: the first line {first!r} is no [ST][C][N][4][n]OFF header")
+        raise BadInput(f"not an OFF file: the first line {lines[0][:40]!r} is no [ST][C][N][4][n]OFF header")
     homogeneous, n_dim = match.group(4) is not None, match.group(5) is not None
     rest, body = lines[0][match.end() :].split(), lines[1:]
     if rest[:1] == ["BINARY"]:
