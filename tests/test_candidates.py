@@ -204,3 +204,10 @@ def test_default_names_stay_readable_and_distinct_for_non_latin_folders(tmp_path
     nfd = "Cafe\u0301"  # macOS spells é as e + combining accent
     assert sources.default_dataset_name(params(root=tmp_path / nfd)) == "Café"
     assert sources.default_dataset_name(params(root=tmp_path / "!!!")) == "folder"
+
+
+def test_synthetic_every_generated_mesh_is_stored_or_recorded(tmp_path):
+    p = params("synthetic", synthetic_per_class=2)
+    rows, failures, _ = stored(prepare(p, tmp_path / "data"))
+    generated = list((tmp_path / "data" / "sources").rglob("*.ply"))
+    assert len(generated) > 0 and rows + len(failures) == len(generated)
