@@ -118,7 +118,7 @@ def off_faces(rows: list[list[str]]) -> np.ndarray:
     if rows and all(len(r) == len(rows[0]) for r in rows) and rows[0][0].isdigit():
         k = int(rows[0][0])
         try:  # fast path: one polygon size; trailing colour columns are dropped unparsed
-            table = np.array([r[: k + 1] for r in rows], dtype=np.int64)
+            table = np.array(rows if len(rows[0]) == k + 1 else [r[: k + 1] for r in rows], dtype=np.int64)
         except ValueError:
             table = None
         if table is not None and k >= 3 and table.shape[1] == k + 1 and (table[:, 0] == k).all():
