@@ -75,6 +75,25 @@ ENCODED = {
     + b"".join(b"3 %d %d %d\n" % tuple(f) for f in F),
     "latin1_comment_ascii.ply": ply(LATIN1),
     "latin1_comment_binary.ply": ply(LATIN1, binary=True),
+    "utf16_ascii.ply": ply(LATIN1).decode("latin-1").encode("utf-16"),
+    "utf16_solid.stl": stl_ascii(LATIN1).decode("latin-1").encode("utf-16"),
+    "utf16_comment.off": (
+        b"OFF\n# "
+        + LATIN1
+        + b"\n6 8 0\n"
+        + b"".join(b"%g %g %g\n" % tuple(v) for v in V)
+        + b"".join(b"3 %d %d %d\n" % tuple(f) for f in F)
+    )
+    .decode("latin-1")
+    .encode("utf-16"),
+    "latin1_group_names.obj": b"mtllib "
+    + LATIN1
+    + b".mtl\no "
+    + LATIN1
+    + b"\ng "
+    + LATIN1
+    + b"\n"
+    + obj_text().encode(),
 }
 
 
@@ -188,6 +207,9 @@ def scan_variants():
         "count_line.pts": "300\n" + rows(" "),
         "same.csv": "X,Y,Z\n" + rows(","),
         "trailing_commas.csv": rows(",").replace("\n", ",\n"),
+        "decimal_comma_semicolons.csv": rows(";").replace(".", ","),
+        "decimal_comma_tabs.txt": "X\tY\tZ\n" + rows("\t").replace(".", ","),
+        "decimal_comma_spaces.asc": rows(" ").replace(".", ","),
     }
 
 
@@ -206,6 +228,8 @@ def test_point_text_in_every_common_form_reads(tmp_path):
 def test_point_text_that_disagrees_is_a_bad_input(tmp_path):
     (tmp_path / "ragged.txt").write_text("1 2 3\n4 5\n")
     (tmp_path / "words.csv").write_text("a,b,c\nd,e,f\n")
+    (tmp_path / "ints.csv").write_text("1,2,3\n4,5,6\n")  # integers, comma-separated: no decimal comma
+    assert meshes.read_point_file(tmp_path / "ints.csv").tolist() == [[1, 2, 3], [4, 5, 6]]
     with pytest.raises(BadInput, match="line 2 has 2 values"):
         meshes.read_point_file(tmp_path / "ragged.txt")
     with pytest.raises(BadInput, match="no row of at least 3 numbers"):

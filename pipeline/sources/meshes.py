@@ -25,7 +25,7 @@ from pipeline.sources.ply import read_simple_ply
 from pipeline.sources.textformats import ascii_bytes, read_off, read_point_text
 
 MESH_EXTS = ("obj", "ply", "off", "stl", "glb")
-POINT_EXTS = ("npy", "txt", "xyz", "pts", "csv", "xyzn", "xyzrgb")
+POINT_EXTS = ("npy", "txt", "xyz", "pts", "csv", "asc", "xyzn", "xyzrgb")
 
 
 def read_geometry(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +81,10 @@ def _binary_stl(data: bytes) -> bool:
 
 
 def _ascii_ply_header(data: bytes) -> bytes:
-    """The PLY header (comments may hold any bytes) as ASCII; the body (binary or ASCII) unchanged."""
+    """The PLY header (comments may hold any bytes) as ASCII; the body (binary or ASCII) unchanged.
+    A file that does not start with "ply" in ASCII (a BOM, UTF-16) can only be an ASCII PLY: all decoded."""
+    if not data.startswith(b"ply"):
+        return ascii_bytes(data)
     stop = data.find(b"end_header")
     if stop < 0:
         return data

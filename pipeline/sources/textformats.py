@@ -145,7 +145,8 @@ MAX_HEADER_LINES = 20
 def read_point_text(path: Path) -> np.ndarray:
     """An ASCII point file → (N, C) float64, C ≥ 3 (x y z first).
 
-    Separators: spaces, tabs, ',' (with or without spaces), ';'. Leading lines that are not rows of
+    Separators: spaces, tabs, ',' (with or without spaces), ';'; a decimal comma is recognised when
+    another separator parts the values ("1,5;2,25;0,5"). Leading lines that are not rows of
     ≥ 3 numbers (a column header such as ``x,y,z`` or CloudCompare's ``//X,Y,Z``, a point count as in
     ``.pts``) are skipped; '#' starts a comment. Rows must agree in their number of columns.
     """
@@ -155,6 +156,8 @@ def read_point_text(path: Path) -> np.ndarray:
         raise BadInput(f"no row of at least 3 numbers in the first {MAX_HEADER_LINES + 1} lines")
     rows = [ln.split("#", 1)[0].strip() for ln in lines[start:]]
     rows = [r for r in rows if r and not r.startswith("//")]
+    if _decimal_comma(rows[0]):  # "1,5;2,25;0,5" or "1,5 2,25 0,5": European locales
+        rows = [r.replace(",", ".") for r in rows]
     sample = rows[0]
     delimiter = ";" if ";" in sample else "," if "," in sample else None
     try:
@@ -172,6 +175,11 @@ def read_point_text(path: Path) -> np.ndarray:
         return np.array(table, dtype=np.float64)
     except ValueError as err:
         raise BadInput(f"malformed point row: {err}") from None
+
+
+def _decimal_comma(row: str) -> bool:
+    """Commas between digits, no decimal point, and another separator (';', tab, space) between values."""
+    return bool(re.search(r"\d,\d", row)) and "." not in row and bool(re.search(r"[;\t ]", row))
 
 
 def _is_row(line: str) -> bool:
