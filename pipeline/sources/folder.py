@@ -122,6 +122,10 @@ def scan(params: PrepareParams, root: Path, source: str = "folder", layout: str 
         )
     splits = {k: v for k, v in splits.items() if v}  # a split with no files is left out, not empty
     handling = {"layout": layout, "points": "sampled", "point_order": "fps", "n_points": params.points}
+    if failures:
+        by_ext = Counter(Path(f["path"]).suffix.lower() or "(none)" for f in failures)
+        log.warning("%s: %d files under class folders are not read (%s); see the store's failures", source,
+                    len(failures), ", ".join(f"{ext} {n}" for ext, n in sorted(by_ext.items())))  # fmt: skip
     if ignored:
         handling["ignored_companion_files"] = dict(sorted(ignored.items()))
         log.info("%s: not read, as companions of meshes: %s", source,
