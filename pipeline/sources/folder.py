@@ -1,10 +1,10 @@
 """A user's own data: ``<root>/<class>/*.<ext>``, one sub-folder per class.
 
 Mesh files (obj, ply, off, stl, glb) are sampled like every mesh (meshes.py); point files (npy, txt,
-xyz, pts, csv) are reduced to P points by farthest point sampling. Every other file under a class
-folder is listed in the catalog's failures with the reason it is not read (material files and
-textures are only counted), so nothing vanishes in silence. A class folder holding ``train/`` and/or ``test/``
-sub-folders uses them as the split; otherwise its files are split by hashing (seed, id), so the split
+xyz, pts, csv, asc, ...) are reduced to P points by farthest point sampling. Every other file under a
+class folder is listed in the catalog's failures with the reason it is not read (material files and
+textures are only counted), so nothing vanishes in silence. A class folder holding ``train/`` and/or
+``test/`` sub-folders uses them as the split; otherwise its files are split by hashing (seed, id), so the split
 never depends on file order or on the machine. Ids are ``<class>/<file stem>``; classes are sorted
 and their index is the label.
 """
