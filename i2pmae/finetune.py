@@ -9,7 +9,8 @@ no-decay quirk, warm-up + cosine stepped per epoch with the one-epoch lag (``i2p
 Test inputs: FPS of ``points`` from index 0, no augmentation, evaluated after every epoch.
 
 Voting (ModelNet40): ``votes`` passes over the test split, each the FPS ``point_all`` points, one
-random ``points`` subset per batch and a ScaleAndTranslate(2/3–3/2, ±0.2); logits averaged. One
+random ``points`` subset per batch (so the voted accuracy depends on the test batch size, as in the
+paper's code) and a ScaleAndTranslate(2/3–3/2, ±0.2); logits averaged. One
 voting pass is run (never the maximum over repeated passes, spec §12.4). For 2048-point inputs
 (ScanObjectNN) voting is not defined by the paper's code (it raises); recipes set ``votes = 0``.
 """
@@ -33,7 +34,7 @@ from i2pmae.schedule import epoch_lr, param_groups
 class FinetuneConfig:
     epochs: int = 300  # the official loop runs range(0, 301); its extra last epoch trains at ≈ min_lr
     batch_size: int = 32  # train batches, the last partial one dropped (spec §9.2)
-    test_batch_size: int = 64  # total_bs·2
+    test_batch_size: int = 64  # total_bs·2; recipes.finetune_config sets it to a user's batch_size (memory)
     lr: float = 5e-4
     weight_decay: float = 0.05
     warmup_epochs: int = 10

@@ -60,7 +60,13 @@ def classifier_config(
 
 
 def finetune_config(recipe: Recipe, **overrides: object) -> FinetuneConfig:
-    """The recipe's FinetuneConfig; ``overrides`` that are not None replace fields (epochs, seed, ...)."""
+    """The recipe's FinetuneConfig; ``overrides`` that are not None replace fields (epochs, seed, ...).
+
+    A ``batch_size`` given without a ``test_batch_size`` sets both: a user who lowers the batch to fit
+    memory gets test passes of that size too (the paper's 64 = 2 × 32 stays the default).
+    """
+    if overrides.get("batch_size") is not None and overrides.get("test_batch_size") is None:
+        overrides = {**overrides, "test_batch_size": overrides["batch_size"]}
     cfg = FinetuneConfig(
         points=recipe.points,
         label_smoothing=recipe.label_smoothing,

@@ -8,13 +8,13 @@
   name the encoder exactly as we do (``h_encoder.token_embed / encoder_pos_embeds / encoder_blocks /
   encoder_norms``; checked against ``official_checkpoint_keys.json``), so loading strips the prefix,
   keeps the ``h_encoder.*`` keys, ignores the rest (teacher, decoder, heads), infers the widths and
-  depths from the shapes, and raises :class:`CheckpointError` listing **every** missing, unexpected or
-  mis-shaped encoder key. The official loader loads with ``strict=False`` and silently loads nothing
-  (spec §12.1); this one never does.
+  depths from the shapes, and raises :class:`CheckpointError` counting the missing, unexpected and
+  mis-shaped encoder keys and naming the first few of each. The official loader loads with
+  ``strict=False`` and silently loads nothing (spec §12.1); this one never does.
 * The paper's fine-tuned classifiers (``cls_head_finetune.*``): loaded whole, strictly.
 
-Only checkpoints inside a run directory (a ``config.yaml`` beside them) are unpickled in full; any
-other file is read with ``torch.load(weights_only=True)``, which the paper's files pass.
+Reading a file (signature check, wrapper keys, ``module.`` / ``_orig_mod.`` prefixes, which files are
+unpickled in full) is :mod:`pipeline.checkpoint_files`.
 """
 
 from __future__ import annotations
@@ -27,16 +27,21 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import I2PError
+from pipeline.checkpoint_files import (  # noqa: F401  (re-exported: the public names of checkpoints)
+    WRAPPERS,
+    CheckpointError,
+    Opened,
+    _run_dir_of,
+    open_checkpoint,
+    read_checkpoint,
+    strip_prefixes,
+    unwrap,
+)
 
 log = logging.getLogger("i2p")
 
 ENCODER = "h_encoder."
-WRAPPERS = ("base_model", "model", "state_dict", "net")  # where a state dict may sit inside the file
-
-
-class CheckpointError(I2PError):
-    """A checkpoint is missing, unreadable, or does not hold the weights it should."""
+SHOWN = 5  # keys named per kind of mismatch; the rest are counted
 
 
 @dataclass
@@ -84,59 +89,6 @@ def run_checkpoint(data_root: Path, run: str, which: str = "last") -> Path:
         f"run {run!r} has no {path.name} (checkpoints there: {', '.join(found) or 'none'})",
         "wait for training to write one, or pass --ckpt FILE",
     )
-
-
-def _run_dir_of(path: Path) -> Path | None:
-    return path.parent if (path.parent / "config.yaml").is_file() else None
-
-
-def read_checkpoint(path: Path) -> Any:
-    """torch.load on the CPU; full unpickling only for files inside one of our run directories."""
-    import pickle
-
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist", "pass an existing .pt / .pth file")
-    trusted = _run_dir_of(path) is not None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path} holds Python objects besides tensors; i2p unpickles those only from its own run "
-            f"directories ({str(err).splitlines()[0][:160]})",
-            "re-save just the weights: torch.save({'base_model': state_dict}, 'weights.pth')",
-        ) from None
-    except Exception as err:  # a truncated or foreign file
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from None
-
-
-def unwrap(obj: Any, path: Path) -> tuple[dict[str, Any], str]:
-    """The state dict inside a loaded checkpoint and the key it sat under ("" for a bare state dict)."""
-    import torch
-
-    if isinstance(obj, Mapping):
-        for key in WRAPPERS:
-            inner = obj.get(key)
-            if (
-                isinstance(inner, Mapping)
-                and inner
-                and all(isinstance(v, torch.Tensor) for v in inner.values())
-            ):
-                return dict(inner), key
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return dict(obj), ""
-    keys = list(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
-    raise CheckpointError(
-        f"{path} holds no state dict (looked under {', '.join(WRAPPERS)} and at the top; found {keys})",
-        "pass a pre-training checkpoint (ours: runs/NAME/ckpt-last.pt; the paper's: pre-train.pth)",
-    )
-
-
-def strip_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Remove every leading ``module.`` (DataParallel / DDP wrappers, spec §12.1)."""
-    return {re.sub(r"^(module\.)+", "", k): v for k, v in state.items()}
 
 
 def infer_config(state: Mapping[str, Any]):  # noqa: ANN201
@@ -191,9 +143,12 @@ def config_from_dict(values: Mapping[str, Any]):  # noqa: ANN201
 
 
 def check_encoder_keys(
-    found: Mapping[str, Any], expected: Mapping[str, Any], path: Path, what: str = "encoder"
-) -> None:
-    """Raise listing every missing, unexpected and mis-shaped encoder key; silent when they all match."""
+    found: Mapping[str, Any], expected: Mapping[str, Any], path: Path, what: str = "encoder",
+    others: Any = (),
+) -> None:  # fmt: skip
+    """Raise giving how many encoder keys are missing, unexpected and mis-shaped and the first few of
+    each (``SHOWN``); silent when they all match. ``others``: the file's other keys, summarised by
+    prefix when it holds no encoder key at all."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     shapes = [
@@ -206,30 +161,17 @@ def check_encoder_keys(
     parts = []
     for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)):
         if keys:
-            parts.append(f"{len(keys)} {title}: " + ", ".join(keys))
+            more = f", ... ({len(keys) - SHOWN} more)" if len(keys) > SHOWN else ""
+            parts.append(f"{len(keys)} {title}: " + ", ".join(keys[:SHOWN]) + more)
     hint = "is it an I2P-MAE / Point-M2AE pre-training checkpoint?"
     if not found:
-        hint = "the file has no h_encoder.* keys at all; " + hint
+        starts = Counter(k.split(".", 1)[0] + "." for k in others or ())
+        seen = ", ".join(f"{p} ({n})" for p, n in starts.most_common(4))
+        hint = "the file has no h_encoder.* keys at all" + (f" (its keys start with {seen})" if seen else "")
+        hint += "; is it an I2P-MAE / Point-M2AE pre-training checkpoint?"
     elif any(k.startswith(f"{ENCODER}encoder_norms.") for k in missing):
         hint = "encoder_norms are missing: this looks like a fine-tuned classifier, not a pre-training checkpoint"
     raise CheckpointError(f"{path}: {what} keys do not match the model; " + "; ".join(parts), hint)
-
-
-@dataclass
-class Opened:
-    """A checkpoint read once: the loaded object, its state dict (prefixes stripped), where it sat."""
-
-    path: Path
-    obj: Any
-    state: dict[str, Any]
-    wrapper: str
-
-
-def open_checkpoint(path: Path) -> Opened:
-    path = Path(path)
-    obj = read_checkpoint(path)
-    state, wrapper = unwrap(obj, path)
-    return Opened(path, obj, strip_prefixes(state), wrapper)
 
 
 def load_encoder(source: Path | Opened, need_norms: bool = True) -> EncoderCheckpoint:
@@ -261,7 +203,7 @@ def load_encoder(source: Path | Opened, need_norms: bool = True) -> EncoderCheck
     if not need_norms:
         expected = {k: v for k, v in expected.items() if not k.startswith(f"{ENCODER}encoder_norms.")}
         found = {k: v for k, v in found.items() if not k.startswith(f"{ENCODER}encoder_norms.")}
-    check_encoder_keys(found, expected, path)
+    check_encoder_keys(found, expected, path, others=state)
     ignored = Counter(k.split(".", 1)[0] for k in state if not k.startswith(ENCODER))
     if ignored:
         log.debug("%s: ignored %s", path.name, ", ".join(f"{k}.* ({n})" for k, n in sorted(ignored.items())))

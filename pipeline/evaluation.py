@@ -84,7 +84,8 @@ class PointsStore:
         if name not in self.splits:
             raise EvaluationError(
                 f"dataset {self.name} has no split {name!r} (splits: {', '.join(self.splits)})",
-                f"choose one of {', '.join(self.splits)}",
+                f"choose one of {', '.join(self.splits)}"
+                + (" (i2p embed --split NAME)" if self.splits else ""),
             )
         group = zarr.open_group(str(self.path), mode="r")
         return Split(group[f"{name}/points"], group[f"{name}/label"][:], group[f"{name}/id"][:])
@@ -118,6 +119,23 @@ def feature_points(store: PointsStore, requested: int | None, train_points: int)
     if store.handling.get("point_order") == "fps":
         return n, "first", f"{n}: the first {n} of {P} stored points (stored in FPS order, so an FPS sample)"
     return n, "fps", f"{n}: farthest point sampling from index 0 out of {P} stored points"
+
+
+def require_splits(store: PointsStore, command: str) -> None:
+    """``command`` (eval svm, finetune) trains on "train" and scores on "test": say how to get a missing one."""
+    missing = [s for s in ("train", "test") if s not in store.splits]
+    if not missing:
+        return
+    hint = "prepare the dataset again from a release that has both splits"
+    if store.attrs.get("source") == "folder":
+        hint = ("give each class folder a test/ sub-folder beside train/, or put the files directly in the "
+                "class folders (no train/ or test/) so that prepare holds out a share of them: "
+                "`i2p prepare folder --root PATH --set prepare.test_fraction=0.2`")  # fmt: skip
+    raise EvaluationError(
+        f"{command} needs a train and a test split; dataset {store.name} has "
+        f"{', '.join(store.splits) or 'none'} (missing: {', '.join(missing)})",
+        hint,
+    )
 
 
 def check_points(n: int, config: Any) -> None:
@@ -180,6 +198,7 @@ def run_svm(
     """Linear SVM on frozen features (spec §3.4, §9.3); appends a section to ``report``."""
     from i2pmae.evaluate import svm_accuracy
 
+    require_splits(store, "eval svm")
     n, how, points_text = feature_points(store, params.points, encoder.train_points)
     check_points(n, encoder.config)
     c, c_note = _svm_c(store, params.svm_c)

@@ -29,6 +29,7 @@ from pipeline.evaluation import (
     checkpoint_path,
     labelled,
     report_path,
+    require_splits,
     resolve_encoder,
 )
 from pipeline.reports import append_report, fewshot_section, finetune_section, pct, table
@@ -52,14 +53,28 @@ def split_tensors(store: PointsStore, name: str) -> tuple[Any, Any, int]:
     """All labelled objects of a split in memory: xyz (S, P, 3) float32, labels (S,) long, #unlabelled."""
     import torch
 
+    split, rows, labels = split_labels(store, name)
+    return rows_tensor(split, rows), torch.from_numpy(labels), len(split.labels) - len(rows)
+
+
+def split_labels(store: PointsStore, name: str) -> tuple[Any, np.ndarray, np.ndarray]:
+    """(split, rows (S,) of its labelled objects, their labels (S,) int64); no points are read."""
     split = store.split(name)
     rows = labelled(split)
-    xyz = np.asarray(split.points[:], dtype=np.float32)[rows]
-    return (
-        torch.from_numpy(xyz),
-        torch.from_numpy(split.labels[rows].astype(np.int64)),
-        len(split.labels) - len(rows),
-    )
+    return split, rows, split.labels[rows].astype(np.int64)
+
+
+def rows_tensor(split: Any, rows: np.ndarray) -> Any:
+    """Points of ``rows`` of a split, read once into one (n, P, 3) float32 tensor, in the order given."""
+    import torch
+
+    if len(rows) == len(split.labels) and np.array_equal(rows, np.arange(len(rows))):
+        return torch.from_numpy(np.asarray(split.points[:], dtype=np.float32))
+    order = np.argsort(rows, kind="stable")
+    picked = split.points.get_orthogonal_selection((rows[order], slice(None), slice(None)))
+    out = np.empty((len(rows), *split.points.shape[1:]), np.float32)
+    out[order] = picked
+    return torch.from_numpy(out)
 
 
 def describe_recipe(recipe: Any, ccfg: Any, fcfg: Any) -> str:
@@ -134,6 +149,7 @@ def run_finetune(
         return _evaluate_classifier(data_root, opened, store, rec, fcfg, device, report)
     encoder = resolve_encoder(data_root, run, ckpt, random_init=random_init, need_norms=False, opened=opened)
     report = report_path(data_root, encoder, report)
+    require_splits(store, "finetune")
     train = split_tensors(store, "train")
     test = split_tensors(store, "test")
     n_classes = max(len(store.classes), int(train[1].max()) + 1)
@@ -239,12 +255,10 @@ def run_fewshot(
     fcfg = finetune_config(rec, **{"epochs": FEWSHOT_EPOCHS, "votes": 0, **overrides, "seed": seed})
     check_points(fcfg.points, encoder.config)
     state = encoder.checkpoint.encoder_state if encoder.checkpoint else None
-    if episodes is None:
+    if episodes is None:  # labels only: each fold reads just its own objects' points
         assert store is not None
-        train, test = (
-            split_tensors(store, "train"),
-            split_tensors(store, "test") if "test" in store.splits else None,
-        )
+        train = split_labels(store, "train")
+        test = split_labels(store, "test") if "test" in store.splits else None
         protocol = (f"drawn from {store.name}: `way` classes at random, `shot` train objects per class from "
                     f"the train split, 20 test objects per class from the "
                     f"{'test' if test else 'remaining train'} split; NumPy generator seeded by "
@@ -257,12 +271,10 @@ def run_fewshot(
             results = []
             for fold in range(folds):
                 if episodes is None:
-                    ep = make_episode(
-                        train[1].numpy(), None if test is None else test[1].numpy(), way, shot, fold, seed
-                    )
-                    test_src = test if test is not None else train
-                    data = (train[0][ep.train_idx], torch.from_numpy(ep.train_label), test_src[0][ep.test_idx],
-                            torch.from_numpy(ep.test_label))  # fmt: skip
+                    ep = make_episode(train[2], None if test is None else test[2], way, shot, fold, seed)
+                    src = test if test is not None else train
+                    data = (rows_tensor(train[0], train[1][ep.train_idx]), torch.from_numpy(ep.train_label),
+                            rows_tensor(src[0], src[1][ep.test_idx]), torch.from_numpy(ep.test_label))  # fmt: skip
                     classes = ep.classes
                 else:
                     *data, classes = read_fewshot_pickle(episodes, way, shot, fold)

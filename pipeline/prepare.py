@@ -100,11 +100,12 @@ def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, f
     if remaining < total:
         log.info("prepare %s: resuming, %d of %d objects already written", dataset, total - remaining, total)
     chunk_failures: dict[str, list] = dict(writer.group.attrs.get("chunk_failures", {}))
+    chunk_notes: dict[str, list] = dict(writer.group.attrs.get("chunk_notes", {}))
     with progress_bar(f"prepare {dataset}", total, "objects", done=total - remaining) as advance:
 
         def on_result(task: tuple, result: tuple) -> None:
             split, i, items = task
-            points, failures = result
+            points, failures, notes = result
             start = i * params.chunk
             ok = np.ones(len(items), bool)
             for row, *_ in failures:
@@ -118,7 +119,12 @@ def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, f
                 {"split": split, "row": start + row, "id": id_, "path": p, "reason": r}
                 for row, id_, p, r in failures
             ]
-            writer.update_attrs({"chunk_failures": chunk_failures})
+            chunk_notes[f"{split}/{i}"] = [
+                {"split": split, "id": n[0], "path": n[1], "warning": n[2]} for n in notes
+            ]
+            writer.update_attrs({"chunk_failures": chunk_failures, "chunk_notes": chunk_notes})
+            for n in notes:
+                log.warning("%s (%s): %s", *n)
             writer.mark_done(split, i)
             for f in failures:
                 log.warning("skipped %s (%s): %s", f[1], f[2], f[3])
@@ -131,30 +137,41 @@ def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, f
             workers=params.workers,
             scheduler=params.scheduler,
         )
-    failures = duplicates + [f for key in sorted(chunk_failures) for f in chunk_failures[key]]
+    for f in catalog.failures:
+        log.warning("skipped %s (%s): %s", f["id"], f["path"], f["reason"])
+    failures = (
+        catalog.failures + duplicates + [f for key in sorted(chunk_failures) for f in chunk_failures[key]]
+    )
     counts = _compact(writer, chunk_failures, params.chunk)
-    writer.finish({"failures": failures, "counts": counts})
+    warnings = [n for key in sorted(chunk_notes) for n in chunk_notes[key]]
+    writer.finish({"failures": failures, "counts": counts, "warnings": warnings})
     log.info("prepare %s: wrote %s (%s; %d skipped)", dataset, path, _fmt_counts(counts), len(failures))
     return len(tasks)
 
 
 def load_chunk(
     split: str, index: int, items: list[Item], params: PrepareParams, n_points: int
-) -> tuple[np.ndarray, list[tuple[int, str, str, str]]]:
-    """Read one chunk in a worker: points (n, P, 3) float32 and failures [(row, id, path, reason)].
+) -> tuple[np.ndarray, list[tuple[int, str, str, str]], list[tuple[str, str, str]]]:
+    """Read one chunk in a worker: points (n, P, 3) float32, failures [(row, id, path, reason)] and
+    warnings [(id, path, text)] about inputs that were read (e.g. coarse single precision).
 
-    A bad input leaves zeros in its row; with ``params.strict`` it raises instead.
+    A bad input leaves zeros in its row; with ``params.strict`` it raises instead. A missing Python
+    package (ImportError) is the environment's fault, never the file's: it stops the run.
     """
     points = np.zeros((len(items), n_points, 3), np.float32)
-    failures = []
+    failures, warnings = [], []
     for row, item in enumerate(items):
+        notes: list[str] = []
         try:
-            cloud = sources.load_points(item, params)
+            cloud = sources.load_points(item, params, notes)
             if cloud.shape != (n_points, 3):
                 raise BadInput(f"has {cloud.shape} points, the source promised ({n_points}, 3)")
             if not np.isfinite(cloud).all():
                 raise BadInput("NaN or inf coordinates")
             points[row] = cloud
+            warnings += [(item.id, item.path, text) for text in notes]
+        except ImportError:
+            raise
         except Exception as err:  # noqa: BLE001 -- any reader failure is a bad input, recorded by name
             reason = err.message if isinstance(err, I2PError) else f"{type(err).__name__}: {err}"
             if params.strict:
@@ -163,7 +180,7 @@ def load_chunk(
                     "fix or remove the file, or run without --strict to record it and go on",
                 ) from None
             failures.append((row, item.id, item.path, reason))
-    return points, failures
+    return points, failures, warnings
 
 
 def _n_chunks(n: int, chunk: int) -> int:

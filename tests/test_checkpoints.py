@@ -181,3 +181,69 @@ def test_paper_checkpoints_run_end_to_end(official_shapes, tmp_path):
     assert out.exit_code == 0, out.output
     report = (data / "runs" / "scan" / "report.md").read_text()
     assert "evaluated as is" in report and "n/a (voting not defined for this recipe)" in report
+
+
+# ---- checkpoints as users really have them (issue 9, item 7) --------------------------------------
+
+
+def encoder_only(official_shapes) -> dict[str, torch.Tensor]:
+    state = random_state(official_shapes["pretrain"]["state_dict"])
+    return {k: v for k, v in state.items() if k.startswith("h_encoder.")}
+
+
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "module._orig_mod.", "_orig_mod.module."])
+def test_wrapper_prefixes_of_dataparallel_and_torch_compile_are_stripped(official_shapes, tmp_path, prefix):
+    state = encoder_only(official_shapes)
+    torch.save({"base_model": {prefix + k: v for k, v in state.items()}, "epoch": 3}, tmp_path / "c.pth")
+    ck = load_encoder(tmp_path / "c.pth")
+    assert ck.encoder_state.keys() == state.keys()
+    assert all(torch.equal(ck.encoder_state[k], v) for k, v in state.items())
+
+
+@pytest.mark.parametrize(
+    "content, what",
+    [
+        (b"<!DOCTYPE html><html><body>Quota exceeded</body></html>\n", "an HTML page"),
+        (b"<html><head><title>Google Drive - Virus scan warning</title>", "an HTML page"),
+        (b'{"error": "not found"}', "not a zip or pickle"),
+        (b"", "an empty file"),
+    ],
+)
+def test_a_file_that_is_no_checkpoint_says_download_it_again(tmp_path, content, what):
+    (tmp_path / "pre-train.pth").write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        load_encoder(tmp_path / "pre-train.pth")
+    assert f"is not a PyTorch checkpoint ({what}" in err.value.message
+    assert "download it again" in err.value.hint
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_a_truncated_download_is_named_as_such(official_shapes, tmp_path, zipped):
+    torch.save({"base_model": encoder_only(official_shapes)}, tmp_path / "full.pth",
+               _use_new_zipfile_serialization=zipped)  # fmt: skip
+    data = (tmp_path / "full.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError) as err:
+        load_encoder(tmp_path / "cut.pth")
+    assert "the file ends early, a truncated download" in err.value.message
+    assert "download it again" in err.value.hint
+
+
+def test_stray_non_tensor_entries_are_left_out_and_named(official_shapes, tmp_path, caplog):
+    state = {f"module.{k}": v for k, v in encoder_only(official_shapes).items()}
+    torch.save({"base_model": {**state, "module.version": 2}, "epoch": 299}, tmp_path / "f.pth")
+    with caplog.at_level("WARNING", logger="i2p"):
+        ck = load_encoder(tmp_path / "f.pth")
+    assert len(ck.encoder_state) == 237 and ck.epoch == 299
+    assert "1 non-tensor entries, left out: module.version (int)" in caplog.text
+
+
+def test_a_key_mismatch_counts_and_shows_a_few(official_shapes, tmp_path):
+    state = encoder_only(official_shapes)
+    renamed = {f"module.{k.replace('h_encoder.', 'MAE_encoder.')}": v for k, v in state.items()}
+    torch.save({"base_model": renamed}, tmp_path / "d.pth")
+    with pytest.raises(CheckpointError) as err:
+        load_encoder(tmp_path / "d.pth")
+    text = err.value.message
+    assert "237 missing: " in text and "... (232 more)" in text and text.count("h_encoder.") == 5
+    assert "its keys start with MAE_encoder. (237)" in err.value.hint

@@ -108,7 +108,7 @@ def _bad_files(tmp_path):
 @pytest.mark.parametrize(
     "name, reason",
     [
-        ("empty.obj", "empty mesh: no faces"),
+        ("empty.obj", "points-only file with 3 finite points"),  # only v lines: a (too small) point file
         ("nan.obj", "non-finite"),
         ("flat.obj", "total surface area"),
         ("truncated.ply", "unreadable .ply file"),
@@ -131,7 +131,7 @@ def test_broken_point_files_raise_badinput(tmp_path):
     for name, reason in (
         ("t.npy", "unreadable .npy"),
         ("flat.npy", "coincide"),
-        ("words.txt", "unreadable .txt"),
+        ("words.txt", "no row of at least 3 numbers"),
     ):
         item = Item(f"c/{name}", str(tmp_path / name), 0, name.split(".")[1])
         with pytest.raises(BadInput, match=reason):
@@ -177,7 +177,9 @@ def test_folder_with_split_dirs(tmp_path):
         s: ["chair/c1", "chair/c2", "cup/u1", "cup/u2", "cup/u3"] for s in ("train", "test")
     }
     assert [it.label for it in catalog.splits["train"]] == [0, 0, 1, 1, 1]
-    assert catalog.handling == {"layout": "folder", "points": "sampled", "point_order": "fps", "n_points": P}
+    assert catalog.handling == {"layout": "folder", "points": "sampled", "point_order": "fps", "n_points": P,
+                                "ignored_companion_files": {".md": 2}}  # fmt: skip
+    assert catalog.failures == []
     first = load_all(catalog, p)
     for points in first["train"] + first["test"]:
         assert points.shape == (P, 3)

@@ -9,13 +9,14 @@ synthetic      procedural meshes generated under ``<data_root>/sources`` (synthe
 shapenet       ``shapenet55_npy`` (Point-BERT release) or ``shapenetcore_v2`` meshes (shapenet.py)
 modelnet40     ``modelnet40_ply_hdf5_2048``, ``modelnet40_normal_resampled``, ``modelnet40_off``
 scanobjectnn   ``scanobjectnn_h5``: main_split / main_split_nobg, variant from ``params.variant``
-folder         ``folder``: ``<root>/<class>/*.{obj,ply,off,stl,glb,npy,txt}`` (folder.py)
+folder         ``folder``: ``<root>/<class>/*.{obj,ply,off,stl,glb,npy,txt,xyz,pts,csv}`` (folder.py)
 =============  ==================================================================================
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from pipeline.params import PrepareParams
 from pipeline.sources import folder, meshes, modelnet40, scanobjectnn, shapenet, synthetic
 from pipeline.sources.base import Catalog, Item
 
-__all__ = ["scan", "load_points", "default_dataset_name", "resolve_layout", "LAYOUTS"]
+__all__ = ["scan", "load_points", "default_dataset_name", "readable_name", "resolve_layout", "LAYOUTS"]
 
 LAYOUTS: dict[str, dict[str, str]] = {  # source → layout name → the paths it expects
     "synthetic": {"synthetic": "generated under <data_root>/sources/synthetic-<seed>-<per_class>"},
@@ -100,23 +101,27 @@ def scan(params: PrepareParams, data_root: Path) -> Catalog:
     return folder.scan(params, root)
 
 
-def load_points(item: Item, params: PrepareParams) -> np.ndarray:
+def load_points(item: Item, params: PrepareParams, notes: list[str] | None = None) -> np.ndarray:
     """Read one item → (P, 3) float32; BadInput(reason) when the object cannot be used.
 
     Meshes and point files are sampled (seed from (params.seed, item.id)), FPS'd and normalised; h5
     rows are returned as stored; ``("stored", n)`` point files keep their order and are normalised.
+    ``notes`` (when given) receives warnings about the input, e.g. coarse single-precision coordinates.
     """
     path = Path(item.path)
     if item.kind == "mesh":
         return meshes.sample_mesh_file(
-            path, params.points, params.oversample, params.fps, params.seed, item.id
+            path, params.points, params.oversample, params.fps, params.seed, item.id, notes
         )
     if item.kind == "h5":
-        return modelnet40.read_h5_row(item)
+        row = modelnet40.read_h5_row(item)
+        meshes.note_precision(row, notes)
+        return row
     if item.kind == "pickle":
         return modelnet40.read_cache_row(item)
     if item.kind in ("npy", "txt"):
         cloud = meshes.read_point_file(path)
+        meshes.note_precision(cloud, notes)
         if isinstance(item.data, tuple) and item.data[0] == "stored":
             n = item.data[1]
             if cloud.shape[0] != n:
@@ -128,11 +133,21 @@ def load_points(item: Item, params: PrepareParams) -> np.ndarray:
 
 def default_dataset_name(params: PrepareParams, catalog: Catalog | None = None) -> str:
     """The store name for params: "synthetic", "shapenet", "modelnet40" (h5), "modelnet40-resampled",
-    "modelnet40-off", "scanobjectnn-<variant>", or the root folder's name for ``folder``."""
+    "modelnet40-off", "scanobjectnn-<variant>", or the root folder's name for ``folder``
+    (:func:`readable_name`: letters of any script are kept)."""
     if params.source == "scanobjectnn":
         return f"scanobjectnn-{params.variant}"
     if params.source == "folder":
-        name = Path(params.root or "folder").expanduser().resolve().name
-        return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "folder"
+        return readable_name(Path(params.root or "folder").expanduser().resolve().name)
     layout = catalog.layout if catalog is not None else resolve_layout(params)[0]
     return DATASET_NAMES[layout]
+
+
+def readable_name(folder: str) -> str:
+    """A dataset name from a folder name: NFC-normalised letters and digits of any script, '.', '_'
+    and '-' kept, every other run of characters one '-'; "folder" if nothing is left.
+
+    "数据集" stays "数据集", "Café (v2)" becomes "Café-v2": non-Latin roots keep distinct, readable names.
+    """
+    name = unicodedata.normalize("NFC", folder)
+    return re.sub(r"[^\w.-]+", "-", name).strip("-.") or "folder"

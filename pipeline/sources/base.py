@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.errors import I2PError
+
 
 @dataclass(frozen=True)
 class Item:
@@ -53,6 +55,21 @@ class Catalog:
     classes: list[str]
     splits: dict[str, list[Item]]
     handling: dict[str, Any] = field(default_factory=dict)
+    # candidates found at scan time that will not be read: {"split", "row": -1, "id", "path", "reason"};
+    # the prepare stage lists them in the store's ``failures`` so nothing under the root vanishes.
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+
+def scan_failure(object_id: str, path: Any, reason: str, split: str = "") -> dict[str, Any]:
+    """One entry of ``Catalog.failures`` (same keys as the failures of reading)."""
+    return {"split": split, "row": -1, "id": object_id, "path": str(path), "reason": reason}
+
+
+class MissingPackage(I2PError, ImportError):
+    """A Python package a reader needs is not installed: the environment's fault, never the file's.
+
+    It stops the run (the prepare stage does not record it as a bad input).
+    """
 
 
 def object_seed(seed: int, object_id: str) -> int:

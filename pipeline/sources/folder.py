@@ -1,23 +1,32 @@
 """A user's own data: ``<root>/<class>/*.<ext>``, one sub-folder per class.
 
-Mesh files (obj, ply, off, stl, glb) are sampled like every mesh (meshes.py); point files (npy, txt)
-are reduced to P points by farthest point sampling. A class folder holding ``train/`` and/or ``test/``
-sub-folders uses them as the split; otherwise its files are split per class (stratified): the share
-``test_fraction`` of each class, at least one object of every class of two or more, chosen by a hash
-of (seed, id), so the split never depends on file order or on the machine. Ids are ``<class>/<file stem>``; classes are sorted
+Mesh files (obj, ply, off, stl, glb) are sampled like every mesh (meshes.py); point files (npy, txt,
+xyz, pts, csv, asc, ...) are reduced to P points by farthest point sampling. Every other file under a
+class folder is listed in the catalog's failures with the reason it is not read (material files and
+textures are only counted), so nothing vanishes in silence. A class folder holding ``train/`` and/or
+``test/`` sub-folders uses them as the split; otherwise its files are split per class (stratified):
+the share ``test_fraction`` of each class, at least one object of every class of two or more, chosen
+by a hash of (seed, id), so the split never depends on file order or on the machine. Ids are
+``<class>/<file stem>``; classes are sorted
 and their index is the label.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from pathlib import Path
 
 from pipeline.errors import LayoutError
 from pipeline.params import PrepareParams
-from pipeline.sources.base import Catalog, Item, object_seed
+from pipeline.sources.base import Catalog, Item, object_seed, scan_failure
 from pipeline.sources.meshes import MESH_EXTS, POINT_EXTS
 
+log = logging.getLogger("i2p")
+
 SPLITS = ("train", "test")
+# files that sit beside meshes and are not objects: counted, not recorded as failures
+COMPANIONS = ("mtl", "png", "jpg", "jpeg", "bmp", "tga", "tif", "tiff", "gif", "webp", "dds", "json", "md")
 PATTERN = "<root>/<class>/[train|test/]*.{" + ",".join(MESH_EXTS + POINT_EXTS) + "}"
 
 
@@ -34,9 +43,9 @@ def _data_files(path: Path) -> list[Path]:
 
 
 def make_item(path: Path, class_name: str, label: int) -> Item:
-    """One file → Item with id ``<class>/<stem>``; kind "mesh" or "npy"/"txt" (point files)."""
+    """One file → Item with id ``<class>/<stem>``; kind "mesh", "npy" or "txt" (ASCII point files)."""
     ext = path.suffix.lower()[1:]
-    kind = "mesh" if ext in MESH_EXTS else ext
+    kind = "mesh" if ext in MESH_EXTS else "npy" if ext == "npy" else "txt"
     return Item(id=f"{class_name}/{path.stem}", path=str(path), label=label, kind=kind)
 
 
@@ -71,6 +80,28 @@ def class_items(class_dir: Path, label: int, seed: int, test_fraction: float) ->
     )
 
 
+def unread_files(class_dir: Path, taken: set[str], ignored: Counter) -> list[dict]:
+    """Files under a class folder that no item reads, as failures (companions such as .mtl or textures
+    are only counted in ``ignored``): nothing under a class folder is left out in silence."""
+    failures = []
+    for path in sorted(class_dir.rglob("*")):
+        rel = path.relative_to(class_dir.parent)
+        if str(path) in taken or any(p.startswith(".") for p in rel.parts) or not path.is_file():
+            continue
+        ext = path.suffix.lower()[1:]
+        if ext in MESH_EXTS + POINT_EXTS:
+            reason = (f"not read: lies in {rel.parent}/, but only <class>/ and <class>/{{train,test}}/ are read"
+                      f" (and <class>/ itself only when it has no train/ or test/ sub-folder)")  # fmt: skip
+        elif ext in COMPANIONS:
+            ignored[f".{ext}"] += 1
+            continue
+        else:
+            reason = (f"not read: no reader takes the extension '{path.suffix or '(none)'}' (meshes: "
+                      f"{', '.join(MESH_EXTS)}; point files: {', '.join(POINT_EXTS)})")  # fmt: skip
+        failures.append(scan_failure(f"{rel.parent}/{path.name}", path, reason))
+    return failures
+
+
 def looks_like_folder(root: Path) -> bool:
     """True when some sub-folder of root (or its train/test) holds a mesh or point file."""
     for class_dir in _visible_dirs(root):
@@ -87,9 +118,13 @@ def scan(params: PrepareParams, root: Path, source: str = "folder", layout: str 
         raise LayoutError(f"dataset root {root} does not exist or is not a directory", "pass --root PATH")
     splits: dict[str, list[Item]] = {s: [] for s in SPLITS}
     classes: list[str] = []
+    failures: list[dict] = []
+    ignored: Counter = Counter()
     for class_dir in _visible_dirs(root):
         found = class_items(class_dir, len(classes), params.seed, params.test_fraction)
+        failures += unread_files(class_dir, {it.path for v in found.values() for it in v}, ignored)
         if not any(found.values()):
+            log.warning("%s: class folder %s/ holds no readable file; left out", source, class_dir.name)
             continue
         classes.append(class_dir.name)
         for split in SPLITS:
@@ -101,6 +136,12 @@ def scan(params: PrepareParams, root: Path, source: str = "folder", layout: str 
         )
     splits = {k: v for k, v in splits.items() if v}  # a split with no files is left out, not empty
     handling = {"layout": layout, "points": "sampled", "point_order": "fps", "n_points": params.points}
-    return Catalog(
-        source=source, layout=layout, root=str(root), classes=classes, splits=splits, handling=handling
-    )
+    if failures:
+        by_ext = Counter(Path(f["path"]).suffix.lower() or "(none)" for f in failures)
+        log.warning("%s: %d files under class folders are not read (%s); see the store's failures", source,
+                    len(failures), ", ".join(f"{ext} {n}" for ext, n in sorted(by_ext.items())))  # fmt: skip
+    if ignored:
+        handling["ignored_companion_files"] = dict(sorted(ignored.items()))
+        log.info("%s: not read, as companions of meshes: %s", source,
+                 ", ".join(f"{n} {ext}" for ext, n in sorted(ignored.items())))  # fmt: skip
+    return Catalog(source, layout, str(root), classes, splits, handling, failures)

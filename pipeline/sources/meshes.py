@@ -13,96 +13,82 @@ nor the binary-PLY reader (ply.py) handles is read: scanning a folder, the "up t
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import fpsample
 import numpy as np
 
 from pipeline.errors import BadInput
-from pipeline.sources.base import normalise_unit_sphere, object_rng
+from pipeline.sources.base import MissingPackage, normalise_unit_sphere, object_rng
 from pipeline.sources.ply import read_simple_ply
+from pipeline.sources.textformats import ascii_bytes, read_off, read_point_text
 
 MESH_EXTS = ("obj", "ply", "off", "stl", "glb")
-POINT_EXTS = ("npy", "txt")
-
-
-def read_off(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Parse an OFF file: vertices (V, 3) float64, triangles (F, 3) int64 (polygons split as fans).
-
-    Accepts "OFF" glued to the counts line ("OFF490 518 0"), comments and blank lines.
-    """
-    try:
-        text = path.read_text(errors="strict")
-    except (OSError, UnicodeDecodeError) as err:
-        raise BadInput(f"unreadable OFF file: {err}") from None
-    lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
-    lines = [ln for ln in lines if ln]
-    if not lines or not lines[0].upper().startswith("OFF"):
-        raise BadInput("not an OFF file: the first line does not start with 'OFF'")
-    head = lines[0][3:].split()
-    body = lines[1:]
-    if not head:  # standard layout: counts on the next line
-        if not body:
-            raise BadInput("truncated OFF file: no counts line")
-        head, body = body[0].split(), body[1:]
-    try:
-        n_vertices, n_faces = int(head[0]), int(head[1])
-    except (IndexError, ValueError):
-        raise BadInput(f"bad OFF counts line {' '.join(head)!r}: expected 'V F E'") from None
-    if len(body) < n_vertices + n_faces:
-        raise BadInput(
-            f"truncated OFF file: header says {n_vertices} vertices + {n_faces} faces, found {len(body)} lines"
-        )
-    try:
-        vertices = np.array([ln.split()[:3] for ln in body[:n_vertices]], dtype=np.float64).reshape(-1, 3)
-        return vertices, _off_faces([ln.split() for ln in body[n_vertices : n_vertices + n_faces]])
-    except ValueError as err:
-        raise BadInput(f"malformed OFF file: {err}") from None
-
-
-def _off_faces(rows: list[list[str]]) -> np.ndarray:
-    """OFF face rows "k i1 .. ik [colour]" → triangles (F, 3) int64, each polygon split as a fan."""
-    if rows and all(len(r) == len(rows[0]) for r in rows):  # fast path: one polygon size, no colours
-        table = np.array(rows, dtype=np.int64)
-        k = int(table[0, 0])
-        if k >= 3 and table.shape[1] == k + 1 and (table[:, 0] == k).all():
-            fan = [table[:, [1, i, i + 1]] for i in range(2, k)]
-            return np.stack(fan, axis=1).reshape(-1, 3)
-    triangles = []
-    for row in rows:
-        values = [int(v) for v in row]
-        k, idx = values[0], values[1 : 1 + values[0]]
-        if len(idx) != k or k < 3:
-            raise ValueError(f"face line {' '.join(row)!r}")
-        triangles.extend((idx[0], idx[i], idx[i + 1]) for i in range(1, k - 1))
-    return np.array(triangles, dtype=np.int64).reshape(-1, 3)
+POINT_EXTS = ("npy", "txt", "xyz", "pts", "csv", "asc", "xyzn", "xyzrgb")
 
 
 def read_geometry(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices (V, 3) float64 and triangles (F, 3) int64; F = 0 for a points-only file."""
-    if path.suffix.lower() == ".off":
+    """Vertices (V, 3) float64 and triangles (F, 3) int64; F = 0 for a points-only file.
+
+    Text is decoded leniently (textformats.py) before trimesh sees it, so a Latin-1 comment or a UTF-16
+    OBJ reads; a package trimesh needs and lacks raises MissingPackage (the run stops: not the file's fault).
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".off":
         return read_off(path)
-    if path.suffix.lower() == ".ply":
-        try:
-            found = read_simple_ply(path)
-        except OSError as err:
-            raise BadInput(f"unreadable .ply file: {type(err).__name__}: {err}") from None
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise BadInput(f"unreadable {suffix} file: {type(err).__name__}: {err}") from None
+    if suffix == ".ply":
+        found = read_simple_ply(path)
         if found is not None:
             return found
-    import trimesh
+        data = _ascii_ply_header(data)
+    elif suffix == ".obj" or (suffix == ".stl" and not _binary_stl(data)):
+        data = ascii_bytes(data)
+    return _trimesh_geometry(data, suffix)
 
+
+def _trimesh_geometry(data: bytes, suffix: str) -> tuple[np.ndarray, np.ndarray]:
     try:
-        loaded = trimesh.load(path, process=False, skip_materials=True)
+        import trimesh
+
+        loaded = trimesh.load(io.BytesIO(data), file_type=suffix[1:], process=False, skip_materials=True)
+    except ImportError as err:
+        raise MissingPackage(
+            f"reading this {suffix} file needs the Python package {err.name or err}, which is not installed",
+            f"pip install {err.name}" if err.name else "install the package named above",
+        ) from None
     except Exception as err:  # trimesh raises many types for a broken file
-        raise BadInput(f"unreadable {path.suffix} file: {type(err).__name__}: {err}") from None
+        raise BadInput(f"unreadable {suffix} file: {type(err).__name__}: {err}") from None
     if isinstance(loaded, trimesh.Scene):
+        if not loaded.geometry:
+            return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
         loaded = loaded.to_mesh() if hasattr(loaded, "to_mesh") else loaded.dump(concatenate=True)
     if isinstance(loaded, trimesh.PointCloud):
         return np.asarray(loaded.vertices, dtype=np.float64).reshape(-1, 3), np.zeros((0, 3), np.int64)
     if not isinstance(loaded, trimesh.Trimesh):
-        raise BadInput(f"{path.suffix} file holds a {type(loaded).__name__}, not a mesh")
+        raise BadInput(f"{suffix} file holds a {type(loaded).__name__}, not a mesh")
     vertices = np.asarray(loaded.vertices, dtype=np.float64).reshape(-1, 3)
     return vertices, np.asarray(loaded.faces, dtype=np.int64).reshape(-1, 3)
+
+
+def _binary_stl(data: bytes) -> bool:
+    """A binary STL: 80-byte header, uint32 count n, then exactly 50·n bytes."""
+    return len(data) >= 84 and len(data) == 84 + 50 * int.from_bytes(data[80:84], "little")
+
+
+def _ascii_ply_header(data: bytes) -> bytes:
+    """The PLY header (comments may hold any bytes) as ASCII; the body (binary or ASCII) unchanged.
+    A file that does not start with "ply" in ASCII (a BOM, UTF-16) can only be an ASCII PLY: all decoded."""
+    if not data.startswith(b"ply"):
+        return ascii_bytes(data)
+    stop = data.find(b"end_header")
+    if stop < 0:
+        return data
+    return bytes(b if b < 128 else 63 for b in data[:stop]) + data[stop:]
 
 
 def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -219,34 +205,70 @@ def cloud_to_points(points: np.ndarray, n_points: int, fps: str) -> np.ndarray:
 
 
 def sample_mesh_file(
-    path: Path, n_points: int, oversample: int, fps: str, seed: int, object_id: str
-) -> np.ndarray:
-    """A mesh file → (n_points, 3) float32: surface samples seeded by (seed, id), FPS, unit sphere."""
+    path: Path, n_points: int, oversample: int, fps: str, seed: int, object_id: str,
+    notes: list[str] | None = None,
+) -> np.ndarray:  # fmt: skip
+    """A mesh file → (n_points, 3) float32: surface samples seeded by (seed, id), FPS, unit sphere.
+
+    A file of a mesh format holding vertices and no faces (a points-only PLY, an OFF with 0 faces, an
+    OBJ of ``v`` lines) is a point file. ``notes`` receives a warning on coarse single precision.
+    """
     if not path.is_file():
         raise BadInput(f"file not found: {path}")
     vertices, faces = read_geometry(path)
-    if len(faces) == 0 and len(vertices) > 0 and path.suffix.lower() == ".ply":
-        return cloud_to_points(vertices, n_points, fps)  # a points-only PLY (a scan) is a point file
+    note_precision(vertices, notes)
+    if len(faces) == 0 and len(vertices) > 0:
+        return cloud_to_points(vertices, n_points, fps)
     surface = sample_surface(vertices, faces, oversample * n_points, object_rng(seed, object_id))
     return unit_sphere(surface[farthest_points(surface, n_points, fps)])
 
 
 def read_point_file(path: Path) -> np.ndarray:
-    """An npy array (N, ≥3) or a txt file (one point per line, comma or space separated) → (N, C) float64."""
+    """An npy array (N, ≥3) or an ASCII point file (textformats.read_point_text) → (N, C), C ≥ 3.
+
+    npy arrays keep their dtype (float32 stays float32, so precision can be judged); text is float64.
+    """
     if not path.is_file():
         raise BadInput(f"file not found: {path}")
-    try:
-        if path.suffix.lower() == ".npy":
+    if path.suffix.lower() == ".npy":
+        try:
             array = np.load(path, allow_pickle=False)
-        else:
-            array = np.loadtxt(path, delimiter="," if "," in _first_line(path) else None, ndmin=2)
-    except (OSError, ValueError, EOFError) as err:
-        raise BadInput(f"unreadable {path.suffix} point file: {type(err).__name__}: {err}") from None
+        except ValueError as err:
+            if not path.read_bytes()[:6] == b"\x93NUMPY":
+                raise BadInput("not an .npy file (bad magic: it does not start with \\x93NUMPY)") from None
+            raise BadInput(f"unreadable .npy file: {err}") from None
+        except (OSError, EOFError) as err:
+            raise BadInput(f"unreadable .npy file: {type(err).__name__}: {err}") from None
+        if array.dtype.kind not in "fiu":
+            raise BadInput(f".npy file holds {array.dtype} values, not numbers")
+    else:
+        array = read_point_text(path)
     if array.ndim != 2 or array.shape[1] < 3:
         raise BadInput(f"point file has shape {tuple(array.shape)}: expected (N, 3) or (N, 3+C)")
-    return np.asarray(array, dtype=np.float64)
+    return array if array.dtype.kind == "f" else array.astype(np.float64)
 
 
-def _first_line(path: Path) -> str:
-    with open(path, errors="replace") as f:
-        return f.readline()
+COARSE_STEPS = 1000  # fewer representable steps across the object than this is warned about
+
+
+def note_precision(xyz: np.ndarray, notes: list[str] | None) -> None:
+    """Append a warning to ``notes`` when single-precision coordinates resolve the object coarsely.
+
+    Single precision: a float32/float16 array, or float64 values that are all exact in float32 (a
+    binary STL/PLY/GLB read through float64). Far from the origin a float32 step (ulp) is large: at
+    |x| ≈ 1e5 it is 0.0078, so a 1-unit object spans ~128 steps and its points snap to a grid.
+    """
+    if notes is None or len(xyz) == 0:
+        return
+    xyz = np.asarray(xyz)[:, :3]
+    xyz = xyz[np.isfinite(xyz).all(axis=1)]
+    if len(xyz) < 2 or not (xyz.dtype.itemsize <= 4 or np.array_equal(xyz, xyz.astype(np.float32))):
+        return
+    magnitude = float(np.abs(xyz).max())
+    step = float(np.spacing(np.float32(magnitude)))
+    extent = float(np.ptp(xyz, axis=0).max())
+    if extent > 0 and extent / step < COARSE_STEPS:
+        notes.append(
+            f"coarse coordinates: single precision at magnitude {magnitude:.3g} has steps of {step:.3g}, "
+            f"only {extent / step:.0f} across the object (extent {extent:.3g}); its points lie on a grid"
+        )

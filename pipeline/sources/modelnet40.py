@@ -22,7 +22,7 @@ import numpy as np
 from pipeline.errors import BadInput, LayoutError
 from pipeline.params import PrepareParams
 from pipeline.sources import folder
-from pipeline.sources.base import Catalog, Item
+from pipeline.sources.base import Catalog, Item, scan_failure
 from pipeline.sources.meshes import unit_sphere
 
 LAYOUTS = {
@@ -108,7 +108,9 @@ def detect(root: Path) -> list[str]:
     found = []
     if _base(root, "modelnet40_ply_hdf5_2048", "ply_data_train*.h5"):
         found.append("modelnet40_ply_hdf5_2048")
-    if _base(root, "modelnet40_normal_resampled", "modelnet40_shape_names.txt"):
+    if _base(root, "modelnet40_normal_resampled", "modelnet40_shape_names.txt") or _base(
+        root, "modelnet40_normal_resampled", "modelnet40_*_8192pts_fps.dat"
+    ):
         found.append("modelnet40_normal_resampled")
     if _base(root, "ModelNet40", "*/train/*.off") or _base(root, "ModelNet40", "*/test/*.off"):
         found.append("modelnet40_off")
@@ -150,8 +152,11 @@ def scan_h5_release(root: Path) -> Catalog:
 
 def scan_resampled(root: Path, n_points: int) -> Catalog:
     """``modelnet40_normal_resampled``: lists + txt files, or the 8192-point FPS caches when present."""
-    base = _base(root, "modelnet40_normal_resampled", "modelnet40_shape_names.txt")
+    base = _base(root, "modelnet40_normal_resampled", "modelnet40_shape_names.txt") or _base(
+        root, "modelnet40_normal_resampled", "modelnet40_*_8192pts_fps.dat"
+    )
     assert base is not None
+    _check_resampled_lists(base)
     classes = (base / "modelnet40_shape_names.txt").read_text().split()
     label = {c: k for k, c in enumerate(classes)}
     caches = {s: base / f"modelnet40_{s}_8192pts_fps.dat" for s in SPLITS}
@@ -188,7 +193,35 @@ def scan_resampled(root: Path, n_points: int) -> Catalog:
     if not use_cache:
         handling.update(points="sampled", point_order="fps", n_points=n_points)
     handling["fps_cache"] = use_cache
-    return Catalog("modelnet40", "modelnet40_normal_resampled", str(root), classes, splits, handling)
+    listed = {it.id for items in splits.values() for it in items}
+    failures = [  # every object file of the release is a candidate: one left out of both lists is named
+        scan_failure(p.stem, p, "not read: listed in neither modelnet40_train.txt nor modelnet40_test.txt")
+        for c in classes
+        for p in sorted((base / c).glob(f"{c}_*.txt"))
+        if p.stem not in listed
+    ]
+    return Catalog(
+        "modelnet40", "modelnet40_normal_resampled", str(root), classes, splits, handling, failures
+    )
+
+
+def _check_resampled_lists(base: Path) -> None:
+    """LayoutError saying what was found and what is missing when the release's lists are absent."""
+    lists = ("modelnet40_shape_names.txt", "modelnet40_train.txt", "modelnet40_test.txt")
+    missing = [name for name in lists if not (base / name).is_file()]
+    if not missing:
+        return
+    found = (
+        sorted(p.name for p in base.glob("modelnet40_*"))
+        + sorted(p.name + "/" for p in base.iterdir() if p.is_dir())[:3]
+    )
+    raise LayoutError(
+        f"modelnet40_normal_resampled at {base}: found {', '.join(found) or 'nothing'}; missing "
+        f"{', '.join(missing)} (the class names and split lists say which object and class each row is; "
+        "the .dat caches alone do not)",
+        "copy the missing .txt lists from the modelnet40_normal_resampled archive into "
+        f"{base}/ (beside the .dat caches)",
+    )
 
 
 @functools.lru_cache(maxsize=2)

@@ -3,7 +3,8 @@
 variant → files: ``obj-bg`` main_split/{training,test}_objectdataset.h5, ``obj-only``
 main_split_nobg/{training,test}_objectdataset.h5, ``pb-t50-rs``
 main_split/{training,test}_objectdataset_augmentedrot_scale75.h5. The root may be the ScanObjectNN
-folder or the split folder itself. Keys ``data (n, 2048, 3)`` and ``label (n,)``.
+folder, its ``h5_files/`` (where the official archive unpacks) or the split folder itself. Keys
+``data (n, 2048, 3)`` and ``label (n,)``.
 """
 
 from __future__ import annotations
@@ -27,15 +28,17 @@ VARIANTS = {  # variant → (split folder, file suffix)
 }
 FILES = {"train": "training_objectdataset{}.h5", "test": "test_objectdataset{}.h5"}
 LAYOUTS = {
-    "scanobjectnn_h5": "<root>[/main_split|/main_split_nobg]/{training,test}_objectdataset[_augmentedrot_scale75].h5"
+    "scanobjectnn_h5": "<root>[/h5_files][/main_split|/main_split_nobg]/"
+    "{training,test}_objectdataset[_augmentedrot_scale75].h5"
 }
 
 
 def split_dir(root: Path, variant: str) -> Path | None:
     """The folder holding the variant's files, or None. A root named after the other split folder is refused."""
     folder, suffix = VARIANTS[variant]
-    if (root / folder / FILES["train"].format(suffix)).is_file():
-        return root / folder
+    for base in (root, root / "h5_files"):  # the official archive unpacks to h5_files/main_split...
+        if (base / folder / FILES["train"].format(suffix)).is_file():
+            return base / folder
     if (root / FILES["train"].format(suffix)).is_file():
         other = {"main_split", "main_split_nobg"} - {folder}
         if root.name in other:
@@ -51,7 +54,11 @@ def expected_files(root: Path, variant: str) -> str:
     """The files the variant needs, for error messages."""
     folder, suffix = VARIANTS[variant]
     names = " and ".join(name.format(suffix) for name in FILES.values())
-    return f"{root / folder}/{{{names}}} (or these files in the root itself) for variant {variant}"
+    found = sorted(
+        str(p.relative_to(root)) for p in root.rglob("*.h5") if len(p.relative_to(root).parts) <= 3
+    )
+    return (f"{root / folder}/{{{names}}} (or in {root / 'h5_files' / folder}/, or in the root itself) "
+            f"for variant {variant}; h5 files found: {', '.join(found[:6]) or 'none'}")  # fmt: skip
 
 
 def detect(root: Path, variant: str) -> list[str]:

@@ -9,16 +9,17 @@ taxonomy ids (the part of an id before the first '-'); ids are ``<synset>-<model
 
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.errors import LayoutError
 from pipeline.params import PrepareParams
-from pipeline.sources.base import Catalog, Item
+from pipeline.sources.base import Catalog, Item, scan_failure
 
 LAYOUTS = {
-    "shapenet55_npy": "<root>[/ShapeNet55-34]/shapenet_pc/*.npy + ShapeNet-55/{train,test}.txt",
+    "shapenet55_npy": "<root>[/ShapeNet55-34|/ShapeNet55]/shapenet_pc/*.npy + ShapeNet-55/{train,test}.txt",
     "shapenetcore_v2": "<root>/<synset>/<model>/models/model_normalized.obj",
 }
 MESH_PATH = ("models", "model_normalized.obj")
@@ -26,7 +27,11 @@ SPLITS = ("train", "test")
 
 
 def _release_dir(root: Path) -> Path | None:
-    for base in (root, root / "ShapeNet55-34"):
+    """The folder holding ``shapenet_pc/``: the root, ``ShapeNet55-34/`` (Point-BERT's DATASET.md),
+    ``ShapeNet55/`` (the archive's own top folder), or any other single sub-folder level."""
+    named = (root, root / "ShapeNet55-34", root / "ShapeNet55")
+    others = sorted(p for p in root.iterdir() if p.is_dir() and p not in named) if root.is_dir() else []
+    for base in (*named, *others):
         if (base / "shapenet_pc").is_dir():
             return base
     return None
@@ -42,8 +47,8 @@ def detect(root: Path) -> list[str]:
     if _release_dir(root) is not None:
         found.append("shapenet55_npy")
     for synset in _synset_dirs(root):
-        model = next((m for m in sorted(synset.iterdir()) if m.is_dir()), None)
-        if model is not None and model.joinpath(*MESH_PATH).is_file():
+        models = islice((m for m in sorted(synset.iterdir()) if m.is_dir()), 20)
+        if any(m.joinpath(*MESH_PATH).is_file() for m in models):
             found.append("shapenetcore_v2")
             break
     return found
@@ -57,13 +62,17 @@ def read_split_lists(base: Path) -> dict[str, list[str]]:
         if not path.is_file():
             raise LayoutError(
                 f"ShapeNet-55 split list missing: expected {path} (one '<synset>-<model>.npy' per line)",
-                "download the Point-BERT ShapeNet-55 release, which ships ShapeNet-55/{train,test}.txt",
+                "the point archives (Drive/Baidu) do not contain the lists: take ShapeNet-55/{train,test}.txt "
+                "from the Point-BERT repository (github.com/lulutang0608/Point-BERT, folder "
+                f"data/ShapeNet55-34/ShapeNet-55/) and put them in {base}/ShapeNet-55/",
             )
         out[split] = [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
     return out
 
 
-def _catalog(layout: str, root: Path, lists: dict[str, list[str]], make_path, handling: dict) -> Catalog:
+def _catalog(
+    layout: str, root: Path, lists: dict[str, list[str]], make_path, handling: dict, failures: list
+) -> Catalog:
     """Items from split → ids; ``make_path(id)`` gives each file (a missing one fails at load time)."""
     classes = sorted({i.split("-", 1)[0] for ids in lists.values() for i in ids})
     label = {c: k for k, c in enumerate(classes)}
@@ -74,7 +83,7 @@ def _catalog(layout: str, root: Path, lists: dict[str, list[str]], make_path, ha
         for split, ids in lists.items()
         if ids
     }
-    return Catalog("shapenet", layout, str(root), classes, splits, {"layout": layout, **handling})
+    return Catalog("shapenet", layout, str(root), classes, splits, {"layout": layout, **handling}, failures)
 
 
 def scan_release(root: Path) -> Catalog:
@@ -90,25 +99,47 @@ def scan_release(root: Path) -> Catalog:
         raise LayoutError(f"none of the files listed in {base / 'ShapeNet-55'} exist in {pc_dir}")
     n_points = int(np.load(first, mmap_mode="r").shape[0])
     handling = {"points": "normalised", "point_order": "stored", "n_points": n_points}
-    return _catalog("shapenet55_npy", root, lists, lambda i: pc_dir / f"{i}.npy", handling)
+    listed = {i for ids in lists.values() for i in ids}
+    failures = [
+        scan_failure(p.stem, p, "not read: listed in neither ShapeNet-55/train.txt nor test.txt")
+        for p in sorted(pc_dir.glob("*.npy"))
+        if p.stem not in listed
+    ]
+    return _catalog("shapenet55_npy", root, lists, lambda i: pc_dir / f"{i}.npy", handling, failures)
 
 
 def scan_meshes(root: Path, n_points: int) -> Catalog:
     """ShapeNetCore.v2 meshes: every model in "train", or the ShapeNet-55 lists when present."""
+    models = sorted(m for s in _synset_dirs(root) for m in s.iterdir() if m.is_dir())
+    with_mesh = [m for m in models if m.joinpath(*MESH_PATH).is_file()]
     if (root / "ShapeNet-55").is_dir():
         lists = read_split_lists(root)
+        listed = {i for ids in lists.values() for i in ids}
+        failures = [  # a listed model without a mesh fails when read ("file not found")
+            scan_failure(f"{m.parent.name}-{m.name}", m, "not read: listed in neither ShapeNet-55 list")
+            for m in with_mesh
+            if f"{m.parent.name}-{m.name}" not in listed
+        ]
     else:
-        models = sorted(
-            m for s in _synset_dirs(root) for m in s.iterdir() if m.joinpath(*MESH_PATH).is_file()
-        )
-        lists = {"train": [f"{m.parent.name}-{m.name}" for m in models]}
+        lists = {"train": [f"{m.parent.name}-{m.name}" for m in with_mesh]}
+        failures = [
+            scan_failure(f"{m.parent.name}-{m.name}", m, _no_mesh_reason(m), "train")
+            for m in models
+            if not m.joinpath(*MESH_PATH).is_file()
+        ]
 
     def mesh_path(object_id: str) -> Path:
         synset, _, model = object_id.partition("-")
         return root.joinpath(synset, model, *MESH_PATH)
 
     handling = {"points": "sampled", "point_order": "fps", "n_points": n_points}
-    return _catalog("shapenetcore_v2", root, lists, mesh_path, handling)
+    return _catalog("shapenetcore_v2", root, lists, mesh_path, handling, failures)
+
+
+def _no_mesh_reason(model: Path) -> str:
+    found = sorted(p.name + ("/" if p.is_dir() else "") for p in model.iterdir())[:5]
+    return (f"no {'/'.join(MESH_PATH)} in the model folder (it holds: {', '.join(found) or 'nothing'}); "
+            "ShapeNetCore.v2 ships some models without it")  # fmt: skip
 
 
 def scan(params: PrepareParams, root: Path, layout: str) -> Catalog:

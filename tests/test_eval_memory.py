@@ -1,0 +1,121 @@
+"""Evaluation fits where training fits (issue 9, item 10): test passes and few-shot folds follow the
+batch size the user gives, and a few-shot fold reads only its own objects."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from i2pmae.recipes import RECIPES, finetune_config
+from pipeline.store import ArraySpec, StoreWriter, per_object
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_classes_store(
+    data_root: Path, name: str, per_split: dict[str, int], n_classes: int, P: int
+) -> Path:
+    """A complete points store (real StoreWriter) of ``n_classes`` jittered spheres scaled per class."""
+    rng = np.random.default_rng(0)
+    fp = "f" * 64
+    path = data_root / "points" / f"{name}-{fp[:8]}.zarr"
+    classes = [f"c{k}" for k in range(n_classes)]
+    handling = {"layout": "folder", "points": "sampled", "point_order": "fps", "n_points": P}
+    attrs = {"fingerprint": fp, "stage": "prepare", "params": {}, "upstream": {}, "dataset": name,
+             "source": "folder", "layout": "folder", "classes": classes, "handling": handling}  # fmt: skip
+    writer = StoreWriter(path, attrs)
+    labels = {s: np.arange(n * n_classes) % n_classes for s, n in per_split.items()}
+    writer.create({
+        s: (1, [per_object("points", (len(y), P, 3), len(y), "float32", ("object", "point", "xyz")),
+                ArraySpec("label", (len(y),), (len(y),), "int32", ("object",), -1),
+                ArraySpec("id", (len(y),), (len(y),), str, ("object",), "")])
+        for s, y in labels.items()
+    })  # fmt: skip
+    for s, y in labels.items():
+        x = rng.normal(size=(len(y), P, 3))
+        x /= np.linalg.norm(x, axis=2, keepdims=True)
+        x *= (1 + y[:, None, None] * np.array([0.3, 0.0, -0.1]))[:, :, :]
+        writer.write(s, "points", 0, (x / np.abs(x).max()).astype(np.float32))
+        writer.write(s, "label", 0, y.astype(np.int32))
+        writer.write(s, "id", 0, np.array([f"c{c}/{s}{i}" for i, c in enumerate(y)]))
+        writer.mark_done(s, 0)
+    writer.finish({"failures": []})
+    return path
+
+
+def test_a_given_batch_size_sets_the_test_batch_too():
+    rec = RECIPES["modelnet40"]
+    assert finetune_config(rec).test_batch_size == 64  # the paper's total_bs · 2 by default
+    assert finetune_config(rec, batch_size=8).test_batch_size == 8
+    assert finetune_config(rec, batch_size=8, test_batch_size=16).test_batch_size == 16
+
+
+def test_test_passes_and_votes_run_at_the_given_batch_size():
+    import torch
+
+    from i2pmae.finetune import build_classifier, finetune
+    from i2pmae.model import I2PMAEConfig
+    from i2pmae.recipes import classifier_config
+
+    tiny = I2PMAEConfig(num_groups=(16, 8, 4), group_sizes=(4, 2, 2), encoder_dims=(16, 32, 64),
+                        encoder_depths=(1, 1, 1), num_heads=2, decoder_dims=(64, 32), targets="3d")  # fmt: skip
+    rec = RECIPES["modelnet40"]
+    cfg = finetune_config(rec, batch_size=4, epochs=1, points=32, votes=2)
+    model = build_classifier(classifier_config(rec, 3, tiny, 32), None, seed=0)
+    seen = {True: [], False: []}  # training mode -> batch sizes of forward passes
+    model.register_forward_pre_hook(lambda m, args: seen[m.training].append(args[0].shape[0]))
+    x, y = torch.rand(8, 40, 3) * 2 - 1, torch.arange(8) % 3
+    finetune(model, x, y, torch.rand(10, 40, 3) * 2 - 1, torch.arange(10) % 3, cfg)
+    assert seen[True] == [4, 4]  # 8 train objects, batch 4
+    votes = 2 * 2  # two voting passes (last and best weights) of 2 votes each
+    assert max(seen[False]) == 4 and sum(seen[False]) == 10 * (1 + votes)
+
+
+def test_a_fewshot_fold_reads_only_its_own_objects(tmp_path):
+    from pipeline.evaluation import open_points
+    from pipeline.finetuning import rows_tensor, split_labels
+
+    write_classes_store(tmp_path, "many", {"train": 6, "test": 2}, n_classes=4, P=16)
+    store = open_points(tmp_path, "many")
+    split, rows, labels = split_labels(store, "train")
+    assert len(rows) == 24 and labels.tolist() == (np.arange(24) % 4).tolist()
+    pick = np.array([17, 3, 9])  # unsorted: returned in the order asked for
+    got = rows_tensor(split, rows[pick]).numpy()
+    assert got.shape == (3, 16, 3) and np.array_equal(got, np.asarray(split.points[:])[pick])
+
+
+PROBE = """
+import resource, sys
+from typer.testing import CliRunner
+sys.path.insert(0, {root!r})
+from cli import app
+out = CliRunner().invoke(app, {args!r})
+print("EXIT", out.exit_code, out.output[-2000:] if out.exit_code else "")
+print("PEAK_GB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
+"""
+
+
+@pytest.mark.slow
+def test_a_fewshot_fold_at_batch_8_fits_in_a_few_gb(tmp_path):
+    """5-way 10-shot, one fold, one epoch, batch 8, 1024 points, the paper's encoder at random init, CPU.
+
+    With the test batch fixed at 64 this peaked at 11.5 GB. Measured now: 4.2 GB; the issue's target of
+    3 GB is not reached because one training step of the paper's classifier at batch 8 alone peaks at
+    3.6 GB (the scale-0 token embedding's activations, 8·512·48 rows × ~2800 floats), which is the
+    model's own cost, not the evaluation's. The bound guards against test passes at a fixed batch again.
+    """
+    write_classes_store(tmp_path / "data", "fs", {"train": 10, "test": 20}, n_classes=5, P=8192)
+    args = ["fewshot", "--random-init", "-d", "fs", "--way", "5", "--shot", "10", "--folds", "1",
+            "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--data-root", str(tmp_path / "data")]  # fmt: skip
+    code = PROBE.format(root=str(ROOT), args=args)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1200,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "2"})  # fmt: skip
+    assert "EXIT 0" in done.stdout, done.stdout + done.stderr
+    peak = float(done.stdout.split("PEAK_GB")[1].split()[0])
+    print(json.dumps({"peak_rss_gb": peak}))
+    assert peak < 5.0, f"peak RSS {peak:.2f} GB"
