@@ -48,6 +48,7 @@ class FinetuneConfig:
     augment: Augment = "scale-translate"  # ModelNet40; "scale-rotate" for ScanObjectNN (spec §1.6)
     votes: int = 10  # views of the one voting pass; 0 = no voting
     seed: int = 0
+    max_steps: int | None = None  # stop after this many optimiser steps (a quick check; None: all epochs)
 
 
 @dataclass
@@ -158,13 +159,17 @@ def train_epoch(
     generator: torch.Generator,
     device,  # noqa: ANN001
     on_batch: Callable[[int], None] | None = None,
-) -> tuple[float, float]:
-    """One pass over shuffled batches (the last partial one dropped) -> (mean loss, train accuracy)."""
+    max_batches: int | None = None,
+) -> tuple[float, float, int]:
+    """One pass over shuffled batches (the last partial one dropped), at most ``max_batches`` of them
+    -> (mean loss, train accuracy, optimiser steps taken)."""
     model.train()
     S, bs = len(train_x), cfg.batch_size
     order = torch.randperm(S, generator=generator)
-    loss_sum, correct, seen = 0.0, 0, 0
+    loss_sum, correct, seen, steps = 0.0, 0, 0, 0
     for b in range(S // bs if S >= bs else 1):  # never zero batches on tiny data
+        if max_batches is not None and steps >= max_batches:
+            break
         idx = order[b * bs : (b + 1) * bs]
         if len(idx) < 2:  # BatchNorm in the head needs two objects
             continue
@@ -178,12 +183,13 @@ def train_epoch(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
+        steps += 1
         loss_sum += loss.item() * len(idx)
         correct += int((logits.argmax(dim=1) == target).sum())
         seen += len(idx)
         if on_batch is not None:
             on_batch(1)
-    return loss_sum / max(seen, 1), correct / max(seen, 1)
+    return loss_sum / max(seen, 1), correct / max(seen, 1), steps
 
 
 def finetune(
@@ -214,14 +220,16 @@ def finetune(
     test_inputs = fps_inputs(test_x, cfg.points, cfg.test_batch_size, device)
     schedule = cfg.schedule_epochs or cfg.epochs
     history: list[EpochMetrics] = []
-    best_acc, best_epoch, best_state = -1.0, -1, None
+    best_acc, best_epoch, best_state, steps = -1.0, -1, None, 0
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
         lr = epoch_lr(epoch, cfg.lr, cfg.epochs, cfg.warmup_epochs, schedule, cfg.warmup_lr, cfg.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
         try:
-            loss, train_acc = train_epoch(model, optimizer, train_x, train_y, cfg, g, device, on_batch)
+            left = None if cfg.max_steps is None else cfg.max_steps - steps
+            loss, train_acc, taken = train_epoch(model, optimizer, train_x, train_y, cfg, g, device, on_batch, left)
+            steps += taken
         except FloatingPointError as err:
             raise FloatingPointError(f"epoch {epoch}: {err}") from None
         test_acc = accuracy(model, test_inputs, test_y, cfg.test_batch_size, device)
@@ -230,6 +238,8 @@ def finetune(
             best_acc, best_epoch, best_state = test_acc, epoch, _snapshot(model)
         if on_epoch is not None:
             on_epoch(history[-1])
+        if cfg.max_steps is not None and steps >= cfg.max_steps:
+            break
     last_vote = best_vote = None
     if cfg.votes > 0 and history:
         last_vote, best_vote = _vote_last_and_best(model, best_state, test_x, test_y, cfg, device)

@@ -287,3 +287,18 @@ def test_two_process_ddp_trains_through_the_cli(stores):
         json.loads(x)["step"] for x in (data_root / "runs" / "ddp" / "metrics.jsonl").read_text().splitlines()
     ]
     assert steps == [1, 2]
+
+
+def test_a_non_finite_loss_names_the_step_as_metrics_numbers_it(stores, tmp_path):
+    """A 1e12 learning rate blows the weights up after step 1: the error names step 2 (metrics.jsonl
+    holds step 1), as the nan-step case asks."""
+    from pipeline.pretrain_engine import TrainingError
+
+    config, _, inputs = stores
+    params = config.params("train").model_copy(
+        update={"run": "nan", "max_steps": 4, "batch_size": 2, "warmup_lr": 1e12, "min_lr": 1e12, "warmup_epochs": 1}
+    )
+    with pytest.raises(TrainingError) as err:
+        fit(params, inputs, tmp_path / "nan", "cpu", arch=SMALL)
+    rows = [json.loads(x) for x in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
+    assert f"at step {rows[-1]['step'] + 1} " in err.value.message, (err.value.message, rows)
