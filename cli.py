@@ -220,6 +220,29 @@ def status(
         say(render_json(state)) if as_json else render_tables(state)
 
 
+@app.command()
+def gc(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", help="Remove what is listed (default: only list it).")] = False,
+    data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
+) -> None:  # fmt: skip
+    """List stores no dataset or run uses, and optimizer state of finished runs; remove them with --yes."""
+    with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
+        from pipeline import gc as garbage
+        from pipeline.status import size_text
+
+        items = garbage.collect(root_dir)
+        for g in items:
+            say(f"{size_text(g.bytes):>10}  {g.kind:<15}  {g.path.relative_to(root_dir)}  ({g.why})")
+        total = sum(g.bytes for g in items)
+        if not items:
+            say("nothing to collect")
+        elif yes:
+            say(f"freed {size_text(garbage.remove(items))}")
+        else:
+            say(f"{size_text(total)} in {len(items)} item(s) would be freed; rerun with --yes to remove them")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

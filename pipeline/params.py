@@ -123,7 +123,9 @@ class TrainParams(StageParams):
     """I2P-MAE pre-training from the caches, spec §2–§9.1."""
 
     STAGE: ClassVar[str] = "train"
-    RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "num_workers", "run", "resume", "max_steps"})
+    RUNTIME: ClassVar[frozenset[str]] = frozenset(
+        {"device", "num_workers", "run", "resume", "max_steps", "keep_optimizer"}
+    )
 
     run: str = "default"  # run directory name under runs/
     epochs: int = Field(300, ge=1)
@@ -147,6 +149,7 @@ class TrainParams(StageParams):
     device: str = "auto"
     num_workers: int = Field(4, ge=0)
     resume: bool = False
+    keep_optimizer: bool = True  # false: a finished run's ckpt-last.pt drops its optimizer state (≈ 2/3 of it)
 
 
 class EvalParams(StageParams):

@@ -10,6 +10,7 @@ Ctrl-C stops at once. Under ``torchrun`` the model is wrapped in DistributedData
 from __future__ import annotations
 
 import io
+import logging
 import os
 import random
 import signal
@@ -31,6 +32,8 @@ from pipeline.console import progress_bar
 from pipeline.errors import I2PError, Interrupted
 from pipeline.params import TrainParams
 from pipeline.trainset import CachedShapes, EpochSampler
+
+log = logging.getLogger("i2p")
 
 
 class TrainingError(I2PError):
@@ -107,7 +110,10 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
     if resume:
         state = torch.load(rundir.checkpoint(run), map_location="cpu", weights_only=False)  # RNG stays on CPU
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if state.get("optimizer") is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        else:  # stripped by `i2p gc` or train.keep_optimizer=false: not an exact continuation
+            log.warning("%s holds no optimizer state: AdamW's moments restart from zero", rundir.checkpoint(run))
         _set_rng_state(state["rng"])
         position = {k: state[k] for k in position}
     call = None

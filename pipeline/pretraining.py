@@ -108,12 +108,15 @@ def run_pretraining(plan: Any, ctx: Any) -> Path:
     warn_if_warmup_only(params, n_objects, dist.world)
     if dist.rank == 0:
         rundir.write_config(run, run_config(plan, inputs))
+        rundir.forget_stripped(run)
     log.info("run %s: %s", params.run, "continuing from its checkpoint" if state.has_checkpoint else "starting")
     try:
         ckpt = fit(params, inputs, run, device, teacher, dist.rank, dist.world, resume=state.has_checkpoint)
     finally:
         if dist.world > 1:
             torch.distributed.destroy_process_group()
+    if not params.keep_optimizer and dist.rank == 0 and rundir.read(run).complete is not None:
+        rundir.strip_optimizer_state(run)
     log.info("run %s: checkpoint %s", params.run, ckpt)
     return run
 

@@ -163,8 +163,9 @@ def list_evals(run: Path) -> list[dict[str, Any]]:
 
 
 def write_loss_plot(run: Path) -> Path | None:
-    """loss.png from metrics.jsonl: total, 3D and 2D losses per step (log scale)."""
-    rows = metric_rows(run)
+    """loss.png from metrics.jsonl: total, 3D and 2D losses per step (log scale), the learning rate on a
+    second axis, and a dotted line where each epoch starts."""
+    rows = [r for r in metric_rows(run) if "loss" in r]
     if not rows:
         return None
     import io
@@ -174,14 +175,23 @@ def write_loss_plot(run: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(7, 3.8))
     for key in ("loss", "loss_3d", "loss_2d"):
         values = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
         if values:
             ax.plot(*zip(*values, strict=True), label=key, linewidth=1)
-    ax.set_xlabel("step")
+    starts = [b["step"] for a, b in zip(rows, rows[1:], strict=False) if b.get("epoch") != a.get("epoch")]
+    for step in starts:
+        ax.axvline(step - 0.5, color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xlabel("step (dotted: a new epoch starts)")
+    ax.set_ylabel("loss")
     ax.set_yscale("log")
-    ax.legend()
+    lr = [(r["step"], r["lr"]) for r in rows if r.get("lr") is not None]
+    if lr:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*lr, strict=True), color="black", linewidth=0.8, linestyle="--", label="lr")
+        ax2.set_ylabel("learning rate (dashed)")
+    ax.legend(loc="upper right", fontsize=8)
     ax.set_title(Path(run).name)
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -196,3 +206,29 @@ def input_paths(config: dict[str, Any]) -> dict[str, str | None]:
     stores = config.get("stores") or {}
     kinds = {"points": "prepare", "views": "render", "features": "cache-features"}
     return {k: (stores.get(stage) or {}).get("path") for k, stage in kinds.items()}
+
+
+def has_optimizer_state(run: Path) -> bool:
+    """Whether ckpt-last.pt still holds optimizer state (read without unpickling tensors is not possible
+    with torch.save's format, so a marker file written by :func:`strip_optimizer_state` says it)."""
+    return checkpoint(run).is_file() and not (Path(run) / ".optimizer-stripped").exists()
+
+
+def strip_optimizer_state(run: Path) -> None:
+    """Rewrite ckpt-last.pt without optimizer state (atomically); the run can still be evaluated, and an
+    extension of it restarts the optimizer's moments (it says so)."""
+    import io
+
+    import torch
+
+    state = torch.load(checkpoint(run), map_location="cpu", weights_only=False)
+    state["optimizer"] = None
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(checkpoint(run), buffer.getvalue())
+    (Path(run) / ".optimizer-stripped").write_text("ckpt-last.pt holds no optimizer state\n")
+
+
+def forget_stripped(run: Path) -> None:
+    """The run is trained further: its next checkpoint holds optimizer state again."""
+    (Path(run) / ".optimizer-stripped").unlink(missing_ok=True)

@@ -97,7 +97,7 @@ def render_json(state: dict[str, Any]) -> str:
     return json.dumps(state, indent=1, default=str)
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -136,7 +136,7 @@ def render_tables(state: dict[str, Any]) -> None:
         for col in ("store", "state", "size"):
             table.add_column(col)
         for row in state["stores"]:
-            table.add_row(row["store"], row["state"], _size(row["bytes"]))
+            table.add_row(row["store"], row["state"], size_text(row["bytes"]))
         out.print(table)
     if state["runs"]:
         table = Table(title="runs (params that differ from stages.yaml)", title_justify="left")
@@ -145,5 +145,5 @@ def render_tables(state: dict[str, Any]) -> None:
         for r in state["runs"]:
             differs = ", ".join(f"{k}={v}" for k, v in r["params_differ"].items())
             table.add_row(r["run"], str(r["dataset"]), r["state"], str(r["steps_done"]), differs,
-                          _accuracy(r["evaluations"]), _size(r["bytes"]))  # fmt: skip
+                          _accuracy(r["evaluations"]), size_text(r["bytes"]))  # fmt: skip
         out.print(table)

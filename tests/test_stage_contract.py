@@ -137,3 +137,27 @@ def test_an_unrelated_prepare_changes_no_evaluation_of_the_run(built):
     again = cli(data, "eval", "svm", "--run", "default")  # two datasets now: the run names its own
     assert again.exit_code == 0, again.output
     assert again.stdout == first.stdout and "up to date" in again.output
+
+
+def test_gc_lists_what_nothing_uses_and_removes_it_only_when_asked(built):
+    _, data, _ = built
+    assert cli(data, "render", "-d", "toys", *sets("render.subset=128")).exit_code == 0
+    assert cli(data, "render", "-d", "toys", *sets()).exit_code == 0  # the dataset's current views again
+    old = next(p for p in (data / "views").glob("toys-*.zarr") if "subset': 128" in str(_params(p)))
+    listed = cli(data, "gc")
+    assert listed.exit_code == 0 and f"views/{old.name}" in listed.stdout and "--yes" in listed.stdout
+    assert old.exists()  # listing removes nothing
+    ckpt = data / "runs" / "default" / "ckpt-last.pt"
+    before = ckpt.stat().st_size
+    removed = cli(data, "gc", "--yes")
+    assert removed.exit_code == 0 and "freed" in removed.stdout
+    assert not old.exists() and ckpt.stat().st_size < before / 2  # the finished run's optimizer state
+    rows = status(data, "-d", "toys", *sets())
+    assert rows["render"] == rows["train"] == rows["eval"] == "up to date"  # nothing in use was touched
+    assert cli(data, "gc").stdout.strip() == "nothing to collect"
+
+
+def _params(store):
+    import zarr
+
+    return dict(zarr.open_group(str(store), mode="r").attrs["params"])
