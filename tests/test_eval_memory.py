@@ -45,6 +45,11 @@ def write_classes_store(
         writer.write(s, "id", 0, np.array([f"c{c}/{s}{i}" for i, c in enumerate(y)]))
         writer.mark_done(s, 0)
     writer.finish({"failures": []})
+    from pipeline import datasets
+
+    record = datasets.DatasetRecord(name, {"source": "folder", "root": f"/{name}", "variant": None})
+    record.current["prepare"] = str(path.relative_to(data_root))
+    datasets.save(data_root, record)  # bound to its store, as `i2p prepare` leaves a dataset
     return path
 
 
@@ -77,11 +82,10 @@ def test_test_passes_and_votes_run_at_the_given_batch_size():
 
 
 def test_a_fewshot_fold_reads_only_its_own_objects(tmp_path):
-    from pipeline.evaluation import open_points
+    from pipeline.evaluation import points_store
     from pipeline.finetuning import rows_tensor, split_labels
 
-    write_classes_store(tmp_path, "many", {"train": 6, "test": 2}, n_classes=4, P=16)
-    store = open_points(tmp_path, "many")
+    store = points_store(write_classes_store(tmp_path, "many", {"train": 6, "test": 2}, n_classes=4, P=16))
     split, rows, labels = split_labels(store, "train")
     assert len(rows) == 24 and labels.tolist() == (np.arange(24) % 4).tolist()
     pick = np.array([17, 3, 9])  # unsorted: returned in the order asked for
