@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from i2pmae.encoder import FinetuneEncoder
+from i2pmae.errors import InputError
 from i2pmae.tokenizer import group_multiscale
 
 # Local attention radii per dataset (spec §3.5).
@@ -49,7 +50,7 @@ class ClassifierConfig:
     def scanobjectnn(cls, variant: Literal["obj-bg", "obj-only", "pb-t50-rs"] = "obj-bg") -> ClassifierConfig:
         """ScanObjectNN: 15 classes, groups 32/16/16, concat(mean, max), the variant's radii."""
         if variant not in ("obj-bg", "obj-only", "pb-t50-rs"):
-            raise ValueError(f"unknown ScanObjectNN variant {variant!r}; use obj-bg, obj-only or pb-t50-rs")
+            raise InputError(f"unknown ScanObjectNN variant {variant!r}; use obj-bg, obj-only or pb-t50-rs")
         return cls(num_classes=15, pooling="concat", group_sizes=(32, 16, 16), local_radius=RADII[variant])
 
     def with_classes(self, num_classes: int) -> ClassifierConfig:
@@ -83,7 +84,7 @@ class PointClassifier(nn.Module):
     def forward_features(self, xyz: Tensor) -> Tensor:
         """xyz (B, N, 3) -> pooled feature (B, 384) for mean+max or (B, 768) for concat."""
         if xyz.dim() != 3 or xyz.shape[-1] != 3:
-            raise ValueError(f"xyz must be (B, N, 3), got shape {tuple(xyz.shape)}")
+            raise InputError(f"xyz must be (B, N, 3), got shape {tuple(xyz.shape)}")
         g = group_multiscale(xyz, self.cfg.num_groups, self.cfg.group_sizes)
         x = self.norm(self.h_encoder(g.neighborhoods, g.centers, g.knn_idx))  # (B, G_top, C)
         mean, mx = x.mean(dim=1), x.max(dim=1).values
@@ -111,7 +112,7 @@ class PointClassifier(nn.Module):
             )
         bad = [k for k, v in picked.items() if tuple(v.shape) != tuple(own[k].shape)]
         if bad:
-            raise ValueError(
+            raise InputError(
                 f"h_encoder.{bad[0]} has shape {tuple(picked[bad[0]].shape)}, expected {tuple(own[bad[0]].shape)}; "
                 "the encoder dims must match the pre-trained model"
             )

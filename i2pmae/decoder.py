@@ -71,7 +71,7 @@ class FeaturePropagation(nn.Module):
         self.extraction = ResStack(out_c, blocks)
 
     def forward(self, xyz_fine: Tensor, xyz_coarse: Tensor, skip: Tensor, coarse: Tensor) -> Tensor:
-        """xyz_fine (B, M, 3), xyz_coarse (B, S, 3), skip (B, M, C1), coarse (B, S, C2) -> (B, M, out_c)."""
+        """xyz_fine (B, M, 3), xyz_coarse (B, Q, 3), skip (B, M, C1), coarse (B, Q, C2) -> (B, M, out_c)."""
         interp = three_nn_interpolate(xyz_fine, xyz_coarse, coarse)  # (B, M, C2)
         x = torch.cat([skip, interp], dim=-1)  # (B, M, C1 + C2)
         return self.extraction(self.fuse(x))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from i2pmae.errors import InputError
 from i2pmae.model import I2PMAE
 from i2pmae.ops import farthest_point_sample, gather_points
 
@@ -30,7 +31,7 @@ def select_points(xyz: Tensor, n: int, how: Selection) -> Tensor:
     """
     B, P, _ = xyz.shape
     if not 0 < n <= P:
-        raise ValueError(f"cannot take {n} points out of clouds of {P} points")
+        raise InputError(f"cannot take {n} points out of clouds of {P} points")
     if n == P:
         return xyz
     if how == "first":
@@ -50,16 +51,16 @@ def extract_features(
     device: str | torch.device = "cpu",
     progress: Callable[[int], None] | None = None,
 ) -> Tensor:
-    """Global features of every object, in input order -> (S, C_top) float32 on the CPU.
+    """Global features of every object, in input order -> (O, C_top) float32 on the CPU.
 
     points: anything with a ``shape`` (or ``len()``) whose slices ``points[i:j]`` convert to (b, P, 3)
     arrays: a numpy or torch array, or a zarr array read lazily, one batch at a time. ``progress(b)`` is called after
     each batch with the number of objects done in it.
     """
     model = model.to(device).eval()
-    S = points.shape[0] if hasattr(points, "shape") else len(points)
+    n_objects = points.shape[0] if hasattr(points, "shape") else len(points)  # O
     out = []
-    for start in range(0, S, batch_size):
+    for start in range(0, n_objects, batch_size):
         xyz = torch.as_tensor(np.asarray(points[start : start + batch_size]), dtype=torch.float32)
         xyz = select_points(xyz.to(device), n_points, selection)
         out.append(model.global_feature(xyz, pooling).float().cpu())
@@ -92,20 +93,20 @@ def svm_accuracy(
     train_x, test_x = _numpy(train_x, np.float64), _numpy(test_x, np.float64)
     train_y, test_y = _numpy(train_y, np.int64), _numpy(test_y, np.int64)
     if len(train_x) != len(train_y) or len(test_x) != len(test_y):
-        raise ValueError(
+        raise InputError(
             f"features and labels differ in length: train {len(train_x)}/{len(train_y)}, "
             f"test {len(test_x)}/{len(test_y)}"
         )
     bad = int((~np.isfinite(train_x)).any(axis=1).sum() + (~np.isfinite(test_x)).any(axis=1).sum())
     if bad:
-        raise ValueError(
+        raise InputError(
             f"{bad} objects have non-finite features (NaN/inf): the encoder's weights are broken"
         )
     classes = np.unique(train_y)
     if len(classes) < 2:
-        raise ValueError(f"the SVM needs at least 2 classes in the train split, found {classes.tolist()}")
+        raise InputError(f"the SVM needs at least 2 classes in the train split, found {classes.tolist()}")
     if len(test_y) == 0:
-        raise ValueError("the test split is empty")
+        raise InputError("the test split is empty")
     svm = SVC(kernel="linear", C=c)
     svm.fit(train_x, train_y)
     accuracy = float((svm.predict(test_x) == test_y).mean())

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from i2pmae.errors import InputError
+
 
 @dataclass(frozen=True)
 class Episode:
@@ -53,7 +55,7 @@ def make_episode(
         if counts_tr[c] >= need_train and (same or (c < len(counts_te) and counts_te[c] >= n_test))
     ]
     if len(eligible) < way:
-        raise ValueError(
+        raise InputError(
             f"{way}-way {shot}-shot needs {way} classes with ≥{need_train} train"
             + ("" if same else f" and ≥{n_test} test")
             + f" objects; only {len(eligible)} qualify"

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from i2pmae.classifier import ClassifierConfig, PointClassifier
+from i2pmae.errors import TooFewPoints
 from i2pmae.finetune_inputs import Augment, augment, fps_inputs, point_all, scale_and_translate, train_sample
 from i2pmae.schedule import epoch_lr, param_groups
 
@@ -95,7 +96,7 @@ def build_classifier(
 
 @torch.no_grad()
 def accuracy(model: PointClassifier, xyz: Tensor, labels: Tensor, batch_size: int, device) -> float:  # noqa: ANN001
-    """Unvoted accuracy of ``model`` in eval mode on ready inputs xyz (S, N, 3)."""
+    """Unvoted accuracy of ``model`` in eval mode on ready inputs xyz (O, N, 3)."""
     model.eval()
     correct = 0
     for i in range(0, len(xyz), batch_size):
@@ -113,7 +114,7 @@ def vote_accuracy(
     generator: torch.Generator,
     device,
 ) -> float:  # noqa: ANN001
-    """One voting pass: pool (S, point_all, 3) FPS points; per batch and vote a shared random subset
+    """One voting pass: pool (O, point_all, 3) FPS points; per batch and vote a shared random subset
     of ``cfg.points`` plus ScaleAndTranslate; logits averaged over ``cfg.votes``."""
     model.eval()
     correct = 0
@@ -131,7 +132,7 @@ def vote_accuracy(
 def evaluate_classifier(
     model: PointClassifier, test_x: Tensor, test_y: Tensor, cfg: FinetuneConfig, device
 ) -> tuple[float, float | None]:  # noqa: ANN001
-    """(unvoted, voted or None) accuracy of a trained classifier on (S, P, 3) clouds."""
+    """(unvoted, voted or None) accuracy of a trained classifier on (O, P, 3) clouds."""
     model.to(device)
     acc = accuracy(
         model,
@@ -164,10 +165,10 @@ def train_epoch(
     """One pass over shuffled batches (the last partial one dropped), at most ``max_batches`` of them
     -> (mean loss, train accuracy, optimiser steps taken)."""
     model.train()
-    S, bs = len(train_x), cfg.batch_size
-    order = torch.randperm(S, generator=generator)
+    n_objects, bs = len(train_x), cfg.batch_size  # O
+    order = torch.randperm(n_objects, generator=generator)
     loss_sum, correct, seen, steps = 0.0, 0, 0, 0
-    for b in range(S // bs if S >= bs else 1):  # never zero batches on tiny data
+    for b in range(n_objects // bs if n_objects >= bs else 1):  # never zero batches on tiny data
         if max_batches is not None and steps >= max_batches:
             break
         idx = order[b * bs : (b + 1) * bs]
@@ -205,13 +206,14 @@ def finetune(
 ) -> FinetuneResult:
     """Train all parameters of ``model`` for ``cfg.epochs`` epochs; evaluate on the test split after each.
 
-    train_x (S, P, 3), train_y (S,) long, test_x (T, P', 3), test_y (T,) long, on the CPU; batches are
+    train_x (O, P, 3), train_y (O,) long, test_x (T, P', 3), test_y (T,) long, on the CPU; batches are
     moved to ``device``. The model is left with its last-epoch weights; the best epoch's weights (on
     the test split) are kept only to vote with. Raises FloatingPointError on a non-finite loss.
     """
     if cfg.points > min(train_x.shape[1], test_x.shape[1]):
-        raise ValueError(
-            f"{cfg.points} input points requested, the clouds hold {train_x.shape[1]}/{test_x.shape[1]}"
+        raise TooFewPoints(
+            f"{cfg.points} input points requested, the clouds hold {train_x.shape[1]}/{test_x.shape[1]}",
+            "pass --points N (at most the stored count)",
         )
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # dropout and drop path

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from i2pmae.decoder import FeaturePropagation, skip_features, top_sequence
 from i2pmae.encoder import EncoderOutput, HierarchicalEncoder
+from i2pmae.errors import InputError
 from i2pmae.layers import BlockStack, drop_path_rates, pos_mlp
 from i2pmae.ops import chamfer_l2
 from i2pmae.tokenizer import Groups, group_multiscale
@@ -48,19 +49,19 @@ class I2PMAEConfig:
     def __post_init__(self):
         S = len(self.num_groups)
         if not (len(self.group_sizes) == len(self.encoder_dims) == len(self.encoder_depths) == S):
-            raise ValueError(f"per-scale tuples must all have {S} entries: {self}")
+            raise InputError(f"per-scale tuples must all have {S} entries: {self}")
         if len(self.local_radius) != S:
-            raise ValueError(f"local_radius needs {S} entries, got {self.local_radius}")
+            raise InputError(f"local_radius needs {S} entries, got {self.local_radius}")
         D = len(self.decoder_dims)
         if not 1 <= D <= S or len(self.decoder_depths) != D:
-            raise ValueError(
+            raise InputError(
                 f"decoder_dims {self.decoder_dims} / depths {self.decoder_depths} invalid for {S} scales"
             )
         for i, d in enumerate(self.decoder_dims):  # stage i decodes scale S-1-i with its encoder skip
             if d != self.encoder_dims[S - 1 - i]:
-                raise ValueError(f"decoder_dims[{i}]={d} must equal encoder_dims[{S - 1 - i}]")
+                raise InputError(f"decoder_dims[{i}]={d} must equal encoder_dims[{S - 1 - i}]")
         if not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must lie in (0, 1), got {self.mask_ratio}")
+            raise InputError(f"mask_ratio must lie in (0, 1), got {self.mask_ratio}")
 
     @property
     def rec_scale(self) -> int:
@@ -78,7 +79,7 @@ def guided_mask(saliency: Tensor, ratio: float, generator: torch.Generator | Non
     """
     s = saliency.mean(dim=1) if saliency.dim() == 3 else saliency  # (B, G)
     if s.dim() != 2:
-        raise ValueError(f"saliency must be (B, V, G) or (B, G), got shape {tuple(saliency.shape)}")
+        raise InputError(f"saliency must be (B, V, G) or (B, G), got shape {tuple(saliency.shape)}")
     B, G = s.shape
     num_keep = G - int(ratio * G)
     p = F.softmax(s.float(), dim=1)  # (B, G)
@@ -150,7 +151,7 @@ class I2PMAE(nn.Module):
     def group(self, xyz: Tensor) -> Groups:
         """xyz: (B, N, 3) -> the three scales (FPS + kNN, spec §2)."""
         if xyz.dim() != 3 or xyz.shape[-1] != 3:
-            raise ValueError(f"xyz must be (B, N, 3), got shape {tuple(xyz.shape)}")
+            raise InputError(f"xyz must be (B, N, 3), got shape {tuple(xyz.shape)}")
         return group_multiscale(xyz, self.cfg.num_groups, self.cfg.group_sizes)
 
     def guided_mask(self, saliency: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -176,7 +177,7 @@ class I2PMAE(nn.Module):
         """mask: (B, G_top) bool, True = masked -> per-scale padded visible tokens and masks."""
         B, G = groups.centers[-1].shape[:2]
         if mask.shape != (B, G) or mask.dtype != torch.bool:
-            raise ValueError(f"mask must be bool of shape {(B, G)}, got {mask.dtype} {tuple(mask.shape)}")
+            raise InputError(f"mask must be bool of shape {(B, G)}, got {mask.dtype} {tuple(mask.shape)}")
         return self.h_encoder(groups.neighborhoods, groups.centers, groups.knn_idx, mask)
 
     def forward_decoder(self, enc: EncoderOutput, groups: Groups) -> DecoderOutput:
@@ -222,7 +223,7 @@ class I2PMAE(nn.Module):
             return loss_3d, loss_3d, None
         if target_2d is None or target_2d.shape != pred_2d.shape:
             got = None if target_2d is None else tuple(target_2d.shape)
-            raise ValueError(f"target_2d must have the shape of pred_2d {tuple(pred_2d.shape)}, got {got}")
+            raise InputError(f"target_2d must have the shape of pred_2d {tuple(pred_2d.shape)}, got {got}")
         loss_2d = F.mse_loss(pred_2d, target_2d.to(pred_2d.dtype))
         return loss_3d + loss_2d, loss_3d, loss_2d
 
@@ -245,7 +246,7 @@ class I2PMAE(nn.Module):
             if self.cfg.masking == "random":
                 mask = self.random_mask(xyz.shape[0], xyz.device, generator)
             elif saliency_fn is None:
-                raise ValueError("2d-guided masking needs saliency_fn (or an explicit mask)")
+                raise InputError("2d-guided masking needs saliency_fn (or an explicit mask)")
             else:
                 mask = self.guided_mask(saliency_fn(groups.top_center_point_idx), generator)
         enc = self.forward_encoder(groups, mask)
@@ -253,7 +254,7 @@ class I2PMAE(nn.Module):
         target_2d = None
         if dec.pred_2d is not None:
             if target_fn is None:
-                raise ValueError(
+                raise InputError(
                     "the 2D head needs target_fn; build the model with targets='3d' to train 3D only"
                 )
             target_2d = target_fn(*self.visible_members(groups, enc.masks))

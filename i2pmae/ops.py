@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from i2pmae.errors import InputError
+
 
 def farthest_point_sample(xyz: Tensor, n: int) -> Tensor:
     """Classic farthest point sampling, starting at index 0 in every sample (spec §2, §12.3).
@@ -20,7 +22,7 @@ def farthest_point_sample(xyz: Tensor, n: int) -> Tensor:
     """
     B, N, _ = xyz.shape
     if not 0 < n <= N:
-        raise ValueError(f"farthest_point_sample: need 0 < n <= N, got n={n} for N={N} points")
+        raise InputError(f"farthest_point_sample: need 0 < n <= N, got n={n} for N={N} points")
     pts = xyz.detach().transpose(1, 2).contiguous()  # (B, 3, N): coordinate planes, fast on CPU too
     idx = torch.empty(B, n, dtype=torch.long, device=xyz.device)
     min_d2 = torch.full((B, N), float("inf"), dtype=xyz.dtype, device=xyz.device)
@@ -58,7 +60,7 @@ def knn(query: Tensor, ref: Tensor, k: int) -> Tensor:
     """
     N = ref.shape[1]
     if not 0 < k <= N:
-        raise ValueError(f"knn: need 0 < k <= N, got k={k} for N={N} reference points")
+        raise InputError(f"knn: need 0 < k <= N, got k={k} for N={N} reference points")
     d2 = square_distance(query, ref)  # (B, M, N)
     return d2.topk(k, dim=-1, largest=False, sorted=True).indices
 
@@ -92,13 +94,13 @@ def chamfer_l2(a: Tensor, b: Tensor) -> Tensor:
 def three_nn_interpolate(query: Tensor, ref: Tensor, feats: Tensor, eps: float = 1e-8) -> Tensor:
     """Inverse-distance interpolation from the 3 nearest reference points (spec §7, PointNet++ FP).
 
-    query: (B, M, 3), ref: (B, S, 3), feats: (B, S, C) -> (B, M, C)
+    query: (B, M, 3), ref: (B, Q, 3), feats: (B, Q, C) -> (B, M, C)
     Weights are ``1 / (d² + eps)`` over the 3 nearest by squared distance, normalised to sum to 1.
-    With S < 3 all S points are used (S = 1 copies the single feature).
+    With Q < 3 all Q points are used (Q = 1 copies the single feature).
     """
     B, M, _ = query.shape
     k = min(3, ref.shape[1])
-    d2 = square_distance(query, ref)  # (B, M, S)
+    d2 = square_distance(query, ref)  # (B, M, Q)
     d2_k, idx = d2.topk(k, dim=-1, largest=False, sorted=True)  # (B, M, k)
     w = 1.0 / (d2_k + eps)
     w = w / w.sum(dim=-1, keepdim=True)  # (B, M, k)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from i2pmae.errors import InputError
 from i2pmae.ops import farthest_point_sample, gather_points, knn
 
 
@@ -56,12 +57,12 @@ def group_multiscale(xyz: Tensor, num_groups: tuple[int, ...], group_sizes: tupl
     No gradient flows into the coordinates (the official FPS/kNN ops are not differentiable either).
     """
     if len(num_groups) != len(group_sizes):
-        raise ValueError(f"num_groups {num_groups} and group_sizes {group_sizes} differ in length")
+        raise InputError(f"num_groups {num_groups} and group_sizes {group_sizes} differ in length")
     out = Groups([], [], [], [], [], [], [])
     points = xyz
     for s, (g, k) in enumerate(zip(num_groups, group_sizes, strict=True)):
         if points.shape[1] < g:
-            raise ValueError(
+            raise InputError(
                 f"scale {s} needs {g} centres out of {points.shape[1]} points; give at least "
                 f"{num_groups[0]} input points or lower num_groups"
             )

@@ -45,9 +45,9 @@ MONITOR_C = (0.01, "the paper's per-epoch monitor C (spec §9.1); the paper give
 
 @dataclass
 class Split:
-    points: Any  # zarr array (S, P, 3), read lazily
-    labels: np.ndarray  # (S,) int
-    ids: np.ndarray  # (S,) str
+    points: Any  # zarr array (O, P, 3), read lazily
+    labels: np.ndarray  # (O,) int
+    ids: np.ndarray  # (O,) str
 
 
 @dataclass

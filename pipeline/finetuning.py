@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 
 from pipeline.checkpoints import is_classifier, load_classifier, open_checkpoint
 from pipeline.console import progress_bar
-from pipeline.errors import LayoutError
+from pipeline.errors import I2PError
 from pipeline.evaluation import (
     Encoder,
     EvaluationError,
@@ -33,6 +32,7 @@ from pipeline.evaluation import (
     resolve_encoder,
 )
 from pipeline.reports import append_report, fewshot_section, finetune_section, pct, table
+from pipeline.sources.fewshot_pickles import read_fewshot_pickle
 from pipeline.store import atomic_write_bytes
 
 log = logging.getLogger("i2p")
@@ -50,7 +50,7 @@ def recipe_for(store: PointsStore | None, requested: str | None):  # noqa: ANN20
 
 
 def split_tensors(store: PointsStore, name: str) -> tuple[Any, Any, int]:
-    """All labelled objects of a split in memory: xyz (S, P, 3) float32, labels (S,) long, #unlabelled."""
+    """All labelled objects of a split in memory: xyz (O, P, 3) float32, labels (O,) long, #unlabelled."""
     import torch
 
     split, rows, labels = split_labels(store, name)
@@ -58,7 +58,7 @@ def split_tensors(store: PointsStore, name: str) -> tuple[Any, Any, int]:
 
 
 def split_labels(store: PointsStore, name: str) -> tuple[Any, np.ndarray, np.ndarray]:
-    """(split, rows (S,) of its labelled objects, their labels (S,) int64); no points are read."""
+    """(split, rows (O,) of its labelled objects, their labels (O,) int64); no points are read."""
     split = store.split(name)
     rows = labelled(split)
     return split, rows, split.labels[rows].astype(np.int64)
@@ -112,9 +112,10 @@ def _train(model: Any, data: tuple, fcfg: Any, device: str, label: str) -> Any:
 
         try:
             return finetune(model, *data, fcfg, device, on_epoch, advance)
-        except (FloatingPointError, ValueError) as err:
-            hint = "pass --points N (at most the stored count)" if "input points" in str(err) else None
-            raise EvaluationError(f"fine-tuning {label}: {err}", hint) from None
+        except I2PError as err:
+            raise EvaluationError(f"fine-tuning {label}: {err.message}", err.hint) from None
+        except FloatingPointError as err:
+            raise EvaluationError(f"fine-tuning {label}: {err}") from None
 
 
 def _metrics_file(report: Path, stem: str, payload: dict) -> Path:
@@ -207,34 +208,6 @@ def _evaluate_classifier(data_root, opened, store, rec, fcfg, device, report) ->
 
 
 # ---- few-shot -------------------------------------------------------------------------------------
-
-
-def read_fewshot_pickle(root: Path, way: int, shot: int, fold: int) -> tuple[Any, Any, Any, Any, tuple]:
-    """One Point-BERT few-shot episode, ``<root>/[ModelNetFewshot/]<way>way_<shot>shot/<fold>.pkl``:
-    lists of (points (8192, 6), label 0..way-1, original class). xyz only, centred and scaled into the
-    unit sphere as the paper's loader does (spec §1.5)."""
-    import torch
-
-    candidates = [Path(root) / f"{way}way_{shot}shot" / f"{fold}.pkl",
-                  Path(root) / "ModelNetFewshot" / f"{way}way_{shot}shot" / f"{fold}.pkl"]  # fmt: skip
-    path = next((p for p in candidates if p.is_file()), None)
-    if path is None:
-        raise LayoutError(
-            f"few-shot episode missing: expected {candidates[0]}", "point --episodes at ModelNetFewshot/"
-        )
-    with open(path, "rb") as f:
-        data = pickle.load(f)  # a dataset file the user chose to read (the Point-BERT few-shot release)
-    out = []
-    for split in ("train", "test"):
-        items = data.get(split) if isinstance(data, dict) else None
-        if not items:
-            raise LayoutError(f"{path}: expected a dict with a non-empty {split!r} list")
-        xyz = np.stack([np.asarray(it[0], dtype=np.float32)[:, :3] for it in items])
-        xyz = xyz - xyz.mean(axis=1, keepdims=True)
-        xyz /= np.linalg.norm(xyz, axis=2).max(axis=1)[:, None, None]
-        out += [torch.from_numpy(xyz), torch.tensor([int(it[1]) for it in items])]
-    classes = tuple(sorted({int(it[2]) for it in data["train"]}))
-    return (*out, classes)
 
 
 def run_fewshot(

@@ -43,9 +43,13 @@ class StageParams(BaseModel):
             first = err.errors()[0]
             key = ".".join(str(p) for p in first["loc"])
             source = origins.get(str(first["loc"][0]) if first["loc"] else "", where)
+            hint = f"see the defaults in stages.yaml under {cls.STAGE}.params"
+            if first["type"] == "literal_error":  # a typo in a choice (a source name, a masking mode …)
+                choices = [c.strip(" '") for c in first["ctx"]["expected"].replace(" or ", ",").split(",")]
+                close = difflib.get_close_matches(str(first.get("input")), choices, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]}?" if close else f"choose one of {', '.join(choices)}"
             raise ConfigError(
-                f"invalid value for {cls.STAGE}.{key} in {source}: {first['msg']} (got {first.get('input')!r})",
-                f"see the defaults in stages.yaml under {cls.STAGE}.params",
+                f"invalid value for {cls.STAGE}.{key} in {source}: {first['msg']} (got {first.get('input')!r})", hint
             ) from None
 
     def fingerprint_params(self) -> dict[str, Any]:

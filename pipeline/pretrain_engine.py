@@ -199,7 +199,7 @@ def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metric
                 metrics.write({"step": step, "epoch": epoch, "loss": out.loss.item(), "loss_3d": out.loss_3d.item(),
                                "loss_2d": None if out.loss_2d is None else out.loss_2d.item(), "lr": lr,
                                "samples_per_s": round(params.batch_size * world / (time.perf_counter() - tic), 2)})  # fmt: skip
-            advance(1)
+            advance(1, loss=round(out.loss.item(), 4))
             if params.max_steps is not None and step >= params.max_steps:
                 return "max_steps"
             if flag["stop"]:

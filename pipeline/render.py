@@ -1,8 +1,8 @@
 """The render stage: points store → ``views/<dataset>-<fp8>.zarr`` (spec §5.2).
 
-Per split: ``image (S, V, 224, 224) float16`` (depth after the sigmoid, before mean/std),
-``proj (S, V, 5) float32`` (min_row, min_col, grid, off_row, off_col per view) and
-``subset (S, R) int32`` (the stored points that were projected, drawn from (seed, object id)).
+Per split: ``image (O, V, 224, 224) float16`` (depth after the sigmoid, before mean/std),
+``proj (O, V, 5) float32`` (min_row, min_col, grid, off_row, off_col per view) and
+``subset (O, R) int32`` (the stored points that were projected, drawn from (seed, object id)).
 The projection itself is :func:`i2pmae.geometry.project`, shared with training.
 """
 

@@ -144,6 +144,7 @@ def render_tables(state: dict[str, Any]) -> None:
             table.add_column(col)
         for r in state["runs"]:
             differs = ", ".join(f"{k}={v}" for k, v in r["params_differ"].items())
-            table.add_row(r["run"], str(r["dataset"]), r["state"], str(r["steps_done"]), differs,
+            planned = f"/{r['max_steps']}" if r["max_steps"] else f" ({r['epochs']} epochs planned)"
+            table.add_row(r["run"], str(r["dataset"]), r["state"], f"{r['steps_done']}{planned}", differs,
                           _accuracy(r["evaluations"]), size_text(r["bytes"]))  # fmt: skip
         out.print(table)

@@ -45,12 +45,9 @@ def write_classes_store(
         writer.write(s, "id", 0, np.array([f"c{c}/{s}{i}" for i, c in enumerate(y)]))
         writer.mark_done(s, 0)
     writer.finish({"failures": []})
-    from pipeline import datasets
+    from tests.test_evaluation import bind_dataset
 
-    record = datasets.DatasetRecord(name, {"source": "folder", "root": f"/{name}", "variant": None})
-    record.current["prepare"] = str(path.relative_to(data_root))
-    datasets.save(data_root, record)  # bound to its store, as `i2p prepare` leaves a dataset
-    return path
+    return bind_dataset(data_root, name, path)
 
 
 def test_a_given_batch_size_sets_the_test_batch_too():

@@ -25,7 +25,7 @@ from i2pmae.recipes import RECIPES, classifier_config
 from i2pmae.schedule import epoch_lr
 from pipeline import datasets
 from pipeline.evaluation import EvaluationError, PointsStore, feature_points
-from pipeline.finetuning import read_fewshot_pickle
+from pipeline.sources.fewshot_pickles import read_fewshot_pickle
 from pipeline.store import ArraySpec, StoreWriter, per_object
 
 TINY = I2PMAEConfig(
@@ -72,9 +72,14 @@ def write_store(data_root: Path, name: str, per_class: dict[str, int], P: int = 
         writer.write(s, "id", 0, np.array([f"{CLASSES[c]}/{s}{i}" for i, c in enumerate(y)]))
         writer.mark_done(s, 0)
     writer.finish({"failures": []})
+    return bind_dataset(data_root, name, path)
+
+
+def bind_dataset(data_root: Path, name: str, path: Path) -> Path:
+    """Record ``path`` as dataset ``name``'s points store, as `i2p prepare` leaves a dataset."""
     record = datasets.DatasetRecord(name, {"source": "folder", "root": f"/{name}", "variant": None})
     record.current["prepare"] = str(path.relative_to(data_root))
-    datasets.save(data_root, record)  # the dataset is bound to its store, as `i2p prepare` leaves it
+    datasets.save(data_root, record)
     return path
 
 

@@ -137,6 +137,9 @@ def test_an_unrelated_prepare_changes_no_evaluation_of_the_run(built):
     again = cli(data, "eval", "svm", "--run", "default")  # two datasets now: the run names its own
     assert again.exit_code == 0, again.output
     assert again.stdout == first.stdout and "up to date" in again.output
+    report = (data / "runs" / "default" / "report.md").read_text().splitlines()
+    assert "Random teacher" in "\n".join(report[:4]) and "tiny-random" in "\n".join(report[:4])
+    assert "## Provenance" in report and any(r.startswith("| stores |") for r in report)
 
 
 def test_gc_lists_what_nothing_uses_and_removes_it_only_when_asked(built):

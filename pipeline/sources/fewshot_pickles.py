@@ -1,0 +1,39 @@
+"""The Point-BERT few-shot release (``ModelNetFewshot/<way>way_<shot>shot/<fold>.pkl``, spec §1.5)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import LayoutError
+
+
+def read_fewshot_pickle(root: Path, way: int, shot: int, fold: int) -> tuple[Any, Any, Any, Any, tuple]:
+    """One Point-BERT few-shot episode, ``<root>/[ModelNetFewshot/]<way>way_<shot>shot/<fold>.pkl``:
+    lists of (points (8192, 6), label 0..way-1, original class). xyz only, centred and scaled into the
+    unit sphere as the paper's loader does (spec §1.5)."""
+    import torch
+
+    candidates = [Path(root) / f"{way}way_{shot}shot" / f"{fold}.pkl",
+                  Path(root) / "ModelNetFewshot" / f"{way}way_{shot}shot" / f"{fold}.pkl"]  # fmt: skip
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        raise LayoutError(
+            f"few-shot episode missing: expected {candidates[0]}", "point --episodes at ModelNetFewshot/"
+        )
+    with open(path, "rb") as f:
+        data = pickle.load(f)  # a dataset file the user chose to read (the Point-BERT few-shot release)
+    out = []
+    for split in ("train", "test"):
+        items = data.get(split) if isinstance(data, dict) else None
+        if not items:
+            raise LayoutError(f"{path}: expected a dict with a non-empty {split!r} list")
+        xyz = np.stack([np.asarray(it[0], dtype=np.float32)[:, :3] for it in items])
+        xyz = xyz - xyz.mean(axis=1, keepdims=True)
+        xyz /= np.linalg.norm(xyz, axis=2).max(axis=1)[:, None, None]
+        out += [torch.from_numpy(xyz), torch.tensor([int(it[1]) for it in items])]
+    classes = tuple(sorted({int(it[2]) for it in data["train"]}))
+    return (*out, classes)
