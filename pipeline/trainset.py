@@ -5,7 +5,8 @@ Per item (design.md "Training from caches", spec §1.1): a random N of the objec
 whatever the worker count or a resume), re-normalised into the unit sphere for the 3D input
 (``xyz``) and kept in the stored frame for 2D lookups (``canonical``); the object's projection
 parameters; its cached feature maps and saliency (cached mode) or the rendered subset's points
-(online-teacher mode). Stores are opened lazily in each DataLoader worker.
+(online-teacher mode). Stores are opened lazily in each DataLoader worker and read one object at a
+time straight from the shard files (``pipeline.fastread``): the order stays a uniform shuffle, as the paper's.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class CachedShapes(torch.utils.data.Dataset):
                 f"train.points={n_points} but {points_path} stores {self.stored_points} points per object",
                 f"use --set train.points={self.stored_points} or prepare more points",
             )
-        self._groups: dict[str, Any] | None = None
+        self._readers: dict[str, Any] | None = None
+        self._proj: np.ndarray | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -56,29 +58,37 @@ class CachedShapes(torch.utils.data.Dataset):
         return self.length
 
     def _open(self) -> dict[str, Any]:
-        import zarr
+        """One reader per store (opened lazily, again in each worker process); ``proj`` read whole."""
+        from pipeline.fastread import ArrayReader
 
-        if self._groups is None:
-            self._groups = {k: zarr.open_group(p, mode="r")[self.split] for k, p in self.paths.items() if p}
-        return self._groups
+        if self._readers is None:
+            readers = {k: ArrayReader(p, self.split) for k, p in self.paths.items() if p}
+            if "views" in readers:  # (S, V, 5) float32: ≈ 60 B per object, read once per process
+                self._proj = readers["views"].whole("proj")
+            self._readers = readers
+        return self._readers
+
+    def __getstate__(self) -> dict[str, Any]:  # spawned workers open their own readers
+        return {**self.__dict__, "_readers": None, "_proj": None}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        g = self._open()
-        stored = g["points"]["points"][index]  # (P, 3) float32, canonical frame
+        r = self._open()
+        cached = "features" in r and not self.online
+        stored = r["points"].get("points", index)  # (P, 3) float32, canonical frame
         rng = np.random.default_rng([self.seed, self.epoch, index])
         chosen = rng.permutation(self.stored_points)[: self.n_points]  # spec §1.1: random, not FPS
         canonical = stored[chosen]
         centred = canonical - canonical.mean(axis=0, keepdims=True)
         xyz = centred / np.sqrt((centred**2).sum(axis=1)).max()  # spec §1.1 pc_norm after subsampling
         item = {"xyz": torch.from_numpy(xyz.astype(np.float32)), "canonical": torch.from_numpy(canonical)}
-        if "views" in g:
-            item["proj"] = torch.from_numpy(g["views"]["proj"][index])  # (V, 5)
+        if "views" in r:
+            item["proj"] = torch.from_numpy(self._proj[index].copy())  # (V, 5)
             if self.online:
-                subset = g["views"]["subset"][index]
+                subset = r["views"].get("subset", index)
                 item["render_points"] = torch.from_numpy(stored[subset])  # (R, 3)
-        if "features" in g and not self.online:
-            item["feature"] = torch.from_numpy(g["features"]["feature"][index])  # (V, C, h, w) float16
-            item["saliency"] = torch.from_numpy(g["features"]["saliency"][index])  # (V, h, w)
+        if cached:
+            item["feature"] = torch.from_numpy(r["features"].get("feature", index))  # (V, C, h, w) float16
+            item["saliency"] = torch.from_numpy(r["features"].get("saliency", index))  # (V, h, w) float32
         return item
 
 
