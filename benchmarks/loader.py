@@ -9,8 +9,7 @@ synthetic source with P = 8192 stored points, ``render``, and ``cache-features``
 from the page cache (every store is read once before timing):
 
 1. per process: ``CachedShapes[i]`` (shard reads, ``pipeline.fastread``) over a shuffled epoch,
-   against the same items read through
-   zarr-python's array API one object at a time (the loader before), and their ratio;
+   against the same items read through zarr-python's array API one object at a time (the loader before), and their ratio;
 2. through ``torch.utils.data.DataLoader`` (batch 64, the ``EpochSampler``, ``--workers`` values):
    samples/s from the first batch to the last (worker start-up reported apart);
 3. the bytes one sample carries.
@@ -44,7 +43,7 @@ def build_stores(root: Path, per_class: int) -> tuple[str, str, str]:
 
 
 def zarr_item(groups: dict, index: int, seed: int, epoch: int, n_points: int) -> dict:
-    """One item as the loader made it before tensorstore: zarr-python reads, one call per array."""
+    """One item as the loader made it before the shard reads: zarr-python reads, one call per array."""
     import numpy as np
     import torch
 
@@ -63,7 +62,7 @@ def zarr_item(groups: dict, index: int, seed: int, epoch: int, n_points: int) ->
 
 
 def per_process(paths: tuple[str, str, str], n_points: int, rounds: int) -> tuple[float, float, int]:
-    """(tensorstore items/s, zarr items/s, bytes per item) over shuffled epochs in this process."""
+    """(shard-read items/s, zarr items/s, bytes per item) over shuffled epochs in this process."""
     import numpy as np
     import torch
     import zarr
