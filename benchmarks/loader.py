@@ -70,7 +70,10 @@ def per_process(paths: tuple[str, str, str], n_points: int, rounds: int) -> tupl
     from pipeline.trainset import CachedShapes
 
     data = CachedShapes(*paths, "train", n_points, seed=0)
-    groups = {k: zarr.open_group(p, mode="r")["train"] for k, p in zip(("points", "views", "features"), paths)}
+    groups = {
+        k: zarr.open_group(p, mode="r")["train"]
+        for k, p in zip(("points", "views", "features"), paths, strict=True)
+    }
     order = np.random.default_rng(0).permutation(len(data))
     for i in order:  # warm the page cache and both readers
         data[int(i)]

@@ -112,7 +112,9 @@ class ArrayReader:
         if name not in self._arrays:
             folder = Path(self.store) / self.split / name
             meta_file = folder / "zarr.json"
-            meta = json.loads(meta_file.read_text()) if "://" not in self.store and meta_file.is_file() else {}
+            meta = (
+                json.loads(meta_file.read_text()) if "://" not in self.store and meta_file.is_file() else {}
+            )
             if _Sharded.supported(meta):
                 self._arrays[name] = _Sharded(folder, meta)
             else:
