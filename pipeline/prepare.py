@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -106,18 +107,9 @@ def _fill(
     chunk_failures: dict[str, list] = dict(writer.group.attrs.get("chunk_failures", {}))
     with progress_bar(f"prepare {dataset}", total, "objects", done=total - remaining) as advance:
 
-        def on_result(task: tuple, result: tuple) -> None:
+        def on_result(task: tuple, failures: list) -> None:
             split, i, items = task
-            points, failures = result
             start = i * params.chunk
-            ok = np.ones(len(items), bool)
-            for row, *_ in failures:
-                ok[row] = False
-            writer.write(split, "points", start, points)
-            writer.write(split, "label", start, np.where(ok, [it.label for it in items], -1).astype(np.int32))
-            writer.write(
-                split, "id", start, np.array([it.id if k else "" for it, k in zip(items, ok, strict=True)])
-            )
             chunk_failures[f"{split}/{i}"] = [
                 {"split": split, "row": start + row, "id": id_, "path": p, "reason": r}
                 for row, id_, p, r in failures
@@ -131,9 +123,10 @@ def _fill(
         run_tasks(
             load_chunk,
             [(split, i, items, params, n_points) for split, i, items in tasks],
-            lambda task, result: on_result(task[:3], result),
+            lambda task, failures: on_result(task[:3], failures),
             workers=params.workers,
             scheduler=params.scheduler,
+            write=partial(write_chunk, str(path)),
         )
     failures = duplicates + [f for key in sorted(chunk_failures) for f in chunk_failures[key]]
     counts = _compact(writer, chunk_failures, params.chunk)
@@ -168,6 +161,24 @@ def load_chunk(
                 ) from None
             failures.append((row, item.id, item.path, reason))
     return points, failures
+
+
+def write_chunk(path: str, task: tuple, result: tuple) -> list[tuple[int, str, str, str]]:
+    """Write one loaded chunk's rows (its own shard and chunk files); returns its failures."""
+    import zarr
+
+    (split, i, items, params, _), (points, failures) = task, result
+    group, start = zarr.open_group(path, mode="r+"), i * params.chunk
+    ok = np.ones(len(items), bool)
+    for row, *_ in failures:
+        ok[row] = False
+    group[f"{split}/points"][start : start + len(items)] = points
+    group[f"{split}/label"][start : start + len(items)] = np.where(ok, [it.label for it in items], -1).astype(
+        np.int32
+    )
+    ids = np.array([it.id if k else "" for it, k in zip(items, ok, strict=True)])
+    group[f"{split}/id"][start : start + len(items)] = ids
+    return failures
 
 
 def _n_chunks(n: int, chunk: int) -> int:
