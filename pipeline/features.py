@@ -4,12 +4,15 @@ Per split: ``feature (S, V, C, h, w) float16`` (ln_post patch tokens × proj) an
 ``saliency (S, V, h, w) float32`` (last-layer CLS→patch attention, head-averaged). A torch
 DataLoader reads view chunks in worker processes while the teacher runs here, on one device; the
 images are normalised on that device (``pipeline.feed``). ``shard="i/n"`` fills only chunks with
-index % n == i, so n processes (one per GPU, or machines sharing the store) fill one store together; whoever finishes last marks it complete.
+index % n == i, so n processes (one per GPU, or machines sharing the store) fill one store together;
+whoever finishes last marks it complete. ``shard="auto"`` under ``torchrun --nproc-per-node N``
+makes each rank shard RANK/WORLD_SIZE, on ``cuda:LOCAL_RANK`` when the device is CUDA.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,14 +41,18 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 def parse_shard(shard: str | None) -> tuple[int, int]:
+    """``"i/n"`` → (i, n); none → (0, 1); ``"auto"`` → torchrun's (RANK, WORLD_SIZE), (0, 1) outside it."""
     if not shard:
         return 0, 1
+    if shard == "auto":
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     try:
         i, n = (int(x) for x in shard.split("/"))
         assert 0 <= i < n
     except (ValueError, AssertionError):
         raise ConfigError(
-            f"--shard {shard!r} is not i/n with 0 <= i < n", "e.g. --shard 0/2 and --shard 1/2"
+            f"--shard {shard!r} is not i/n with 0 <= i < n, nor auto",
+            "e.g. --shard 0/2 and --shard 1/2, or --shard auto under torchrun",
         ) from None
     return i, n
 
@@ -69,6 +76,8 @@ def cache_features(params: FeaturesParams, views_path: Path, data_root: Path, of
     from pipeline.teachers import load_teacher, teacher_slug
 
     device = resolve_device(params.device)
+    if device == "cuda" and params.shard == "auto":  # under torchrun: one GPU per rank
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     values = features_identity(params, device)
     views = zarr.open_group(str(views_path), mode="r")
     dataset, views_fp = views.attrs["dataset"], views.attrs["fingerprint"]

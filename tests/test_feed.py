@@ -76,3 +76,34 @@ def test_store_equals_one_forward_per_object_whatever_the_batches_and_workers(vi
             params.model_copy(update={"batch_size": 64}), path, tmp_path / "b", offline=True
         )
         assert array_bytes(other) == array_bytes(written)
+
+
+@pytest.mark.slow
+def test_torchrun_with_shard_auto_fills_one_store_equal_to_one_process(views, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config, path = views
+    params = config.params("cache-features").model_copy(
+        update={"chunk": 1, "num_workers": 0, "device": "cpu"}
+    )
+    one = cache_features(params, path, tmp_path / "one", offline=True)
+    data = tmp_path / "two"
+    (data / "views").mkdir(parents=True)
+    (data / "views" / path.name).symlink_to(path)  # the rendered store; its points store is upstream
+    points = Path(zarr.open_group(str(path), mode="r").attrs["upstream_paths"]["prepare"])
+    (data / "points").mkdir()
+    (data / "points" / points.name).symlink_to(points)
+    sets = [*SETS, "cache-features.chunk=1", "cache-features.num_workers=0", "cache-features.device=cpu"]
+    prepare_root = config.params("prepare").root
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    cmd += [str(Path(__file__).resolve().parents[1] / "cli.py"), "cache-features", "--dataset", "toys"]
+    cmd += ["--teacher", "tiny-random", "--shard", "auto", "--data-root", str(data), "-q"]
+    cmd += [a for s in [*sets, f"prepare.root={prepare_root}"] for a in ("--set", s)]
+    done = subprocess.run(cmd, capture_output=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    two = data / "features" / one.name
+    store = zarr.open_group(str(two), mode="r")
+    assert store.attrs["complete"] and store.attrs["shards"] == 2  # filled by two ranks
+    assert array_bytes(two) == array_bytes(one)
