@@ -10,7 +10,8 @@ from the page cache (every store is read once before timing):
 
 1. per process: ``CachedShapes[i]`` (shard reads, ``pipeline.fastread``) over a shuffled epoch,
    against the same items read through zarr-python's array API one object at a time (the loader before), and their ratio;
-2. through ``torch.utils.data.DataLoader`` (batch 64, the ``EpochSampler``, ``--workers`` values):
+2. through ``pipeline.trainset.batch_loader``, the real ``torch.utils.data.DataLoader`` as
+   ``i2p train`` builds it (batch 64, the ``EpochSampler``, ``--workers`` values):
    samples/s from the first batch to the last (worker start-up reported apart), and the CPU time
    per sample of this process and its workers together: "samples/s per 2 cores" is what two free
    cores would give, whatever else runs on the machine;
@@ -106,22 +107,22 @@ def _cpu() -> float:
 def through_loader(paths, n_points: int, batch: int, workers: int, epochs: int) -> tuple[float, float, float]:  # noqa: ANN001
     """(samples/s, CPU ms per sample of this process and its workers, seconds to the first batch).
 
-    Workers start again each epoch (as in ``i2p train``); the rate counts every batch after the
-    first of the run, the CPU time every sample (start-up included), best of two passes."""
-    import torch
+    ``batch_loader`` as ``i2p train`` builds it (persistent workers, whole batches per worker); the
+    rate counts every batch after the first, the CPU time every sample (worker start-up included,
+    measured once the workers have exited); best of two passes."""
+    import gc
 
-    from pipeline.trainset import CachedShapes, EpochSampler
+    from pipeline.trainset import CachedShapes, EpochSampler, batch_loader
 
     data = CachedShapes(*paths, "train", n_points, seed=0)
     sampler = EpochSampler(len(data), batch, seed=0)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch, sampler=sampler, num_workers=workers)
     best = (0.0, float("inf"), float("inf"))
     for _ in range(2):
         start, cpu = time.perf_counter(), _cpu()
+        loader = batch_loader(data, sampler, num_workers=workers)
         first, samples, total = None, 0, 0
         for epoch in range(epochs):
             sampler.set_epoch(epoch)
-            data.set_epoch(epoch)
             for item in loader:
                 total += len(item["xyz"])
                 if first is None:
@@ -129,6 +130,8 @@ def through_loader(paths, n_points: int, batch: int, workers: int, epochs: int) 
                 else:
                     samples += len(item["xyz"])
         rate = samples / (time.perf_counter() - first)
+        del loader, item
+        gc.collect()  # the persistent workers exit: their CPU time is counted from here on
         cpu_ms = (_cpu() - cpu) / total * 1e3
         best = (max(best[0], rate), min(best[1], cpu_ms), min(best[2], first - start))
     return best
@@ -140,7 +143,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=2048, help="points per item (train.points)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=6, help="epochs per DataLoader measurement")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per DataLoader measurement")
     parser.add_argument("--rounds", type=int, default=2, help="passes per reader, per process")
     parser.add_argument("--data-root", type=Path, help="reuse stores here (default: a temporary folder)")
     args = parser.parse_args()

@@ -64,13 +64,14 @@ class _Sharded:
         except (KeyError, TypeError, ValueError):
             return False
 
-    def get(self, index: int) -> np.ndarray:
-        """Object ``index`` as a writable array of shape ``row_shape``."""
+    def get(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Object ``index`` as a writable array of shape ``row_shape`` (into ``out`` when given: a
+        C-contiguous array of that shape and dtype, e.g. a row of a batch buffer)."""
         import google_crc32c
         from numcodecs import Zstd
 
         shard, k = divmod(index, self.per_shard)
-        out = np.empty(self.row_shape, self.dtype)
+        out = np.empty(self.row_shape, self.dtype) if out is None else out
         key = self.separator.join(["c", str(shard), *["0"] * len(self.row_shape)])
         try:
             fd = os.open(self.folder / key, os.O_RDONLY)
@@ -123,9 +124,23 @@ class ArrayReader:
                 self._arrays[name] = zarr.open_array(f"{self.store}/{self.split}/{name}", mode="r")
         return self._arrays[name]
 
-    def get(self, name: str, index: int) -> np.ndarray:
+    def get(self, name: str, index: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Object ``index`` of array ``name``; written into ``out`` (and returned) when given."""
         array = self._array(name)
-        return array.get(int(index)) if isinstance(array, _Sharded) else np.asarray(array[int(index)])
+        if isinstance(array, _Sharded) and (out is None or out.flags.c_contiguous):
+            return array.get(int(index), out)
+        row = np.asarray(array[int(index)])
+        if out is None:
+            return row
+        out[...] = row
+        return out
+
+    def row(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
+        """(shape, dtype) of one object's row of array ``name``."""
+        array = self._array(name)
+        if isinstance(array, _Sharded):
+            return array.row_shape, array.dtype
+        return tuple(array.shape[1:]), np.dtype(array.dtype)
 
     def whole(self, name: str) -> np.ndarray:
         import zarr

@@ -31,7 +31,7 @@ from pipeline.console import progress_bar
 from pipeline.errors import I2PError
 from pipeline.params import TrainParams
 from pipeline.store import atomic_write_bytes
-from pipeline.trainset import CachedShapes, EpochSampler
+from pipeline.trainset import CachedShapes, EpochSampler, batch_loader
 
 log = logging.getLogger("i2p")
 
@@ -209,10 +209,9 @@ def train(
         raise TrainingError(
             f"{len(dataset)} training objects make no full batch of {params.batch_size}", "lower --batch-size"
         )
-    loader = torch.utils.data.DataLoader(
+    loader = batch_loader(  # one worker reads a whole batch (pipeline/trainset.py)
         dataset,
-        batch_size=params.batch_size,
-        sampler=sampler,
+        sampler,
         num_workers=min(params.num_workers, os.cpu_count() or 1),
         pin_memory=dev.type == "cuda",
         generator=torch.Generator(),  # own generator: keeps the global RNG exact

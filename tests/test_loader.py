@@ -9,7 +9,7 @@ import zarr
 
 from pipeline.fastread import ArrayReader
 from pipeline.store import ArraySpec, StoreWriter, per_object
-from pipeline.trainset import CachedShapes, EpochSampler
+from pipeline.trainset import CachedShapes, EpochSampler, batch_loader
 
 N, P, V, C, H = 11, 64, 3, 8, 2  # objects, stored points, views, channels, patch grid side
 
@@ -94,12 +94,20 @@ def test_a_corrupt_shard_index_is_an_error_not_wrong_data(stores, tmp_path):
 
 
 def batches(stores, workers, epoch=1, start=0, rank=0, world=1):  # noqa: ANN001
+    """Every batch of an epoch through batch_loader (whole batches per worker, as i2p train reads)."""
     data = CachedShapes(*stores, "train", 16, seed=3)
     sampler = EpochSampler(len(data), 2, seed=3, rank=rank, world=world)
     sampler.set_epoch(epoch, start)
+    return list(batch_loader(data, sampler, num_workers=workers))
+
+
+def collated(stores, epoch=1, start=0):  # noqa: ANN001
+    """The same epoch as default_collate of single items through a plain DataLoader."""
+    data = CachedShapes(*stores, "train", 16, seed=3)
+    sampler = EpochSampler(len(data), 2, seed=3)
+    sampler.set_epoch(epoch, start)
     data.set_epoch(epoch)
-    loader = torch.utils.data.DataLoader(data, batch_size=2, sampler=sampler, num_workers=workers)
-    return list(loader)
+    return list(torch.utils.data.DataLoader(data, batch_size=2, sampler=sampler))
 
 
 def same(a, b) -> bool:  # noqa: ANN001
@@ -110,6 +118,7 @@ def same(a, b) -> bool:  # noqa: ANN001
 
 def test_same_items_whatever_the_worker_count_and_after_a_mid_epoch_resume(stores):
     serial = batches(stores, 0)
+    assert same(serial, collated(stores))  # whole-batch reads equal collated single items
     assert same(serial, batches(stores, 2))  # forked workers after this process read the same stores
     assert same(serial[2:], batches(stores, 0, start=2))  # resume at batch 2 of the epoch
     assert not same(serial, batches(stores, 0, epoch=2))  # another epoch: another order and subsets
@@ -126,3 +135,12 @@ def test_ranks_get_disjoint_slices_of_the_epoch(stores):
     a, b = (list(s) for s in seen)
     assert len(a) == len(b) == 4 and not set(a) & set(b)
     assert same(batches(stores, 0, epoch=4, rank=1, world=2), batches(stores, 2, epoch=4, rank=1, world=2))
+
+
+def test_persistent_workers_follow_the_epoch_of_the_sampler(stores):
+    data = CachedShapes(*stores, "train", 16, seed=3)
+    sampler = EpochSampler(len(data), 2, seed=3)
+    loader = batch_loader(data, sampler, num_workers=2)  # workers persist across epochs
+    for epoch in (1, 2, 1):
+        sampler.set_epoch(epoch)
+        assert same(list(loader), collated(stores, epoch))
