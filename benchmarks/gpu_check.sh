@@ -39,11 +39,11 @@ timeout 240 python benchmarks/train_step.py --device cuda --batch-size 64 --step
     --precisions fp32 bf16 --workers 8 --stage-workers 8 --data-root "$ROOT/step"
 
 section "2. training loader, paper sizes (budget 60 s)"
-timeout 150 python benchmarks/loader.py --per-class 24 --workers 0 8 --data-root "$ROOT/step"
+timeout 150 python benchmarks/loader.py --per-class 24 --workers 0 8 --stage-workers 8 --data-root "$ROOT/loader"
 
 section "3. cache-features vs bare teacher, ViT-B/16 fp16, and the feed alone (budget 90 s)"
 timeout 200 python benchmarks/cache_features.py --device cuda --teachers vit-b16 --vit-objects 360 \
-    --num-workers 8 --batch-size 64
+    --num-workers 8 --batch-size 64 --repeat 3
 
 section "4. 5 steps under torchrun --nproc-per-node 1 (NCCL)"
 SETS=(--set prepare.synthetic_per_class=6 --set cache-features.teacher=tiny-random --set train.batch_size=16

@@ -33,15 +33,15 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def build_stores(root: Path, per_class: int) -> tuple[str, str, str]:
+def build_stores(root: Path, per_class: int, workers: int = 1) -> tuple[str, str, str]:
     """Prepare, render and cache tiny-random features; returns the three store paths."""
     from pipeline.features import cache_features
     from pipeline.params import FeaturesParams, PrepareParams, RenderParams
     from pipeline.prepare import prepare
     from pipeline.render import render
 
-    points = prepare(PrepareParams(synthetic_per_class=per_class, points=8192, workers=1), root).path
-    views = render(RenderParams(), points, root)
+    points = prepare(PrepareParams(synthetic_per_class=per_class, points=8192, workers=workers), root).path
+    views = render(RenderParams(workers=workers), points, root)
     features = cache_features(FeaturesParams(teacher="tiny-random", device="cpu"), views, root, offline=True)
     return str(points), str(views), str(features)
 
@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=10, help="epochs per DataLoader measurement")
     parser.add_argument("--rounds", type=int, default=2, help="passes per reader, per process")
+    parser.add_argument("--stage-workers", type=int, default=1, help="prepare/render workers (not timed)")
     parser.add_argument("--data-root", type=Path, help="reuse stores here (default: a temporary folder)")
     args = parser.parse_args()
 
@@ -153,7 +154,7 @@ def main() -> None:
     root = args.data_root or Path(tempfile.mkdtemp(prefix="i2p-bench-loader-"))
     try:
         start = time.perf_counter()
-        paths = build_stores(root, args.per_class)
+        paths = build_stores(root, args.per_class, args.stage_workers)
         built = time.perf_counter() - start
         import zarr
 
