@@ -5,8 +5,11 @@ Per item (design.md "Training from caches", spec §1.1): a random N of the objec
 whatever the worker count or a resume), re-normalised into the unit sphere for the 3D input
 (``xyz``) and kept in the stored frame for 2D lookups (``canonical``); the object's projection
 parameters; its cached feature maps and saliency (cached mode) or the rendered subset's points
-(online-teacher mode). Stores are opened lazily in each DataLoader worker and read one object at a
-time straight from the shard files (``pipeline.fastread``): the order stays a uniform shuffle, as the paper's.
+(online-teacher mode). The epoch's order stays a uniform shuffle, as the paper's.
+
+Speed: objects are read straight from the stores' shard files (``pipeline.fastread``), and
+``batch_loader`` gives each DataLoader worker whole batches, read in place into shared-memory batch
+tensors (no per-object tensors, no collate copy).
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ from pipeline.errors import StoreError
 
 
 class CachedShapes(torch.utils.data.Dataset):
-    """Map-style dataset over one split. ``set_epoch(e)`` changes the point subsets."""
+    """Map-style dataset over one split. ``set_epoch(e)`` changes the point subsets.
+
+    An item: ``xyz``, ``canonical`` (N, 3) float32; with a views store ``proj`` (V, 5) float32 and,
+    online, ``render_points`` (R, 3) float32; cached, ``feature`` (V, C, h, w) float16 and
+    ``saliency`` (V, h, w) float32. Errors: StoreError for a missing split or too few stored points.
+    """
 
     def __init__(
         self,
