@@ -110,11 +110,12 @@ def _fill(
         def on_result(task: tuple, failures: list) -> None:
             split, i, items = task
             start = i * params.chunk
-            chunk_failures[f"{split}/{i}"] = [
-                {"split": split, "row": start + row, "id": id_, "path": p, "reason": r}
-                for row, id_, p, r in failures
-            ]
-            writer.update_attrs({"chunk_failures": chunk_failures})
+            if failures:  # recorded before the chunk counts as done; clean chunks leave the attrs alone
+                chunk_failures[f"{split}/{i}"] = [
+                    {"split": split, "row": start + row, "id": id_, "path": p, "reason": r}
+                    for row, id_, p, r in failures
+                ]
+                writer.update_attrs({"chunk_failures": chunk_failures})
             writer.mark_done(split, i)
             for f in failures:
                 log.warning("skipped %s (%s): %s", f[1], f[2], f[3])
