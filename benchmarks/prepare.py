@@ -1,7 +1,11 @@
-"""Objects/s of the prepare stage on the synthetic source with 1 and 2 workers, and bytes per object.
+"""Objects/s of prepare (synthetic and a ShapeNet-55-style npy release) and render, 1 vs 2 workers.
 
     python benchmarks/prepare.py                  # 450 objects (30 per class), P = 8192, oversample 4
-    python benchmarks/prepare.py --per-class 6    # shorter
+    python benchmarks/prepare.py --per-class 6 --npy-objects 200    # shorter
+
+Three scaling tables from one run: prepare of the synthetic source (meshes sampled and FPS'd),
+prepare of a ShapeNet-55-style release (``shapenet_pc/<synset>-<model>.npy``, 8192 × 3 float32 each,
+random points: reading costs the same whatever they hold), and render of the synthetic points store.
 
 The meshes are generated once (timed on its own line) and every run reads the same ones from a fresh
 data root in a temporary folder, so each run does the whole stage: scan, sampling, FPS, zarr writes and,
@@ -73,6 +77,47 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def write_npy_release(base: Path, n: int) -> Path:
+    """A ShapeNet-55-style release of ``n`` objects (8192 points each, 80 % train) under ``base``."""
+    rng = np.random.default_rng(0)
+    (base / "shapenet_pc").mkdir(parents=True)
+    (base / "ShapeNet-55").mkdir()
+    ids = [
+        f"{synset}-m{k}"
+        for k in range(-(-n // 5))
+        for synset in ("02691156", "02958343", "03001627", "04379243", "04530566")
+    ][:n]
+    for i in ids:
+        np.save(base / "shapenet_pc" / f"{i}.npy", rng.normal(size=(8192, 3)).astype(np.float32))
+    cut = int(0.8 * n)
+    (base / "ShapeNet-55" / "train.txt").write_text("".join(f"{i}.npy\n" for i in ids[:cut]))
+    (base / "ShapeNet-55" / "test.txt").write_text("".join(f"{i}.npy\n" for i in ids[cut:]))
+    return base
+
+
+def scaling(label: str, run, workers: list[int], n: int) -> dict[int, Path]:  # noqa: ANN001
+    """Time ``run(workers) -> store`` for each worker count; print objects/s, CPU s and the ratio."""
+    rows, stores = [], {}
+    for w in workers:
+        load = os.getloadavg()[0]
+        start = time.perf_counter()
+        cpu, children = time.process_time(), _children_cpu()
+        stores[w] = run(w)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        rows.append((w, seconds, n / seconds, cpu, _children_cpu() - children, load))
+    print()
+    print(f"{label}, {n} objects")
+    print(
+        f"{'workers':>7}  {'seconds':>8}  {'objects/s':>9}  {'CPU s main + workers':>20}  {'vs 1 worker':>11}  load"
+    )
+    for w, seconds, rate, cpu, kids, load in rows:
+        print(
+            f"{w:>7}  {seconds:>8.2f}  {rate:>9.1f}  {f'{cpu:.1f} + {kids:.1f}':>20}  "
+            f"{rate / rows[0][2]:>10.2f}x  {load:.1f}"
+        )
+    return stores
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=30, help="synthetic objects per class (15 classes)")
@@ -80,6 +125,8 @@ def main() -> None:
     parser.add_argument("--oversample", type=int, default=4)
     parser.add_argument("--fps", choices=("bucket", "exact"), default="bucket")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--npy-objects", type=int, default=400, help="objects of the npy release (0: skip)")
+    parser.add_argument("--no-render", action="store_true", help="skip the render table")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data roots")
     args = parser.parse_args()
 
@@ -102,30 +149,33 @@ def main() -> None:
             f"mesh generation (not in the timings below): {generation:.2f} s, {n_objects / generation:.1f} objects/s"
         )
 
-        rows, stores = [], {}
-        for workers in args.workers:
+        def run_prepare(workers: int) -> Path:
             root = tmp / f"workers-{workers}"
             (root / "sources").mkdir(parents=True)
             (root / "sources" / meshes.name).symlink_to(meshes, target_is_directory=True)  # reuse the meshes
-            params = base.model_copy(update={"workers": workers})
-            start = time.perf_counter()
-            cpu, children = time.process_time(), _children_cpu()
-            result = prepare(params, root)
-            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-            stores[workers] = result.path
-            rows.append((workers, seconds, n_objects / seconds, cpu, _children_cpu() - children))
+            return prepare(base.model_copy(update={"workers": workers}), root).path
 
-        print()
-        print(
-            f"{'workers':>7}  {'seconds':>8}  {'objects/s':>9}  {'CPU s main + workers':>20}  {'vs 1 worker':>11}"
-        )
-        first = rows[0][2]
-        for workers, seconds, rate, cpu, children in rows:
-            print(
-                f"{workers:>7}  {seconds:>8.2f}  {rate:>9.1f}  {f'{cpu:.1f} + {children:.1f}':>20}  "
-                f"{rate / first:>10.2f}x"
+        stores = scaling("prepare, synthetic meshes", run_prepare, args.workers, n_objects)
+        if args.npy_objects:
+            release = write_npy_release(tmp / "release", args.npy_objects)
+            npy = PrepareParams(source="shapenet", root=str(release))
+            scaling(
+                "prepare, ShapeNet-55-style npy release",
+                lambda w: prepare(npy.model_copy(update={"workers": w}), tmp / f"npy-{w}").path,
+                args.workers,
+                args.npy_objects,
             )
+        if not args.no_render:
+            from pipeline.params import RenderParams
+            from pipeline.render import render
 
+            points_store = stores[args.workers[0]]
+            scaling(
+                "render (3 depth views of 2048 points per object)",
+                lambda w: render(RenderParams(workers=w), points_store, tmp / f"render-{w}"),
+                args.workers,
+                n_objects,
+            )
         path = stores[args.workers[0]]
         total = store_bytes(path)
         points = sum(

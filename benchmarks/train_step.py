@@ -6,6 +6,10 @@ every step, as the paper's code does. Also: DataLoader samples/s vs what the cac
 Everything is measured in one run on this machine; prints ratios.
 
     python benchmarks/train_step.py [--device cuda] [--batch-size 8] [--steps 3]
+    python benchmarks/train_step.py --device cuda --batch-size 64 --per-class 24 --precisions fp32 bf16 \
+        --workers 8 --stage-workers 8       # the paper's batch on a GPU (benchmarks/gpu_check.sh)
+
+On CUDA each mode and precision also prints the peak GPU memory of its steps.
 """
 
 from __future__ import annotations
@@ -53,12 +57,21 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=2, help="synthetic objects per class")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for the loader test")
     ap.add_argument("--data-root", type=Path, default=None, help="reuse stores here (default: a temp dir)")
+    ap.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=("fp32", "bf16"),
+        help="default: bf16 on CUDA (as i2p train), fp32 on CPU",
+    )
+    ap.add_argument("--stage-workers", type=int, default=1, help="prepare/render workers for the stores")
     args = ap.parse_args()
     device = torch.device(args.device)
     data_root = args.data_root or Path(tempfile.mkdtemp(prefix="i2p-bench-"))
     config = load_config(
         overrides=[
             f"prepare.synthetic_per_class={args.per_class}",
+            f"prepare.workers={args.stage_workers}",
+            f"render.workers={args.stage_workers}",
             "cache-features.teacher=tiny-random",
             f"cache-features.device={args.device}",
             "train.num_workers=0",
@@ -76,12 +89,21 @@ def main() -> None:
     collate = torch.utils.data.default_collate
     cached_batches = [collate([cached[i] for i in range(k * n, (k + 1) * n)]) for k in range(args.steps + 1)]
     online_batches = [collate([online[i] for i in range(k * n, (k + 1) * n)]) for k in range(args.steps + 1)]
-    amp = device.type == "cuda"
-    teacher = load_teacher(args.teacher, None, str(device), "fp16" if amp else "fp32", offline=True)
-    results = {}
-    for mode, batches, t in (("cached", cached_batches, None), ("online", online_batches, teacher)):
-        s = setup(params, inputs, data_root / "runs" / "bench", str(device), teacher=t)  # model, optimizer, seeds
-        results[mode] = time_steps(s, batches, device)
+    precisions = args.precisions or (["bf16"] if device.type == "cuda" else ["fp32"])
+    teacher = load_teacher(args.teacher, None, str(device), "fp16" if device.type == "cuda" else "fp32", offline=True)
+    results, peaks = {}, {}
+    for precision in precisions:
+        run_params = params
+        if "precision" in type(params).model_fields:  # train.precision: fp32 (the paper's) | bf16
+            run_params = params.model_copy(update={"precision": precision})
+        for mode, batches, t in (("cached", cached_batches, None), ("online", online_batches, teacher)):
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            s = setup(run_params, inputs, data_root / "runs" / "bench", str(device), teacher=t)  # seeds, model, optimizer
+            results[mode, precision] = time_steps(s, batches, device)
+            if device.type == "cuda":
+                peaks[mode, precision] = torch.cuda.max_memory_allocated(device) / 2**30
+            del s
     loader = torch.utils.data.DataLoader(
         cached, batch_size=n, shuffle=True, num_workers=args.workers, drop_last=True, persistent_workers=False
     )
@@ -93,17 +115,17 @@ def main() -> None:
         if k >= 2 * args.steps:
             break
     loader_rate = seen / (time.perf_counter() - tic) if seen else float("nan")
-    step_rate = n / results["cached"]
-    print(
-        f"device {device} | batch {n} × {params.points} points | online teacher {args.teacher} "
-        f"({'bf16 autocast' if amp else 'fp32'})"
-    )
-    print(f"cached step  {results['cached']:8.3f} s   ({step_rate:7.2f} samples/s)")
-    print(f"online step  {results['online']:8.3f} s   ({n / results['online']:7.2f} samples/s)")
-    print(f"speed-up cached vs online: {results['online'] / results['cached']:.2f}×")
+    step_rate = max(n / results["cached", p] for p in precisions)
+    print(f"device {device} | batch {n} × {params.points} points | online teacher {args.teacher}")
+    for p in precisions:
+        for mode in ("cached", "online"):
+            peak = f", peak GPU memory {peaks[mode, p]:.1f} GiB" if (mode, p) in peaks else ""
+            seconds = results[mode, p]
+            print(f"{mode:<7} step {p}  {seconds:8.3f} s   ({n / seconds:8.2f} samples/s){peak}")
+        print(f"speed-up cached vs online, {p}: {results['online', p] / results['cached', p]:.2f}×")
     print(
         f"loader ({args.workers} workers) {loader_rate:8.1f} samples/s = {loader_rate / step_rate:.1f}× "
-        "what the cached step consumes"
+        "what the fastest cached step consumes"
     )
 
 

@@ -2,9 +2,11 @@
 
 Per split: ``feature (S, V, C, h, w) float16`` (ln_post patch tokens × proj) and
 ``saliency (S, V, h, w) float32`` (last-layer CLS→patch attention, head-averaged). A torch
-DataLoader reads and normalises view chunks in worker processes while the teacher runs here, on one
-device. ``shard="i/n"`` fills only chunks with index % n == i, so n processes (one per GPU, or
-machines sharing the store) fill one store together; whoever finishes last marks it complete.
+DataLoader reads view chunks in worker processes while the teacher runs here, on one device; the
+images are normalised on that device (``pipeline.feed``). ``shard="i/n"`` fills only chunks with
+index % n == i, so n processes (one per GPU, or machines sharing the store) fill one store together;
+whoever finishes last marks it complete. ``shard="auto"`` under ``torchrun --nproc-per-node N``
+makes each rank shard RANK/WORLD_SIZE, on ``cuda:LOCAL_RANK`` when the device is CUDA.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.console import progress_bar
-from pipeline.devices import resolve_device, resolve_precision
+from pipeline.devices import Distributed, resolve_device, resolve_precision
 from pipeline.errors import ConfigError
 from pipeline.params import FeaturesParams
 from pipeline.store import StoreLock, StoreWriter, per_object, read_state
@@ -25,21 +27,26 @@ from pipeline.store import StoreLock, StoreWriter, per_object, read_state
 log = logging.getLogger("i2p")
 
 
-def parse_shard(shard: str | None) -> tuple[int, int]:
+def parse_shard(shard: str | None, dist: Distributed = Distributed()) -> tuple[int, int]:
+    """``"i/n"`` → (i, n); none → (0, 1); ``"auto"`` → torchrun's (RANK, WORLD_SIZE), (0, 1) outside it."""
     if not shard:
         return 0, 1
+    if shard == "auto":
+        return dist.rank, dist.world
     try:
         i, n = (int(x) for x in shard.split("/"))
         assert 0 <= i < n
     except (ValueError, AssertionError):
         raise ConfigError(
-            f"--shard {shard!r} is not i/n with 0 <= i < n", "e.g. --shard 0/2 and --shard 1/2"
+            f"--shard {shard!r} is not i/n with 0 <= i < n, nor auto",
+            "e.g. --shard 0/2 and --shard 1/2, or --shard auto under torchrun",
         ) from None
     return i, n
 
 
 def cache_features(
-    params: FeaturesParams, values: dict[str, Any], views_path: Path, fp: str, path: Path, offline: bool
+    params: FeaturesParams, values: dict[str, Any], views_path: Path, fp: str, path: Path, offline: bool,
+    dist: Distributed = Distributed(),
 ) -> Path:
     """Fill the features store ``path`` (fingerprint ``fp`` of the identity ``values``, planned by the
     runner: teacher, weights sha256, resolved precision) from a views store; returns its path."""
@@ -48,6 +55,8 @@ def cache_features(
     from pipeline.teachers import load_teacher
 
     device = resolve_device(params.device)
+    if device == "cuda" and params.shard == "auto":  # under torchrun: one GPU per rank
+        device = f"cuda:{dist.local_rank}"
     resolve_precision(values["precision"], device)  # fp16/bf16 planned but no CUDA here: an error
     views = zarr.open_group(str(views_path), mode="r")
     dataset = views.attrs["dataset"]
@@ -55,7 +64,7 @@ def cache_features(
     if state is not None and state.complete:
         log.info("cache-features %s (%s): up to date (%s)", dataset, params.teacher, path)
         return path
-    shard, n_shards = parse_shard(params.shard)
+    shard, n_shards = parse_shard(params.shard, dist)
     teacher = load_teacher(params.teacher, params.weights, device, values["precision"], offline=offline)
     if teacher.random_weights:
         log.warning(
@@ -127,32 +136,10 @@ def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter
     return writer
 
 
-class _ViewChunks:
-    """A map-style dataset: item k → (split, chunk index, normalised images (n·V, 3, 224, 224))."""
-
-    def __init__(self, views_path: str, chunks: list[tuple[str, int, int, int]], mean, std):  # noqa: ANN001
-        self.views_path, self.chunks, self.mean, self.std = views_path, chunks, mean, std
-        self._views = None  # opened once per DataLoader worker
-
-    def __len__(self) -> int:
-        return len(self.chunks)
-
-    def __getitem__(self, k: int):  # noqa: ANN204
-        import torch
-        import zarr
-
-        from i2pmae.geometry import normalise_images
-
-        split, i, start, stop = self.chunks[k]
-        if self._views is None:
-            self._views = zarr.open_group(self.views_path, mode="r")
-        images = self._views[f"{split}/image"][start:stop]  # (n, V, H, W) float16
-        x = torch.from_numpy(images.astype(np.float32))
-        return split, i, start, normalise_images(x, self.mean, self.std).flatten(0, 1)  # (n·V, 3, H, W)
-
-
 def _fill(writer, params, views_path, teacher, device, shard, n_shards, dataset) -> None:  # noqa: ANN001
     import torch
+
+    from pipeline.feed import teacher_batches
 
     chunks = []
     for split in writer.group.attrs["splits"]:
@@ -161,42 +148,51 @@ def _fill(writer, params, views_path, teacher, device, shard, n_shards, dataset)
             if i % n_shards == shard:
                 chunks.append((split, i, i * params.chunk, min(n, (i + 1) * params.chunk)))
     norm = _normalisation(params.normalisation, teacher)
-    mean, std = norm["mean"], norm["std"]
-    loader = torch.utils.data.DataLoader(
-        _ViewChunks(str(views_path), chunks, mean, std),
-        batch_size=None,
-        num_workers=params.num_workers if chunks else 0,
-        pin_memory=device.startswith("cuda"),
-    )
     n_views = writer.group[f"{chunks[0][0]}/feature"].shape[1] if chunks else 3
-    total = sum(stop - start for *_, start, stop in chunks) * n_views
+    sizes = [(stop - start) * n_views for *_, start, stop in chunks]  # images per chunk
 
-    def store(split: str, i: int, start: int, feats: list, sals: list) -> None:
+    def store(k: int, feats: list, sals: list) -> None:
         """float16/float32 conversion, zarr write and done mark: runs in the writer thread."""
-        n = sum(len(f) for f in feats) // n_views
-        feature = torch.cat(feats).reshape(n, n_views, *feats[0].shape[1:]).numpy().astype(np.float16)
-        saliency = torch.cat(sals).reshape(n, n_views, *sals[0].shape[1:]).numpy().astype(np.float32)
-        writer.write(split, "feature", start, feature)
-        writer.write(split, "saliency", start, saliency)
+        split, i, start, stop = chunks[k]
+        feature = torch.cat(feats).reshape(stop - start, n_views, *feats[0].shape[1:])
+        saliency = torch.cat(sals).reshape(stop - start, n_views, *sals[0].shape[1:])
+        writer.write(split, "feature", start, feature.numpy().astype(np.float16))
+        writer.write(split, "saliency", start, saliency.numpy().astype(np.float32))
         writer.mark_done(split, i)  # only after both arrays are written
 
-    # One writer thread overlaps chunk k's conversion and write with chunk k+1's teacher forward; at
+    # Teacher batches may span chunks; chunk k is written once its last image is through the teacher.
+    # One writer thread overlaps a chunk's conversion and write with the next teacher forwards; at
     # most one write is pending, and any write error is raised here.
+    outputs: dict[int, tuple[list, list, int]] = {}
+    batches = teacher_batches(
+        str(views_path),
+        chunks,
+        norm["mean"],
+        norm["std"],
+        device,
+        params.batch_size,
+        params.num_workers,
+        n_views,
+    )
     with (
-        progress_bar(f"cache-features {dataset}", total, "images") as advance,
+        progress_bar(f"cache-features {dataset}", sum(sizes), "images") as advance,
         torch.no_grad(),
         ThreadPoolExecutor(max_workers=1) as pool,
     ):
         pending = None
-        for split, i, start, images in loader:
-            feats, sals = [], []
-            for b in range(0, len(images), params.batch_size):
-                f, s = teacher(images[b : b + params.batch_size].to(device, non_blocking=True))
-                feats.append(f.float().cpu())
-                sals.append(s.float().cpu())
-            if pending is not None:
-                pending.result()
-            pending = pool.submit(store, split, i, start, feats, sals)
-            advance(len(images))
+        for batch in batches:
+            f, s = teacher(batch.images)
+            f, s, at = f.float().cpu(), s.float().cpu(), 0
+            for k, _, count in batch.parts:
+                feats, sals, seen = outputs.setdefault(k, ([], [], 0))
+                feats.append(f[at : at + count])
+                sals.append(s[at : at + count])
+                outputs[k] = (feats, sals, seen + count)
+                at += count
+                if seen + count == sizes[k]:
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(store, k, *outputs.pop(k)[:2])
+            advance(len(batch.images))
         if pending is not None:
             pending.result()

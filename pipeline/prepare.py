@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -103,26 +104,21 @@ def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, f
     chunk_notes: dict[str, list] = dict(writer.group.attrs.get("chunk_notes", {}))
     with progress_bar(f"prepare {dataset}", total, "objects", done=total - remaining) as advance:
 
-        def on_result(task: tuple, result: tuple) -> None:
+        def on_result(task: tuple, written: tuple) -> None:
             split, i, items = task
-            points, failures, notes = result
+            failures, notes = written
             start = i * params.chunk
-            ok = np.ones(len(items), bool)
-            for row, *_ in failures:
-                ok[row] = False
-            writer.write(split, "points", start, points)
-            writer.write(split, "label", start, np.where(ok, [it.label for it in items], -1).astype(np.int32))
-            writer.write(
-                split, "id", start, np.array([it.id if k else "" for it, k in zip(items, ok, strict=True)])
-            )
-            chunk_failures[f"{split}/{i}"] = [
-                {"split": split, "row": start + row, "id": id_, "path": p, "reason": r}
-                for row, id_, p, r in failures
-            ]
-            chunk_notes[f"{split}/{i}"] = [
-                {"split": split, "id": n[0], "path": n[1], "warning": n[2]} for n in notes
-            ]
-            writer.update_attrs({"chunk_failures": chunk_failures, "chunk_notes": chunk_notes})
+            if failures:  # recorded before the chunk counts as done; clean chunks leave the attrs alone
+                chunk_failures[f"{split}/{i}"] = [
+                    {"split": split, "row": start + row, "id": id_, "path": p, "reason": r}
+                    for row, id_, p, r in failures
+                ]
+            if notes:
+                chunk_notes[f"{split}/{i}"] = [
+                    {"split": split, "id": n[0], "path": n[1], "warning": n[2]} for n in notes
+                ]
+            if failures or notes:
+                writer.update_attrs({"chunk_failures": chunk_failures, "chunk_notes": chunk_notes})
             for n in notes:
                 log.warning("%s (%s): %s", *n)
             writer.mark_done(split, i)
@@ -133,9 +129,10 @@ def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, f
         run_tasks(
             load_chunk,
             [(split, i, items, params, n_points) for split, i, items in tasks],
-            lambda task, result: on_result(task[:3], result),
+            lambda task, written: on_result(task[:3], written),
             workers=params.workers,
             scheduler=params.scheduler,
+            write=partial(write_chunk, str(path)),
         )
     for f in catalog.failures:
         log.warning("skipped %s (%s): %s", f["id"], f["path"], f["reason"])
@@ -181,6 +178,24 @@ def load_chunk(
                 ) from None
             failures.append((row, item.id, item.path, reason))
     return points, failures, warnings
+
+
+def write_chunk(path: str, task: tuple, result: tuple) -> tuple[list, list]:
+    """Write one loaded chunk's rows (its own shard and chunk files); returns (failures, warnings)."""
+    import zarr
+
+    (split, i, items, params, _), (points, failures, notes) = task, result
+    group, start = zarr.open_group(path, mode="r+"), i * params.chunk
+    ok = np.ones(len(items), bool)
+    for row, *_ in failures:
+        ok[row] = False
+    group[f"{split}/points"][start : start + len(items)] = points
+    group[f"{split}/label"][start : start + len(items)] = np.where(ok, [it.label for it in items], -1).astype(
+        np.int32
+    )
+    ids = np.array([it.id if k else "" for it, k in zip(items, ok, strict=True)])
+    group[f"{split}/id"][start : start + len(items)] = ids
+    return failures, notes
 
 
 def _n_chunks(n: int, chunk: int) -> int:

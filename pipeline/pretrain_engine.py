@@ -31,7 +31,7 @@ from pipeline import rundir
 from pipeline.console import progress_bar
 from pipeline.errors import I2PError, Interrupted
 from pipeline.params import TrainParams
-from pipeline.trainset import CachedShapes, EpochSampler
+from pipeline.trainset import CachedShapes, EpochSampler, batch_loader
 
 log = logging.getLogger("i2p")
 
@@ -128,8 +128,8 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
         raise TrainingError(
             f"{len(dataset)} training objects make no full batch of {params.batch_size}", "lower --batch-size"
         )
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=params.batch_size, sampler=sampler, num_workers=min(params.num_workers, os.cpu_count() or 1),
+    loader = batch_loader(  # one worker reads a whole batch (pipeline/trainset.py)
+        dataset, sampler, num_workers=min(params.num_workers, os.cpu_count() or 1),
         pin_memory=dev.type == "cuda", generator=torch.Generator(),  # own generator: keeps the global RNG exact
     )  # fmt: skip
     return Setup(model, optimizer, dataset, sampler, loader, dev, call, teacher, position)

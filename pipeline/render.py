@@ -9,6 +9,7 @@ The projection itself is :func:`i2pmae.geometry.project`, shared with training.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -79,19 +80,31 @@ def render(params: RenderParams, points_path: Path, fp: str, path: Path) -> Path
         todo = sum(t[3] - t[2] for t in tasks)
         with progress_bar(f"render {dataset}", total, "objects", done=total - todo) as advance:
 
-            def on_result(task: tuple, result: tuple) -> None:
+            def on_result(task: tuple, _: None) -> None:
                 _, split, start, stop, *_ = task
-                images, proj, subset = result
-                writer.write(split, "image", start, images)
-                writer.write(split, "proj", start, proj)
-                writer.write(split, "subset", start, subset)
-                writer.mark_done(split, start // params.chunk)
+                writer.mark_done(split, start // params.chunk)  # after write_chunk returned
                 advance(stop - start)
 
-            run_tasks(render_chunk, tasks, on_result, workers=params.workers, scheduler=params.scheduler)
+            run_tasks(
+                render_chunk,
+                tasks,
+                on_result,
+                workers=params.workers,
+                scheduler=params.scheduler,
+                write=partial(write_chunk, str(path)),
+            )
         writer.finish()
     log.info("render %s: wrote %s", dataset, path)
     return path
+
+
+def write_chunk(path: str, task: tuple, result: tuple) -> None:
+    """Write one rendered chunk (its own shard and chunk files of image, proj and subset)."""
+    import zarr
+
+    group, (_, split, start, stop, *_) = zarr.open_group(path, mode="r+"), task
+    for name, values in zip(("image", "proj", "subset"), result, strict=True):
+        group[f"{split}/{name}"][start:stop] = values
 
 
 def render_chunk(

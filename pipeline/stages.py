@@ -113,7 +113,7 @@ def _run_features(plan: Plan, ctx: Context) -> Path:
     from pipeline.features import cache_features
 
     return cache_features(
-        plan.params, plan.identity, plan.needs["render"].out, plan.fingerprint, plan.out, ctx.offline
+        plan.params, plan.identity, plan.needs["render"].out, plan.fingerprint, plan.out, ctx.offline, ctx.dist
     )
 
 

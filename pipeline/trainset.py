@@ -5,7 +5,11 @@ Per item (design.md "Training from caches", spec §1.1): a random N of the objec
 whatever the worker count or a resume), re-normalised into the unit sphere for the 3D input
 (``xyz``) and kept in the stored frame for 2D lookups (``canonical``); the object's projection
 parameters; its cached feature maps and saliency (cached mode) or the rendered subset's points
-(online-teacher mode). Stores are opened lazily in each DataLoader worker.
+(online-teacher mode). The epoch's order stays a uniform shuffle, as the paper's.
+
+Speed: objects are read straight from the stores' shard files (``pipeline.fastread``), and
+``batch_loader`` gives each DataLoader worker whole batches, read in place into shared-memory batch
+tensors (no per-object tensors, no collate copy).
 """
 
 from __future__ import annotations
@@ -19,7 +23,12 @@ from pipeline.errors import StoreError
 
 
 class CachedShapes(torch.utils.data.Dataset):
-    """Map-style dataset over one split. ``set_epoch(e)`` changes the point subsets."""
+    """Map-style dataset over one split. ``set_epoch(e)`` changes the point subsets.
+
+    An item: ``xyz``, ``canonical`` (N, 3) float32; with a views store ``proj`` (V, 5) float32 and,
+    online, ``render_points`` (R, 3) float32; cached, ``feature`` (V, C, h, w) float16 and
+    ``saliency`` (V, h, w) float32. Errors: StoreError for a missing split or too few stored points.
+    """
 
     def __init__(
         self,
@@ -47,7 +56,8 @@ class CachedShapes(torch.utils.data.Dataset):
                 f"train.points={n_points} but {points_path} stores {self.stored_points} points per object",
                 f"use --set train.points={self.stored_points} or prepare more points",
             )
-        self._groups: dict[str, Any] | None = None
+        self._readers: dict[str, Any] | None = None
+        self._proj: np.ndarray | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -56,30 +66,85 @@ class CachedShapes(torch.utils.data.Dataset):
         return self.length
 
     def _open(self) -> dict[str, Any]:
-        import zarr
+        """One reader per store (opened lazily, again in each worker process); ``proj`` read whole."""
+        from pipeline.fastread import ArrayReader
 
-        if self._groups is None:
-            self._groups = {k: zarr.open_group(p, mode="r")[self.split] for k, p in self.paths.items() if p}
-        return self._groups
+        if self._readers is None:
+            readers = {k: ArrayReader(p, self.split) for k, p in self.paths.items() if p}
+            if "views" in readers:  # (S, V, 5) float32: ≈ 60 B per object, read once per process
+                self._proj = readers["views"].whole("proj")
+            self._readers = readers
+        return self._readers
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        g = self._open()
-        stored = g["points"]["points"][index]  # (P, 3) float32, canonical frame
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+    def __getstate__(self) -> dict[str, Any]:  # spawned workers open their own readers
+        return {**self.__dict__, "_readers": None, "_proj": None}
+
+    def _rows(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Each item field's (shape, dtype)."""
+        r = self._open()
+        f32 = np.dtype(np.float32)
+        rows = {"xyz": ((self.n_points, 3), f32), "canonical": ((self.n_points, 3), f32)}
+        if "views" in r:
+            rows["proj"] = (self._proj.shape[1:], f32)
+            if self.online:
+                rows["render_points"] = ((r["views"].row("subset")[0][0], 3), f32)
+        if "features" in r and not self.online:
+            rows["feature"] = r["features"].row("feature")
+            rows["saliency"] = r["features"].row("saliency")
+        return rows
+
+    def _fill(self, index: int, epoch: int, out: dict[str, np.ndarray]) -> None:
+        """Write object ``index``'s fields in ``epoch`` into ``out`` (arrays of ``_rows``' shapes)."""
+        r = self._open()
+        stored = r["points"].get("points", index)  # (P, 3) float32, canonical frame
+        rng = np.random.default_rng([self.seed, epoch, index])
         chosen = rng.permutation(self.stored_points)[: self.n_points]  # spec §1.1: random, not FPS
         canonical = stored[chosen]
         centred = canonical - canonical.mean(axis=0, keepdims=True)
-        xyz = centred / np.sqrt((centred**2).sum(axis=1)).max()  # spec §1.1 pc_norm after subsampling
-        item = {"xyz": torch.from_numpy(xyz.astype(np.float32)), "canonical": torch.from_numpy(canonical)}
-        if "views" in g:
-            item["proj"] = torch.from_numpy(g["views"]["proj"][index])  # (V, 5)
-            if self.online:
-                subset = g["views"]["subset"][index]
-                item["render_points"] = torch.from_numpy(stored[subset])  # (R, 3)
-        if "features" in g and not self.online:
-            item["feature"] = torch.from_numpy(g["features"]["feature"][index])  # (V, C, h, w) float16
-            item["saliency"] = torch.from_numpy(g["features"]["saliency"][index])  # (V, h, w)
-        return item
+        out["xyz"][...] = centred / np.sqrt((centred**2).sum(axis=1)).max()  # spec §1.1 pc_norm
+        out["canonical"][...] = canonical
+        if "proj" in out:
+            out["proj"][...] = self._proj[index]  # (V, 5)
+        if "render_points" in out:
+            out["render_points"][...] = stored[r["views"].get("subset", index)]  # (R, 3)
+        if "feature" in out:
+            r["features"].get("feature", index, out["feature"])  # (V, C, h, w) float16, read in place
+            r["features"].get("saliency", index, out["saliency"])  # (V, h, w) float32
+
+    def __getitem__(self, index: int | tuple[int, list[int]]) -> dict[str, torch.Tensor]:
+        """One item; or for ``(epoch, [indices])`` (``batch_loader``) the batch ``default_collate``
+        would make of those items in that epoch, filled in place (in shared memory inside a
+        DataLoader worker, so it is handed over without a copy)."""
+        batch = isinstance(index, tuple)
+        epoch, indices = index if batch else (self.epoch, [index])
+        shared = batch and torch.utils.data.get_worker_info() is not None
+        items = {}
+        for key, (shape, dtype) in self._rows().items():
+            t = torch.empty((len(indices), *shape) if batch else shape, dtype=_TORCH[dtype.name])
+            items[key] = t.share_memory_() if shared else t
+        views = {k: t.numpy() for k, t in items.items()}
+        for k, i in enumerate(indices):
+            self._fill(i, epoch, {key: v[k] for key, v in views.items()} if batch else views)
+        return items
+
+
+class _EpochBatches(torch.utils.data.Sampler):
+    """(epoch, batch of indices) from an ``EpochSampler``: the epoch travels with the indices, so
+    persistent DataLoader workers never use a stale one."""
+
+    def __init__(self, sampler: EpochSampler):
+        self.sampler = sampler
+
+    def __iter__(self):
+        size, epoch, batch = self.sampler.batch_size, self.sampler.epoch, []
+        for i in self.sampler:
+            batch.append(i)
+            if len(batch) == size:
+                yield epoch, batch
+                batch = []
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.sampler.batch_size
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -107,3 +172,14 @@ class EpochSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return (self.batches_per_epoch() - self.start_batch) * self.batch_size
+
+
+_TORCH = {"float16": torch.float16, "float32": torch.float32, "int32": torch.int32}
+
+
+def batch_loader(dataset: CachedShapes, sampler: EpochSampler, **kwargs: Any) -> torch.utils.data.DataLoader:
+    """A DataLoader of the sampler's batches, each read whole by one worker into its batch tensors
+    (no per-object tensors to collate); workers persist across epochs. kwargs: num_workers,
+    pin_memory, generator, ... as for ``torch.utils.data.DataLoader``."""
+    kwargs.setdefault("persistent_workers", kwargs.get("num_workers", 0) > 0)
+    return torch.utils.data.DataLoader(dataset, batch_size=None, sampler=_EpochBatches(sampler), **kwargs)
