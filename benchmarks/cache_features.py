@@ -43,13 +43,13 @@ VIT = "random:ViT-B-16-quickgelu"  # the paper's teacher architecture with rando
 
 def build_views(data_root: Path, per_class: int, points: int) -> tuple[Path, int, float]:
     """Prepare and render a synthetic set; returns (views store, objects, seconds)."""
+    from pipeline.execute import build_store
     from pipeline.params import PrepareParams, RenderParams
     from pipeline.prepare import prepare
-    from pipeline.render import render
 
     start = time.perf_counter()
     prepared = prepare(PrepareParams(synthetic_per_class=per_class, points=points), data_root)
-    views = render(RenderParams(), prepared.path, data_root)
+    views = build_store("render", RenderParams(), prepared.path, data_root)
     import zarr
 
     group = zarr.open_group(str(views), mode="r")
@@ -148,7 +148,7 @@ def bare_forward(teacher, views: Path, sizes: list[int], device: str) -> float: 
 
 def run_teacher(name: str, weights: str | None, views: Path, n_objects: int, data_root: Path, args) -> dict:  # noqa: ANN001
     from pipeline.devices import resolve_device
-    from pipeline.features import cache_features
+    from pipeline.execute import build_store
     from pipeline.params import FeaturesParams
     from pipeline.teachers import load_teacher
 
@@ -168,13 +168,13 @@ def run_teacher(name: str, weights: str | None, views: Path, n_objects: int, dat
     stage, bare = math.inf, math.inf
     for _ in range(args.repeat):  # alternate, keep the best of each: other load on the machine hits both
         start = time.perf_counter()
-        features = cache_features(params, views, data_root, offline=True)
+        features = build_store("cache-features", params, views, data_root)
         stage = min(stage, time.perf_counter() - start)
         if args.repeat > 1:
             shutil.rmtree(features)  # the next repeat computes it again
         bare = min(bare, bare_forward(teacher, views, sizes, device))
     if args.repeat > 1:
-        features = cache_features(params, views, data_root, offline=True)  # keep one for its size
+        features = build_store("cache-features", params, views, data_root)  # keep one for its size
     images = sum(sizes)
     return {
         "teacher": "ViT-B/16 (random)" if name == VIT else name,

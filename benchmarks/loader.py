@@ -35,14 +35,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def build_stores(root: Path, per_class: int, workers: int = 1) -> tuple[str, str, str]:
     """Prepare, render and cache tiny-random features; returns the three store paths."""
-    from pipeline.features import cache_features
+    from pipeline.execute import build_store
     from pipeline.params import FeaturesParams, PrepareParams, RenderParams
     from pipeline.prepare import prepare
-    from pipeline.render import render
 
     points = prepare(PrepareParams(synthetic_per_class=per_class, points=8192, workers=workers), root).path
-    views = render(RenderParams(workers=workers), points, root)
-    features = cache_features(FeaturesParams(teacher="tiny-random", device="cpu"), views, root, offline=True)
+    views = build_store("render", RenderParams(workers=workers), points, root)
+    features = build_store("cache-features", FeaturesParams(teacher="tiny-random", device="cpu"), views, root)
     return str(points), str(views), str(features)
 
 

@@ -166,13 +166,13 @@ def main() -> None:
                 args.npy_objects,
             )
         if not args.no_render:
+            from pipeline.execute import build_store
             from pipeline.params import RenderParams
-            from pipeline.render import render
 
             points_store = stores[args.workers[0]]
             scaling(
                 "render (3 depth views of 2048 points per object)",
-                lambda w: render(RenderParams(workers=w), points_store, tmp / f"render-{w}"),
+                lambda w: build_store("render", RenderParams(workers=w), points_store, tmp / f"render-{w}"),
                 args.workers,
                 n_objects,
             )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline import rundir
 from pipeline.errors import I2PError
 
 log = logging.getLogger("i2p")
@@ -29,7 +30,7 @@ class CheckpointError(I2PError):
 
 
 def _run_dir_of(path: Path) -> Path | None:
-    return path.parent if (path.parent / "config.yaml").is_file() else None
+    return path.parent if rundir.read(path.parent).exists else None
 
 
 def read_checkpoint(path: Path) -> Any:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline import rundir
 from pipeline.checkpoint_files import (  # noqa: F401  (re-exported: the public names of checkpoints)
     WRAPPERS,
     CheckpointError,
@@ -74,12 +75,12 @@ class EncoderCheckpoint:
 
 def run_checkpoint(data_root: Path, run: str, which: str = "last") -> Path:
     """``<data_root>/runs/<run>/ckpt-<which>.pt``, or an error naming what the run directory holds."""
-    run_dir = Path(data_root) / "runs" / run
-    path = run_dir / f"ckpt-{which}.pt"
+    run_dir = rundir.run_dir(data_root, run)
+    path = rundir.checkpoint(run_dir, which)
     if path.is_file():
         return path
     if not run_dir.is_dir():
-        known = sorted(p.name for p in (Path(data_root) / "runs").glob("*") if p.is_dir())
+        known = sorted(r.path.name for r in rundir.list_runs(data_root))
         raise CheckpointError(
             f"no run {run!r} under {Path(data_root) / 'runs'} (runs: {', '.join(known) or 'none'})",
             "train one with `i2p train --run NAME`, or pass a file with --ckpt",

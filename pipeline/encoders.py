@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline import rundir
 from pipeline.checkpoints import EncoderCheckpoint, Opened, load_encoder, run_checkpoint
 from pipeline.errors import I2PError
 
@@ -76,6 +77,6 @@ def report_path(data_root: Path, encoder: Encoder, override: Path | None) -> Pat
     if override:
         return Path(override)
     if encoder.run_dir is not None:
-        return encoder.run_dir / "report.md"
+        return rundir.report(encoder.run_dir)
     stem = encoder.checkpoint.path.stem if encoder.checkpoint else "random-init"
-    return Path(data_root) / "runs" / stem / "report.md"
+    return rundir.report(rundir.run_dir(data_root, stem))

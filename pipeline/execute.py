@@ -82,6 +82,8 @@ def run(plan: Plan, ctx: Context, done: set[tuple[str, str]] | None = None) -> P
         run(need, ctx, done)
     if state.up_to_date:
         log.info("%s %s: up to date (%s)", plan.stage, plan.dataset, _rel(plan.out, ctx.data_root))
+    elif _left_to_rank_0(plan, ctx):
+        _wait_until_complete(plan)
     else:
         try:
             STAGES[plan.stage].run(plan, ctx)
@@ -91,6 +93,21 @@ def run(plan: Plan, ctx: Context, done: set[tuple[str, str]] | None = None) -> P
     if ctx.dist.rank == 0 and _finished(plan):
         record(plan, ctx.data_root)
     return plan.out
+
+
+def _left_to_rank_0(plan: Plan, ctx: Context) -> bool:
+    """Under torchrun, rank 0 alone builds the stores (cache-features with ``--shard auto``: every rank
+    fills its shard); the other ranks wait for them."""
+    sharded = plan.stage == "cache-features" and plan.params.shard == "auto"
+    return ctx.dist.world > 1 and ctx.dist.rank != 0 and STAGES[plan.stage].kind == "store" and not sharded
+
+
+def _wait_until_complete(plan: Plan, poll_s: float = 2.0) -> None:
+    import time
+
+    log.info("%s %s: waiting for rank 0 to build %s", plan.stage, plan.dataset, plan.out)
+    while not _finished(plan):
+        time.sleep(poll_s)
 
 
 def _with_other_teachers(err: TeacherError, plan: Plan, data_root: Path) -> TeacherError:
@@ -150,3 +167,19 @@ def build_stage(stage: str, config: Any, data_root: Path, dataset: str) -> dict[
 
     walk(p)
     return outs
+
+
+def build_store(stage: str, params: Any, upstream: Path, data_root: Path, offline: bool = True) -> Path:
+    """Render or cache-features from one given upstream store, outside any dataset record (benchmarks,
+    tests): the stage's own identity and output rules, its run function, the store's path."""
+    from pipeline.store import fingerprint
+
+    spec = STAGES[stage]
+    (need,) = spec.needs(params)
+    attrs = read_state(Path(upstream), progress=False).attrs
+    identity = spec.identity(params)
+    fp = fingerprint(stage, identity, {need: attrs["fingerprint"]})
+    up = Plan(need, attrs["dataset"], None, {}, attrs["fingerprint"], Path(upstream), {}, None)
+    out = spec.out(Path(data_root), attrs["dataset"], fp, params, {need: up})
+    plan = Plan(stage, attrs["dataset"], params, identity, fp, out, {need: up}, None)
+    return spec.run(plan, Context(None, Path(data_root), attrs["dataset"], offline))

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import rundir
 from pipeline.checkpoints import is_classifier, load_classifier, open_checkpoint
 from pipeline.console import progress_bar
 from pipeline.errors import I2PError
@@ -194,7 +195,7 @@ def _evaluate_classifier(data_root, opened, store, rec, fcfg, device, report) ->
     n_classes = max(len(store.classes), int(test_y.max()) + 1)
     model = load_classifier(opened, classifier_config(rec, n_classes, I2PMAEConfig(), fcfg.points))
     acc, voted = evaluate_classifier(model, test_x, test_y, fcfg, device)
-    report = Path(report) if report else Path(data_root) / "runs" / opened.path.stem / "report.md"
+    report = Path(report) if report else rundir.report(rundir.run_dir(data_root, opened.path.stem))
     rows = [("classifier", f"{opened.path.name} (fine-tuned checkpoint, evaluated as is)"),
             ("dataset", store.describe()), ("test objects", str(len(test_y))),
             ("recipe", describe_recipe(rec, model.cfg, fcfg)), ("**accuracy, unvoted**", f"**{pct(acc)}**"),

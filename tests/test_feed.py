@@ -12,9 +12,8 @@ import torch
 import zarr
 
 from i2pmae.geometry import IMAGENET_MEAN, IMAGENET_STD, normalise_images
-from pipeline.features import cache_features
+from pipeline.execute import build_stage, build_store
 from pipeline.feed import ViewBatches, normalise_table, normalise_with, teacher_batches
-from pipeline.runner import run_stage
 from pipeline.teachers import load_teacher
 from tests.test_prepare import array_bytes, toy_config
 
@@ -32,7 +31,7 @@ MEAN, STD = list(IMAGENET_MEAN), list(IMAGENET_STD)
 def views(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("feed")
     config = toy_config(tmp, [*SETS, "cache-features.teacher=tiny-random"])
-    return config, run_stage("render", config, tmp / "data", "toys", {})
+    return config, build_stage("render", config, tmp / "data", "toys")["render"]
 
 
 def test_the_table_normalises_every_float16_value_as_normalise_images():
@@ -63,7 +62,7 @@ def test_store_equals_one_forward_per_object_whatever_the_batches_and_workers(vi
     params = config.params("cache-features").model_copy(
         update={"chunk": 2, "batch_size": 5, "num_workers": workers, "device": "cpu"}
     )
-    written = cache_features(params, path, tmp_path, offline=True)
+    written = build_store("cache-features", params, path, tmp_path)
     store = zarr.open_group(str(written), mode="r")
     teacher = load_teacher("tiny-random", None, "cpu", "fp32", offline=True)
     image = zarr.open_array(f"{path}/train/image", mode="r")
@@ -72,9 +71,7 @@ def test_store_equals_one_forward_per_object_whatever_the_batches_and_workers(vi
         assert np.array_equal(store["train/feature"][o], f.numpy().astype(np.float16))
         assert np.array_equal(store["train/saliency"][o], s.numpy().astype(np.float32))
     if workers:  # and the batch size does not change the bytes (on CPU: the forward is per image)
-        other = cache_features(
-            params.model_copy(update={"batch_size": 64}), path, tmp_path / "b", offline=True
-        )
+        other = build_store("cache-features", params.model_copy(update={"batch_size": 64}), path, tmp_path / "b")
         assert array_bytes(other) == array_bytes(written)
 
 
@@ -88,7 +85,7 @@ def test_torchrun_with_shard_auto_fills_one_store_equal_to_one_process(views, tm
     params = config.params("cache-features").model_copy(
         update={"chunk": 1, "num_workers": 0, "device": "cpu"}
     )
-    one = cache_features(params, path, tmp_path / "one", offline=True)
+    one = build_store("cache-features", params, path, tmp_path / "one")
     data = tmp_path / "two"
     (data / "views").mkdir(parents=True)
     (data / "views" / path.name).symlink_to(path)  # the rendered store; its points store is upstream

@@ -6,10 +6,10 @@ import os
 
 import pytest
 
+from pipeline.execute import build_store
 from pipeline.parallel import run_tasks
 from pipeline.params import PrepareParams, RenderParams
 from pipeline.prepare import prepare
-from pipeline.render import render
 from tests.test_prepare import array_bytes
 
 
@@ -42,9 +42,9 @@ def test_prepare_and_render_in_forked_workers_give_the_same_bytes_as_in_process(
     one = prepare(BASE, tmp_path / "one")
     forked = prepare(BASE.model_copy(update={"workers": 2}), tmp_path / "forked")
     assert array_bytes(one.path) == array_bytes(forked.path)
-    rendered = render(VIEWS, one.path, tmp_path / "one")
+    rendered = build_store("render", VIEWS, one.path, tmp_path / "one")
     assert array_bytes(rendered) == array_bytes(
-        render(VIEWS.model_copy(update={"workers": 2}), forked.path, tmp_path / "forked")
+        build_store("render", VIEWS.model_copy(update={"workers": 2}), forked.path, tmp_path / "forked")
     )
 
 
@@ -62,7 +62,7 @@ def test_render_on_a_dask_cluster_gives_the_same_bytes(tmp_path):
     from distributed import LocalCluster
 
     one = prepare(BASE, tmp_path / "one")
-    rendered = render(VIEWS, one.path, tmp_path / "one")
+    rendered = build_store("render", VIEWS, one.path, tmp_path / "one")
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
         dask_views = VIEWS.model_copy(update={"scheduler": cluster.scheduler_address})
-        assert array_bytes(rendered) == array_bytes(render(dask_views, one.path, tmp_path / "dask"))
+        assert array_bytes(rendered) == array_bytes(build_store("render", dask_views, one.path, tmp_path / "dask"))

@@ -77,11 +77,16 @@ CHANGES = [  # (stage, --set, what status names)
     ("train", "train.mask_ratio=0.7", "mask_ratio 0.8 → 0.7"),
     ("eval", "eval.pooling=mean+max", "pooling 'max' → 'mean+max'"),
 ]
+SLOW_CHANGES = [  # fine-tuning twice takes minutes on 2 cores
+    pytest.param("finetune", "finetune.lr=0.001", "lr None → 0.001", marks=pytest.mark.slow, id="finetune"),
+]
 
 
-@pytest.mark.parametrize("stage, change, words", CHANGES, ids=[c[0] for c in CHANGES])
+@pytest.mark.parametrize("stage, change, words", [*CHANGES, *SLOW_CHANGES], ids=[c[0] for c in CHANGES] + ["finetune"])
 def test_a_changed_param_is_named_then_running_it_is_up_to_date(built, stage, change, words):
     _, data, _ = built
+    if stage == "finetune":  # a first fine-tuning to compare with
+        assert cli(data, "run", "finetune", "-d", "toys", *sets()).exit_code == 0
     before = status(data, "-d", "toys", *sets(change))
     assert before[stage] == f"changed: {words}", before
     extra = ["train.run=variant"] if stage == "train" else []  # a run never changes under its name
