@@ -53,6 +53,22 @@ def warn_if_warmup_only(params: TrainParams, n_objects: int, world: int = 1) -> 
         )  # fmt: skip
 
 
+def fit_to_store(params: TrainParams, n_objects: int, stored: int, world: int = 1) -> TrainParams:
+    """A small store: every stored point when it holds fewer than train.points (e.g. `prepare --points
+    1024`), and one batch of every training object when there are fewer than train.batch_size; each
+    with a warning that names the explicit setting. The run's identity keeps the params as given."""
+    if stored < params.points:
+        log.warning("train.points=%d but the points store holds %d per object: each step uses all %d "
+                    "(--set train.points=%d says so explicitly)", params.points, stored, stored, stored)  # fmt: skip
+        params = params.model_copy(update={"points": stored})
+    fitting = (n_objects // world) * world
+    if 0 < fitting < params.batch_size:
+        log.warning("train.batch_size=%d but the train split holds %d objects: each step uses %d "
+                    "(--batch-size %d says so explicitly)", params.batch_size, n_objects, fitting, fitting)  # fmt: skip
+        params = params.model_copy(update={"batch_size": fitting})
+    return params
+
+
 def run_config(plan: Any, inputs: Any) -> dict[str, Any]:
     """config.yaml: identity, params, runtime params, seed, dataset, stores, teacher, code, machine."""
     from pipeline.provenance import code_version, machine_info, teacher_record
@@ -101,13 +117,12 @@ def run_pretraining(plan: Any, ctx: Any) -> Path:
     if teacher is not None:
         inputs = type(inputs)(**{**inputs.__dict__, "feature_channels": teacher.channels})  # e.g. 768 for ViT-L/14
     n_objects, stored = zarr.open_group(inputs.points, mode="r")["train/points"].shape[:2]
-    if stored < params.points:  # e.g. `i2p prepare --points 1024`: train on every stored point
-        log.warning("train.points=%d but the points store holds %d per object: each step uses all %d "
-                    "(--set train.points=%d says so explicitly)", params.points, stored, stored, stored)  # fmt: skip
-        params = params.model_copy(update={"points": int(stored)})
+    params = fit_to_store(params, int(n_objects), int(stored), dist.world)
     warn_if_warmup_only(params, n_objects, dist.world)
     if dist.rank == 0:
-        rundir.write_config(run, run_config(plan, inputs))
+        config = run_config(plan, inputs)
+        config["effective"] = {"points": params.points, "batch_size": params.batch_size}
+        rundir.write_config(run, config)
         rundir.forget_stripped(run)
     log.info("run %s: %s", params.run, "continuing from its checkpoint" if state.has_checkpoint else "starting")
     try:
