@@ -163,14 +163,17 @@ def train(
     """Pre-train I2P-MAE from the cached stores (spec §2–§9.1) into runs/<run>/."""
     done = "interrupted: the run keeps its last checkpoint; rerun the same command to continue"
     with session(ctx, data_root, sets, verbose, quiet, interrupted=done) as (config, root_dir):
-        from pipeline.lookup import features_pins
+        from pipeline.lookup import features_dataset, features_pins
 
         config = config.with_values(
             "train", run=run_name, epochs=epochs, max_steps=max_steps, batch_size=batch_size, device=device,
             seed=seed, resume=resume or None, masking=masking, mask_ratio=mask_ratio, targets=targets,
             online_teacher=online_teacher,
         ).with_values("cache-features", teacher=teacher)  # fmt: skip
-        pins = features_pins(features.expanduser().resolve()) if features else None
+        pins = None
+        if features:
+            features = features.expanduser().resolve()
+            pins, dataset = features_pins(features), features_dataset(features, dataset)
         say(f"run: {build('train', context(config, root_dir, dataset, run_name, pins))}")
 
 

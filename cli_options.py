@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from pipeline.errors import I2PError
+from pipeline.errors import I2PError, Interrupted
 
 DataRoot = Annotated[
     Path | None,
@@ -92,6 +92,9 @@ def session(ctx: typer.Context, data_root: Path | None, sets: list[str] | None, 
         config = load_config(g.stages, [*(g.sets or []), *(sets or [])])
         root = Path(data_root or g.data_root or "data").expanduser().resolve()
         yield config, root
+    except Interrupted as err:  # Ctrl-C that a stage turned into a message (e.g. the checkpoint it saved)
+        console.print(f"[yellow]{err.message}[/]" + (f"\n[dim]hint:[/] {err.hint}" if err.hint else ""))
+        raise typer.Exit(130) from None
     except I2PError as err:
         report_error(err)
         raise typer.Exit(2) from None

@@ -2,8 +2,8 @@
 
 In use: every output a dataset record names (its current points, views and features of every teacher)
 and every store a run's config.yaml names. Everything else under ``points/``, ``views/`` and
-``features/`` is garbage, with its lock files; so is the optimizer state inside a finished run's
-``ckpt-last.pt`` (≈ two thirds of the file: AdamW keeps two moments per parameter), which only an
+``features/`` is garbage, with its lock files; so is the optimizer state inside the ``ckpt-last.pt`` of
+a run that reached its last epoch (not one stopped at ``--max-steps``, which may be extended exactly) (≈ two thirds of the file: AdamW keeps two moments per parameter), which only an
 extension of that run would need. Nothing is removed unless asked.
 """
 
@@ -51,7 +51,7 @@ def collect(data_root: Path) -> list[Garbage]:
                 found.append(Garbage(lock, "lock", lock.stat().st_size, "lock file of a store that is gone or unused"))
     for run in rundir.list_runs(data_root):
         ckpt = rundir.checkpoint(run.path)
-        if run.complete is not None and ckpt.is_file() and rundir.has_optimizer_state(run.path):
+        if rundir.finished_for_good(run.path) and ckpt.is_file() and rundir.has_optimizer_state(run.path):
             size = ckpt.stat().st_size
             found.append(Garbage(ckpt, "optimizer state", size * 2 // 3,
                                  f"run {run.path.name} is finished; only extending it needs the optimizer state"))  # fmt: skip

@@ -43,13 +43,23 @@ def features_pins(features: Path) -> dict[str, Path]:
     return {"cache-features": Path(features), "render": views, "prepare": points}
 
 
+def features_dataset(features: Path, asked: str | None) -> str:
+    """The dataset an explicit features store belongs to; a different ``--dataset`` is an error."""
+    state = read_state(features, progress=False)
+    owner = str((state.attrs if state else {}).get("dataset"))
+    if asked is not None and asked != owner:
+        raise StoreError(f"--features {features} belongs to dataset {owner}, not {asked}",
+                         f"drop --dataset, or pass --dataset {owner}")  # fmt: skip
+    return owner
+
+
 def run_points(ctx: Context) -> Path:
     """The points store an evaluation of the context's run uses on the context's dataset."""
     return plan("eval", ctx).needs["prepare"].out
 
 
 def current_points(ctx: Context) -> Path:
-    """The dataset's current points store (or the run's own, when the context names a run of it)."""
+    """The dataset's current points store (complete), for encoders evaluated directly (--ckpt)."""
     p = plan("prepare", ctx)
     state = read_state(p.out, progress=False)
     if state is None or not state.complete:

@@ -57,14 +57,18 @@ def fit_to_store(params: TrainParams, n_objects: int, stored: int, world: int = 
     """A small store: every stored point when it holds fewer than train.points (e.g. `prepare --points
     1024`), and one batch of every training object when there are fewer than train.batch_size; each
     with a warning that names the explicit setting. The run's identity keeps the params as given."""
+    floor = TrainParams.model_fields["points"].metadata[0].ge  # the 512 scale-0 groups need 512 points
+    if stored < floor:
+        raise ConfigError(f"the points store holds {stored} points per object; training needs at least {floor}",
+                          f"prepare the dataset with --points {floor} or more")  # fmt: skip
     if stored < params.points:
         log.warning("train.points=%d but the points store holds %d per object: each step uses all %d "
-                    "(--set train.points=%d says so explicitly)", params.points, stored, stored, stored)  # fmt: skip
+                    "(a new run with --set train.points=%d says so explicitly)", params.points, stored, stored, stored)  # fmt: skip
         params = params.model_copy(update={"points": stored})
     fitting = (n_objects // world) * world
     if 0 < fitting < params.batch_size:
         log.warning("train.batch_size=%d but the train split holds %d objects: each step uses %d "
-                    "(--batch-size %d says so explicitly)", params.batch_size, n_objects, fitting, fitting)  # fmt: skip
+                    "(a new run with --batch-size %d says so explicitly)", params.batch_size, n_objects, fitting, fitting)  # fmt: skip
         params = params.model_copy(update={"batch_size": fitting})
     return params
 
@@ -120,6 +124,8 @@ def run_pretraining(plan: Any, ctx: Any) -> Path:
     params = fit_to_store(params, int(n_objects), int(stored), dist.world)
     warn_if_warmup_only(params, n_objects, dist.world)
     if dist.rank == 0:
+        if state.has_checkpoint:
+            rundir.clear_evals(run)  # they describe the checkpoint this continuation replaces
         config = run_config(plan, inputs)
         config["effective"] = {"points": params.points, "batch_size": params.batch_size}
         rundir.write_config(run, config)
@@ -130,7 +136,7 @@ def run_pretraining(plan: Any, ctx: Any) -> Path:
     finally:
         if dist.world > 1:
             torch.distributed.destroy_process_group()
-    if not params.keep_optimizer and dist.rank == 0 and rundir.read(run).complete is not None:
+    if not params.keep_optimizer and dist.rank == 0 and rundir.finished_for_good(run):
         rundir.strip_optimizer_state(run)
     log.info("run %s: checkpoint %s", params.run, ckpt)
     return run

@@ -159,7 +159,15 @@ def read_eval(path: Path) -> dict[str, Any] | None:
 
 def list_evals(run: Path) -> list[dict[str, Any]]:
     folder = Path(run) / "evals"
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    files = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    return [json.loads(p.read_text()) for p in files]  # oldest first
+
+
+def clear_evals(run: Path) -> None:
+    """The run trains further: its evaluations describe an older checkpoint (report.md keeps them)."""
+    folder = Path(run) / "evals"
+    for p in folder.glob("*.json") if folder.is_dir() else []:
+        p.unlink()
 
 
 def write_loss_plot(run: Path) -> Path | None:
@@ -206,6 +214,12 @@ def input_paths(config: dict[str, Any]) -> dict[str, str | None]:
     stores = config.get("stores") or {}
     kinds = {"points": "prepare", "views": "render", "features": "cache-features"}
     return {k: (stores.get(stage) or {}).get("path") for k, stage in kinds.items()}
+
+
+def finished_for_good(run: Path) -> bool:
+    """complete.json says the run reached its last epoch (not only a --max-steps): nothing will extend it."""
+    state = read(run)
+    return state.complete is not None and state.complete["epoch"] >= int(state.params.get("epochs", 0))
 
 
 def has_optimizer_state(run: Path) -> bool:

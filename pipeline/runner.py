@@ -22,7 +22,6 @@ from typing import Any
 from pipeline import datasets, rundir
 from pipeline.config import Config
 from pipeline.devices import Distributed
-from pipeline.errors import ConfigError
 from pipeline.params import StageParams
 from pipeline.stages import STAGES
 from pipeline.store import fingerprint, read_state
@@ -201,7 +200,8 @@ def _plan_train(ctx: Context, memo: dict[str, Plan], for_eval: bool) -> Plan:
 
 def _plan_eval(stage: str, ctx: Context, memo: dict[str, Plan]) -> Plan:
     """Evaluations of a run: on the run's own points store for its dataset, else the dataset's current."""
-    train = memo.setdefault("train", _plan_train(ctx, memo, for_eval=True))
+    named = bool(ctx.config.overrides.get("train", {}).get("run"))  # --run NAME: that run, on any dataset
+    train = memo.setdefault("train", _plan_train(ctx, memo, for_eval=named))
     if ctx.dataset == train.dataset and "prepare" in train.needs:
         points = train.needs["prepare"]
     else:
@@ -214,9 +214,12 @@ def _plan_eval(stage: str, ctx: Context, memo: dict[str, Plan]) -> Plan:
 
 def _last_eval(plan_: Plan) -> Recorded | None:
     """The newest evaluation of the same kind and dataset in the run (what "changed: …" compares with)."""
-    folder = plan_.out.parent
-    found = sorted(folder.glob(f"{plan_.out.name.rsplit('-', 1)[0]}-*.json"), key=lambda p: p.stat().st_mtime)
-    return recorded_output(plan_.stage, found[-1]) if found else None
+    kind = plan_.out.name.split("-", 1)[0]
+    same = [e for e in rundir.list_evals(plan_.out.parent.parent) if e.get("kind") == kind and e.get("dataset") == plan_.dataset]
+    if not same:
+        return None
+    last = same[-1]
+    return Recorded(plan_.out, last["fingerprint"], last["params"], last["upstream"])
 
 
 def describe_difference(now: dict[str, Any], before: dict[str, Any]) -> str:
@@ -260,10 +263,4 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def require_known(ctx: Context) -> None:
-    """An unknown dataset name is an error with "did you mean" (the synthetic default is always known)."""
-    if ctx.dataset != "synthetic" and datasets.load(ctx.data_root, ctx.dataset) is None:
-        raise datasets.unknown_dataset(ctx.data_root, ctx.dataset)
-
-
-__all__ = ["Context", "Plan", "plan", "changed", "outputs_used", "ConfigError"]
+__all__ = ["Context", "Plan", "plan", "changed", "outputs_used"]

@@ -5,8 +5,8 @@ Every stage is one :class:`Stage` record:
 * ``params``: its frozen, validated params model (:mod:`pipeline.params`, defaults in stages.yaml);
 * ``needs(params)``: the stages whose outputs it reads (train needs views and features only when its
   masking or targets use them);
-* ``identity(params, upstream)``: what defines its output, a dict hashed into its fingerprint together
-  with the upstream fingerprints. Computed from params and upstream identities only, never by rescanning
+* ``identity(params)``: what defines its output, a dict hashed into its fingerprint together with the
+  upstream fingerprints. Computed from params and upstream identities only, never by rescanning
   a source folder, so a dataset whose folder moved keeps its stores;
 * ``out(data_root, dataset, fp, params, needs)``: where the output lives (evaluations: in the directory of
   the run they evaluate, ``needs["train"]``);
@@ -159,4 +159,3 @@ STAGES: dict[str, Stage] = {
 
 # What `i2p run` brings up to date when no stage is named (finetune and fewshot take hours: run by name).
 DEFAULT_TARGETS = ("eval",)
-EVAL_KINDS = {"eval": "svm", "finetune": "finetune", "fewshot": "fewshot"}
