@@ -5,7 +5,11 @@ and runs the teacher (default ViT-B/16 with random weights: timing does not depe
 every step, as the paper's code does. Also: DataLoader samples/s vs what the cached step consumes.
 Everything is measured in one run on this machine; prints ratios.
 
-    python benchmarks/train_step.py [--device cuda] [--batch-size 8] [--steps 3]
+``--precision-check`` (CUDA only) measures what ``train.precision=bf16`` does against the paper's fp32:
+the same steps from the same weights, seeds and batches in both precisions, then the seconds per step
+ratio and the relative difference of the losses, step by step.
+
+    python benchmarks/train_step.py [--device cuda] [--batch-size 8] [--steps 3] [--precision-check]
 """
 
 from __future__ import annotations
@@ -44,6 +48,28 @@ def time_steps(s, batches, device) -> float:  # noqa: ANN001
     return sum(times) / len(times)
 
 
+def precision_check(params, inputs, batches, data_root, device) -> None:  # noqa: ANN001
+    """fp32 vs bf16 autocast on the same steps: seconds per step and the losses' relative difference."""
+    losses, seconds = {}, {}
+    for precision in ("fp32", "bf16"):
+        s = setup(params.model_copy(update={"precision": precision}), inputs, data_root / "runs" / "bench", str(device))
+        times, losses[precision] = [], []
+        for k, item in enumerate(batches):
+            torch.cuda.synchronize()
+            tic = time.perf_counter()
+            losses[precision].append(train_step(s, item).loss.item())
+            torch.cuda.synchronize()
+            if k > 0:
+                times.append(time.perf_counter() - tic)
+        seconds[precision] = sum(times) / len(times)
+    rel = [abs(b - a) / abs(a) for a, b in zip(losses["fp32"], losses["bf16"], strict=True)]
+    print(f"precision check: fp32 {seconds['fp32']:.3f} s/step, bf16 {seconds['bf16']:.3f} s/step "
+          f"(bf16 speed-up {seconds['fp32'] / seconds['bf16']:.2f}×)")  # fmt: skip
+    print("  loss per step fp32: " + " ".join(f"{x:.4f}" for x in losses["fp32"]))
+    print("  loss per step bf16: " + " ".join(f"{x:.4f}" for x in losses["bf16"]))
+    print(f"  relative loss difference: first step {rel[0]:.2e}, mean {sum(rel) / len(rel):.2e}, max {max(rel):.2e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -53,6 +79,7 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=2, help="synthetic objects per class")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for the loader test")
     ap.add_argument("--data-root", type=Path, default=None, help="reuse stores here (default: a temp dir)")
+    ap.add_argument("--precision-check", action="store_true", help="fp32 vs bf16 steps and losses (CUDA)")
     args = ap.parse_args()
     device = torch.device(args.device)
     data_root = args.data_root or Path(tempfile.mkdtemp(prefix="i2p-bench-"))
@@ -76,6 +103,11 @@ def main() -> None:
     collate = torch.utils.data.default_collate
     cached_batches = [collate([cached[i] for i in range(k * n, (k + 1) * n)]) for k in range(args.steps + 1)]
     online_batches = [collate([online[i] for i in range(k * n, (k + 1) * n)]) for k in range(args.steps + 1)]
+    if args.precision_check:
+        if device.type != "cuda":
+            raise SystemExit("--precision-check needs a CUDA device: bf16 training is refused on CPU")
+        precision_check(params, inputs, cached_batches, data_root, device)
+        return
     amp = device.type == "cuda"
     teacher = load_teacher(args.teacher, None, str(device), "fp16" if amp else "fp32", offline=True)
     results = {}
@@ -96,7 +128,7 @@ def main() -> None:
     step_rate = n / results["cached"]
     print(
         f"device {device} | batch {n} × {params.points} points | online teacher {args.teacher} "
-        f"({'bf16 autocast' if amp else 'fp32'})"
+        f"(teacher {'fp16' if amp else 'fp32'}; model {params.precision})"
     )
     print(f"cached step  {results['cached']:8.3f} s   ({step_rate:7.2f} samples/s)")
     print(f"online step  {results['online']:8.3f} s   ({n / results['online']:7.2f} samples/s)")

@@ -143,6 +143,7 @@ class TrainParams(StageParams):
     masking: Literal["2d-guided", "random"] = "2d-guided"
     targets: Literal["3d", "3d+2d"] = "3d+2d"
     online_teacher: str | None = None  # render + run this teacher inside the step (the paper's way)
+    precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.1); bf16: autocast on CUDA (speed)
     seed: int = 1
     device: str = "auto"
     num_workers: int = Field(4, ge=0)
@@ -177,6 +178,7 @@ class FinetuneParams(StageParams):
     points: int | None = Field(None, ge=16)  # None: the recipe's (1024 ModelNet40, 2048 ScanObjectNN)
     lr: float | None = None  # None: the recipe's (5e-4)
     votes: int | None = Field(None, ge=0)  # None: the recipe's (10 ModelNet40; 0 = no voting)
+    precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.2); bf16: autocast on CUDA (speed)
     device: str = "auto"
 
 
@@ -195,6 +197,7 @@ class FewshotParams(StageParams):
     batch_size: int | None = Field(None, ge=1)  # None: 32
     test_batch_size: int | None = Field(None, ge=1)  # None: 64
     points: int | None = Field(None, ge=16)  # None: 1024
+    precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper; bf16: autocast on CUDA (speed)
     device: str = "auto"
 
 

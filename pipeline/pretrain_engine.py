@@ -28,6 +28,7 @@ from i2pmae.pretrain import Batch, LossOnly, online_maps, pretrain_forward
 from i2pmae.schedule import epoch_lr, param_groups
 from pipeline import rundir
 from pipeline.console import progress_bar
+from pipeline.devices import check_training_precision
 from pipeline.errors import I2PError, Interrupted
 from pipeline.params import TrainParams
 from pipeline.trainset import CachedShapes, EpochSampler
@@ -93,11 +94,13 @@ class Setup:
     call: Any  # DDP(LossOnly(model)) under torchrun, else None (the model's own forward)
     teacher: Any
     position: dict[str, int]  # epoch, batch (within the epoch), step
+    precision: str = "fp32"  # "bf16": the forward under bf16 autocast (CUDA only)
 
 
 def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teacher: Any = None, rank: int = 0,
           world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False) -> Setup:  # fmt: skip
     """Seed, build model and optimizer, restore ``ckpt-last.pt`` when ``resume``, build the loader."""
+    check_training_precision(params.precision, device)
     for seed_fn in (torch.manual_seed, np.random.seed, random.seed):
         seed_fn(params.seed + rank)
     dev = torch.device(device)
@@ -126,7 +129,7 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
         dataset, batch_size=params.batch_size, sampler=sampler, num_workers=min(params.num_workers, os.cpu_count() or 1),
         pin_memory=dev.type == "cuda", generator=torch.Generator(),  # own generator: keeps the global RNG exact
     )  # fmt: skip
-    return Setup(model, optimizer, dataset, sampler, loader, dev, call, teacher, position)
+    return Setup(model, optimizer, dataset, sampler, loader, dev, call, teacher, position, params.precision)
 
 
 def train_step(s: Setup, item: dict[str, torch.Tensor]) -> Any:
@@ -134,8 +137,7 @@ def train_step(s: Setup, item: dict[str, torch.Tensor]) -> Any:
     batch = Batch.from_item(item, s.device)
     if s.teacher is not None:
         batch = online_maps(batch, s.teacher)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if s.device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    with amp:
+    with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.precision == "bf16"):  # §9.1: fp32
         out = pretrain_forward(s.model, batch, call=s.call)
     if not torch.isfinite(out.loss):
         return out  # the caller stops with the step number metrics.jsonl would give it

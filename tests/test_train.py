@@ -302,3 +302,22 @@ def test_a_non_finite_loss_names_the_step_as_metrics_numbers_it(stores, tmp_path
         fit(params, inputs, tmp_path / "nan", "cpu", arch=SMALL)
     rows = [json.loads(x) for x in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
     assert f"at step {rows[-1]['step'] + 1} " in err.value.message, (err.value.message, rows)
+
+
+def test_precision_is_fp32_by_default_part_of_the_identity_and_bf16_is_refused_on_cpu(stores, tmp_path):
+    from pipeline.downstream_stages import finetune_overrides
+    from pipeline.errors import ConfigError
+    from pipeline.params import FinetuneParams
+
+    config, data_root, inputs = stores
+    assert config.params("train").precision == "fp32" and config.params("finetune").precision == "fp32"
+    bf16 = config.with_values("train", precision="bf16")
+    fp = {c.params("train").precision: plan("train", Context(c, data_root, "toys")).fingerprint for c in (config, bf16)}
+    assert fp["fp32"] != fp["bf16"]  # another precision is another run
+    with pytest.raises(ConfigError) as err:
+        fit(bf16.params("train").model_copy(update={"run": "bf16"}), inputs, tmp_path / "bf16", "cpu", arch=SMALL)
+    assert "train.precision=bf16 needs a CUDA device" in err.value.message and "precision=fp32" in err.value.hint
+    with pytest.raises(ConfigError, match="finetune.precision=bf16"):
+        finetune_overrides(FinetuneParams(precision="bf16", device="cpu"))
+    assert finetune_overrides(FinetuneParams(device="cpu"))["precision"] == "fp32"
+
