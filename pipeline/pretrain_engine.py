@@ -9,14 +9,13 @@ Ctrl-C stops at once. Under ``torchrun`` the model is wrapped in DistributedData
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +28,12 @@ from i2pmae.schedule import epoch_lr, param_groups
 from pipeline import rundir
 from pipeline.console import progress_bar
 from pipeline.devices import check_training_precision
-from pipeline.errors import I2PError, Interrupted
+from pipeline.errors import Interrupted
 from pipeline.params import TrainParams
+from pipeline.train_state import TrainingError, gather_rng_states, restore_rng, save_checkpoint
 from pipeline.trainset import CachedShapes, EpochSampler
 
-
-class TrainingError(I2PError):
-    """Training cannot go on (non-finite loss, no full batch, a checkpoint mismatch)."""
+__all__ = ["TrainingError", "TrainInputs", "build_model", "setup", "train_step", "train_one_epoch", "fit"]
 
 
 @dataclass(frozen=True)
@@ -57,30 +55,6 @@ def build_model(params: TrainParams, channels: int, arch: dict[str, Any] | None 
     return I2PMAE(cfg)
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: Any, params: TrainParams, position: dict) -> None:
-    """model, optimizer, RNG states, position {epoch, batch, step} and config, written atomically."""
-    core = model.module if hasattr(model, "module") else model
-    buffer = io.BytesIO()
-    torch.save({"model": core.state_dict(), "model_config": asdict(core.cfg), "train_params": params.model_dump(),
-                "optimizer": optimizer.state_dict(), "scaler": None, "rng": _rng_state(), **position}, buffer)  # fmt: skip
-    rundir.write_atomic(path, buffer.getvalue())
-
-
 @dataclass
 class Setup:
     """Everything one run's loop holds: model, optimizer, data, device and where it starts."""
@@ -99,8 +73,18 @@ class Setup:
 
 def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teacher: Any = None, rank: int = 0,
           world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False) -> Setup:  # fmt: skip
-    """Seed, build model and optimizer, restore ``ckpt-last.pt`` when ``resume``, build the loader."""
+    """Seed, build model and optimizer, restore ``ckpt-last.pt`` when ``resume``, build the loader.
+
+    ``params.batch_size`` is the total over the ``world`` ranks (spec §9.1: the official total batch is split
+    across GPUs), each rank loading ``batch_size // world``; the lr and the steps per epoch do not depend on
+    ``world``. Raises TrainingError when it does not split evenly, ConfigError for bf16 off CUDA."""
     check_training_precision(params.precision, device)
+    if params.batch_size % world:
+        raise TrainingError(
+            f"train.batch_size={params.batch_size} is the total over {world} processes and must split evenly: "
+            f"batch_size % world == 0 ({params.batch_size} % {world} = {params.batch_size % world})",
+            f"use a multiple of {world}, e.g. --batch-size {params.batch_size // world * world or world}",
+        )
     for seed_fn in (torch.manual_seed, np.random.seed, random.seed):
         seed_fn(params.seed + rank)
     dev = torch.device(device)
@@ -111,7 +95,7 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
         state = torch.load(rundir.checkpoint(run), map_location="cpu", weights_only=False)  # RNG stays on CPU
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
+        restore_rng(state, rank, world)
         position = {k: state[k] for k in position}
     call = None
     if world > 1:  # every parameter gets a gradient through LossOnly: no find_unused_parameters needed
@@ -126,7 +110,7 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
             f"{len(dataset)} training objects make no full batch of {params.batch_size}", "lower --batch-size"
         )
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=params.batch_size, sampler=sampler, num_workers=min(params.num_workers, os.cpu_count() or 1),
+        dataset, batch_size=params.batch_size // world, sampler=sampler, num_workers=min(params.num_workers, os.cpu_count() or 1),
         pin_memory=dev.type == "cuda", generator=torch.Generator(),  # own generator: keeps the global RNG exact
     )  # fmt: skip
     return Setup(model, optimizer, dataset, sampler, loader, dev, call, teacher, position, params.precision)
@@ -194,7 +178,7 @@ def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metric
             if metrics:
                 metrics.write({"step": step, "epoch": epoch, "loss": out.loss.item(), "loss_3d": out.loss_3d.item(),
                                "loss_2d": None if out.loss_2d is None else out.loss_2d.item(), "lr": lr,
-                               "samples_per_s": round(params.batch_size * world / (time.perf_counter() - tic), 2)})  # fmt: skip
+                               "samples_per_s": round(params.batch_size / (time.perf_counter() - tic), 2)})  # fmt: skip
             advance(1)
             if params.max_steps is not None and step >= params.max_steps:
                 return "max_steps"
@@ -218,8 +202,9 @@ def fit(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teache
         with stop_on_interrupt() as flag:
             for epoch in range(s.position["epoch"], params.epochs):
                 how = train_one_epoch(s, epoch, params, run, metrics, flag, world)
+                rng_states = gather_rng_states(world)  # every rank's stream, for an exact resume
                 if rank == 0:
-                    save_checkpoint(ckpt, s.model, s.optimizer, params, s.position)
+                    save_checkpoint(ckpt, s.model, s.optimizer, params, s.position, rng_states)
                 if how == "interrupted":
                     raise Interrupted(
                         f"interrupted: checkpoint saved at step {s.position['step']} ({ckpt})",

@@ -39,7 +39,7 @@ def warn_if_warmup_only(params: TrainParams, n_objects: int, world: int = 1) -> 
     """Warn when every epoch this run trains lies in the warm-up (lr never near its peak), with the numbers."""
     from i2pmae.schedule import epoch_lr
 
-    per_epoch = max(n_objects // (params.batch_size * world), 1)
+    per_epoch = max(n_objects // params.batch_size, 1)  # batch_size is the total over ranks
     last = params.epochs - 1
     if params.max_steps is not None:
         last = min(last, (params.max_steps - 1) // per_epoch)

@@ -321,3 +321,59 @@ def test_precision_is_fp32_by_default_part_of_the_identity_and_bf16_is_refused_o
         finetune_overrides(FinetuneParams(precision="bf16", device="cpu"))
     assert finetune_overrides(FinetuneParams(device="cpu"))["precision"] == "fp32"
 
+
+def test_the_batch_is_the_total_over_ranks_and_the_steps_per_epoch_do_not_change():
+    from pipeline.trainset import EpochSampler
+
+    one = EpochSampler(11, 4, seed=3)
+    two = [EpochSampler(11, 4, seed=3, rank=r, world=2) for r in range(2)]
+    for s in (one, *two):
+        s.set_epoch(2, start_batch=1)
+    assert one.batches_per_epoch() == two[0].batches_per_epoch() == 2  # 11 // 4, whatever the ranks
+    whole, halves = list(one), [list(s) for s in two]
+    assert len(whole) == 4 and [len(h) for h in halves] == [2, 2] == [len(s) for s in two]
+    assert sorted(halves[0] + halves[1]) == sorted(whole)  # the same global batch, split evenly
+    with pytest.raises(ValueError):
+        EpochSampler(11, 3, seed=3, rank=0, world=2)
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_is_an_error_naming_the_rule(stores, tmp_path):
+    from pipeline.pretrain_engine import TrainingError, setup
+
+    config, _, inputs = stores
+    params = config.params("train").model_copy(update={"batch_size": 3})
+    with pytest.raises(TrainingError) as err:
+        setup(params, inputs, tmp_path / "x", "cpu", rank=0, world=2, arch=SMALL)
+    assert "batch_size % world == 0 (3 % 2 = 1)" in err.value.message and "--batch-size 2" in err.value.hint
+
+
+def _ddp_worker(rank, port, params, inputs, runs):  # noqa: ANN001  (torch.multiprocessing.spawn target)
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        for name, update, resume in runs:
+            fit(params.model_copy(update=update), inputs, name, "cpu", rank=rank, world=2, arch=SMALL, resume=resume)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_a_resumed_two_process_run_ends_with_the_same_parameters(stores, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    config, _, inputs = stores
+    base = config.params("train").model_copy(update={"epochs": 3, "batch_size": 2})  # 2 steps per epoch, 1 per rank
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    runs = [(tmp_path / "a", {"run": "a"}, False), (tmp_path / "b", {"run": "b", "max_steps": 3}, False),
+            (tmp_path / "b", {"run": "b"}, True)]  # fmt: skip
+    mp.spawn(_ddp_worker, args=(port, base, inputs, runs), nprocs=2, join=True)
+    a = torch.load(tmp_path / "a" / "ckpt-last.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "ckpt-last.pt", weights_only=False)
+    assert a["step"] == b["step"] == 6 and len(b["rng_ranks"]) == 2
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
