@@ -126,9 +126,9 @@ class TrainParams(StageParams):
     RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "num_workers", "run", "resume", "max_steps"})
 
     run: str = "default"  # run directory name under runs/
-    epochs: int = Field(300, ge=1)
+    epochs: int = Field(301, ge=1)  # the official range(0, max_epoch + 1), max_epoch 300 (§9.1)
     max_steps: int | None = Field(None, ge=1)  # stop after this many optimiser steps (smoke runs)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1)  # the total over torchrun ranks (§9.1)
     points: int = Field(2048, ge=512)  # N points per object per step (≥ the 512 scale-0 groups)
     lr: float = 1e-3
     weight_decay: float = 0.05

@@ -377,3 +377,17 @@ def test_a_resumed_two_process_run_ends_with_the_same_parameters(stores, tmp_pat
     assert a["step"] == b["step"] == 6 and len(b["rng_ranks"]) == 2
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+
+
+def test_a_default_run_trains_the_official_301_epochs_ending_at_the_unfinished_cosine():
+    from pathlib import Path
+
+    from pipeline.params import TrainParams
+
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "stages.yaml").read_text() == (root / "pipeline" / "stages.yaml").read_text()
+    params = load_config().params("train")
+    assert params == TrainParams() and params.epochs == 301  # range(0, max_epoch + 1), spec §9.1
+    lrs = [epoch_lr(e, params.lr, params.epochs, params.warmup_epochs, params.schedule_epochs, params.warmup_lr,
+                    params.min_lr, params.cosine_to_end) for e in range(params.epochs)]  # fmt: skip
+    assert lrs[0] == lrs[1] == 1e-6 and lrs[-1] == pytest.approx(1.49e-4, rel=1e-2)  # the cosine over 400
