@@ -119,11 +119,15 @@ class FeaturesParams(StageParams):
     shard: str | None = None  # "i/n": fill only chunks with index % n == i
 
 
+MONITOR_KEYS = ("monitor_dataset", "monitor_every", "monitor_every_steps", "monitor_points", "monitor_c",
+                "keep_every", "keep_from")  # they watch and keep, never change the trained weights: runtime
+
+
 class TrainParams(StageParams):
     """I2P-MAE pre-training from the caches, spec §2–§9.1."""
 
     STAGE: ClassVar[str] = "train"
-    RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "num_workers", "run", "resume", "max_steps"})
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "num_workers", "run", "resume", "max_steps", *MONITOR_KEYS})
 
     run: str = "default"  # run directory name under runs/
     epochs: int = Field(301, ge=1)  # the official range(0, max_epoch + 1), max_epoch 300 (§9.1)
@@ -145,6 +149,13 @@ class TrainParams(StageParams):
     online_teacher: str | None = None  # render + run this teacher inside the step (the paper's way)
     precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.1); bf16: autocast on CUDA (speed)
     seed: int = 1
+    monitor_dataset: str | None = "modelnet40"  # linear SVM on this prepared dataset (§9.1); None: off
+    monitor_every: int = Field(1, ge=0)  # every E epochs (0: not at epoch ends)
+    monitor_every_steps: int | None = Field(None, ge=1)  # also every N steps (sub-epoch runs)
+    monitor_points: int = Field(1024, ge=16)  # the first N stored points (§1.3 h5 rule), capped at the store
+    monitor_c: float = Field(0.01, gt=0)  # the paper's per-epoch monitor C (§9.1, §9.3)
+    keep_every: int = Field(25, ge=0)  # keep ckpt-epoch-XXX.pt every N epochs (0: none) ...
+    keep_from: int = Field(250, ge=0)  # ... from this epoch on (§9.1: 250, 275, 300)
     device: str = "auto"
     num_workers: int = Field(4, ge=0)
     resume: bool = False

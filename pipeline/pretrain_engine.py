@@ -29,6 +29,7 @@ from pipeline import rundir
 from pipeline.console import progress_bar
 from pipeline.devices import check_training_precision
 from pipeline.errors import Interrupted
+from pipeline.monitor import check, keep_epoch
 from pipeline.params import TrainParams
 from pipeline.train_state import TrainingError, gather_rng_states, restore_rng, save_checkpoint
 from pipeline.trainset import CachedShapes, EpochSampler
@@ -152,8 +153,10 @@ def stop_on_interrupt() -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metrics: Any, flag: dict, world: int) -> str:
-    """Train the epoch from ``s.position``; returns "epoch" (finished), "max_steps" or "interrupted"."""
+def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metrics: Any, flag: dict, world: int,
+                    on_step: Any = None) -> str:  # fmt: skip
+    """Train the epoch from ``s.position``; returns "epoch" (finished), "max_steps" or "interrupted".
+    ``on_step()`` is called after each step's metrics row (the monitor's sub-epoch cadence)."""
     lr = epoch_lr(epoch, params.lr, params.epochs, params.warmup_epochs, params.schedule_epochs,
                   params.warmup_lr, params.min_lr, params.cosine_to_end)  # fmt: skip
     for group in s.optimizer.param_groups:
@@ -179,6 +182,8 @@ def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metric
                 metrics.write({"step": step, "epoch": epoch, "loss": out.loss.item(), "loss_3d": out.loss_3d.item(),
                                "loss_2d": None if out.loss_2d is None else out.loss_2d.item(), "lr": lr,
                                "samples_per_s": round(params.batch_size / (time.perf_counter() - tic), 2)})  # fmt: skip
+            if on_step:
+                on_step()
             advance(1)
             if params.max_steps is not None and step >= params.max_steps:
                 return "max_steps"
@@ -189,8 +194,11 @@ def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metric
 
 
 def fit(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teacher: Any = None, rank: int = 0,
-        world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False) -> Path:  # fmt: skip
-    """Train from the run's position to its end (epochs or ``max_steps``); returns ckpt-last.pt."""
+        world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False, monitor: Any = None) -> Path:  # fmt: skip
+    """Train from the run's position to its end (epochs or ``max_steps``); returns ckpt-last.pt.
+
+    ``monitor`` (rank 0; :func:`pipeline.monitor.build_monitor`) measures the encoder at step 0 of a fresh
+    run and on its cadence, keeping ckpt-best.pt; ckpt-epoch-XXX.pt are kept on ``keep_every``/``keep_from``."""
     s = setup(params, inputs, run, device, teacher, rank, world, arch, resume)
     if rank == 0:
         rundir.unmark_complete(run)  # set again when this invocation reaches the end
@@ -198,13 +206,23 @@ def fit(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teache
             rundir.trim_metrics(run, s.position["step"])
     metrics = rundir.MetricsLog(run) if rank == 0 else None
     ckpt = rundir.checkpoint(run)
+    if monitor is not None:
+        monitor.restore(run)  # best and measured steps of the rows kept
+
+    def watch(epoch: int | None = None, rng_states: list | None = None) -> None:
+        check(monitor, s, params, run, metrics, epoch, rng_states)
+
     try:
         with stop_on_interrupt() as flag:
+            watch()  # step 0 of a fresh run: the initial (random) weights
             for epoch in range(s.position["epoch"], params.epochs):
-                how = train_one_epoch(s, epoch, params, run, metrics, flag, world)
+                how = train_one_epoch(s, epoch, params, run, metrics, flag, world, watch)
                 rng_states = gather_rng_states(world)  # every rank's stream, for an exact resume
                 if rank == 0:
                     save_checkpoint(ckpt, s.model, s.optimizer, params, s.position, rng_states)
+                    if how == "epoch":
+                        keep_epoch(s, params, run, epoch, rng_states)
+                        watch(epoch, rng_states)
                 if how == "interrupted":
                     raise Interrupted(
                         f"interrupted: checkpoint saved at step {s.position['step']} ({ckpt})",
@@ -214,6 +232,8 @@ def fit(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teache
                     break
         if rank == 0:
             rundir.mark_complete(run, s.position["epoch"], s.position["step"])
+        if world > 1:  # no rank returns before rank 0 has written the run (a next fit reads ckpt-last.pt)
+            torch.distributed.barrier()
     finally:
         if metrics:
             metrics.close()

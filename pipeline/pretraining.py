@@ -80,6 +80,7 @@ def run_pretraining(plan: Any, ctx: Any) -> Path:
     import zarr
 
     from pipeline.devices import resolve_device
+    from pipeline.monitor import build_monitor
     from pipeline.pretrain_engine import fit
 
     params, dist, run = plan.params, ctx.dist, plan.out
@@ -109,8 +110,10 @@ def run_pretraining(plan: Any, ctx: Any) -> Path:
     if dist.rank == 0:
         rundir.write_config(run, run_config(plan, inputs))
     log.info("run %s: %s", params.run, "continuing from its checkpoint" if state.has_checkpoint else "starting")
+    monitor = build_monitor(params, ctx.data_root, device) if dist.rank == 0 else None
     try:
-        ckpt = fit(params, inputs, run, device, teacher, dist.rank, dist.world, resume=state.has_checkpoint)
+        ckpt = fit(params, inputs, run, device, teacher, dist.rank, dist.world, resume=state.has_checkpoint,
+                   monitor=monitor)  # fmt: skip
     finally:
         if dist.world > 1:
             torch.distributed.destroy_process_group()

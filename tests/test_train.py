@@ -391,3 +391,46 @@ def test_a_default_run_trains_the_official_301_epochs_ending_at_the_unfinished_c
     lrs = [epoch_lr(e, params.lr, params.epochs, params.warmup_epochs, params.schedule_epochs, params.warmup_lr,
                     params.min_lr, params.cosine_to_end) for e in range(params.epochs)]  # fmt: skip
     assert lrs[0] == lrs[1] == 1e-6 and lrs[-1] == pytest.approx(1.49e-4, rel=1e-2)  # the cosine over 400
+
+
+def test_the_monitor_measures_the_encoder_keeps_best_and_epoch_checkpoints_and_changes_no_weight(stores, tmp_path):
+    from pipeline import rundir
+    from pipeline.monitor import build_monitor, is_kept, monitor_section
+    from pipeline.params import TrainParams
+
+    config, data_root, inputs = stores
+    base = config.params("train").model_copy(update={"epochs": 2, "batch_size": 2, "keep_every": 1, "keep_from": 1,
+                                                     "monitor_dataset": "toys"})  # fmt: skip
+    monitor = build_monitor(base, data_root, "cpu")
+    assert monitor is not None and monitor.n_points == 1024 and monitor.c == 0.01
+    fit(base.model_copy(update={"run": "mon"}), inputs, tmp_path / "mon", "cpu", arch=SMALL, monitor=monitor)
+    fit(base.model_copy(update={"run": "plain"}), inputs, tmp_path / "plain", "cpu", arch=SMALL)
+    rows = rundir.monitor_rows(tmp_path / "mon")
+    assert [(r["step"], r["epoch"]) for r in rows] == [(0, 0), (2, 0), (4, 1)]  # step 0, then epoch ends
+    assert all(0 <= r["svm_acc"] <= 1 and r["svm_dataset"] == "toys" for r in rows)
+    assert rundir.read(tmp_path / "mon").steps_logged == 4
+    a = torch.load(tmp_path / "mon" / "ckpt-last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "plain" / "ckpt-last.pt", weights_only=False)["model"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())  # monitoring leaves the training untouched
+    kept = sorted(p.name for p in (tmp_path / "mon").glob("ckpt-epoch-*.pt"))
+    assert kept == ["ckpt-epoch-001.pt"]
+    assert torch.load(tmp_path / "mon" / "ckpt-epoch-001.pt", weights_only=False)["step"] == 4
+    best = yaml.safe_load((tmp_path / "mon" / "config.yaml").read_text())["best"]
+    top = max(rows[1:], key=lambda r: r["svm_acc"])  # the first of the best after step 0
+    assert (best["step"], best["svm_acc"], best["selected_on"]) == (top["step"], top["svm_acc"], "test split")
+    assert torch.load(tmp_path / "mon" / "ckpt-best.pt", weights_only=False)["step"] == top["step"]
+    section = monitor_section(tmp_path / "mon")
+    assert "| 4 | 1 |" in section and "selected on the test split" in section and "monitor.png" in section
+    assert (tmp_path / "mon" / "monitor.png").stat().st_size > 0 and not (tmp_path / "plain" / "ckpt-best.pt").exists()
+    assert [e for e in range(301) if is_kept(TrainParams(), e)] == [250, 275, 300]  # the official cadence
+
+
+def test_monitoring_is_off_with_one_line_when_its_dataset_is_not_prepared(stores, caplog):
+    from pipeline.monitor import build_monitor
+    from pipeline.params import TrainParams
+
+    _, data_root, _ = stores
+    with caplog.at_level("INFO", logger="i2p"):
+        assert build_monitor(TrainParams(), data_root, "cpu") is None  # default: modelnet40, not prepared here
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "monitoring off" in lines[0] and "i2p prepare modelnet40 --root PATH" in lines[0]
