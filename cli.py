@@ -51,7 +51,8 @@ app.command("fewshot")(cli_eval.fewshot_command)
 # 10-epoch warm-up with its one-epoch lag would keep lr at 1e-6 throughout).
 QUICK = {
     "cache-features": {"teacher": "tiny-random"},
-    "train": {"run": "quick", "epochs": 1, "max_steps": 15, "batch_size": 16, "warmup_epochs": 0, "cosine_to_end": True},
+    "train": {"run": "quick", "epochs": 1, "max_steps": 15, "batch_size": 16, "warmup_epochs": 0, "cosine_to_end": True,
+              "monitor_dataset": "synthetic", "monitor_every_steps": 5},  # the learning curve in report.md
 }
 Workers = Annotated[int | None, typer.Option(help="Local dask worker processes.")]
 Scheduler = Annotated[str | None, typer.Option(help="Address of a dask.distributed scheduler.")]

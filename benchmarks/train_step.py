@@ -10,6 +10,12 @@ Everything is measured in one run on this machine; prints ratios.
         --workers 8 --stage-workers 8       # the paper's batch on a GPU (benchmarks/gpu_check.sh)
 
 On CUDA each mode and precision also prints the peak GPU memory of its steps.
+
+``--precision-check`` (CUDA only) measures what ``train.precision=bf16`` does against the paper's fp32:
+the same steps from the same weights, seeds and batches in both precisions, then the seconds per step
+ratio and the relative difference of the losses, step by step.
+
+    python benchmarks/train_step.py [--device cuda] [--batch-size 8] [--steps 3] [--precision-check]
 """
 
 from __future__ import annotations
@@ -48,6 +54,28 @@ def time_steps(s, batches, device) -> float:  # noqa: ANN001
     return sum(times) / len(times)
 
 
+def precision_check(params, inputs, batches, data_root, device) -> None:  # noqa: ANN001
+    """fp32 vs bf16 autocast on the same steps: seconds per step and the losses' relative difference."""
+    losses, seconds = {}, {}
+    for precision in ("fp32", "bf16"):
+        s = setup(params.model_copy(update={"precision": precision}), inputs, data_root / "runs" / "bench", str(device))
+        times, losses[precision] = [], []
+        for k, item in enumerate(batches):
+            torch.cuda.synchronize()
+            tic = time.perf_counter()
+            losses[precision].append(train_step(s, item).loss.item())
+            torch.cuda.synchronize()
+            if k > 0:
+                times.append(time.perf_counter() - tic)
+        seconds[precision] = sum(times) / len(times)
+    rel = [abs(b - a) / abs(a) for a, b in zip(losses["fp32"], losses["bf16"], strict=True)]
+    print(f"precision check: fp32 {seconds['fp32']:.3f} s/step, bf16 {seconds['bf16']:.3f} s/step "
+          f"(bf16 speed-up {seconds['fp32'] / seconds['bf16']:.2f}×)")  # fmt: skip
+    print("  loss per step fp32: " + " ".join(f"{x:.4f}" for x in losses["fp32"]))
+    print("  loss per step bf16: " + " ".join(f"{x:.4f}" for x in losses["bf16"]))
+    print(f"  relative loss difference: first step {rel[0]:.2e}, mean {sum(rel) / len(rel):.2e}, max {max(rel):.2e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -64,6 +92,7 @@ def main() -> None:
         help="default: bf16 on CUDA (as i2p train), fp32 on CPU",
     )
     ap.add_argument("--stage-workers", type=int, default=1, help="prepare/render workers for the stores")
+    ap.add_argument("--precision-check", action="store_true", help="fp32 vs bf16 steps and losses (CUDA)")
     args = ap.parse_args()
     device = torch.device(args.device)
     data_root = args.data_root or Path(tempfile.mkdtemp(prefix="i2p-bench-"))
@@ -89,13 +118,16 @@ def main() -> None:
     collate = torch.utils.data.default_collate
     cached_batches = [collate([cached[i] for i in range(k * n, (k + 1) * n)]) for k in range(args.steps + 1)]
     online_batches = [collate([online[i] for i in range(k * n, (k + 1) * n)]) for k in range(args.steps + 1)]
+    if args.precision_check:
+        if device.type != "cuda":
+            raise SystemExit("--precision-check needs a CUDA device: bf16 training is refused on CPU")
+        precision_check(params, inputs, cached_batches, data_root, device)
+        return
     precisions = args.precisions or (["bf16"] if device.type == "cuda" else ["fp32"])
     teacher = load_teacher(args.teacher, None, str(device), "fp16" if device.type == "cuda" else "fp32", offline=True)
     results, peaks = {}, {}
     for precision in precisions:
-        run_params = params
-        if "precision" in type(params).model_fields:  # train.precision: fp32 (the paper's) | bf16
-            run_params = params.model_copy(update={"precision": precision})
+        run_params = params.model_copy(update={"precision": precision})  # fp32 (the paper's) | bf16
         for mode, batches, t in (("cached", cached_batches, None), ("online", online_batches, teacher)):
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)

@@ -50,6 +50,7 @@ class FinetuneConfig:
     votes: int = 10  # views of the one voting pass; 0 = no voting
     seed: int = 0
     max_steps: int | None = None  # stop after this many optimiser steps (a quick check; None: all epochs)
+    precision: str = "fp32"  # "fp32" as the paper (§9.2); "bf16": the training forward under bf16 autocast
 
 
 @dataclass
@@ -176,8 +177,9 @@ def train_epoch(
             continue
         xyz = augment(train_sample(train_x[idx].to(device), cfg.points, generator), cfg.augment, generator)
         target = train_y[idx].to(device)
-        logits = model(xyz)
-        loss = smooth_cross_entropy(logits, target, cfg.label_smoothing)
+        with torch.autocast(xyz.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            logits = model(xyz)
+        loss = smooth_cross_entropy(logits.float(), target, cfg.label_smoothing)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite fine-tuning loss {loss.item()} in batch {b}")
         optimizer.zero_grad(set_to_none=True)

@@ -42,6 +42,17 @@ def resolve_precision(precision: str, device: str) -> str:
     return precision
 
 
+def check_training_precision(precision: str, device: str, stage: str = "train") -> None:
+    """Training precision (spec §9.1: the official runs are fp32): ``fp32``, or ``bf16`` autocast of the
+    forward on CUDA only. ``bf16`` on any other device is an error naming the key to change (bf16
+    autocast is ≈ 8× slower than fp32 on these CPUs)."""
+    if precision == "bf16" and not str(device).startswith("cuda"):
+        raise ConfigError(
+            f"{stage}.precision=bf16 needs a CUDA device; this {stage} runs on {device}",
+            f"use --set {stage}.precision=fp32 (the paper's precision) on CPU: bf16 autocast is slow on CPUs",
+        )
+
+
 @dataclass(frozen=True)
 class Distributed:
     """What torchrun says about this process (read by the CLI from WORLD_SIZE / RANK / LOCAL_RANK)."""

@@ -14,11 +14,14 @@ from pipeline.svm_stage import eval_record
 
 
 def finetune_overrides(params: Any) -> dict[str, Any]:
-    """The FinetuneConfig fields a stage's params set (None keeps the recipe's value)."""
+    """The FinetuneConfig fields a stage's params set (None keeps the recipe's value). Raises ConfigError
+    for ``precision=bf16`` on a device other than CUDA."""
     import dataclasses
 
     from i2pmae.finetune import FinetuneConfig
+    from pipeline.devices import check_training_precision, resolve_device
 
+    check_training_precision(params.precision, resolve_device(params.device), params.STAGE)
     keys = {f.name for f in dataclasses.fields(FinetuneConfig)} - {"seed"}
     return {k: v for k, v in params.model_dump().items() if k in keys and v is not None}
 

@@ -123,18 +123,22 @@ class FeaturesParams(StageParams):
     shard: str | None = None  # "i/n": fill only chunks with index % n == i
 
 
+MONITOR_KEYS = ("monitor_dataset", "monitor_every", "monitor_every_steps", "monitor_points", "monitor_c",
+                "keep_every", "keep_from")  # they watch and keep, never change the trained weights: runtime
+
+
 class TrainParams(StageParams):
     """I2P-MAE pre-training from the caches, spec §2–§9.1."""
 
     STAGE: ClassVar[str] = "train"
     RUNTIME: ClassVar[frozenset[str]] = frozenset(
-        {"device", "num_workers", "run", "resume", "max_steps", "keep_optimizer"}
+        {"device", "num_workers", "run", "resume", "max_steps", "keep_optimizer", *MONITOR_KEYS}
     )
 
     run: str = "default"  # run directory name under runs/
-    epochs: int = Field(300, ge=1)
+    epochs: int = Field(301, ge=1)  # the official range(0, max_epoch + 1), max_epoch 300 (§9.1)
     max_steps: int | None = Field(None, ge=1)  # stop after this many optimiser steps (smoke runs)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1)  # the total over torchrun ranks (§9.1)
     points: int = Field(2048, ge=512)  # N points per object per step (≥ the 512 scale-0 groups)
     lr: float = 1e-3
     weight_decay: float = 0.05
@@ -149,7 +153,15 @@ class TrainParams(StageParams):
     masking: Literal["2d-guided", "random"] = "2d-guided"
     targets: Literal["3d", "3d+2d"] = "3d+2d"
     online_teacher: str | None = None  # render + run this teacher inside the step (the paper's way)
+    precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.1); bf16: autocast on CUDA (speed)
     seed: int = 1
+    monitor_dataset: str | None = "modelnet40"  # linear SVM on this prepared dataset (§9.1); None: off
+    monitor_every: int = Field(1, ge=0)  # every E epochs (0: not at epoch ends)
+    monitor_every_steps: int | None = Field(None, ge=1)  # also every N steps (sub-epoch runs)
+    monitor_points: int = Field(1024, ge=16)  # the first N stored points (§1.3 h5 rule), capped at the store
+    monitor_c: float = Field(0.01, gt=0)  # the paper's per-epoch monitor C (§9.1, §9.3)
+    keep_every: int = Field(25, ge=0)  # keep ckpt-epoch-XXX.pt every N epochs (0: none) ...
+    keep_from: int = Field(250, ge=0)  # ... from this epoch on (§9.1: 250, 275, 300)
     device: str = "auto"
     num_workers: int = Field(4, ge=0)
     resume: bool = False
@@ -184,6 +196,7 @@ class FinetuneParams(StageParams):
     points: int | None = Field(None, ge=16)  # None: the recipe's (1024 ModelNet40, 2048 ScanObjectNN)
     lr: float | None = None  # None: the recipe's (5e-4)
     votes: int | None = Field(None, ge=0)  # None: the recipe's (10 ModelNet40; 0 = no voting)
+    precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.2); bf16: autocast on CUDA (speed)
     device: str = "auto"
 
 
@@ -202,6 +215,7 @@ class FewshotParams(StageParams):
     batch_size: int | None = Field(None, ge=1)  # None: 32
     test_batch_size: int | None = Field(None, ge=1)  # None: 64
     points: int | None = Field(None, ge=16)  # None: 1024
+    precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper; bf16: autocast on CUDA (speed)
     device: str = "auto"
 
 

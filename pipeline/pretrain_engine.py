@@ -9,7 +9,6 @@ Ctrl-C stops at once. Under ``torchrun`` the model is wrapped in DistributedData
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import random
@@ -17,7 +16,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,16 @@ from i2pmae.pretrain import Batch, LossOnly, online_maps, pretrain_forward
 from i2pmae.schedule import epoch_lr, param_groups
 from pipeline import rundir
 from pipeline.console import progress_bar
-from pipeline.errors import I2PError, Interrupted
+from pipeline.devices import check_training_precision
+from pipeline.errors import Interrupted
+from pipeline.monitor import check, keep_epoch
 from pipeline.params import TrainParams
+from pipeline.train_state import TrainingError, gather_rng_states, restore_rng, save_checkpoint
 from pipeline.trainset import CachedShapes, EpochSampler, batch_loader
 
 log = logging.getLogger("i2p")
 
-
-class TrainingError(I2PError):
-    """Training cannot go on (non-finite loss, no full batch, a checkpoint mismatch)."""
+__all__ = ["TrainingError", "TrainInputs", "build_model", "setup", "train_step", "train_one_epoch", "fit"]
 
 
 @dataclass(frozen=True)
@@ -59,30 +59,6 @@ def build_model(params: TrainParams, channels: int, arch: dict[str, Any] | None 
     return I2PMAE(cfg)
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: Any, params: TrainParams, position: dict) -> None:
-    """model, optimizer, RNG states, position {epoch, batch, step} and config, written atomically."""
-    core = model.module if hasattr(model, "module") else model
-    buffer = io.BytesIO()
-    torch.save({"model": core.state_dict(), "model_config": asdict(core.cfg), "train_params": params.model_dump(),
-                "optimizer": optimizer.state_dict(), "scaler": None, "rng": _rng_state(), **position}, buffer)  # fmt: skip
-    rundir.write_atomic(path, buffer.getvalue())
-
-
 @dataclass
 class Setup:
     """Everything one run's loop holds: model, optimizer, data, device and where it starts."""
@@ -96,11 +72,23 @@ class Setup:
     call: Any  # DDP(LossOnly(model)) under torchrun, else None (the model's own forward)
     teacher: Any
     position: dict[str, int]  # epoch, batch (within the epoch), step
+    precision: str = "fp32"  # "bf16": the forward under bf16 autocast (CUDA only)
 
 
 def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teacher: Any = None, rank: int = 0,
           world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False) -> Setup:  # fmt: skip
-    """Seed, build model and optimizer, restore ``ckpt-last.pt`` when ``resume``, build the loader."""
+    """Seed, build model and optimizer, restore ``ckpt-last.pt`` when ``resume``, build the loader.
+
+    ``params.batch_size`` is the total over the ``world`` ranks (spec §9.1: the official total batch is split
+    across GPUs), each rank loading ``batch_size // world``; the lr and the steps per epoch do not depend on
+    ``world``. Raises TrainingError when it does not split evenly, ConfigError for bf16 off CUDA."""
+    check_training_precision(params.precision, device)
+    if params.batch_size % world:
+        raise TrainingError(
+            f"train.batch_size={params.batch_size} is the total over {world} processes and must split evenly: "
+            f"batch_size % world == 0 ({params.batch_size} % {world} = {params.batch_size % world})",
+            f"use a multiple of {world}, e.g. --batch-size {params.batch_size // world * world or world}",
+        )
     for seed_fn in (torch.manual_seed, np.random.seed, random.seed):
         seed_fn(params.seed + rank)
     dev = torch.device(device)
@@ -114,7 +102,7 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
             optimizer.load_state_dict(state["optimizer"])
         else:  # stripped by `i2p gc` or train.keep_optimizer=false: not an exact continuation
             log.warning("%s holds no optimizer state: AdamW's moments restart from zero", rundir.checkpoint(run))
-        _set_rng_state(state["rng"])
+        restore_rng(state, rank, world)
         position = {k: state[k] for k in position}
     call = None
     if world > 1:  # every parameter gets a gradient through LossOnly: no find_unused_parameters needed
@@ -128,11 +116,11 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
         raise TrainingError(
             f"{len(dataset)} training objects make no full batch of {params.batch_size}", "lower --batch-size"
         )
-    loader = batch_loader(  # one worker reads a whole batch (pipeline/trainset.py)
+    loader = batch_loader(  # one worker reads this rank's share of a whole batch (pipeline/trainset.py)
         dataset, sampler, num_workers=min(params.num_workers, os.cpu_count() or 1),
         pin_memory=dev.type == "cuda", generator=torch.Generator(),  # own generator: keeps the global RNG exact
     )  # fmt: skip
-    return Setup(model, optimizer, dataset, sampler, loader, dev, call, teacher, position)
+    return Setup(model, optimizer, dataset, sampler, loader, dev, call, teacher, position, params.precision)
 
 
 def train_step(s: Setup, item: dict[str, torch.Tensor]) -> Any:
@@ -140,8 +128,7 @@ def train_step(s: Setup, item: dict[str, torch.Tensor]) -> Any:
     batch = Batch.from_item(item, s.device)
     if s.teacher is not None:
         batch = online_maps(batch, s.teacher)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if s.device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    with amp:
+    with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.precision == "bf16"):  # §9.1: fp32
         out = pretrain_forward(s.model, batch, call=s.call)
     if not torch.isfinite(out.loss):
         return out  # the caller stops with the step number metrics.jsonl would give it
@@ -172,8 +159,10 @@ def stop_on_interrupt() -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metrics: Any, flag: dict, world: int) -> str:
-    """Train the epoch from ``s.position``; returns "epoch" (finished), "max_steps" or "interrupted"."""
+def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metrics: Any, flag: dict, world: int,
+                    on_step: Any = None) -> str:  # fmt: skip
+    """Train the epoch from ``s.position``; returns "epoch" (finished), "max_steps" or "interrupted".
+    ``on_step()`` is called after each step's metrics row (the monitor's sub-epoch cadence)."""
     lr = epoch_lr(epoch, params.lr, params.epochs, params.warmup_epochs, params.schedule_epochs,
                   params.warmup_lr, params.min_lr, params.cosine_to_end)  # fmt: skip
     for group in s.optimizer.param_groups:
@@ -198,7 +187,9 @@ def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metric
             if metrics:
                 metrics.write({"step": step, "epoch": epoch, "loss": out.loss.item(), "loss_3d": out.loss_3d.item(),
                                "loss_2d": None if out.loss_2d is None else out.loss_2d.item(), "lr": lr,
-                               "samples_per_s": round(params.batch_size * world / (time.perf_counter() - tic), 2)})  # fmt: skip
+                               "samples_per_s": round(params.batch_size / (time.perf_counter() - tic), 2)})  # fmt: skip
+            if on_step:
+                on_step()
             advance(1, loss=round(out.loss.item(), 4))
             if params.max_steps is not None and step >= params.max_steps:
                 return "max_steps"
@@ -209,8 +200,11 @@ def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metric
 
 
 def fit(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teacher: Any = None, rank: int = 0,
-        world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False) -> Path:  # fmt: skip
-    """Train from the run's position to its end (epochs or ``max_steps``); returns ckpt-last.pt."""
+        world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False, monitor: Any = None) -> Path:  # fmt: skip
+    """Train from the run's position to its end (epochs or ``max_steps``); returns ckpt-last.pt.
+
+    ``monitor`` (rank 0; :func:`pipeline.monitor.build_monitor`) measures the encoder at step 0 of a fresh
+    run and on its cadence, keeping ckpt-best.pt; ckpt-epoch-XXX.pt are kept on ``keep_every``/``keep_from``."""
     s = setup(params, inputs, run, device, teacher, rank, world, arch, resume)
     if rank == 0:
         rundir.unmark_complete(run)  # set again when this invocation reaches the end
@@ -218,12 +212,23 @@ def fit(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teache
             rundir.trim_metrics(run, s.position["step"])
     metrics = rundir.MetricsLog(run) if rank == 0 else None
     ckpt = rundir.checkpoint(run)
+    if monitor is not None:
+        monitor.restore(run)  # best and measured steps of the rows kept
+
+    def watch(epoch: int | None = None, rng_states: list | None = None) -> None:
+        check(monitor, s, params, run, metrics, epoch, rng_states)
+
     try:
         with stop_on_interrupt() as flag:
+            watch()  # step 0 of a fresh run: the initial (random) weights
             for epoch in range(s.position["epoch"], params.epochs):
-                how = train_one_epoch(s, epoch, params, run, metrics, flag, world)
+                how = train_one_epoch(s, epoch, params, run, metrics, flag, world, watch)
+                rng_states = gather_rng_states(world)  # every rank's stream, for an exact resume
                 if rank == 0:
-                    save_checkpoint(ckpt, s.model, s.optimizer, params, s.position)
+                    save_checkpoint(ckpt, s.model, s.optimizer, params, s.position, rng_states)
+                    if how == "epoch":
+                        keep_epoch(s, params, run, epoch, rng_states)
+                        watch(epoch, rng_states)
                 if how == "interrupted":
                     raise Interrupted(
                         f"interrupted: checkpoint saved at step {s.position['step']} ({ckpt})",
@@ -233,6 +238,8 @@ def fit(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teache
                     break
         if rank == 0:
             rundir.mark_complete(run, s.position["epoch"], s.position["step"])
+        if world > 1:  # no rank returns before rank 0 has written the run (a next fit reads ckpt-last.pt)
+            torch.distributed.barrier()
     finally:
         if metrics:
             metrics.close()

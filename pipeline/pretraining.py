@@ -39,7 +39,7 @@ def warn_if_warmup_only(params: TrainParams, n_objects: int, world: int = 1) -> 
     """Warn when every epoch this run trains lies in the warm-up (lr never near its peak), with the numbers."""
     from i2pmae.schedule import epoch_lr
 
-    per_epoch = max(n_objects // (params.batch_size * world), 1)
+    per_epoch = max(n_objects // params.batch_size, 1)  # batch_size is the total over ranks
     last = params.epochs - 1
     if params.max_steps is not None:
         last = min(last, (params.max_steps - 1) // per_epoch)
@@ -100,6 +100,7 @@ def run_pretraining(plan: Any, ctx: Any) -> Path:
     import zarr
 
     from pipeline.devices import resolve_device
+    from pipeline.monitor import build_monitor
     from pipeline.pretrain_engine import fit
 
     params, dist, run = plan.params, ctx.dist, plan.out
@@ -131,8 +132,10 @@ def run_pretraining(plan: Any, ctx: Any) -> Path:
         rundir.write_config(run, config)
         rundir.forget_stripped(run)
     log.info("run %s: %s", params.run, "continuing from its checkpoint" if state.has_checkpoint else "starting")
+    monitor = build_monitor(params, ctx.data_root, device) if dist.rank == 0 else None
     try:
-        ckpt = fit(params, inputs, run, device, teacher, dist.rank, dist.world, resume=state.has_checkpoint)
+        ckpt = fit(params, inputs, run, device, teacher, dist.rank, dist.world, resume=state.has_checkpoint,
+                   monitor=monitor)  # fmt: skip
     finally:
         if dist.world > 1:
             torch.distributed.destroy_process_group()

@@ -3,13 +3,17 @@
 =================  =====================================================================================
 ``config.yaml``    identity, params (those that define the run), runtime params, seed, dataset, the stores
                    it trains on (paths and fingerprints), parameter count; written when the run starts
-``metrics.jsonl``  one JSON row per optimiser step (step, epoch, loss, loss_3d, loss_2d, lr, samples/s)
+``metrics.jsonl``  one JSON row per optimiser step (step, epoch, loss, loss_3d, loss_2d, lr, samples/s),
+                   and one per monitor SVM (step, epoch, svm_acc, svm_dataset; step 0 = initial weights)
 ``ckpt-last.pt``   model, optimizer, RNG states and position (epoch, batch, step): written atomically at
                    every epoch end, at ``--max-steps`` and on Ctrl-C
+``ckpt-best.pt``   the checkpoint with the best monitor SVM accuracy (chosen on the TEST split, §9.1);
+                   config.yaml's ``best`` says which step, epoch and accuracy
+``ckpt-epoch-XXX.pt`` kept every ``keep_every`` epochs from ``keep_from`` (§9.1: 250, 275, 300)
 ``complete.json``  {"epoch", "step"}: the run reached its end (epochs, or ``max_steps``)
 ``report.md``      evaluation sections appended by eval / finetune / fewshot
 ``evals/*.json``   one file per evaluation stage output: its identity, params, the store it used, accuracy
-``loss.png``       losses per step
+``loss.png``       losses per step; ``monitor.png``: monitor SVM accuracy per step
 =================  =====================================================================================
 
 torch is never imported here; checkpoints are written by the caller through :func:`write_atomic`.
@@ -27,6 +31,7 @@ import yaml
 from pipeline.store import atomic_write_bytes
 
 CONFIG, METRICS, COMPLETE, REPORT, LOSS_PNG = "config.yaml", "metrics.jsonl", "complete.json", "report.md", "loss.png"
+MONITOR_PNG = "monitor.png"
 
 
 def run_dir(data_root: Path, run: str) -> Path:
@@ -54,7 +59,7 @@ class RunState:
     config: dict[str, Any] | None  # config.yaml, None when absent
     complete: dict[str, Any] | None  # complete.json, None while unfinished
     has_checkpoint: bool
-    steps_logged: int  # rows in metrics.jsonl
+    steps_logged: int  # step rows in metrics.jsonl (monitor rows not counted)
 
     @property
     def exists(self) -> bool:
@@ -88,7 +93,7 @@ def read(run: Path) -> RunState:
     run = Path(run)
     cfg = yaml.safe_load((run / CONFIG).read_text()) if (run / CONFIG).is_file() else None
     done = json.loads((run / COMPLETE).read_text()) if (run / COMPLETE).is_file() else None
-    return RunState(run, cfg, done, checkpoint(run).is_file(), len(metric_rows(run)))
+    return RunState(run, cfg, done, checkpoint(run).is_file(), sum("loss" in r for r in metric_rows(run)))
 
 
 def list_runs(data_root: Path) -> list[RunState]:
@@ -99,7 +104,12 @@ def list_runs(data_root: Path) -> list[RunState]:
 
 
 def write_config(run: Path, config: dict[str, Any]) -> None:
-    atomic_write_bytes(Path(run) / CONFIG, yaml.safe_dump(config, sort_keys=False).encode())
+    """Write config.yaml; its ``best`` mark is kept while ``ckpt-best.pt`` exists (a resumed run keeps it)."""
+    path = Path(run) / CONFIG
+    if "best" not in config and checkpoint(run, "best").is_file() and path.is_file():
+        best = (yaml.safe_load(path.read_text()) or {}).get("best")
+        config = {**config, "best": best} if best else config
+    atomic_write_bytes(path, yaml.safe_dump(config, sort_keys=False).encode())
 
 
 def metric_rows(run: Path) -> list[dict[str, Any]]:
@@ -109,6 +119,17 @@ def metric_rows(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def monitor_rows(run: Path) -> list[dict[str, Any]]:
+    """The monitor's rows of metrics.jsonl ({"step", "epoch", "svm_acc", "svm_dataset"}), in order."""
+    return [r for r in metric_rows(run) if "svm_acc" in r]
+
+
+def mark_best(run: Path, best: dict[str, Any]) -> None:
+    """Record in config.yaml (key ``best``) which monitored step ``ckpt-best.pt`` holds."""
+    config = yaml.safe_load((Path(run) / CONFIG).read_text()) if (Path(run) / CONFIG).is_file() else {}
+    write_config(run, {**config, "best": best})
+
+
 def trim_metrics(run: Path, step: int) -> None:
     """Drop rows after ``step`` (written after the checkpoint a resume starts from); resume rewrites them."""
     rows = [r for r in metric_rows(run) if r["step"] <= step]
@@ -116,8 +137,8 @@ def trim_metrics(run: Path, step: int) -> None:
 
 
 def clear(run: Path) -> None:
-    """Forget a run that never wrote a checkpoint: its metrics and completion mark."""
-    for name in (METRICS, COMPLETE):
+    """Forget a run that never wrote a checkpoint: its metrics, completion mark and best checkpoint."""
+    for name in (METRICS, COMPLETE, checkpoint(run, "best").name, MONITOR_PNG):
         (Path(run) / name).unlink(missing_ok=True)
 
 
@@ -170,20 +191,49 @@ def clear_evals(run: Path) -> None:
         p.unlink()
 
 
+def _figure():  # noqa: ANN202
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=(7, 3.8))
+
+
+def _save_png(plt, fig, path: Path) -> Path:  # noqa: ANN001
+    import io
+
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def write_monitor_plot(run: Path) -> Path | None:
+    """monitor.png: the monitor's SVM test accuracy per step, step 0 (initial weights) as a dashed line."""
+    rows = monitor_rows(run)
+    if not rows:
+        return None
+    plt, fig, ax = _figure()
+    ax.plot([r["step"] for r in rows], [100 * r["svm_acc"] for r in rows], marker="o", label="encoder")
+    if rows[0]["step"] == 0:
+        ax.axhline(100 * rows[0]["svm_acc"], linestyle="--", color="grey", label="random initialisation (step 0)")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"linear-SVM test accuracy on {rows[-1].get('svm_dataset')} (%)")
+    ax.legend()
+    ax.set_title(Path(run).name)
+    return _save_png(plt, fig, Path(run) / MONITOR_PNG)
+
+
 def write_loss_plot(run: Path) -> Path | None:
     """loss.png from metrics.jsonl: total, 3D and 2D losses per step (log scale), the learning rate on a
     second axis, and a dotted line where each epoch starts."""
     rows = [r for r in metric_rows(run) if "loss" in r]
     if not rows:
         return None
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    plt, fig, ax = _figure()
     for key in ("loss", "loss_3d", "loss_2d"):
         values = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
         if values:
@@ -201,12 +251,7 @@ def write_loss_plot(run: Path) -> Path | None:
         ax2.set_ylabel("learning rate (dashed)")
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title(Path(run).name)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(Path(run) / LOSS_PNG, buffer.getvalue())
-    return Path(run) / LOSS_PNG
+    return _save_png(plt, fig, Path(run) / LOSS_PNG)
 
 
 def input_paths(config: dict[str, Any]) -> dict[str, str | None]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import rundir
+from pipeline.monitor import monitor_section
 from pipeline.provenance import start_report
 from pipeline.reports import append_report, pct
 
@@ -53,6 +54,9 @@ def run_svm_stage(plan: Any, ctx: Any) -> Path:
         f"Pre-training {verdict} random initialisation here ({pct(a)} vs {pct(b)}, one SVM fit each,"
         " no choice made on the test split).", "",
     ]))  # fmt: skip
+    section = monitor_section(run)  # the SVM accuracy during pre-training (train.monitor_*), if monitored
+    if section:
+        append_report(report, section)
     out = results["pre-trained"]
     rundir.write_eval(plan.out, eval_record(plan, "svm", {
         "accuracy": a, "random_init_accuracy": b, "svm_c": out.c, "points": out.n_points,

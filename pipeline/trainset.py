@@ -136,7 +136,7 @@ class _EpochBatches(torch.utils.data.Sampler):
         self.sampler = sampler
 
     def __iter__(self):
-        size, epoch, batch = self.sampler.batch_size, self.sampler.epoch, []
+        size, epoch, batch = self.sampler.local, self.sampler.epoch, []  # this rank's share of a batch
         for i in self.sampler:
             batch.append(i)
             if len(batch) == size:
@@ -144,21 +144,27 @@ class _EpochBatches(torch.utils.data.Sampler):
                 batch = []
 
     def __len__(self) -> int:
-        return len(self.sampler) // self.sampler.batch_size
+        return len(self.sampler) // self.sampler.local
 
 
 class EpochSampler(torch.utils.data.Sampler):
-    """Shuffled indices of one epoch from (seed, epoch), sliced for this rank, from a start offset.
+    """This rank's indices of one epoch: shuffled from (seed, epoch), cut into global batches of
+    ``batch_size`` (the total over ranks, spec §9.1), of which this rank takes its ``batch_size // world``
+    consecutive slice; from a start batch on.
 
-    drop_last as spec §1.1: only full batches. ``start_batch`` skips batches already trained (resume).
+    The global batches, and so the steps per epoch and the objects of every step, do not depend on
+    ``world``. drop_last as spec §1.1: only full batches. ``start_batch`` skips batches already trained.
     """
 
     def __init__(self, length: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        if batch_size % world:
+            raise ValueError(f"batch_size {batch_size} does not split over {world} ranks")
         self.length, self.batch_size, self.seed, self.rank, self.world = length, batch_size, seed, rank, world
+        self.local = batch_size // world  # objects per rank and step
         self.epoch, self.start_batch = 0, 0
 
     def batches_per_epoch(self) -> int:
-        return self.length // (self.batch_size * self.world)
+        return self.length // self.batch_size
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         self.epoch, self.start_batch = epoch, start_batch
@@ -166,12 +172,12 @@ class EpochSampler(torch.utils.data.Sampler):
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.length, generator=g)
-        per_rank = self.batches_per_epoch() * self.batch_size
-        mine = order[self.rank :: self.world][:per_rank]
-        return iter(mine[self.start_batch * self.batch_size :].tolist())
+        batches = order[: self.batches_per_epoch() * self.batch_size].view(-1, self.batch_size)
+        mine = batches[self.start_batch :, self.rank * self.local : (self.rank + 1) * self.local]
+        return iter(mine.reshape(-1).tolist())
 
     def __len__(self) -> int:
-        return (self.batches_per_epoch() - self.start_batch) * self.batch_size
+        return (self.batches_per_epoch() - self.start_batch) * self.local
 
 
 _TORCH = {"float16": torch.float16, "float32": torch.float32, "int32": torch.int32}

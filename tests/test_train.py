@@ -302,3 +302,142 @@ def test_a_non_finite_loss_names_the_step_as_metrics_numbers_it(stores, tmp_path
         fit(params, inputs, tmp_path / "nan", "cpu", arch=SMALL)
     rows = [json.loads(x) for x in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
     assert f"at step {rows[-1]['step'] + 1} " in err.value.message, (err.value.message, rows)
+
+
+def test_precision_is_fp32_by_default_part_of_the_identity_and_bf16_is_refused_on_cpu(stores, tmp_path):
+    from pipeline.downstream_stages import finetune_overrides
+    from pipeline.errors import ConfigError
+    from pipeline.params import FinetuneParams
+
+    config, data_root, inputs = stores
+    assert config.params("train").precision == "fp32" and config.params("finetune").precision == "fp32"
+    bf16 = config.with_values("train", precision="bf16")
+    fp = {c.params("train").precision: plan("train", Context(c, data_root, "toys")).fingerprint for c in (config, bf16)}
+    assert fp["fp32"] != fp["bf16"]  # another precision is another run
+    with pytest.raises(ConfigError) as err:
+        fit(bf16.params("train").model_copy(update={"run": "bf16"}), inputs, tmp_path / "bf16", "cpu", arch=SMALL)
+    assert "train.precision=bf16 needs a CUDA device" in err.value.message and "precision=fp32" in err.value.hint
+    with pytest.raises(ConfigError, match="finetune.precision=bf16"):
+        finetune_overrides(FinetuneParams(precision="bf16", device="cpu"))
+    assert finetune_overrides(FinetuneParams(device="cpu"))["precision"] == "fp32"
+
+
+def test_the_batch_is_the_total_over_ranks_and_the_steps_per_epoch_do_not_change():
+    from pipeline.trainset import EpochSampler
+
+    one = EpochSampler(11, 4, seed=3)
+    two = [EpochSampler(11, 4, seed=3, rank=r, world=2) for r in range(2)]
+    for s in (one, *two):
+        s.set_epoch(2, start_batch=1)
+    assert one.batches_per_epoch() == two[0].batches_per_epoch() == 2  # 11 // 4, whatever the ranks
+    whole, halves = list(one), [list(s) for s in two]
+    assert len(whole) == 4 and [len(h) for h in halves] == [2, 2] == [len(s) for s in two]
+    assert sorted(halves[0] + halves[1]) == sorted(whole)  # the same global batch, split evenly
+    with pytest.raises(ValueError):
+        EpochSampler(11, 3, seed=3, rank=0, world=2)
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_is_an_error_naming_the_rule(stores, tmp_path):
+    from pipeline.pretrain_engine import TrainingError, setup
+
+    config, _, inputs = stores
+    params = config.params("train").model_copy(update={"batch_size": 3})
+    with pytest.raises(TrainingError) as err:
+        setup(params, inputs, tmp_path / "x", "cpu", rank=0, world=2, arch=SMALL)
+    assert "batch_size % world == 0 (3 % 2 = 1)" in err.value.message and "--batch-size 2" in err.value.hint
+
+
+def _ddp_worker(rank, port, params, inputs, runs):  # noqa: ANN001  (torch.multiprocessing.spawn target)
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        for name, update, resume in runs:
+            fit(params.model_copy(update=update), inputs, name, "cpu", rank=rank, world=2, arch=SMALL, resume=resume)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_a_resumed_two_process_run_ends_with_the_same_parameters(stores, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    config, _, inputs = stores
+    base = config.params("train").model_copy(update={"epochs": 3, "batch_size": 2})  # 2 steps per epoch, 1 per rank
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    runs = [(tmp_path / "a", {"run": "a"}, False), (tmp_path / "b", {"run": "b", "max_steps": 3}, False),
+            (tmp_path / "b", {"run": "b"}, True)]  # fmt: skip
+    mp.spawn(_ddp_worker, args=(port, base, inputs, runs), nprocs=2, join=True)
+    a = torch.load(tmp_path / "a" / "ckpt-last.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "ckpt-last.pt", weights_only=False)
+    assert a["step"] == b["step"] == 6 and len(b["rng_ranks"]) == 2
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
+def test_a_default_run_trains_the_official_301_epochs_ending_at_the_unfinished_cosine():
+    from pathlib import Path
+
+    from pipeline.params import TrainParams
+
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "stages.yaml").read_text() == (root / "pipeline" / "stages.yaml").read_text()
+    params = load_config().params("train")
+    assert params == TrainParams() and params.epochs == 301  # range(0, max_epoch + 1), spec §9.1
+    lrs = [epoch_lr(e, params.lr, params.epochs, params.warmup_epochs, params.schedule_epochs, params.warmup_lr,
+                    params.min_lr, params.cosine_to_end) for e in range(params.epochs)]  # fmt: skip
+    assert lrs[0] == lrs[1] == 1e-6 and lrs[-1] == pytest.approx(1.49e-4, rel=1e-2)  # the cosine over 400
+
+
+def test_the_monitor_measures_the_encoder_keeps_best_and_epoch_checkpoints_and_changes_no_weight(stores, tmp_path):
+    from pipeline import rundir
+    from pipeline.monitor import build_monitor, is_kept, monitor_section
+    from pipeline.params import TrainParams
+
+    config, data_root, inputs = stores
+    base = config.params("train").model_copy(update={"epochs": 2, "batch_size": 2, "keep_every": 1, "keep_from": 1,
+                                                     "monitor_dataset": "toys"})  # fmt: skip
+    monitor = build_monitor(base, data_root, "cpu")
+    assert monitor is not None and monitor.n_points == 1024 and monitor.c == 0.01
+    fit(base.model_copy(update={"run": "mon"}), inputs, tmp_path / "mon", "cpu", arch=SMALL, monitor=monitor)
+    fit(base.model_copy(update={"run": "plain"}), inputs, tmp_path / "plain", "cpu", arch=SMALL)
+    rows = rundir.monitor_rows(tmp_path / "mon")
+    assert [(r["step"], r["epoch"]) for r in rows] == [(0, 0), (2, 0), (4, 1)]  # step 0, then epoch ends
+    assert all(0 <= r["svm_acc"] <= 1 and r["svm_dataset"] == "toys" for r in rows)
+    assert rundir.read(tmp_path / "mon").steps_logged == 4
+    a = torch.load(tmp_path / "mon" / "ckpt-last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "plain" / "ckpt-last.pt", weights_only=False)["model"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())  # monitoring leaves the training untouched
+    kept = sorted(p.name for p in (tmp_path / "mon").glob("ckpt-epoch-*.pt"))
+    assert kept == ["ckpt-epoch-001.pt"]
+    assert torch.load(tmp_path / "mon" / "ckpt-epoch-001.pt", weights_only=False)["step"] == 4
+    best = yaml.safe_load((tmp_path / "mon" / "config.yaml").read_text())["best"]
+    top = max(rows[1:], key=lambda r: r["svm_acc"])  # the first of the best after step 0
+    assert (best["step"], best["svm_acc"], best["selected_on"]) == (top["step"], top["svm_acc"], "test split")
+    assert torch.load(tmp_path / "mon" / "ckpt-best.pt", weights_only=False)["step"] == top["step"]
+    section = monitor_section(tmp_path / "mon")
+    assert "| 4 | 1 |" in section and "selected on the test split" in section and "monitor.png" in section
+    assert (tmp_path / "mon" / "monitor.png").stat().st_size > 0 and not (tmp_path / "plain" / "ckpt-best.pt").exists()
+    assert [e for e in range(301) if is_kept(TrainParams(), e)] == [250, 275, 300]  # the official cadence
+
+
+def test_monitoring_is_off_with_one_line_when_its_dataset_is_not_prepared(stores, caplog):
+    from pipeline.monitor import build_monitor
+    from pipeline.params import TrainParams
+
+    _, data_root, _ = stores
+    import logging
+
+    log = logging.getLogger("i2p")  # a CLI test may have set propagate=False: listen on the logger itself
+    log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("INFO", logger="i2p"):
+            assert build_monitor(TrainParams(), data_root, "cpu") is None  # default: modelnet40, not prepared
+    finally:
+        log.removeHandler(caplog.handler)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "monitoring off" in lines[0] and "i2p prepare modelnet40 --root PATH" in lines[0]
