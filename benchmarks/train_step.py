@@ -63,7 +63,7 @@ def precision_check(params, inputs, batches, data_root, device) -> None:  # noqa
         for k, item in enumerate(batches):
             torch.cuda.synchronize()
             tic = time.perf_counter()
-            losses[precision].append(train_step(s, item).loss.item())
+            losses[precision].append(train_step(s, item)[0].loss.item())
             torch.cuda.synchronize()
             if k > 0:
                 times.append(time.perf_counter() - tic)

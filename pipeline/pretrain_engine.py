@@ -123,30 +123,42 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
     return Setup(model, optimizer, dataset, sampler, loader, dev, call, teacher, position, params.precision)
 
 
-def train_step(s: Setup, item: dict[str, torch.Tensor]) -> Any:
-    """One optimiser step on one collated batch; returns the forward's output (loss, loss_3d, loss_2d)."""
+def train_step(s: Setup, item: dict[str, torch.Tensor]) -> tuple[Any, bool]:
+    """One optimiser step on one collated batch → (the forward's output: loss, loss_3d, loss_2d; whether
+    the loss was finite on every rank — when not, no rank stepped)."""
     batch = Batch.from_item(item, s.device)
     if s.teacher is not None:
         batch = online_maps(batch, s.teacher)
     with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.precision == "bf16"):  # §9.1: fp32
         out = pretrain_forward(s.model, batch, call=s.call)
-    if not torch.isfinite(out.loss):
-        return out  # the caller stops with the step number metrics.jsonl would give it
+    if _anywhere(not bool(torch.isfinite(out.loss)), s):  # one rank's non-finite loss stops every rank
+        return out, False  # the caller stops with the step number metrics.jsonl would give it
     s.optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
     s.optimizer.step()
-    return out
+    return out, True
+
+
+def _anywhere(value: bool, s: Setup) -> bool:
+    """``value`` on any rank (one all-reduce under torchrun; the value itself in one process)."""
+    if s.call is None:
+        return value
+    t = torch.tensor([1.0 if value else 0.0], device=s.device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 @contextmanager
-def stop_on_interrupt() -> Iterator[dict[str, bool]]:
-    """The first Ctrl-C sets ``flag["stop"]`` (the loop stops after the current step); the second raises."""
-    flag = {"stop": False}
+def stop_on_interrupt() -> Iterator[dict[str, Any]]:
+    """The first Ctrl-C sets ``flag["stop"]`` (the loop stops after the current step); a second one more
+    than a second later raises (torchrun forwards the terminal's Ctrl-C again at once: not a second)."""
+    flag: dict[str, Any] = {"stop": False, "at": 0.0}
 
     def handler(signum: int, frame: Any) -> None:
-        if flag["stop"]:
+        if flag["stop"] and time.monotonic() - flag["at"] > 1.0:
             raise KeyboardInterrupt
-        flag["stop"] = True
+        if not flag["stop"]:
+            flag["stop"], flag["at"] = True, time.monotonic()
 
     try:
         previous = signal.signal(signal.SIGINT, handler)
@@ -174,12 +186,12 @@ def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metric
     with progress_bar(f"epoch {epoch}", s.sampler.batches_per_epoch(), "steps", done=start) as advance:
         for b, item in enumerate(s.loader, start=start):
             tic = time.perf_counter()
-            out = train_step(s, item)
+            out, finite = train_step(s, item)
             step = s.position["step"] + 1  # the number metrics.jsonl gives this step
-            if not torch.isfinite(out.loss):
+            if not finite:
                 last = rundir.checkpoint(run)
                 raise TrainingError(
-                    f"non-finite loss {out.loss.item()} at step {step} (epoch {epoch}, batch {b}); "
+                    f"non-finite loss at step {step} (epoch {epoch}, batch {b}; this process: {out.loss.item()}); "
                     f"metrics.jsonl holds the steps before it",
                     f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet",
                 )
@@ -193,7 +205,7 @@ def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metric
             advance(1, loss=round(out.loss.item(), 4))
             if params.max_steps is not None and step >= params.max_steps:
                 return "max_steps"
-            if flag["stop"]:
+            if _anywhere(flag["stop"], s):  # every rank stops after the same step
                 return "interrupted"
     s.position = {"epoch": epoch + 1, "batch": 0, "step": s.position["step"]}
     return "epoch"
@@ -221,7 +233,8 @@ def fit(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teache
     try:
         with stop_on_interrupt() as flag:
             watch()  # step 0 of a fresh run: the initial (random) weights
-            for epoch in range(s.position["epoch"], params.epochs):
+            done = params.max_steps is not None and s.position["step"] >= params.max_steps  # e.g. stopped past it
+            for epoch in range(s.position["epoch"], params.epochs if not done else s.position["epoch"]):
                 how = train_one_epoch(s, epoch, params, run, metrics, flag, world, watch)
                 rng_states = gather_rng_states(world)  # every rank's stream, for an exact resume
                 if rank == 0:
