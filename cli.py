@@ -188,6 +188,7 @@ def run(
 ) -> None:  # fmt: skip
     """Bring a stage and everything it needs up to date (as `dvc repro`); skips what is up to date."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
+        from pipeline import rundir
         from pipeline.stages import DEFAULT_TARGETS, STAGES
 
         if stage is not None and stage not in STAGES:
@@ -199,7 +200,16 @@ def run(
             raise ConfigError(f"unknown stage {stage!r}", f"did you mean {close[0]}?" if close else f"stages: {', '.join(STAGES)}")
         config = _quick(config) if quick else config
         for target in [stage] if stage else DEFAULT_TARGETS:
-            say(f"{target}: {build(target, context(config, root_dir, dataset))}")
+            out = build(target, context(config, root_dir, dataset))
+            result = (rundir.read_eval(out) or {}).get("result") if STAGES[target].kind == "eval" else None
+            say(f"{target}: {out}" + (f"\n  {_result_text(result)}" if result else ""))
+
+
+def _result_text(result: dict) -> str:
+    if "accuracy" in result:
+        return (f"linear SVM: pre-trained {100 * result['accuracy']:.2f} %, "
+                f"random init {100 * result['random_init_accuracy']:.2f} %")  # fmt: skip
+    return ", ".join(f"{k}: {v}" for k, v in result.items())
 
 
 def _quick(config):  # noqa: ANN001, ANN202
