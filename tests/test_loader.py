@@ -129,11 +129,11 @@ def test_same_items_whatever_the_worker_count_and_after_a_mid_epoch_resume(store
 
 
 def test_ranks_get_disjoint_slices_of_the_epoch(stores):
-    seen = [EpochSampler(N, 2, seed=3, rank=r, world=2) for r in range(2)]
+    seen = [EpochSampler(N, 2, seed=3, rank=r, world=2) for r in range(2)]  # global batch 2: one object each
     for s in seen:
         s.set_epoch(4)
     a, b = (list(s) for s in seen)
-    assert len(a) == len(b) == 4 and not set(a) & set(b)
+    assert len(a) == len(b) == N // 2 and not set(a) & set(b)
     assert same(batches(stores, 0, epoch=4, rank=1, world=2), batches(stores, 2, epoch=4, rank=1, world=2))
 
 

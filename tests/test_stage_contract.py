@@ -156,10 +156,11 @@ def test_gc_lists_what_nothing_uses_and_removes_it_only_when_asked(built):
     assert listed.exit_code == 0 and f"views/{old.name}" in listed.stdout and "--yes" in listed.stdout
     assert old.exists()  # listing removes nothing
     ckpt = data / "runs" / "default" / "ckpt-last.pt"
-    before = ckpt.stat().st_size
+    before = ckpt.read_bytes()
+    assert "optimizer state" not in listed.stdout  # a run stopped at --max-steps may be extended exactly
     removed = cli(data, "gc", "--yes")
     assert removed.exit_code == 0 and "freed" in removed.stdout
-    assert not old.exists() and ckpt.stat().st_size < before / 2  # the finished run's optimizer state
+    assert not old.exists() and ckpt.read_bytes() == before
     rows = status(data, "-d", "toys", *sets())
     assert rows["render"] == rows["train"] == rows["eval"] == "up to date"  # nothing in use was touched
     assert cli(data, "gc").stdout.strip() == "nothing to collect"
@@ -169,3 +170,20 @@ def _params(store):
     import zarr
 
     return dict(zarr.open_group(str(store), mode="r").attrs["params"])
+
+
+def test_gc_strips_the_optimizer_state_of_a_run_at_its_last_epoch_only(tmp_path):
+    from pipeline import gc, rundir
+
+    data = tmp_path / "data"
+    for name, done_epoch in (("finished", 2), ("stopped", 1)):
+        run = rundir.run_dir(data, name)
+        rundir.write_config(run, {"identity": "f" * 64, "params": {"epochs": 2}, "stores": {}})
+        torch.save({"model": {"w": torch.zeros(4)}, "optimizer": {"state": {0: torch.zeros(10_000)}}},
+                   rundir.checkpoint(run))  # fmt: skip
+        rundir.mark_complete(run, done_epoch, 10)
+    listed = {g.path.parent.name: g.kind for g in gc.collect(data)}
+    assert listed == {"finished": "optimizer state"}  # "stopped" ended at --max-steps: it may go on
+    gc.remove(gc.collect(data))
+    assert torch.load(rundir.checkpoint(rundir.run_dir(data, "finished")), weights_only=False)["optimizer"] is None
+    assert gc.collect(data) == []
