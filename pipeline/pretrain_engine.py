@@ -1,10 +1,12 @@
 """The pre-training loop over cached stores, split as MAE's is: set-up, one step, one epoch, the whole fit.
 
 ``fit`` trains one run into its directory (files: :mod:`pipeline.rundir`). Resume is exact, mid-epoch
-too: data order and point subsets come from (seed, epoch, index), the global RNG state (augmentation,
-masking, drop path) is restored from the checkpoint, and a run stopped mid-epoch skips the batches it
-already trained. Ctrl-C finishes the current step, saves ``ckpt-last.pt`` at that step and stops; a second
-Ctrl-C stops at once. Under ``torchrun`` the model is wrapped in DistributedDataParallel and rank 0 writes.
+too: data order and point subsets come from (seed, epoch, index), each rank's global RNG state
+(augmentation, masking, drop path; :mod:`pipeline.train_state`) is restored from the checkpoint, and a run
+stopped mid-epoch skips the batches it already trained. Ctrl-C finishes the current step, saves
+``ckpt-last.pt`` at that step and stops; a second Ctrl-C stops at once. Under ``torchrun`` the model is
+wrapped in DistributedDataParallel, ``batch_size`` is the total over ranks and rank 0 writes; rank 0 also
+runs the monitor and keeps ckpt-best / ckpt-epoch-XXX (:mod:`pipeline.monitor`).
 """
 
 from __future__ import annotations

@@ -425,19 +425,22 @@ def test_the_monitor_measures_the_encoder_keeps_best_and_epoch_checkpoints_and_c
     assert [e for e in range(301) if is_kept(TrainParams(), e)] == [250, 275, 300]  # the official cadence
 
 
-def test_monitoring_is_off_with_one_line_when_its_dataset_is_not_prepared(stores, caplog):
+def test_monitoring_is_off_with_one_line_when_its_dataset_is_not_prepared(stores):
+    import logging
+
     from pipeline.monitor import build_monitor
     from pipeline.params import TrainParams
 
     _, data_root, _ = stores
-    import logging
-
-    log = logging.getLogger("i2p")  # a CLI test may have set propagate=False: listen on the logger itself
-    log.addHandler(caplog.handler)
+    logger, records = logging.getLogger("i2p"), []
+    handler, level = logging.Handler(logging.INFO), logger.level
+    handler.emit = records.append  # every record the i2p logger handles, whatever its console set-up
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
-        with caplog.at_level("INFO", logger="i2p"):
-            assert build_monitor(TrainParams(), data_root, "cpu") is None  # default: modelnet40, not prepared
+        assert build_monitor(TrainParams(), data_root, "cpu") is None  # default: modelnet40, not prepared here
     finally:
-        log.removeHandler(caplog.handler)
-    lines = [r.getMessage() for r in caplog.records]
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    lines = [r.getMessage() for r in records]
     assert len(lines) == 1 and "monitoring off" in lines[0] and "i2p prepare modelnet40 --root PATH" in lines[0]
