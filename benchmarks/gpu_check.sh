@@ -38,6 +38,10 @@ section "1. pre-training step, batch 64, fp32 and bf16 (budget 150 s)"
 timeout 240 python benchmarks/train_step.py --device cuda --batch-size 64 --steps 3 --per-class 24 \
     --precisions fp32 bf16 --workers 8 --stage-workers 8 --data-root "$ROOT/step"
 
+section "1b. bf16 against fp32: seconds per step and the loss difference, step by step"
+timeout 240 python benchmarks/train_step.py --device cuda --batch-size 64 --steps 5 --precision-check \
+    --data-root "$ROOT/step"
+
 section "2. training loader, paper sizes (budget 60 s)"
 timeout 150 python benchmarks/loader.py --per-class 24 --workers 0 8 --stage-workers 8 --data-root "$ROOT/loader"
 

@@ -89,7 +89,7 @@ def main() -> None:
         "--precisions",
         nargs="+",
         choices=("fp32", "bf16"),
-        help="default: bf16 on CUDA (as i2p train), fp32 on CPU",
+        help="default: fp32, as i2p train (train.precision); bf16 is refused on CPU",
     )
     ap.add_argument("--stage-workers", type=int, default=1, help="prepare/render workers for the stores")
     ap.add_argument("--precision-check", action="store_true", help="fp32 vs bf16 steps and losses (CUDA)")
@@ -123,7 +123,7 @@ def main() -> None:
             raise SystemExit("--precision-check needs a CUDA device: bf16 training is refused on CPU")
         precision_check(params, inputs, cached_batches, data_root, device)
         return
-    precisions = args.precisions or (["bf16"] if device.type == "cuda" else ["fp32"])
+    precisions = args.precisions or ["fp32"]
     teacher = load_teacher(args.teacher, None, str(device), "fp16" if device.type == "cuda" else "fp32", offline=True)
     results, peaks = {}, {}
     for precision in precisions:
