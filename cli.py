@@ -26,6 +26,7 @@ from cli_options import (
     build,
     context,
     global_options,
+    result_lines,
     say,
     session,
 )  # fmt: skip
@@ -201,15 +202,9 @@ def run(
         config = _quick(config) if quick else config
         for target in [stage] if stage else DEFAULT_TARGETS:
             out = build(target, context(config, root_dir, dataset))
-            result = (rundir.read_eval(out) or {}).get("result") if STAGES[target].kind == "eval" else None
-            say(f"{target}: {out}" + (f"\n  {_result_text(result)}" if result else ""))
-
-
-def _result_text(result: dict) -> str:
-    if "accuracy" in result:
-        return (f"linear SVM: pre-trained {100 * result['accuracy']:.2f} %, "
-                f"random init {100 * result['random_init_accuracy']:.2f} %")  # fmt: skip
-    return ", ".join(f"{k}: {v}" for k, v in result.items())
+            say(f"{target}: {out}")
+            for line in result_lines(target, rundir.read_eval(out)) if STAGES[target].kind == "eval" else []:
+                say(f"  {line}")
 
 
 def _quick(config):  # noqa: ANN001, ANN202

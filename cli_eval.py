@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cli_options import DataRoot, Dataset, Quiet, Run, Sets, Verbose, build, context, say, session
+from cli_options import DataRoot, Dataset, Quiet, Run, Sets, Verbose, context, run_evaluation, say, session
 
 eval_app = typer.Typer(help="Evaluate a pre-trained encoder on frozen features (linear SVM).", no_args_is_help=True)
 
@@ -83,13 +83,7 @@ def svm_command(
         config = config.with_values("train", run=run)
         cx = context(config, root, dataset, run)
         if not _direct(run, ckpt, random_init, which, cx):
-            from pipeline import rundir
-
-            result = rundir.read_eval(build("eval", cx))
-            r = result["result"]
-            say(f"linear SVM on {cx.dataset} (run {result['run']}): [bold]{100 * r['accuracy']:.2f} %[/], random "
-                f"init {100 * r['random_init_accuracy']:.2f} % (C={r['svm_c']:g}, {r['points']} points)")
-            return
+            return run_evaluation("eval", cx)
         params = config.params("eval")
         run = _encoder_run(cx, run, ckpt, random_init)
         store = ev.points_store(_points(cx, run, ckpt))
@@ -151,13 +145,7 @@ def finetune_command(
         config = config.with_values("train", run=run)
         cx = context(config, root, dataset, run)
         if not _direct(run, ckpt, random_init, which, cx):
-            from pipeline import rundir
-
-            result = rundir.read_eval(build("finetune", cx))
-            r = result["result"]
-            say(f"fine-tuning on {cx.dataset} (run {result['run']}): last epoch {mean_std(r['last_acc'])}, best "
-                f"epoch {mean_std(r['best_acc'])} (chosen on the test split)")
-            return
+            return run_evaluation("finetune", cx)
         from pipeline.downstream_stages import finetune_overrides
         from pipeline.finetuning import run_finetune
 
@@ -198,12 +186,7 @@ def fewshot_command(
         config = config.with_values("train", run=run)
         cx = context(config, root, dataset, run) if episodes is None else None
         if episodes is None and not _direct(run, ckpt, random_init, which, cx):
-            from pipeline import rundir
-
-            result = rundir.read_eval(build("fewshot", cx))
-            for setting, accs in result["result"].items():
-                say(f"{setting}: last epoch {mean_std(accs)}")
-            return
+            return run_evaluation("fewshot", cx)
         from pipeline.downstream_stages import finetune_overrides
         from pipeline.finetuning import run_fewshot
 

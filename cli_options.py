@@ -172,3 +172,25 @@ class FlagGroup(TyperGroup):
         if not getattr(self, "_flags_hidden", False):
             self._flags_hidden = hide_flag_types(self) is self
         return super().main(*args, **kwargs)
+
+
+def result_lines(stage: str, record: dict[str, Any]) -> list[str]:
+    """The lines an evaluation stage's ``evals/*.json`` record prints (eval, finetune, fewshot)."""
+    from pipeline.reports import mean_std
+
+    r, where = record["result"], f"on {record.get('dataset')} (run {record.get('run')})"
+    if stage == "eval":
+        return [f"linear SVM {where}: [bold]{100 * r['accuracy']:.2f} %[/], random init "
+                f"{100 * r['random_init_accuracy']:.2f} % (C={r['svm_c']:g}, {r['points']} points)"]  # fmt: skip
+    if stage == "finetune":
+        return [f"fine-tuning {where}: last epoch {mean_std(r['last_acc'])}, best epoch "
+                f"{mean_std(r['best_acc'])} (chosen on the test split)"]  # fmt: skip
+    return [f"{setting}: last epoch {mean_std(accs)}" for setting, accs in r.items()]
+
+
+def run_evaluation(stage: str, ctx: Any) -> None:
+    """Bring an evaluation stage of the context's run up to date and print its result."""
+    from pipeline import rundir
+
+    for line in result_lines(stage, rundir.read_eval(build(stage, ctx))):
+        say(line)

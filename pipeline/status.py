@@ -35,10 +35,10 @@ def _rel(path: Path | str | None, root: Path) -> str:
 def stage_rows(config: Config, data_root: Path, dataset: str) -> list[dict[str, Any]]:
     """One row per stage of the table: state, output, fingerprint (or the error planning gives)."""
     ctx = Context(config, data_root, dataset)
-    rows = []
+    rows, memo = [], {}  # one plan per stage for all rows, as one command would make it
     for stage in STAGES:
         try:
-            p = plan(stage, ctx)
+            p = plan(stage, ctx, memo)
             state = output_state(p)
             rows.append({"stage": stage, "state": state.label, "output": _rel(p.out, data_root),
                          "fingerprint": p.fingerprint[:8], **state.detail})  # fmt: skip
