@@ -1,11 +1,12 @@
 """One pre-training step on tensors: augmentation, 2D lookups from cached maps, loss (spec §1.6, §4, §8).
 
 The loader gives, per object, N points of its stored cloud (``xyz``, re-normalised as spec §1.1) and
-the same points in the stored, canonical frame (``canonical``), plus the object's cached teacher
-maps and projection parameters. Grouping runs on the augmented ``xyz``; every 2D lookup uses the
-same indices into ``canonical``, mapped to pixels with the stored parameters (design.md "Training
-from caches"). With an online teacher, the views and maps are computed inside the step instead, from
-the same rendered subset the cache was built from, so both modes see identical inputs.
+the same points in the frame its views were projected from (``canonical``), plus the object's cached
+teacher maps and projection parameters. Grouping runs on the augmented ``xyz``; every 2D lookup uses
+the same indices into ``canonical``, mapped to pixels with the stored parameters (design.md "Training
+from caches"). With augmented views the loader has already applied the draw's augmentation
+(``augment=False`` here). With an online teacher (:func:`official_step`) the step is the official one:
+the augmented input itself is projected and run through the teacher, and looked up in.
 """
 
 from __future__ import annotations
@@ -26,24 +27,26 @@ from i2pmae.ops import gather_points
 @dataclass
 class Batch:
     """One batch on the device. xyz, canonical: (B, N, 3); proj: (B, V, 5); feature: (B, V, C, h, w);
-    saliency: (B, V, h, w). feature/saliency are None in online-teacher mode or for 3D-only training
-    with random masking; render_points (B, R, 3) are the canonical points the views are made of."""
+    saliency: (B, V, h, w). proj/feature/saliency are None before an online teacher's maps are made,
+    or for 3D-only training with random masking."""
 
     xyz: Tensor
     canonical: Tensor
     proj: Tensor | None = None
     feature: Tensor | None = None
     saliency: Tensor | None = None
-    render_points: Tensor | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Tensor], device: torch.device) -> Batch:
         """A collated loader item (keys as the fields; missing ones None) moved to ``device``."""
-        names = ("xyz", "canonical", "proj", "feature", "saliency", "render_points")
+        names = ("xyz", "canonical", "proj", "feature", "saliency")
         return cls(*(item[k].to(device, non_blocking=True) if k in item else None for k in names))
 
 
-def scale_and_translate(xyz: Tensor, low: float = 2 / 3, high: float = 3 / 2, shift: float = 0.2) -> Tensor:
+SCALE_LOW, SCALE_HIGH, SHIFT = 2 / 3, 3 / 2, 0.2  # PointcloudScaleAndTranslate's defaults (spec §1.6)
+
+
+def scale_and_translate(xyz: Tensor, low: float = SCALE_LOW, high: float = SCALE_HIGH, shift: float = SHIFT) -> Tensor:
     """Spec §1.6: per sample, per-axis scale U(low, high)³ and shift U(−shift, shift)³. (B,N,3) → (B,N,3)."""
     B = xyz.shape[0]
     scale = torch.empty(B, 1, 3, device=xyz.device).uniform_(low, high)
@@ -90,19 +93,29 @@ def target_fn(batch: Batch) -> Callable[[Tensor, Tensor], Tensor]:
 
 
 def online_maps(batch: Batch, teacher: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Batch:
-    """The paper's way: render the views and run the teacher inside the step (baseline for speed)."""
+    """The official step's 2D branch (spec §4, §5, §6): project ``batch.xyz`` — the step's input, already
+    augmented — into the three views, run the teacher on them, and look every point up in the frame
+    that was projected (``canonical`` = ``xyz``). Then call :func:`pretrain_forward` with
+    ``augment=False``. xyz (B, N, 3) → proj (B, V, 5), feature (B, V, C, h, w), saliency (B, V, h, w)."""
     with torch.no_grad():
-        images, proj = project(batch.render_points.float())  # (B, V, 224, 224), (B, V, 5)
+        images, proj = project(batch.xyz.float())  # (B, V, 224, 224), (B, V, 5)
         B, V = images.shape[:2]
         features, saliency = teacher(normalise_images(images).flatten(0, 1))  # (B·V, C, h, w), (B·V, h, w)
     return Batch(
         batch.xyz,
-        batch.canonical,
+        batch.xyz,
         proj,
         features.reshape(B, V, *features.shape[1:]),
         saliency.reshape(B, V, *saliency.shape[1:]),
-        batch.render_points,
     )
+
+
+def official_step(model: I2PMAE, batch: Batch, teacher: Callable[[Tensor], tuple[Tensor, Tensor]],
+                  call: Callable[..., Any] | None = None) -> Any:
+    """The official pre-training step (spec §1.6, §4, §5, §8): augment the normalised input, project
+    the augmented cloud, run the teacher on its views, mask and look up on that same cloud."""
+    augmented = Batch(scale_and_translate(batch.xyz), batch.canonical)
+    return pretrain_forward(model, online_maps(augmented, teacher), augment=False, call=call)
 
 
 def pretrain_forward(

@@ -32,13 +32,16 @@ class _Sharded:
     def __init__(self, folder: Path, meta: dict[str, Any]):
         self.folder = folder
         self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
-        self.row_shape = tuple(meta["shape"][1:])
+        self.lead = _lead(meta)  # 1: one chunk per object; 2: one per (object, draw)
+        self.shape = tuple(meta["shape"])
+        self.row_shape = self.shape[self.lead :]
+        self.draws = meta["shape"][1] if self.lead == 2 else 1
         self.per_shard = meta["chunk_grid"]["configuration"]["chunk_shape"][0]
         self.fill = meta["fill_value"]
         self.separator = meta["chunk_key_encoding"].get("configuration", {}).get("separator", "/")
         inner = meta["codecs"][0]["configuration"]["codecs"]
         self.zstd = len(inner) == 2
-        self.index_bytes = 16 * self.per_shard + 4  # (offset, nbytes) per chunk, then crc32c
+        self.index_bytes = 16 * self.per_shard * self.draws + 4  # (offset, nbytes) per chunk, then crc32c
 
     @staticmethod
     def supported(meta: dict[str, Any]) -> bool:
@@ -51,7 +54,7 @@ class _Sharded:
             return (
                 codec["name"] == "sharding_indexed"
                 and meta["chunk_key_encoding"]["name"] == "default"
-                and cfg["chunk_shape"] == [1, *shape[1:]]
+                and _lead(meta) in (1, 2)
                 and shard[1:] == shape[1:]
                 and names in (["bytes"], ["bytes", "zstd"])
                 and cfg["codecs"][0].get("configuration", {}).get("endian", "little") == "little"
@@ -64,15 +67,17 @@ class _Sharded:
         except (KeyError, TypeError, ValueError):
             return False
 
-    def get(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Object ``index`` as a writable array of shape ``row_shape`` (into ``out`` when given: a
-        C-contiguous array of that shape and dtype, e.g. a row of a batch buffer)."""
+    def get(self, index: int, out: np.ndarray | None = None, draw: int = 0) -> np.ndarray:
+        """Object ``index`` (its ``draw`` for per-draw arrays) as a writable array of shape
+        ``row_shape`` (into ``out`` when given: a C-contiguous array of that shape and dtype, e.g. a
+        row of a batch buffer)."""
         import google_crc32c
         from numcodecs import Zstd
 
-        shard, k = divmod(index, self.per_shard)
+        shard, local = divmod(index, self.per_shard)
+        k = local * self.draws + draw  # the shard's chunks are in C order over (object, draw)
         out = np.empty(self.row_shape, self.dtype) if out is None else out
-        key = self.separator.join(["c", str(shard), *["0"] * len(self.row_shape)])
+        key = self.separator.join(["c", str(shard), *["0"] * (len(self.row_shape) + self.lead - 1)])
         try:
             fd = os.open(self.folder / key, os.O_RDONLY)
         except FileNotFoundError:
@@ -92,6 +97,15 @@ class _Sharded:
         finally:
             os.close(fd)
         return out
+
+
+def _lead(meta: dict[str, Any]) -> int:
+    """Leading dimensions of one inner chunk that are 1: 1 (per object) or 2 (per object and draw)."""
+    shape, inner = meta["shape"], meta["codecs"][0]["configuration"]["chunk_shape"]
+    for lead in (1, 2):
+        if inner == [1] * lead + shape[lead:]:
+            return lead
+    return 0
 
 
 class ArrayReader:
@@ -124,25 +138,31 @@ class ArrayReader:
                 self._arrays[name] = zarr.open_array(f"{self.store}/{self.split}/{name}", mode="r")
         return self._arrays[name]
 
-    def get(self, name: str, index: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Object ``index`` of array ``name``; written into ``out`` (and returned) when given."""
+    def get(self, name: str, index: int, out: np.ndarray | None = None, draw: int | None = None) -> np.ndarray:
+        """Object ``index`` of array ``name`` (only its ``draw`` when given: arrays with a draw
+        dimension second); written into ``out`` (and returned) when given."""
         array = self._array(name)
         if isinstance(array, _Sharded) and (out is None or out.flags.c_contiguous):
-            return array.get(int(index), out)
-        row = np.asarray(array[int(index)])
-        if out is None:
-            return row
-        out[...] = row
-        return out
+            if array.lead == 1:  # one chunk holds the whole object
+                row = array.get(int(index), out if draw is None else None)
+                return row if draw is None else _into(out, row[draw])
+            if draw is not None:
+                return array.get(int(index), out, draw)
+        return _into(out, np.asarray(array[int(index)] if draw is None else array[int(index), int(draw)]))
 
-    def row(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
-        """(shape, dtype) of one object's row of array ``name``."""
+    def row(self, name: str, per_draw: bool = False) -> tuple[tuple[int, ...], np.dtype]:
+        """(shape, dtype) of one object's row of array ``name`` (``per_draw``: of one draw of it)."""
         array = self._array(name)
-        if isinstance(array, _Sharded):
-            return array.row_shape, array.dtype
-        return tuple(array.shape[1:]), np.dtype(array.dtype)
+        return tuple(array.shape[2 if per_draw else 1 :]), np.dtype(array.dtype)
 
     def whole(self, name: str) -> np.ndarray:
         import zarr
 
         return zarr.open_array(f"{self.store}/{self.split}/{name}", mode="r")[...]
+
+
+def _into(out: np.ndarray | None, row: np.ndarray) -> np.ndarray:
+    if out is None:
+        return row
+    out[...] = row
+    return out

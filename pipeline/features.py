@@ -1,7 +1,8 @@
 """The cache-features stage: views store → ``features/<dataset>-<teacher>-<fp8>.zarr`` (spec §6).
 
 Per split: ``feature (S, V, C, h, w) float16`` (ln_post patch tokens × proj) and
-``saliency (S, V, h, w) float32`` (last-layer CLS→patch attention, head-averaged). A torch
+``saliency (S, V, h, w) float32`` (last-layer CLS→patch attention, head-averaged); for augmented
+views, ``(S, K, V, …)`` with one zarr chunk per (object, draw), the draw the loader reads. A torch
 DataLoader reads view chunks in worker processes while the teacher runs here, on one device; the
 images are normalised on that device (``pipeline.feed``). ``shard="i/n"`` fills only chunks with
 index % n == i, so n processes (one per GPU, or machines sharing the store) fill one store together;
@@ -117,21 +118,17 @@ def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter
     c, (h, w), ch = params.chunk, teacher.patch_grid, teacher.channels
     layout = {}
     for split in views.attrs["splits"]:
-        n, v = views[f"{split}/image"].shape[:2]
+        n, *lead = views[f"{split}/image"].shape[:-2]  # (O, V) or, augmented views, (O, K, V)
+        where = ("draw", "view") if len(lead) == 2 else ("view",)
         layout[split] = (
             max(1, -(-n // c)),
             [
-                per_object(
-                    "feature",
-                    (n, v, ch, h, w),
-                    c,
-                    "float16",
-                    ("object", "view", "channel", "row", "col"),
-                    compress=False,
-                ),
-                per_object("saliency", (n, v, h, w), c, "float32", ("object", "view", "row", "col")),
+                per_object("feature", (n, *lead, ch, h, w), c, "float16", ("object", *where, "channel", "row", "col"),
+                           compress=False, per_draw=len(lead) == 2),
+                per_object("saliency", (n, *lead, h, w), c, "float32", ("object", *where, "row", "col"),
+                           per_draw=len(lead) == 2),
             ],
-        )
+        )  # fmt: skip
     writer.create(layout)
     return writer
 
@@ -148,14 +145,15 @@ def _fill(writer, params, views_path, teacher, device, shard, n_shards, dataset)
             if i % n_shards == shard:
                 chunks.append((split, i, i * params.chunk, min(n, (i + 1) * params.chunk)))
     norm = _normalisation(params.normalisation, teacher)
-    n_views = writer.group[f"{chunks[0][0]}/feature"].shape[1] if chunks else 3
+    lead = writer.group[f"{chunks[0][0]}/saliency"].shape[1:-2] if chunks else (3,)  # (V,) or (K, V)
+    n_views = int(np.prod(lead))  # teacher images per object
     sizes = [(stop - start) * n_views for *_, start, stop in chunks]  # images per chunk
 
     def store(k: int, feats: list, sals: list) -> None:
         """float16/float32 conversion, zarr write and done mark: runs in the writer thread."""
         split, i, start, stop = chunks[k]
-        feature = torch.cat(feats).reshape(stop - start, n_views, *feats[0].shape[1:])
-        saliency = torch.cat(sals).reshape(stop - start, n_views, *sals[0].shape[1:])
+        feature = torch.cat(feats).reshape(stop - start, *lead, *feats[0].shape[1:])
+        saliency = torch.cat(sals).reshape(stop - start, *lead, *sals[0].shape[1:])
         writer.write(split, "feature", start, feature.numpy().astype(np.float16))
         writer.write(split, "saliency", start, saliency.numpy().astype(np.float32))
         writer.mark_done(split, i)  # only after both arrays are written

@@ -71,7 +71,8 @@ class ViewBatches:
             split, index = self.objects[o]
             if split not in self._readers:
                 self._readers[split] = ArrayReader(self.views_path, split)
-            views = self._readers[split].get("image", index)  # (V, H, W) float16
+            views = self._readers[split].get("image", index)  # (V, H, W) or, augmented, (K, V, H, W) float16
+            views = views.reshape(-1, *views.shape[-2:])  # draw-major: image k·V + v
             if out is None:
                 shape = (hi - lo, *views.shape[1:]) if self.table is None else (hi - lo, 3, *views.shape[1:])
                 dtype = torch.float16 if self.table is None else torch.float32

@@ -22,6 +22,7 @@ class StageParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     STAGE: ClassVar[str] = ""
     RUNTIME: ClassVar[frozenset[str]] = frozenset()
+    LEGACY: ClassVar[dict[str, Any]] = {}  # a param a recorded output lacks was built with this value
 
     @classmethod
     def build(
@@ -97,13 +98,25 @@ class RenderParams(StageParams):
 
     STAGE: ClassVar[str] = "render"
     RUNTIME: ClassVar[frozenset[str]] = frozenset({"workers", "scheduler", "batch_size"})
+    LEGACY: ClassVar[dict[str, Any]] = {"views": "fixed"}  # stores written before `views` existed
 
     subset: int = Field(2048, ge=16)  # R points projected per object (the paper projects 2048-point clouds)
-    seed: int = 0  # the subset is drawn from (seed, object id)
+    seed: int = 0  # subsets and draws come from (seed, object id[, draw])
+    # augmented: `draws` seeded draws per object (subset + the §1.6 scale/shift), the teacher sees each
+    # augmented cloud as the paper's does; fixed: one unaugmented subset per object (cheapest, older stores)
+    views: Literal["augmented", "fixed"] = "augmented"
+    draws: int = Field(4, ge=1, le=64)  # K draws per object (augmented views only)
     chunk: int = Field(16, ge=1)
     batch_size: int = Field(64, ge=1)
     workers: int = Field(1, ge=1)
     scheduler: str | None = None
+
+    def fingerprint_params(self) -> dict[str, Any]:
+        """Fixed views hash as before ``views``/``draws`` existed, so older stores stay up to date."""
+        values = super().fingerprint_params()
+        if self.views == "fixed":
+            values.pop("views"), values.pop("draws")
+        return values
 
 
 class FeaturesParams(StageParams):
@@ -152,7 +165,8 @@ class TrainParams(StageParams):
     mask_ratio: float = Field(0.8, gt=0.0, lt=1.0)
     masking: Literal["2d-guided", "random"] = "2d-guided"
     targets: Literal["3d", "3d+2d"] = "3d+2d"
-    online_teacher: str | None = None  # render + run this teacher inside the step (the paper's way)
+    online_teacher: str | None = None  # the official step: project the augmented input, run this teacher
+    input_subset: Literal["fresh", "draw"] = "fresh"  # augmented views: 3D input from a fresh subset or the draw's own
     precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.1); bf16: autocast on CUDA (speed)
     seed: int = 1
     monitor_dataset: str | None = "modelnet40"  # linear SVM on this prepared dataset (§9.1); None: off

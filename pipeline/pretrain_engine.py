@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from i2pmae.model import I2PMAE, I2PMAEConfig
-from i2pmae.pretrain import Batch, LossOnly, online_maps, pretrain_forward
+from i2pmae.pretrain import Batch, LossOnly, official_step, pretrain_forward
 from i2pmae.schedule import epoch_lr, param_groups
 from pipeline import rundir
 from pipeline.console import progress_bar
@@ -112,7 +112,7 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
             LossOnly(model), device_ids=[dev.index] if dev.type == "cuda" else None
         )
     dataset = CachedShapes(inputs.points, inputs.views, inputs.features, "train", params.points, params.seed,
-                           online=teacher is not None)  # fmt: skip
+                           params.input_subset)  # fmt: skip
     sampler = EpochSampler(len(dataset), params.batch_size, params.seed, rank, world)
     if sampler.batches_per_epoch() == 0:
         raise TrainingError(
@@ -129,10 +129,11 @@ def train_step(s: Setup, item: dict[str, torch.Tensor]) -> tuple[Any, bool]:
     """One optimiser step on one collated batch → (the forward's output: loss, loss_3d, loss_2d; whether
     the loss was finite on every rank — when not, no rank stepped)."""
     batch = Batch.from_item(item, s.device)
-    if s.teacher is not None:
-        batch = online_maps(batch, s.teacher)
     with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.precision == "bf16"):  # §9.1: fp32
-        out = pretrain_forward(s.model, batch, call=s.call)
+        if s.teacher is not None:  # the official step: teacher on the augmented input's views
+            out = official_step(s.model, batch, s.teacher, call=s.call)
+        else:  # augmented views: the loader applied the draw's augmentation already
+            out = pretrain_forward(s.model, batch, augment=not s.dataset.augmented, call=s.call)
     if _anywhere(not bool(torch.isfinite(out.loss)), s):  # one rank's non-finite loss stops every rank
         return out, False  # the caller stops with the step number metrics.jsonl would give it
     s.optimizer.zero_grad(set_to_none=True)

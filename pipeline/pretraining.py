@@ -28,7 +28,7 @@ def train_inputs(plan: Any):  # noqa: ANN201  (a TrainInputs)
     channels = 512
     if "cache-features" in paths:
         group = zarr.open_group(paths["cache-features"], mode="r")
-        channels = int(group[f"{group.attrs['splits'][0]}/feature"].shape[2])
+        channels = int(group[f"{group.attrs['splits'][0]}/feature"].shape[-3])  # (O, [K,] V, C, h, w)
         if group.attrs["teacher"].get("random_weights"):
             log.warning("training on features of a RANDOM-weight teacher (%s): fine for smoke runs only",
                         group.attrs["teacher"].get("name"))  # fmt: skip

@@ -38,8 +38,9 @@ def load_run_model(checkpoint: Path) -> tuple[Any, int]:
     return model.eval(), int(state.get("step", 0))
 
 
-def forward_one(model: Any, config: dict, split: str, row: int, seed: int) -> tuple[Any, Any]:
-    """(batch of one object as training builds it, the model's PretrainOutput) without augmentation."""
+def forward_one(model: Any, config: dict, split: str, row: int, seed: int) -> tuple[Any, Any, int | None]:
+    """(batch of one object as training builds it, the model's PretrainOutput, the views' draw or None):
+    no augmentation, or with augmented views the augmentation of the draw the loader picks."""
     import torch
 
     from i2pmae.pretrain import Batch, pretrain_forward
@@ -53,13 +54,15 @@ def forward_one(model: Any, config: dict, split: str, row: int, seed: int) -> tu
             "cache the run's teacher with `i2p cache-features --teacher NAME` and train a run from it",
         )
     data = CachedShapes(
-        stores["points"], stores.get("views"), stores.get("features"), split, params["points"], seed
+        stores["points"], stores.get("views"), stores.get("features"), split, params["points"], seed,
+        params.get("input_subset", "fresh"),
     )
     item = data[row]
+    draw = int(item.pop("draw")[0]) if "draw" in item else None
     batch = Batch.from_item({k: v[None] for k, v in item.items()}, torch.device("cpu"))
     torch.manual_seed(seed)  # the mask is a draw (spec §4): the same seed draws the same one
     with torch.no_grad():
-        return batch, pretrain_forward(model, batch, augment=False)
+        return batch, pretrain_forward(model, batch, augment=False), draw
 
 
 def _scatter(ax: Any, layers: list[tuple[np.ndarray, str, float]], title: str) -> None:
@@ -106,13 +109,14 @@ def run_picture(
     points = zarr.open_group(stores["points"], mode="r")
     row = locate(points, split, obj)
     model, step = load_run_model(checkpoint)
-    batch, result = forward_one(model, config, split, row, seed)
+    batch, result, draw = forward_one(model, config, split, row, seed)
     features = stores["features"]
     teacher = dict(zarr.open_group(features, mode="r").attrs["teacher"]) if features else {}
 
     fig = plt.figure(figsize=(11, 7.6), layout="constrained")
     top = [fig.add_subplot(2, 3, v + 1) for v in range(3)]
-    views = zarr.open_group(stores["views"], mode="r")[f"{split}/image"][row].astype(np.float32)
+    views = zarr.open_group(stores["views"], mode="r")[f"{split}/image"][row].astype(np.float32)  # ([K,] V, H, W)
+    views = views if draw is None else views[draw]
     saliency = batch.saliency[0].numpy() if batch.saliency is not None else None
     draw_views(fig, top, views, saliency)
     n_visible, n_tokens = _draw_tokens(top, batch, result)
@@ -141,7 +145,8 @@ def run_picture(
     random = " — RANDOM weights" if teacher.get("random_weights") else ""
     fig.suptitle(
         f"run {run} (step {step}): {object_title(points, split, row)}\n"
-        f"teacher {teacher.get('name', 'none')}{random}; mask drawn with seed {seed}; no augmentation",
+        f"teacher {teacher.get('name', 'none')}{random}; mask drawn with seed {seed}; "
+        f"{'no augmentation' if draw is None else f'augmentation of views draw {draw}'}",
         fontsize=10,
     )
     ident = str(points[f"{split}/id"][row])
@@ -149,7 +154,7 @@ def run_picture(
         "run": run, "step": step, "object": ident, "row": row, "split": split, "teacher": teacher or None,
         "masking": model.cfg.masking, "visible_top_tokens": n_visible, "top_tokens": n_tokens,
         "masked_rec_tokens": n_masked, "loss_3d": loss_3d,
-        "loss_2d": None if result.loss_2d is None else float(result.loss_2d), "seed": seed,
+        "loss_2d": None if result.loss_2d is None else float(result.loss_2d), "seed": seed, "draw": draw,
     }  # fmt: skip
     name = picture_name(points.attrs.get("dataset", "?"), split, ident, teacher.get("name"), run)
     return save_figure(fig, Path(out) if out else Path(out_dir) / name, record)

@@ -106,6 +106,7 @@ def _params(stage: str, ctx: Context, recorded: Recorded | None) -> StageParams:
     values = dict(ctx.config.stages[stage].params) if stage in ctx.config.stages else {}
     if recorded is not None:
         values.update({k: v for k, v in recorded.params.items() if k in model.model_fields and k not in model.RUNTIME})
+        values.update({k: v for k, v in model.LEGACY.items() if k not in recorded.params})
     values.update(ctx.config.overrides.get(stage, {}))
     return model.build(values, where=str(ctx.config.path), origins=ctx.config.origins.get(stage, {}))
 

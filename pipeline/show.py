@@ -117,9 +117,11 @@ def show_object(
     views = zarr.open_group(str(views_path), mode="r")
     points = zarr.open_group(views.attrs["upstream_paths"]["prepare"], mode="r")
     row = locate(points, split, obj)
-    images = views[f"{split}/image"][row].astype(np.float32)  # (V, 224, 224)
+    images = views[f"{split}/image"][row].astype(np.float32)  # (V, 224, 224); augmented views (K, V, …)
     feats = zarr.open_group(str(features_path), mode="r") if features_path else None
-    saliency = feats[f"{split}/saliency"][row] if feats is not None else None  # (V, h, w)
+    saliency = feats[f"{split}/saliency"][row] if feats is not None else None  # (V, h, w) or (K, V, h, w)
+    if images.ndim == 4:  # augmented views: draw 0, as the teacher saw it
+        images, saliency = images[0], None if saliency is None else saliency[0]
     teacher = dict(feats.attrs["teacher"]) if feats is not None else {}
     random = " — RANDOM weights" if teacher.get("random_weights") else ""
     n_rows = 1 if saliency is None else 2

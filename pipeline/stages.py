@@ -64,11 +64,12 @@ def features_identity(params: P.FeaturesParams) -> dict[str, Any]:
 
 
 def train_needs(params: P.TrainParams) -> tuple[str, ...]:
-    """Views for 2D-guided masking or 2D targets; cached features unless the teacher runs online."""
+    """Views and cached features for 2D-guided masking or 2D targets, unless the teacher runs online
+    (the official step projects each step's input itself: points alone)."""
     uses_maps = params.masking == "2d-guided" or params.targets == "3d+2d"
-    if not uses_maps:
+    if not uses_maps or params.online_teacher:
         return ("prepare",)
-    return ("prepare", "render") if params.online_teacher else ("prepare", "render", "cache-features")
+    return ("prepare", "render", "cache-features")
 
 
 # ---- outputs -------------------------------------------------------------------------------------

@@ -67,14 +67,17 @@ class ArraySpec:
 
 
 def per_object(
-    name: str, shape: tuple[int, ...], chunk: int, dtype: Any, dims: tuple[str, ...], compress: bool = True
+    name: str, shape: tuple[int, ...], chunk: int, dtype: Any, dims: tuple[str, ...], compress: bool = True,
+    per_draw: bool = False,
 ) -> ArraySpec:
-    """An array read one object at a time: shards of ``chunk`` objects holding one-object chunks.
+    """An array read one object at a time: shards of ``chunk`` objects holding one-object chunks
+    (``per_draw``: one chunk per (object, draw), the second dimension being ``draw``).
 
-    A work chunk writes exactly one shard (one file); a training loader reads one object without
-    decoding its neighbours.
+    A work chunk writes exactly one shard (one file); a training loader reads one object (or one
+    draw of it) without decoding its neighbours.
     """
-    return ArraySpec(name, shape, (1, *shape[1:]), dtype, dims, 0, (chunk, *shape[1:]), compress)
+    inner = (1, 1, *shape[2:]) if per_draw else (1, *shape[1:])
+    return ArraySpec(name, shape, inner, dtype, dims, 0, (chunk, *shape[1:]), compress)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,17 @@
 Per item (design.md "Training from caches", spec §1.1): a random N of the object's stored points
 (a permutation's first N, drawn from (seed, epoch, index), so the same epoch gives the same subsets
 whatever the worker count or a resume), re-normalised into the unit sphere for the 3D input
-(``xyz``) and kept in the stored frame for 2D lookups (``canonical``); the object's projection
-parameters; its cached feature maps and saliency (cached mode) or the rendered subset's points
-(online-teacher mode). The epoch's order stays a uniform shuffle, as the paper's.
+(``xyz``), and the same points in the frame the views were projected from (``canonical``), with the
+object's projection parameters and cached feature maps and saliency. The epoch's order stays a
+uniform shuffle, as the paper's.
+
+* No views store (3D-only training, or an online teacher, which projects ``xyz`` itself): ``xyz``
+  and ``canonical`` (the stored frame) only.
+* Fixed views: ``canonical`` is the stored frame; the step augments ``xyz`` (spec §1.6).
+* Augmented views (``pipeline.draws``): a draw k of the object is picked from the same generator;
+  ``xyz`` already carries that draw's scale and shift (the step must not augment again) and
+  ``canonical`` is the same points in the draw's frame. With ``input_subset="draw"`` the points are
+  the draw's own subset, so ``xyz`` equals the cloud its views were projected from.
 
 Speed: objects are read straight from the stores' shard files (``pipeline.fastread``), and
 ``batch_loader`` gives each DataLoader worker whole batches, read in place into shared-memory batch
@@ -23,11 +31,13 @@ from pipeline.errors import StoreError
 
 
 class CachedShapes(torch.utils.data.Dataset):
-    """Map-style dataset over one split. ``set_epoch(e)`` changes the point subsets.
+    """Map-style dataset over one split. ``set_epoch(e)`` changes the point subsets (and draws).
 
-    An item: ``xyz``, ``canonical`` (N, 3) float32; with a views store ``proj`` (V, 5) float32 and,
-    online, ``render_points`` (R, 3) float32; cached, ``feature`` (V, C, h, w) float16 and
-    ``saliency`` (V, h, w) float32. Errors: StoreError for a missing split or too few stored points.
+    An item: ``xyz``, ``canonical`` (N, 3) float32; with a views store ``proj`` (V, 5) float32 (augmented
+    views: also ``draw`` (1,) int32, the draw's index); with a features store ``feature`` (V, C, h, w)
+    float16 and ``saliency`` (V, h, w) float32. ``augmented``: whether ``xyz`` is already augmented.
+    Errors: StoreError for a missing split, too few stored points, or ``input_subset="draw"`` with
+    N different from the draws' subset size.
     """
 
     def __init__(
@@ -38,12 +48,12 @@ class CachedShapes(torch.utils.data.Dataset):
         split: str,
         n_points: int,
         seed: int,
-        online: bool = False,
+        input_subset: str = "fresh",
     ):
         import zarr
 
         self.paths = {"points": points_path, "views": views_path, "features": features_path}
-        self.split, self.n_points, self.seed, self.online = split, n_points, seed, online
+        self.split, self.n_points, self.seed, self.input_subset = split, n_points, seed, input_subset
         self.epoch = 0
         group = zarr.open_group(points_path, mode="r")
         if split not in group.attrs.get("splits", []):
@@ -56,8 +66,18 @@ class CachedShapes(torch.utils.data.Dataset):
                 f"train.points={n_points} but {points_path} stores {self.stored_points} points per object",
                 f"use --set train.points={self.stored_points} or prepare more points",
             )
+        views = zarr.open_group(views_path, mode="r") if views_path else None
+        self.draws = int(views.attrs.get("draws", 0)) if views is not None else 0  # 0: fixed or no views
+        self.augmented = self.draws > 0
+        if self.augmented and input_subset == "draw":
+            r = views[f"{split}/subset"].shape[-1]
+            if r != n_points:
+                raise StoreError(
+                    f"train.input_subset=draw feeds each draw's own {r} points, but train.points={n_points}",
+                    f"use --set train.points={r}, or input_subset=fresh",
+                )
         self._readers: dict[str, Any] | None = None
-        self._proj: np.ndarray | None = None
+        self._whole: dict[str, np.ndarray] = {}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -66,31 +86,33 @@ class CachedShapes(torch.utils.data.Dataset):
         return self.length
 
     def _open(self) -> dict[str, Any]:
-        """One reader per store (opened lazily, again in each worker process); ``proj`` read whole."""
+        """One reader per store (opened lazily, again in each worker process); the small per-object
+        arrays (``proj``, a draw's augmentation) are read whole: ≈ 60 B per object and draw."""
         from pipeline.fastread import ArrayReader
 
         if self._readers is None:
             readers = {k: ArrayReader(p, self.split) for k, p in self.paths.items() if p}
-            if "views" in readers:  # (S, V, 5) float32: ≈ 60 B per object, read once per process
-                self._proj = readers["views"].whole("proj")
+            if "views" in readers:
+                small = ("proj", "scale", "shift", "centre", "radius") if self.augmented else ("proj",)
+                self._whole = {name: readers["views"].whole(name) for name in small}
             self._readers = readers
         return self._readers
 
     def __getstate__(self) -> dict[str, Any]:  # spawned workers open their own readers
-        return {**self.__dict__, "_readers": None, "_proj": None}
+        return {**self.__dict__, "_readers": None, "_whole": {}}
 
     def _rows(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """Each item field's (shape, dtype)."""
         r = self._open()
-        f32 = np.dtype(np.float32)
+        f32, per_draw = np.dtype(np.float32), self.augmented
         rows = {"xyz": ((self.n_points, 3), f32), "canonical": ((self.n_points, 3), f32)}
         if "views" in r:
-            rows["proj"] = (self._proj.shape[1:], f32)
-            if self.online:
-                rows["render_points"] = ((r["views"].row("subset")[0][0], 3), f32)
-        if "features" in r and not self.online:
-            rows["feature"] = r["features"].row("feature")
-            rows["saliency"] = r["features"].row("saliency")
+            rows["proj"] = (self._whole["proj"].shape[2 if per_draw else 1 :], f32)
+            if per_draw:
+                rows["draw"] = ((1,), np.dtype(np.int32))
+        if "features" in r:
+            rows["feature"] = r["features"].row("feature", per_draw)
+            rows["saliency"] = r["features"].row("saliency", per_draw)
         return rows
 
     def _fill(self, index: int, epoch: int, out: dict[str, np.ndarray]) -> None:
@@ -99,17 +121,37 @@ class CachedShapes(torch.utils.data.Dataset):
         stored = r["points"].get("points", index)  # (P, 3) float32, canonical frame
         rng = np.random.default_rng([self.seed, epoch, index])
         chosen = rng.permutation(self.stored_points)[: self.n_points]  # spec §1.1: random, not FPS
+        if self.augmented:
+            self._fill_draw(index, int(rng.integers(self.draws)), stored, chosen, out)
+            return
         canonical = stored[chosen]
         centred = canonical - canonical.mean(axis=0, keepdims=True)
         out["xyz"][...] = centred / np.sqrt((centred**2).sum(axis=1)).max()  # spec §1.1 pc_norm
         out["canonical"][...] = canonical
         if "proj" in out:
-            out["proj"][...] = self._proj[index]  # (V, 5)
-        if "render_points" in out:
-            out["render_points"][...] = stored[r["views"].get("subset", index)]  # (R, 3)
+            out["proj"][...] = self._whole["proj"][index]  # (V, 5)
         if "feature" in out:
             r["features"].get("feature", index, out["feature"])  # (V, C, h, w) float16, read in place
             r["features"].get("saliency", index, out["saliency"])  # (V, h, w) float32
+
+    def _fill_draw(self, index: int, k: int, stored: np.ndarray, chosen: np.ndarray, out: dict) -> None:
+        """Augmented views: the fields of draw k (``pipeline.draws``)."""
+        from pipeline.draws import augmented, frame
+
+        r, w = self._open(), self._whole
+        scale, shift = w["scale"][index, k], w["shift"][index, k]
+        if self.input_subset == "draw":  # the draw's own cloud: exactly the input its views show
+            points = stored[r["views"].get("subset", index, draw=k)]
+            out["xyz"][...] = out["canonical"][...] = frame(points, w["centre"][index, k], w["radius"][index, k], scale, shift)
+        else:  # a fresh subset, normalised as the paper's input; looked up in the draw's frame
+            points = stored[chosen]
+            out["xyz"][...] = augmented(points, scale, shift)
+            out["canonical"][...] = frame(points, w["centre"][index, k], w["radius"][index, k], scale, shift)
+        out["proj"][...] = w["proj"][index, k]  # (V, 5)
+        out["draw"][...] = k
+        if "feature" in out:
+            r["features"].get("feature", index, out["feature"], draw=k)  # (V, C, h, w) float16, in place
+            r["features"].get("saliency", index, out["saliency"], draw=k)  # (V, h, w) float32
 
     def __getitem__(self, index: int | tuple[int, list[int]]) -> dict[str, torch.Tensor]:
         """One item; or for ``(epoch, [indices])`` (``batch_loader``) the batch ``default_collate``

@@ -31,6 +31,7 @@ SETS = [
     "prepare.chunk=4",
     "render.subset=256",
     "render.chunk=2",
+    "render.views=fixed",  # the one-subset schema (older stores); augmented views: tests/test_draws.py
     "cache-features.teacher=tiny-random",
     "cache-features.chunk=2",
     "cache-features.num_workers=0",
