@@ -49,7 +49,7 @@ def build_views(data_root: Path, per_class: int, points: int) -> tuple[Path, int
 
     start = time.perf_counter()
     prepared = prepare(PrepareParams(synthetic_per_class=per_class, points=points), data_root)
-    views = build_store("render", RenderParams(), prepared.path, data_root)
+    views = build_store("render", RenderParams(views="fixed"), prepared.path, data_root)  # 3 images/object
     import zarr
 
     group = zarr.open_group(str(views), mode="r")

@@ -40,7 +40,9 @@ def build_stores(root: Path, per_class: int, workers: int = 1) -> tuple[str, str
     from pipeline.prepare import prepare
 
     points = prepare(PrepareParams(synthetic_per_class=per_class, points=8192, workers=workers), root).path
-    views = build_store("render", RenderParams(workers=workers), points, root)
+    # fixed views: the items the zarr baseline below rebuilds; an augmented store's item reads one
+    # draw's chunk of the same size, plus that draw's subset row (8 KiB)
+    views = build_store("render", RenderParams(workers=workers, views="fixed"), points, root)
     features = build_store("cache-features", FeaturesParams(teacher="tiny-random", device="cpu"), views, root)
     return str(points), str(views), str(features)
 

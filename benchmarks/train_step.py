@@ -114,7 +114,7 @@ def main() -> None:
     params = config.params("train")
     n = args.batch_size
     cached = CachedShapes(inputs.points, inputs.views, inputs.features, "train", params.points, params.seed)
-    online = CachedShapes(inputs.points, inputs.views, None, "train", params.points, params.seed, online=True)
+    online = CachedShapes(inputs.points, None, None, "train", params.points, params.seed)  # the official step: points only
     collate = torch.utils.data.default_collate
     cached_batches = [collate([cached[i] for i in range(k * n, (k + 1) * n)]) for k in range(args.steps + 1)]
     online_batches = [collate([online[i] for i in range(k * n, (k + 1) * n)]) for k in range(args.steps + 1)]

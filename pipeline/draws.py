@@ -10,13 +10,15 @@ draw k from (seed, object id, k): its subset, the ``pc_norm`` statistics of that
 
 which is exactly the official augmented input when p runs over the draw's own subset.
 
-Training with such a store feeds the 3D model one draw's augmentation per object and step, so the
-2D targets and saliency come from views of the same augmented cloud as its input. By default the 3D
-input is still a fresh subset every step (``train.input_subset: fresh``): it is normalised by its own
-``pc_norm`` (as the paper's input) and given the draw's scale and shift, and its 2D lookups use the
-same points in the draw's frame, so each point reads the draw's pixel at its own place on the surface.
-With ``input_subset: draw`` the input is the draw's own subset and the step is the official step for
-that draw, exactly (README, "Which views the teacher sees").
+Training with such a store feeds the 3D model one draw per object and step, picked from (seed,
+epoch, object), so the 2D targets and saliency come from views of the same augmented cloud as its
+input. By default (``train.input_subset: draw``) the input is the draw's own cloud, in a fresh random
+order each step: the step is then the official step for that draw, exactly (same views, masks and
+losses). With ``input_subset: fresh`` the input is a fresh subset every step, normalised by its own
+``pc_norm`` and given the draw's scale and shift; its 2D lookups use the same points in the draw's
+frame, so each point reads the draw's pixel at its own place on the surface — but the views of
+another subset differ (pixels sum the depths of the points that fall in them), and
+``benchmarks/draws.py`` measures how much (README, "Which views the teacher sees").
 """
 
 from __future__ import annotations

@@ -166,7 +166,7 @@ class TrainParams(StageParams):
     masking: Literal["2d-guided", "random"] = "2d-guided"
     targets: Literal["3d", "3d+2d"] = "3d+2d"
     online_teacher: str | None = None  # the official step: project the augmented input, run this teacher
-    input_subset: Literal["fresh", "draw"] = "fresh"  # augmented views: 3D input from a fresh subset or the draw's own
+    input_subset: Literal["draw", "fresh"] = "draw"  # augmented views: the draw's own cloud, or a fresh subset
     precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.1); bf16: autocast on CUDA (speed)
     seed: int = 1
     monitor_dataset: str | None = "modelnet40"  # linear SVM on this prepared dataset (§9.1); None: off

@@ -48,7 +48,7 @@ class CachedShapes(torch.utils.data.Dataset):
         split: str,
         n_points: int,
         seed: int,
-        input_subset: str = "fresh",
+        input_subset: str = "draw",
     ):
         import zarr
 
@@ -122,7 +122,7 @@ class CachedShapes(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, epoch, index])
         chosen = rng.permutation(self.stored_points)[: self.n_points]  # spec §1.1: random, not FPS
         if self.augmented:
-            self._fill_draw(index, int(rng.integers(self.draws)), stored, chosen, out)
+            self._fill_draw(index, int(rng.integers(self.draws)), stored, chosen, rng, out)
             return
         canonical = stored[chosen]
         centred = canonical - canonical.mean(axis=0, keepdims=True)
@@ -134,14 +134,15 @@ class CachedShapes(torch.utils.data.Dataset):
             r["features"].get("feature", index, out["feature"])  # (V, C, h, w) float16, read in place
             r["features"].get("saliency", index, out["saliency"])  # (V, h, w) float32
 
-    def _fill_draw(self, index: int, k: int, stored: np.ndarray, chosen: np.ndarray, out: dict) -> None:
-        """Augmented views: the fields of draw k (``pipeline.draws``)."""
+    def _fill_draw(self, index: int, k: int, stored: np.ndarray, chosen: np.ndarray, rng: Any, out: dict) -> None:
+        """Augmented views: the fields of draw k (``pipeline.draws``); ``rng`` the item's generator."""
         from pipeline.draws import augmented, frame
 
         r, w = self._open(), self._whole
         scale, shift = w["scale"][index, k], w["shift"][index, k]
-        if self.input_subset == "draw":  # the draw's own cloud: exactly the input its views show
-            points = stored[r["views"].get("subset", index, draw=k)]
+        if self.input_subset == "draw":  # the draw's own cloud, exactly the input its views show, in a
+            subset = r["views"].get("subset", index, draw=k)  # fresh random order (FPS starts at point 0)
+            points = stored[subset[rng.permutation(len(subset))]]
             out["xyz"][...] = out["canonical"][...] = frame(points, w["centre"][index, k], w["radius"][index, k], scale, shift)
         else:  # a fresh subset, normalised as the paper's input; looked up in the draw's frame
             points = stored[chosen]

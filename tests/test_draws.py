@@ -209,3 +209,24 @@ def test_fixed_views_keep_their_fingerprint_and_older_stores_stay_up_to_date(tmp
     assert again.out == built.out and output_state(again).label == "up to date"
     asked = toy_config(tmp_path, [*SETS, "render.views=augmented"])  # asked for explicitly: a new store
     assert plan("render", Context(asked, tmp_path / "data", "toys")).out != built.out
+
+
+def test_draw_input_is_the_draws_cloud_in_a_fresh_order_each_epoch(stores):
+    """input_subset=draw (the default): the very cloud the views show, in a random order each step
+    (the official subset comes in random order, so FPS starts from a random point)."""
+    _, _, inputs = stores
+    views = zarr.open_group(inputs.views, mode="r")
+    seen = {}
+    for epoch in range(6):
+        _, rows, _ = items(inputs, "draw", n=1, epoch=epoch)
+        k, xyz = int(rows[0]["draw"][0]), rows[0]["xyz"].numpy()
+        assert np.array_equal(rows[0]["canonical"].numpy(), xyz)  # looked up in the frame it was projected in
+        seen.setdefault(k, []).append(xyz)
+    k, clouds = max(seen.items(), key=lambda kv: len(kv[1]))
+    assert len(clouds) >= 2, "six epochs should pick one of two draws twice"
+    a, b = clouds[:2]
+    assert not np.array_equal(a, b)  # another order ...
+    assert np.array_equal(np.unique(a, axis=0), np.unique(b, axis=0))  # ... of the same points
+    proj = views["train/proj"][0, k]
+    images, again = project(torch.from_numpy(a)[None])
+    assert np.allclose(again[0].numpy(), proj, atol=1e-6)  # whose projection is the draw's
