@@ -70,6 +70,20 @@ def _stores_text(config: Mapping[str, Any], store_attrs: Mapping[str, Mapping[st
     return lines
 
 
+def _views_text(config: Mapping[str, Any], store_attrs: Mapping[str, Mapping[str, Any]]) -> str:
+    """Which views the teacher saw (README "Which views the teacher sees")."""
+    params = config.get("params") or {}
+    if params.get("online_teacher"):
+        return "online: each step's augmented input, projected and run through the teacher (the official step)"
+    render = store_attrs.get("render") or {}
+    if not render:
+        return "none"
+    if render.get("draws"):
+        fed = "the draw's own cloud" if params.get("input_subset", "draw") == "draw" else "a fresh subset with the draw's scale and shift"
+        return f"augmented: {render['draws']} seeded draws per object; 3D input: {fed}"
+    return "fixed: one unaugmented subset per object (2D targets do not follow the 3D augmentation)"
+
+
 def provenance_header(
     config: Mapping[str, Any],
     store_attrs: Mapping[str, Mapping[str, Any]],
@@ -104,6 +118,7 @@ def provenance_header(
     )
     rows = [
         ("teacher", _teacher_text(teacher)),
+        ("views", _views_text(config, store_attrs)),
         ("stores", "<br>".join(_stores_text(config, store_attrs)) or "none recorded"),
         ("seed", str(config.get("seed", (config.get("params") or {}).get("seed", "not recorded")))),
         ("code", code_text),

@@ -73,6 +73,18 @@ def test_online_teacher_without_features_store():
     text = provenance_header(config, {"prepare": attrs()["prepare"]}, CODE, MACHINE)
     assert "clip-vit-b16 (open_clip, weights not recorded, run online inside each step)" in text
     assert "| seed | 3 |" in text
+    assert "| views | online: each step's augmented input" in text
+
+
+def test_the_views_the_teacher_saw_are_named():
+    fixed = provenance_header(CONFIG, attrs(), CODE, MACHINE)
+    assert "| views | fixed: one unaugmented subset per object" in fixed
+    drawn = attrs()
+    drawn["render"]["draws"] = 4
+    text = provenance_header(CONFIG, drawn, CODE, MACHINE)
+    assert "| views | augmented: 4 seeded draws per object; 3D input: the draw's own cloud |" in text
+    fresh = {**CONFIG, "params": {**CONFIG["params"], "input_subset": "fresh"}}
+    assert "3D input: a fresh subset with the draw's scale and shift" in provenance_header(fresh, drawn, CODE, MACHINE)
 
 
 def test_code_version_and_machine_of_this_checkout():
