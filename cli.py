@@ -29,6 +29,7 @@ from cli_options import (
     result_lines,
     say,
     session,
+    store_root,
 )  # fmt: skip
 from pipeline.errors import I2PError
 
@@ -225,7 +226,7 @@ def status(
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
         from pipeline.status import collect, render_json, render_tables
 
-        state = collect(_quick(config) if quick else config, root_dir, dataset)
+        state = collect(_quick(config) if quick else config, root_dir, dataset, store_root())
         say(render_json(state)) if as_json else render_tables(state)
 
 

@@ -65,7 +65,7 @@ def seaweed_s3(folder: Path, bucket: str = "i2p-test", timeout_s: float = 60.0) 
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and nothing else
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=1)  # a throwaway server: no need for its graceful stop
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

