@@ -42,8 +42,8 @@ def s3(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built(s3, tmp_path_factory):
-    """`i2p train --max-steps 1` with --store-root on S3 (prepare, render, cache-features first, one bad
-    input among the meshes), and the same stores built on a local disk for comparison."""
+    """`i2p cache-features` (prepare and render first, one bad input among the meshes) with the store
+    root on S3, and the same stores built on a local disk for comparison."""
     tmp = tmp_path_factory.mktemp("s3stores")
     config = toy_config(tmp, SETS)
     root = Path(config.params("prepare").root)
@@ -51,13 +51,17 @@ def built(s3, tmp_path_factory):
     (root / "box" / "train" / "cut.ply").write_bytes(whole[: len(whole) // 2])  # unreadable: compacted away
     url = f"s3://{BUCKET}/stores"
     sets = [a for s in [*SETS, f"prepare.root={root}"] for a in ("--set", s)]
-    args = ["train", "-d", "toys", "--run", "s3", "--batch-size", "2", "--max-steps", "1",
-            "--data-root", str(tmp / "data"), *sets]  # fmt: skip
-    out = CliRunner().invoke(app, args, env={"I2P_STORE_ROOT": url}, catch_exceptions=False)
+    out = i2p(url, "cache-features", "-d", "toys", "--data-root", tmp / "data", *sets)
     assert out.exit_code == 0, out.output
     local = build_stage("cache-features", config, tmp / "local", "toys")
     record = json.loads((tmp / "data" / "datasets" / "toys.json").read_text())
-    return tmp, url, record, local
+    return tmp, url, record, local, sets
+
+
+def i2p(store_root, *args):
+    """One `i2p` command with ``I2P_STORE_ROOT`` set for it alone."""
+    env = {"I2P_STORE_ROOT": store_root}
+    return CliRunner().invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
 
 
 def arrays(path) -> dict[str, np.ndarray]:
@@ -67,7 +71,7 @@ def arrays(path) -> dict[str, np.ndarray]:
 
 
 def test_every_store_is_written_on_s3_with_the_bytes_of_a_local_run(built):
-    tmp, url, record, local = built
+    tmp, url, record, local, _ = built
     for stage in ("prepare", "render", "cache-features"):
         where = record["current"][stage]
         assert where.startswith(f"{url}/"), where  # the dataset record names the URL
@@ -85,16 +89,14 @@ def test_every_store_is_written_on_s3_with_the_bytes_of_a_local_run(built):
     assert not any(name.startswith("_compact") for name in points["train"].array_keys())
 
 
-def test_the_run_records_its_s3_stores_and_status_reads_them(built):
-    tmp, url, record, _ = built
-    config = (tmp / "data" / "runs" / "s3" / "config.yaml").read_text()
-    assert f"{url}/points/" in config and f"{url}/features/" in config
+def test_status_reads_the_stores_on_s3(built):
+    tmp, url, record, _, _ = built
     args = ["--store-root", url, "status", "--json", "--data-root", str(tmp / "data")]
     out = CliRunner().invoke(app, args, env={"I2P_STORE_ROOT": None}, catch_exceptions=False)  # option: unset after
     assert out.exit_code == 0, out.output
     state = json.loads(out.output)
     rows = {r["stage"]: r for r in state["datasets"][0]["stages"]}
-    for stage in ("prepare", "render", "cache-features", "train"):
+    for stage in ("prepare", "render", "cache-features"):
         assert rows[stage]["state"] == "up to date", rows[stage]
     assert rows["prepare"]["output"] == record["current"]["prepare"]
     assert sorted(s["stage"] for s in state["stores"]) == ["cache-features", "prepare", "render"]
@@ -102,7 +104,7 @@ def test_the_run_records_its_s3_stores_and_status_reads_them(built):
 
 
 def test_training_batches_from_s3_equal_those_from_disk_with_forked_workers(built):
-    _, _, record, local = built
+    _, _, record, local, _ = built
     paths = [record["current"][s] for s in ("prepare", "render", "cache-features")]
     batches = []
     for stores in (paths, [str(local[s]) for s in ("prepare", "render", "cache-features")]):
@@ -116,9 +118,22 @@ def test_training_batches_from_s3_equal_those_from_disk_with_forked_workers(buil
 
 
 def test_a_second_writer_of_an_s3_store_on_this_machine_is_refused(built):
-    _, url, record, _ = built
+    _, _, record, _, _ = built
     store = location(record["current"]["render"])
     with StoreLock(store) as held:
         assert not str(held.lock_path).startswith("s3:") and held.lock_path.is_file()  # a local lock file
         with pytest.raises(LockError, match="another process"):
             StoreLock(store).__enter__()
+
+
+@pytest.mark.slow  # one paper-size step on CPU: ≈ 15 s
+def test_a_run_trains_and_is_evaluated_on_its_s3_stores(built):
+    tmp, url, record, _, sets = built
+    common = ["-d", "toys", "--run", "s3", "--data-root", tmp / "data", *sets, "--set", "train.batch_size=2"]
+    out = i2p(url, "train", "--max-steps", "1", *common)
+    assert out.exit_code == 0, out.output
+    config = (tmp / "data" / "runs" / "s3" / "config.yaml").read_text()
+    assert record["current"]["prepare"] in config and record["current"]["cache-features"] in config
+    out = i2p(url, "eval", "svm", *common)
+    assert out.exit_code == 0, out.output
+    assert "linear SVM on toys" in out.output
