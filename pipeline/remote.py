@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import StoreError
+
 LOCAL_SCHEMES = ("file://", "local://")
 
 
@@ -34,7 +36,7 @@ def is_url(where: Any) -> bool:
 def location(where: str | os.PathLike) -> Path:
     """``where`` as a path object: a ``UPath`` for a URL (also when given one), else a local ``Path``.
 
-    Errors: ``ImportError`` naming the fsspec backend when it is not installed (e.g. s3fs)."""
+    Errors: StoreError when no fsspec filesystem for the URL's scheme is installed (e.g. s3fs)."""
     if isinstance(where, Path) and not is_url(where):
         return where
     text = str(where)
@@ -42,8 +44,16 @@ def location(where: str | os.PathLike) -> Path:
         return Path(text.split("://", 1)[1])
     if not is_url(text):
         return Path(text)
+    import fsspec
     from upath import UPath
 
+    try:
+        fsspec.get_filesystem_class(text.split("://", 1)[0])
+    except (ImportError, ValueError) as err:
+        raise StoreError(
+            f"cannot open {text}: {err}",
+            "for s3:// install s3fs (pip install 'i2p[s3]'); for other schemes the fsspec package it names",
+        ) from None
     return UPath(text)
 
 

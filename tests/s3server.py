@@ -40,7 +40,7 @@ def _free_port() -> int:
 def seaweed_s3(folder: Path, bucket: str = "i2p-test", timeout_s: float = 60.0) -> Iterator[str]:
     """Start ``weed server -s3`` on 127.0.0.1 with its data in ``folder``, create ``bucket`` and yield the
     endpoint URL (``http://127.0.0.1:PORT``); the server is stopped (and killed if it lingers) at exit."""
-    import boto3
+    import s3fs
 
     ports = {name: _free_port() for name in PORTS}
     cmd = [weed_binary(), "server", f"-dir={folder}", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
@@ -49,12 +49,12 @@ def seaweed_s3(folder: Path, bucket: str = "i2p-test", timeout_s: float = 60.0) 
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{ports['s3.port']}"
     try:
-        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
-                              aws_secret_access_key="test", region_name="us-east-1")  # fmt: skip
+        fs = s3fs.S3FileSystem(endpoint_url=endpoint, key="test", secret="test", skip_instance_cache=True,
+                               config_kwargs={"retries": {"max_attempts": 1}})  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                client.create_bucket(Bucket=bucket)
+                fs.mkdir(bucket)  # creates the bucket
                 break
             except Exception:  # noqa: BLE001 -- not listening yet
                 if proc.poll() is not None or time.monotonic() > deadline:
