@@ -42,8 +42,8 @@ def s3(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built(s3, tmp_path_factory):
-    """`i2p cache-features` (prepare and render first, one bad input among the meshes) with the store
-    root on S3, and the same stores built on a local disk for comparison."""
+    """`i2p cache-features` (prepare and render first, with 2 workers, one bad input among the meshes)
+    with the store root on S3, and the same stores built on a local disk in one process for comparison."""
     tmp = tmp_path_factory.mktemp("s3stores")
     config = toy_config(tmp, SETS)
     root = Path(config.params("prepare").root)
@@ -51,7 +51,8 @@ def built(s3, tmp_path_factory):
     (root / "box" / "train" / "cut.ply").write_bytes(whole[: len(whole) // 2])  # unreadable: compacted away
     url = f"s3://{BUCKET}/stores"
     sets = [a for s in [*SETS, f"prepare.root={root}"] for a in ("--set", s)]
-    out = i2p(url, "cache-features", "-d", "toys", "--data-root", tmp / "data", *sets)
+    workers = ["--set", "prepare.workers=2", "--set", "render.workers=2"]  # forked writers of S3 objects
+    out = i2p(url, "cache-features", "-d", "toys", "--data-root", tmp / "data", *sets, *workers)
     assert out.exit_code == 0, out.output
     local = build_stage("cache-features", config, tmp / "local", "toys")
     record = json.loads((tmp / "data" / "datasets" / "toys.json").read_text())
