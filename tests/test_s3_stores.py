@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 from cli import app
 from pipeline.errors import LockError
 from pipeline.execute import build_stage
+from pipeline.lookup import features_pins
 from pipeline.remote import location
-from pipeline.store import StoreLock
+from pipeline.store import StoreLock, read_state
 from pipeline.trainset import CachedShapes, EpochSampler, batch_loader
 from tests.s3server import seaweed_s3, weed_binary
 from tests.test_prepare import toy_config
@@ -102,6 +103,8 @@ def test_status_reads_the_stores_on_s3(built):
     assert rows["prepare"]["output"] == record["current"]["prepare"]
     assert sorted(s["stage"] for s in state["stores"]) == ["cache-features", "prepare", "render"]
     assert all(s["store"].startswith(url) and s["bytes"] > 0 for s in state["stores"])
+    pins = features_pins(record["current"]["cache-features"])  # train --features s3://…: its upstream stores
+    assert {k: str(v) for k, v in pins.items()} == {k: record["current"][k] for k in pins}
 
 
 def test_training_batches_from_s3_equal_those_from_disk_with_forked_workers(built):
@@ -138,3 +141,29 @@ def test_a_run_trains_and_is_evaluated_on_its_s3_stores(built):
     out = i2p(url, "eval", "svm", *common)
     assert out.exit_code == 0, out.output
     assert "linear SVM on toys" in out.output
+
+
+def test_an_interrupted_compaction_on_s3_finishes_on_rerun(built):
+    tmp, url, record, local, sets = built
+    where = record["current"]["prepare"]
+    group = zarr.open_group(where, mode="r+")
+    group.attrs.update({"complete": False, "compacted/train": False})  # stopped while refilling "id":
+    done = group["train/id"]
+    copy = group["train"].create_array("_compact-id", shape=done.shape, chunks=done.chunks, dtype=done.dtype,
+                                       fill_value=done.fill_value, dimension_names=("object",))  # fmt: skip
+    copy[:] = done[:]
+    done[:2] = ""
+    out = i2p(url, "prepare", "-d", "toys", "--data-root", tmp / "data", *sets)
+    assert out.exit_code == 0, out.output
+    again = zarr.open_group(where, mode="r")
+    assert again.attrs["complete"] and "_compact-id" not in again["train"]
+    got, want = arrays(where), arrays(local["prepare"])
+    assert all(np.array_equal(got[k], want[k]) for k in want) and got.keys() == want.keys()
+
+
+def test_gc_keeps_the_s3_stores_that_records_name(built):
+    tmp, url, record, _, _ = built
+    out = i2p(url, "gc", "--yes", "--data-root", tmp / "data")
+    assert out.exit_code == 0, out.output
+    for stage in ("prepare", "render", "cache-features"):
+        assert read_state(record["current"][stage]).complete
