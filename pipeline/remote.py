@@ -57,6 +57,12 @@ def location(where: str | os.PathLike) -> Path:
     return UPath(text)
 
 
+def absolute(where: str | os.PathLike) -> Path:
+    """:func:`location`, with a local path made absolute (``~`` expanded): a root that records name."""
+    loc = location(where)
+    return loc if is_url(loc) else loc.expanduser().resolve()
+
+
 def lock_file(store: Path, suffix: str) -> Path:
     """The local file whose ``flock`` guards ``store``: ``<store><suffix>`` beside a local store; for a
     URL, ``<tmp>/i2p-locks-<uid>/<name>-<sha256(url)[:16]><suffix>`` on this machine."""

@@ -23,7 +23,7 @@ from pipeline import datasets, rundir
 from pipeline.config import Config
 from pipeline.devices import Distributed
 from pipeline.params import StageParams
-from pipeline.remote import is_url, location
+from pipeline.remote import absolute, is_url, location
 from pipeline.stages import STAGES
 from pipeline.store import fingerprint, read_state
 
@@ -43,7 +43,7 @@ class Context:
     store_root: Path | None = None  # where new stores go (a folder or an fsspec URL); None: the data root
 
     def stores_under(self) -> Path:
-        return location(self.store_root) if self.store_root else self.data_root
+        return absolute(self.store_root) if self.store_root else self.data_root
 
 
 @dataclass(frozen=True)

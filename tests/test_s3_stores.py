@@ -167,3 +167,21 @@ def test_gc_keeps_the_s3_stores_that_records_name(built):
     assert out.exit_code == 0, out.output
     for stage in ("prepare", "render", "cache-features"):
         assert read_state(record["current"][stage]).complete
+
+
+def test_locations_keep_urls_and_make_local_roots_absolute(tmp_path, monkeypatch):
+    from pipeline.errors import StoreError
+    from pipeline.remote import absolute, lock_file
+    from pipeline.runner import Context
+
+    remote = location("s3://bucket/prefix") / "points" / "toys-0123abcd.zarr"
+    assert str(remote) == "s3://bucket/prefix/points/toys-0123abcd.zarr" and remote.name == "toys-0123abcd.zarr"
+    assert type(location(tmp_path / "x")) is type(tmp_path) and str(location(f"file://{tmp_path}")) == str(tmp_path)
+    lock = lock_file(remote, ".lock")
+    assert lock.name.startswith("toys-0123abcd.zarr-") and lock.suffix == ".lock" and "://" not in str(lock)
+    assert lock != lock_file(location("s3://other/prefix/points/toys-0123abcd.zarr"), ".lock")
+    monkeypatch.chdir(tmp_path)
+    assert Context(None, tmp_path, "toys", store_root="stores").stores_under() == tmp_path / "stores"
+    assert absolute("s3://bucket/p") == location("s3://bucket/p")
+    with pytest.raises(StoreError, match="nosuch://bucket"):
+        location("nosuch://bucket/x")
