@@ -29,8 +29,10 @@ from cli_options import (
     result_lines,
     say,
     session,
+    store_root,
 )  # fmt: skip
 from pipeline.errors import I2PError
+from pipeline.remote import is_url, location
 
 app = typer.Typer(
     name="i2p",
@@ -158,7 +160,7 @@ def train(
     mask_ratio: Annotated[float | None, typer.Option(help="Share of top-scale tokens masked (0.8).")] = None,
     targets: Annotated[str | None, typer.Option(help="3d | 3d+2d")] = None,
     teacher: Teacher = None,
-    features: Annotated[Path | None, typer.Option(help="Train on this features store (and its views and points).")] = None,
+    features: Annotated[str | None, typer.Option(help="Train on this features store (and its views and points; a folder or URL).")] = None,
     online_teacher: Annotated[str | None, typer.Option(help="Render and run this teacher inside each step.")] = None,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
 ) -> None:  # fmt: skip
@@ -174,7 +176,7 @@ def train(
         ).with_values("cache-features", teacher=teacher)  # fmt: skip
         pins = None
         if features:
-            features = features.expanduser().resolve()
+            features = location(features) if is_url(features) else Path(features).expanduser().resolve()
             pins, dataset = features_pins(features), features_dataset(features, dataset)
         say(f"run: {build('train', context(config, root_dir, dataset, run_name, pins))}")
 
@@ -225,7 +227,7 @@ def status(
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
         from pipeline.status import collect, render_json, render_tables
 
-        state = collect(_quick(config) if quick else config, root_dir, dataset)
+        state = collect(_quick(config) if quick else config, root_dir, dataset, store_root())
         say(render_json(state)) if as_json else render_tables(state)
 
 

@@ -2,7 +2,7 @@
 how a command picks its dataset and builds its planning context.
 
 Only the CLI layer (``cli.py``, ``cli_eval.py``, this module) reads the environment (``I2P_DATA_ROOT``,
-``I2P_DEBUG``, ``HF_HUB_OFFLINE``, torchrun's ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``) and imports typer.
+``I2P_STORE_ROOT``, ``I2P_DEBUG``, ``HF_HUB_OFFLINE``, torchrun's ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``) and imports typer.
 Results go to stdout (:func:`say`); logs, progress and errors to stderr.
 """
 
@@ -24,6 +24,12 @@ DataRoot = Annotated[
     Path | None,
     typer.Option("--data-root", envvar="I2P_DATA_ROOT", help="Where stores and runs live (default ./data)."),
 ]
+StoreRoot = Annotated[
+    str | None,
+    typer.Option("--store-root", envvar="I2P_STORE_ROOT", show_envvar=True,
+                 help="Where new stores go: a folder or an fsspec URL such as s3://bucket/prefix (default: the "
+                      "data root). Dataset records, runs and locks stay in the data root."),
+]  # fmt: skip
 Sets = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a stages.yaml value for this command: stage.key=value (repeatable)."),
@@ -64,10 +70,17 @@ class Globals:
 
 def global_options(
     ctx: typer.Context, data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
-    stages: Stages = None,
+    stages: Stages = None, store_root: StoreRoot = None,
 ) -> None:  # fmt: skip
-    """Global options; each command also accepts them after its name."""
+    """Global options; each command also accepts them after its name (but --store-root: global only)."""
     ctx.obj = Globals(data_root, sets, verbose, quiet, stages)
+    if store_root:  # one command per process: the option stands for the variable, read by store_root()
+        os.environ["I2P_STORE_ROOT"] = store_root
+
+
+def store_root() -> str | None:
+    """``--store-root`` / ``I2P_STORE_ROOT``: where stores go when not under the data root (None: under it)."""
+    return os.environ.get("I2P_STORE_ROOT") or None
 
 
 def say(text: str) -> None:
@@ -136,7 +149,7 @@ def context(config: Any, root: Path, dataset: str | None, run: str | None = None
     if name is None and run:
         name = rundir.read(rundir.run_dir(root, run)).dataset
     name = datasets.choose(root, name)
-    return Context(config, root, name, offline(), distributed(), dict(pins or {}))
+    return Context(config, root, name, offline(), distributed(), dict(pins or {}), store_root())
 
 
 def build(stage: str, ctx: Any) -> Path:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.remote import is_url, location
 from pipeline.store import atomic_write_bytes
 
 BINDING_KEYS = ("source", "root", "variant")  # what a dataset name is bound to
@@ -39,8 +40,11 @@ class DatasetRecord:
     run: str | None = None
 
     def output(self, data_root: Path, key: str) -> Path | None:
-        """Absolute path of the current output ``key`` ("prepare", "cache-features/<teacher>", …)."""
+        """Absolute path of the current output ``key`` ("prepare", "cache-features/<teacher>", …); a store
+        on object storage is recorded by its URL."""
         rel = self.current.get(key)
+        if rel and is_url(rel):
+            return location(rel)
         return Path(data_root) / rel if rel else None
 
     def teachers(self) -> list[str]:

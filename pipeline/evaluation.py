@@ -27,6 +27,7 @@ from pipeline.devices import resolve_device  # noqa: F401  (ev.resolve_device fo
 from pipeline.encoders import Encoder, EvaluationError, checkpoint_path, report_path, resolve_encoder
 from pipeline.errors import StoreError
 from pipeline.params import EvalParams
+from pipeline.remote import location
 from pipeline.reports import append_report, svm_section
 from pipeline.store import atomic_write_bytes
 
@@ -98,11 +99,11 @@ def points_store(path: Path) -> PointsStore:
     """The complete points store at ``path`` (chosen by the runner: a run's own, or a dataset's current)."""
     from pipeline.store import read_state
 
-    state = read_state(Path(path), progress=False)
+    state = read_state(location(path), progress=False)
     if state is None or state.attrs.get("stage") != "prepare" or not state.complete:
         what = "no store" if state is None else ("incomplete" if state.attrs.get("stage") == "prepare" else "not a points store")
         raise StoreError(f"{path}: {what}", "run `i2p prepare` for its dataset (rerunning resumes an incomplete one)")
-    return PointsStore(str(state.attrs.get("dataset")), Path(path), state.attrs)
+    return PointsStore(str(state.attrs.get("dataset")), location(path), state.attrs)
 
 
 def feature_points(store: PointsStore, requested: int | None, train_points: int) -> tuple[int, str, str]:

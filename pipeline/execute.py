@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline import datasets, rundir
 from pipeline.errors import ConfigError, TeacherError
+from pipeline.remote import is_url, location
 from pipeline.runner import Context, Plan, changed
 from pipeline.stages import STAGES
 from pipeline.store import read_state
@@ -145,17 +146,20 @@ def record(plan: Plan, data_root: Path) -> None:
 
 
 def _rel(path: Path, root: Path) -> str:
+    if is_url(path):  # a store on object storage: its URL, in records and logs
+        return str(path)
     try:
         return str(Path(path).relative_to(root))
     except ValueError:
         return str(path)
 
 
-def build_stage(stage: str, config: Any, data_root: Path, dataset: str) -> dict[str, Path]:
-    """Bring ``stage`` up to date for ``dataset`` (benchmarks, tests); {stage: output} for it and its needs."""
+def build_stage(stage: str, config: Any, data_root: Path, dataset: str, store_root: Any = None) -> dict[str, Path]:
+    """Bring ``stage`` up to date for ``dataset`` (benchmarks, tests); {stage: output} for it and its needs.
+    store_root: where stores go when not under the data root (a folder or an fsspec URL)."""
     from pipeline.runner import plan
 
-    ctx = Context(config, Path(data_root), dataset)
+    ctx = Context(config, Path(data_root), dataset, store_root=store_root)
     p = plan(stage, ctx)
     run(p, ctx)
     outs: dict[str, Path] = {}
@@ -176,10 +180,10 @@ def build_store(stage: str, params: Any, upstream: Path, data_root: Path, offlin
 
     spec = STAGES[stage]
     (need,) = spec.needs(params)
-    attrs = read_state(Path(upstream), progress=False).attrs
+    attrs = read_state(location(upstream), progress=False).attrs
     identity = spec.identity(params)
     fp = fingerprint(stage, identity, {need: attrs["fingerprint"]})
-    up = Plan(need, attrs["dataset"], None, {}, attrs["fingerprint"], Path(upstream), {}, None)
-    out = spec.out(Path(data_root), attrs["dataset"], fp, params, {need: up})
+    up = Plan(need, attrs["dataset"], None, {}, attrs["fingerprint"], location(upstream), {}, None)
+    out = spec.out(location(data_root), attrs["dataset"], fp, params, {need: up})
     plan = Plan(stage, attrs["dataset"], params, identity, fp, out, {need: up}, None)
     return spec.run(plan, Context(None, Path(data_root), attrs["dataset"], offline))

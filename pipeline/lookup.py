@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipeline import datasets
 from pipeline.errors import StoreError
+from pipeline.remote import location
 from pipeline.runner import Context, plan
 from pipeline.store import read_state
 
@@ -38,9 +39,9 @@ def features_pins(features: Path) -> dict[str, Path]:
             f"--features {features}: {what}; training needs a complete cache-features store",
             "run `i2p cache-features` (all shards) first, or pick a store listed by `i2p status`",
         )
-    views = Path(state.attrs["upstream_paths"]["render"])
-    points = Path(zarr.open_group(str(views), mode="r").attrs["upstream_paths"]["prepare"])
-    return {"cache-features": Path(features), "render": views, "prepare": points}
+    views = location(state.attrs["upstream_paths"]["render"])
+    points = location(zarr.open_group(str(views), mode="r").attrs["upstream_paths"]["prepare"])
+    return {"cache-features": location(features), "render": views, "prepare": points}
 
 
 def features_dataset(features: Path, asked: str | None) -> str:

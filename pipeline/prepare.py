@@ -12,7 +12,6 @@ had failures are compacted (the bad rows removed) and the failures are listed in
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -226,9 +225,11 @@ def _drop_duplicates(splits: dict[str, list[Item]]) -> tuple[dict[str, list[Item
 def _compact(writer: StoreWriter, chunk_failures: dict[str, list], chunk: int) -> dict[str, int]:
     """Remove the rows of bad inputs from every split that has some; returns rows per split.
 
-    Idempotent under interruption: (1) compacted copies are written as ``_compact-<name>``,
-    (2) attr ``compact-ready/<split>`` is set, (3) each copy replaces its array, (4) attr
-    ``compacted/<split>`` is set. A rerun redoes (1) if (2) is missing, else finishes (3).
+    Through zarr's API only (no folder renames), so it works on object storage too. Idempotent under
+    interruption: (1) compacted copies are written as ``_compact-<name>``, (2) attr
+    ``compact-ready/<split>`` is set, (3) per array: ``<name>`` is recreated at the compacted shape and
+    filled from its copy, then the copy is deleted, (4) attr ``compacted/<split>`` is set. A rerun redoes
+    (1) if (2) is missing, else redoes (3) for every copy still there (a copy outlives its array's refill).
     """
     counts = {}
     for split in writer.group.attrs["splits"]:
@@ -240,11 +241,9 @@ def _compact(writer: StoreWriter, chunk_failures: dict[str, list], chunk: int) -
             if not attrs.get(f"compact-ready/{split}"):
                 _write_compacted(writer, split, bad, chunk)
                 writer.update_attrs({f"compact-ready/{split}": True})
-            folder = writer.path / split
             for name in ARRAYS:
-                if (folder / f"_compact-{name}").exists():
-                    shutil.rmtree(folder / name, ignore_errors=True)
-                    (folder / f"_compact-{name}").rename(folder / name)
+                if f"_compact-{name}" in writer.group[split]:
+                    _copy_back(writer.group[split], name, chunk)
             writer.update_attrs({f"compacted/{split}": True})
         counts[split] = int(writer.group[f"{split}/id"].shape[0])
     return counts
@@ -254,20 +253,34 @@ def _write_compacted(writer: StoreWriter, split: str, bad: list[int], chunk: int
     sub = writer.group[split]
     keep = np.setdiff1d(np.arange(sub["id"].shape[0]), np.asarray(bad))
     for name in ARRAYS:
-        shutil.rmtree(writer.path / split / f"_compact-{name}", ignore_errors=True)
-        old = sub[name]
-        sharded = old.shards is not None
-        new = sub.create_array(
-            f"_compact-{name}",
-            shape=(len(keep), *old.shape[1:]),
-            chunks=old.chunks if sharded else (chunk, *old.shape[1:]),
-            shards=(chunk, *old.shape[1:]) if sharded else None,
-            dtype=old.dtype,
-            fill_value=old.fill_value,
-            dimension_names=old.metadata.dimension_names,
-        )
+        new = _like(sub, f"_compact-{name}", sub[name], len(keep), chunk)  # replaces a half-written copy
         for start in range(0, len(keep), chunk):
-            new[start : start + chunk] = old.get_orthogonal_selection(keep[start : start + chunk])
+            new[start : start + chunk] = sub[name].get_orthogonal_selection(keep[start : start + chunk])
+
+
+def _like(sub, name: str, old, rows: int, chunk: int):  # noqa: ANN001, ANN202 -- zarr group and arrays
+    """A new (overwritten) array ``name`` in ``sub`` with ``old``'s row shape, dtype, codecs and
+    dimension names, ``rows`` rows, and the store's chunking (``per_object`` shards or ``chunk`` rows)."""
+    sharded = old.shards is not None
+    return sub.create_array(
+        name,
+        shape=(rows, *old.shape[1:]),
+        chunks=old.chunks if sharded else (chunk, *old.shape[1:]),
+        shards=(chunk, *old.shape[1:]) if sharded else None,
+        dtype=old.dtype,
+        fill_value=old.fill_value,
+        dimension_names=old.metadata.dimension_names,
+        overwrite=True,
+    )
+
+
+def _copy_back(sub, name: str, chunk: int) -> None:  # noqa: ANN001 -- a zarr group
+    """Recreate array ``name`` from its compacted copy ``_compact-<name>``, then delete the copy."""
+    copy = sub[f"_compact-{name}"]
+    target = _like(sub, name, copy, copy.shape[0], chunk)
+    for start in range(0, copy.shape[0], chunk):
+        target[start : start + chunk] = copy[start : start + chunk]
+    del sub[f"_compact-{name}"]
 
 
 def _fmt_counts(counts: dict[str, int]) -> str:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeline.remote import location
+
 STAGE_ORDER = ("prepare", "render", "cache-features")
 
 
@@ -186,7 +188,7 @@ def start_report(run: Path) -> Path:
     config = rundir.read(run).config or {}
     attrs = {}
     for stage, store in (config.get("stores") or {}).items():
-        state = read_state(Path(store["path"]), progress=False) if isinstance(store, Mapping) else None
+        state = read_state(location(store["path"]), progress=False) if isinstance(store, Mapping) else None
         if state is not None:
             attrs[stage] = {**state.attrs, "complete": state.complete}
     header = provenance_header(config, attrs, config.get("code") or code_version(), config.get("machine") or machine_info())

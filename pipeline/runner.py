@@ -23,6 +23,7 @@ from pipeline import datasets, rundir
 from pipeline.config import Config
 from pipeline.devices import Distributed
 from pipeline.params import StageParams
+from pipeline.remote import absolute, is_url, location
 from pipeline.stages import STAGES
 from pipeline.store import fingerprint, read_state
 
@@ -39,6 +40,10 @@ class Context:
     offline: bool = False
     dist: Distributed = Distributed()
     pins: dict[str, Path] = field(default_factory=dict)  # stage → an output to use as is (a run's stores)
+    store_root: Path | None = None  # where new stores go (a folder or an fsspec URL); None: the data root
+
+    def stores_under(self) -> Path:
+        return absolute(self.store_root) if self.store_root else self.data_root
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,7 @@ class Plan:
 
 def recorded_output(stage: str, path: Path | None) -> Recorded | None:
     """What the output at ``path`` says about itself (store attrs, a run's config.yaml, an eval file)."""
-    if path is None or not Path(path).exists():
+    if path is None or not location(path).exists():
         return None
     kind = STAGES[stage].kind
     if kind == "store":
@@ -76,7 +81,7 @@ def recorded_output(stage: str, path: Path | None) -> Recorded | None:
             return None
         a = state.attrs
         params = a.get("stage_params") or a.get("params", {})
-        return Recorded(Path(path), a["fingerprint"], params, a.get("upstream", {}), a.get("params", {}))
+        return Recorded(location(path), a["fingerprint"], params, a.get("upstream", {}), a.get("params", {}))
     if kind == "run":
         run = rundir.read(path)
         if not run.exists or not run.identity:
@@ -151,7 +156,7 @@ def _finish(stage: str, ctx: Context, params: StageParams, needs: dict[str, Plan
     else:
         identity = spec.identity(params)
         fp = fingerprint(stage, identity, upstream)
-    out = spec.out(ctx.data_root, ctx.dataset, fp, params, needs)
+    out = spec.out(ctx.stores_under() if spec.kind == "store" else ctx.data_root, ctx.dataset, fp, params, needs)
     return Plan(stage, ctx.dataset, params, identity, fp, out, needs, recorded, from_run)
 
 
@@ -186,7 +191,7 @@ def _plan_train(ctx: Context, memo: dict[str, Plan], for_eval: bool) -> Plan:
     recorded = recorded_output("train", out)
     sub = ctx
     if state.exists and (for_eval or state.dataset in (None, ctx.dataset)):
-        pins = {s: Path(v["path"]) for s, v in state.stores.items() if v and Path(v["path"]).exists()}
+        pins = {s: location(v["path"]) for s, v in state.stores.items() if v and location(v["path"]).exists()}
         sub = replace(ctx, dataset=state.dataset or ctx.dataset, pins={**pins, **ctx.pins})
         memo = {}
     config = sub.config.with_values("train", run=name)
@@ -258,6 +263,8 @@ def outputs_used(plan_: Plan, data_root: Path) -> str:
 
 
 def _rel(path: Path, root: Path) -> str:
+    if is_url(path):
+        return str(path)
     try:
         return str(Path(path).relative_to(root))
     except ValueError:

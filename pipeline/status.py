@@ -16,6 +16,7 @@ from pipeline import datasets, rundir
 from pipeline.config import Config
 from pipeline.errors import ConfigError, I2PError
 from pipeline.execute import output_state
+from pipeline.remote import is_url
 from pipeline.runner import Context, plan
 from pipeline.stages import STAGES
 from pipeline.store import STORE_KINDS, list_states, store_bytes
@@ -26,15 +27,17 @@ STYLES = {"up to date": "green", "partial": "yellow", "missing": "red", "changed
 def _rel(path: Path | str | None, root: Path) -> str:
     if path is None:
         return ""
+    if is_url(path):  # a store on object storage
+        return str(path)
     try:
         return str(Path(path).relative_to(root))
     except ValueError:
         return str(path)
 
 
-def stage_rows(config: Config, data_root: Path, dataset: str) -> list[dict[str, Any]]:
+def stage_rows(config: Config, data_root: Path, dataset: str, store_root: Any = None) -> list[dict[str, Any]]:
     """One row per stage of the table: state, output, fingerprint (or the error planning gives)."""
-    ctx = Context(config, data_root, dataset)
+    ctx = Context(config, data_root, dataset, store_root=store_root)
     rows, memo = [], {}  # one plan per stage for all rows, as one command would make it
     for stage in STAGES:
         try:
@@ -47,10 +50,10 @@ def stage_rows(config: Config, data_root: Path, dataset: str) -> list[dict[str, 
     return rows
 
 
-def store_rows(data_root: Path) -> list[dict[str, Any]]:
+def store_rows(data_root: Path, store_root: Any = None) -> list[dict[str, Any]]:
     rows = []
     for stage in STORE_KINDS:
-        for state in list_states(data_root, stage):
+        for state in list_states(store_root or data_root, stage):
             done, total = state.progress
             rows.append({"store": _rel(state.path, data_root), "stage": stage, "dataset": state.attrs.get("dataset"),
                          "state": "complete" if state.complete else f"partial {done}/{total} chunks",
@@ -75,8 +78,9 @@ def run_rows(config: Config, data_root: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def collect(config: Config, data_root: Path, dataset: str | None) -> dict[str, Any]:
-    """The whole state: {data_root, stages_file, datasets: [{name, source, stages}], stores, runs}."""
+def collect(config: Config, data_root: Path, dataset: str | None, store_root: Any = None) -> dict[str, Any]:
+    """The whole state: {data_root, stages_file, datasets: [{name, source, stages}], stores, runs}.
+    store_root: where stores live when not under the data root (a folder or an fsspec URL)."""
     if not Path(data_root).is_dir():
         raise ConfigError(f"data root {data_root} does not exist",
                           "check --data-root / I2P_DATA_ROOT, or run `i2p run --quick` to create one")  # fmt: skip
@@ -88,9 +92,9 @@ def collect(config: Config, data_root: Path, dataset: str | None) -> dict[str, A
     for name in names:
         record = datasets.load(data_root, name)
         out.append({"name": name, "source": record.source if record else None,
-                    "stages": stage_rows(config, data_root, name)})  # fmt: skip
-    return {"data_root": str(data_root), "stages_file": str(config.path), "datasets": out,
-            "stores": store_rows(data_root), "runs": run_rows(config, data_root)}  # fmt: skip
+                    "stages": stage_rows(config, data_root, name, store_root)})  # fmt: skip
+    return {"data_root": str(data_root), "store_root": str(store_root or data_root), "stages_file": str(config.path), "datasets": out,
+            "stores": store_rows(data_root, store_root), "runs": run_rows(config, data_root)}  # fmt: skip
 
 
 def render_json(state: dict[str, Any]) -> str:
@@ -132,7 +136,7 @@ def render_tables(state: dict[str, Any]) -> None:
             table.add_row(row["stage"], f"[{style}]{row['state']}[/]", row["output"])
         out.print(table)
     if state["stores"]:
-        table = Table(title=f"stores under {state['data_root']}", title_justify="left")
+        table = Table(title=f"stores under {state['store_root']}", title_justify="left")
         for col in ("store", "state", "size"):
             table.add_column(col)
         for row in state["stores"]:

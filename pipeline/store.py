@@ -10,7 +10,9 @@ The contract (design.md "Stores" and "Stage runner"):
 * array metadata is created first, data is filled chunk by chunk, ``done[i]`` is set after chunk i is
   written (zarr ≥ 3.1 writes every file atomically), ``complete`` is set last;
 * one writer per store (or per shard of a store) holds an exclusive ``flock`` on a lock file beside
-  it; the kernel releases it when the process dies, even by ``kill -9``.
+  it; the kernel releases it when the process dies, even by ``kill -9``;
+* a store may live on an fsspec URL (``s3://…``, :mod:`pipeline.remote`): paths here are locations
+  (``Path`` or ``UPath``), zarr opens ``str(path)``, and the lock file of a remote store is local.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline.errors import LockError, StoreError
+from pipeline.remote import is_url, location, lock_file
 
 # Bump a stage's version when what it writes changes for the same params (forces new stores).
 # prepare 2: folder sources without split sub-folders split per class; cache-features 2: feature stored
@@ -49,7 +52,7 @@ def fingerprint(stage: str, params: dict[str, Any], upstream: dict[str, str]) ->
 def store_path(data_root: Path, stage: str, dataset: str, fp: str, teacher_slug: str | None = None) -> Path:
     """``<root>/points/<dataset>-<fp8>.zarr`` (and views/, features/<dataset>-<teacher>-<fp8>.zarr)."""
     stem = f"{dataset}-{teacher_slug}" if teacher_slug else dataset
-    return Path(data_root) / STORE_KINDS[stage] / f"{stem}-{fp[:8]}.zarr"
+    return location(data_root) / STORE_KINDS[stage] / f"{stem}-{fp[:8]}.zarr"
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def read_state(path: Path, progress: bool = True) -> StoreState | None:
     progress: also read every split's ``done`` mask (for "partial k/n"); attrs alone need one file."""
     import zarr
 
-    path = Path(path)
+    path = location(path)
     if not (path / "zarr.json").exists():
         return None
     group = zarr.open_group(str(path), mode="r")
@@ -115,7 +118,7 @@ def read_state(path: Path, progress: bool = True) -> StoreState | None:
 
 def list_states(data_root: Path, stage: str, progress: bool = True) -> list[StoreState]:
     """Every store of one stage under the data root, newest first."""
-    folder = Path(data_root) / STORE_KINDS[stage]
+    folder = location(data_root) / STORE_KINDS[stage]
     states = [read_state(p, progress) for p in sorted(folder.glob("*.zarr"))] if folder.is_dir() else []
     found = [s for s in states if s is not None and s.attrs.get("stage") == stage]
     return sorted(found, key=lambda s: s.attrs.get("created_at", 0.0), reverse=True)
@@ -126,8 +129,8 @@ class StoreLock:
 
     def __init__(self, path: Path, tag: str | None = None, wait: bool = False):
         suffix = f".{tag}.lock" if tag else ".lock"
-        self.lock_path = Path(str(path) + suffix)
-        self.store = Path(path)
+        self.lock_path = lock_file(path, suffix)  # local, also for a store on a URL
+        self.store = location(path)
         self.wait = wait
         self._fd: int | None = None
 
@@ -166,7 +169,7 @@ class StoreWriter:
     def __init__(self, path: Path, attrs: dict[str, Any]):
         import zarr
 
-        self.path = Path(path)
+        self.path = location(path)
         self._zarr = zarr
         if (self.path / "zarr.json").exists():  # the real metadata, never a consolidated copy of it
             group = zarr.open_group(str(self.path), mode="r+", use_consolidated=False)
@@ -177,7 +180,8 @@ class StoreWriter:
                     "two parameter sets share 8 hex digits (unlikely) or the store was edited; move it away",
                 )
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not is_url(self.path):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             group = zarr.open_group(str(self.path), mode="w")
             group.attrs.update(
                 {**attrs, "complete": False, "created_with": __version__, "created_at": time.time()}
@@ -239,7 +243,7 @@ class StoreWriter:
         killed mid-write left behind can be removed safely."""
         if not self.all_done():
             raise StoreError(f"{self.path} cannot be marked complete: chunks are missing")
-        if sole_writer:
+        if sole_writer and not is_url(self.path):  # object stores write whole objects, never temp files
             for leftover in self.path.rglob("*.partial"):  # zarr's temp files from a killed writer
                 leftover.unlink(missing_ok=True)
         from pipeline.store_coords import add_object_coords, consolidate
@@ -251,8 +255,11 @@ class StoreWriter:
 
 
 def store_bytes(path: Path) -> int:
-    """Bytes on disk of every file under a store (or any folder)."""
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    """Bytes on disk of every file under a store (or any folder; for a URL, of every object under it)."""
+    loc = location(path)
+    if is_url(loc):
+        return int(loc.fs.du(loc.path)) if loc.exists() else 0
+    return sum(f.stat().st_size for f in loc.rglob("*") if f.is_file())
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -14,6 +14,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from pipeline.remote import location
+
 COORDS = ("id", "label")  # per-object coordinates, when the points store has them
 
 
@@ -55,7 +57,7 @@ def upstream_with_ids(upstream_paths: dict[str, str], split: str) -> Any:
     import zarr
 
     for path in upstream_paths.values():
-        if not (Path(path) / "zarr.json").exists():
+        if not (location(path) / "zarr.json").exists():
             continue
         store = zarr.open_group(str(path), mode="r")
         if f"{split}/id" in store:
