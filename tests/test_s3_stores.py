@@ -112,7 +112,7 @@ def test_training_batches_from_s3_equal_those_from_disk_with_forked_workers(buil
     paths = [record["current"][s] for s in ("prepare", "render", "cache-features")]
     batches = []
     for stores in (paths, [str(local[s]) for s in ("prepare", "render", "cache-features")]):
-        data = CachedShapes(*stores, "train", 512, seed=3)
+        data = CachedShapes(*stores, "train", 1024, seed=3)  # a draw store feeds its draws' 1024 points
         sampler = EpochSampler(len(data), 2, seed=3)
         batches.append(list(batch_loader(data, sampler, num_workers=2)))  # forked readers of s3fs
     assert len(batches[0]) == 2
