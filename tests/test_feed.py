@@ -23,6 +23,7 @@ SETS = [
     "prepare.chunk=4",
     "render.subset=256",
     "render.chunk=2",
+    "render.views=fixed",  # 3 images per object; a draw store's feed: tests/test_draws.py
 ]
 MEAN, STD = list(IMAGENET_MEAN), list(IMAGENET_STD)
 
