@@ -161,7 +161,7 @@ def train(
     targets: Annotated[str | None, typer.Option(help="3d | 3d+2d")] = None,
     teacher: Teacher = None,
     features: Annotated[str | None, typer.Option(help="Train on this features store (and its views and points; a folder or URL).")] = None,
-    online_teacher: Annotated[str | None, typer.Option(help="Render and run this teacher inside each step.")] = None,
+    online_teacher: Annotated[str | None, typer.Option(help="The official step: project each step's augmented input and run this teacher on it.")] = None,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
 ) -> None:  # fmt: skip
     """Pre-train I2P-MAE from the cached stores (spec §2–§9.1) into runs/<run>/."""
