@@ -47,7 +47,9 @@ print(json.dumps({{"peak_gb": peak, "wall_s": wall, "cpu_s": cpu}}))
 
 
 def run(recompute: bool, fixed: bool, args: argparse.Namespace) -> dict:
-    code = CHILD.format(recompute=recompute, fixed=fixed, batch=args.batch_size, points=args.points, steps=args.steps)
+    code = CHILD.format(
+        recompute=recompute, fixed=fixed, batch=args.batch_size, points=args.points, steps=args.steps
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])

@@ -27,7 +27,8 @@ def return_freed_tensors() -> bool:
 
     try:
         libc = ctypes.CDLL(None)  # the C library this process already runs on
-        libc.gnu_get_libc_version  # glibc only: musl's mallopt ignores the setting
+        if not hasattr(libc, "gnu_get_libc_version"):  # not glibc: musl's mallopt ignores the setting
+            return False
         return bool(libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD))
     except (OSError, AttributeError):
         return False
