@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from i2pmae.layers import BlockStack, apply_pointwise, drop_path_rates, pos_mlp
 from i2pmae.ops import gather_points
+from i2pmae.recompute import recomputed
 
 
 class TokenEmbed(nn.Module):
@@ -34,14 +35,24 @@ class TokenEmbed(nn.Module):
             nn.Conv1d(cat, hid2, 1), nn.BatchNorm1d(hid2), nn.ReLU(inplace=True), nn.Conv1d(hid2, out_c, 1)
         )
 
+    # True: keep only ``groups`` for backward and recompute the layers before second_conv's BatchNorm there
+    # (i2pmae.recompute: same numbers, BatchNorm statistics updated once). Fine-tuning sets it for scale 0.
+    recompute: bool = False
+
     def forward(self, groups: Tensor) -> Tensor:
         """groups: (B, G, K, C_in) -> tokens (B, G, C_out)."""
-        B, G, K, _ = groups.shape
+        f = recomputed(self._merged, groups, keep=self) if self.recompute else self._merged(groups)
+        # BN, ReLU, conv stay kept: their backward needs the BN input and the ReLU output at once anyway.
+        f = apply_pointwise(self.second_conv[1:], f)  # (B, G, K, C_out)
+        return f.max(dim=2).values
+
+    def _merged(self, groups: Tensor) -> Tensor:
+        """first_conv, max over K, concat, second_conv's first conv: (B, G, K, C_in) -> (B, G, K, hid2)."""
+        K = groups.shape[2]
         f = apply_pointwise(self.first_conv, groups)  # (B, G, K, mid)
         g = f.max(dim=2, keepdim=True).values  # (B, G, 1, mid)
         f = torch.cat([g.expand(-1, -1, K, -1), f], dim=-1)  # (B, G, K, 2·mid)
-        f = apply_pointwise(self.second_conv, f)  # (B, G, K, C_out)
-        return f.max(dim=2).values
+        return apply_pointwise(self.second_conv[:1], f)
 
 
 def init_encoder_weights(m: nn.Module) -> None:

@@ -51,6 +51,7 @@ class FinetuneConfig:
     seed: int = 0
     max_steps: int | None = None  # stop after this many optimiser steps (a quick check; None: all epochs)
     precision: str = "fp32"  # "fp32" as the paper (§9.2); "bf16": the training forward under bf16 autocast
+    recompute_embed: bool = True  # recompute the scale-0 token embedding in backward: less memory, same numbers
 
 
 @dataclass
@@ -220,6 +221,7 @@ def finetune(
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # dropout and drop path
     model.to(device)
+    model.h_encoder.token_embed[0].recompute = cfg.recompute_embed  # i2pmae.recompute: same numbers
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.decay_token_fix), lr=cfg.lr)
     test_inputs = fps_inputs(test_x, cfg.points, cfg.test_batch_size, device)
     schedule = cfg.schedule_epochs or cfg.epochs

@@ -105,10 +105,11 @@ print("PEAK_GB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
 def test_a_fewshot_fold_at_batch_8_fits_in_a_few_gb(tmp_path):
     """5-way 10-shot, one fold, one epoch, batch 8, 1024 points, the paper's encoder at random init, CPU.
 
-    With the test batch fixed at 64 this peaked at 11.5 GB. Measured now: 4.2 GB; the issue's target of
-    3 GB is not reached because one training step of the paper's classifier at batch 8 alone peaks at
-    3.6 GB (the scale-0 token embedding's activations, 8·512·48 rows × ~2800 floats), which is the
-    model's own cost, not the evaluation's. The bound guards against test passes at a fixed batch again.
+    History: 11.5 GB with the test batch fixed at 64; 4.2 GB with test passes at the given batch (one
+    training step alone peaked at 3.6 GB: the scale-0 token embedding kept 8·512·48 members × 1,792
+    float32 for backward, and glibc's heap held freed activations). Now the embedding's layers before
+    second_conv's BatchNorm are recomputed in backward (same numbers, tests/test_recompute.py) and
+    glibc's mmap threshold is fixed (pipeline.host_memory): measured 2.75 GB.
     """
     write_classes_store(tmp_path / "data", "fs", {"train": 10, "test": 20}, n_classes=5, P=8192)
     args = ["fewshot", "--random-init", "-d", "fs", "--way", "5", "--shot", "10", "--folds", "1",
@@ -119,4 +120,4 @@ def test_a_fewshot_fold_at_batch_8_fits_in_a_few_gb(tmp_path):
     assert "EXIT 0" in done.stdout, done.stdout + done.stderr
     peak = float(done.stdout.split("PEAK_GB")[1].split()[0])
     print(json.dumps({"peak_rss_gb": peak}))
-    assert peak < 5.0, f"peak RSS {peak:.2f} GB"
+    assert peak < 3.0, f"peak RSS {peak:.2f} GB"
