@@ -48,7 +48,7 @@ app.command("embed")(cli_eval.embed_command)
 app.command("finetune")(cli_eval.finetune_command)
 app.command("fewshot")(cli_eval.fewshot_command)
 
-# `i2p run --quick`: the same pipeline and architecture, offline and short (about 10 minutes on 2 CPU
+# `i2p run --quick`: the same pipeline and architecture, offline and short (about 6 minutes on 2 free CPU
 # cores): the tiny random teacher needs no download; 15 steps of 16 objects (the paper's model costs
 # ≈1 s per object per step on 2 CPU cores); no warm-up, so the short run trains at lr 1e-3 (the paper's
 # 10-epoch warm-up with its one-epoch lag would keep lr at 1e-6 throughout).

@@ -171,7 +171,7 @@ def main() -> None:
 
             points_store = stores[args.workers[0]]
             scaling(
-                "render (3 depth views of 2048 points per object)",
+                "render (3 depth views of 2048 points per object and draw; default 4 augmented draws)",
                 lambda w: build_store("render", RenderParams(workers=w), points_store, tmp / f"render-{w}"),
                 args.workers,
                 n_objects,

@@ -3,7 +3,8 @@
 zarr-python's array API costs ≈ 1–2 ms per call here (a round trip through its event-loop thread
 and the indexing set-up), which bounds a per-object loader at ≈ 120 objects/s. The arrays the
 loader reads are written by :func:`pipeline.store.per_object`: shards of ``chunk`` objects holding
-one-object inner chunks (zarr v3 "sharding_indexed": inner chunks back to back, then an index of
+one-object inner chunks, or one (object, draw) chunk each for the features of augmented views (zarr
+v3 "sharding_indexed": inner chunks back to back in C order, then an index of
 (offset, nbytes) uint64 pairs and its crc32c at the end of the shard file; inner codecs ``bytes``
 little-endian and optionally ``zstd``). For that one layout on a local disk, :class:`ArrayReader`
 reads the object's 16-byte index entry and its bytes with ``os.pread`` straight into a numpy array
@@ -112,7 +113,8 @@ class ArrayReader:
     """Reads ``<store>/<split>/<name>`` arrays one object (leading index) at a time.
 
     ``get(name, index)`` → the object's row, a writable numpy array (shape = array shape[1:], the
-    stored dtype). ``whole(name)`` → the whole array (small ones, e.g. ``proj`` (S, V, 5)).
+    stored dtype); ``get(name, index, draw=k)`` → draw k of it (shape[2:]) for arrays whose second
+    dimension is ``draw``. ``whole(name)`` → the whole array (small ones, e.g. ``proj`` (S, V, 5)).
     Errors: ``OSError`` for a corrupt shard; zarr's errors for a missing array.
     """
 
@@ -142,12 +144,16 @@ class ArrayReader:
         """Object ``index`` of array ``name`` (only its ``draw`` when given: arrays with a draw
         dimension second); written into ``out`` (and returned) when given."""
         array = self._array(name)
-        if isinstance(array, _Sharded) and (out is None or out.flags.c_contiguous):
+        if isinstance(array, _Sharded):
+            target = out if out is not None and out.flags.c_contiguous else None
             if array.lead == 1:  # one chunk holds the whole object
-                row = array.get(int(index), out if draw is None else None)
-                return row if draw is None else _into(out, row[draw])
-            if draw is not None:
-                return array.get(int(index), out, draw)
+                row = array.get(int(index), target if draw is None else None)
+                row = row if draw is None else row[draw]
+            elif draw is not None:  # one chunk per (object, draw)
+                row = array.get(int(index), target, draw)
+            else:  # every draw of the object, chunk by chunk
+                row = np.stack([array.get(int(index), None, k) for k in range(array.draws)])
+            return row if out is None or row is out else _into(out, row)
         return _into(out, np.asarray(array[int(index)] if draw is None else array[int(index), int(draw)]))
 
     def row(self, name: str, per_draw: bool = False) -> tuple[tuple[int, ...], np.dtype]:

@@ -54,8 +54,8 @@ def forward_one(model: Any, config: dict, split: str, row: int, seed: int) -> tu
             "cache the run's teacher with `i2p cache-features --teacher NAME` and train a run from it",
         )
     data = CachedShapes(
-        stores["points"], stores.get("views"), stores.get("features"), split, params["points"], seed,
-        params.get("input_subset", "fresh"),
+        stores["points"], stores.get("views"), stores.get("features"), split,
+        (config.get("effective") or {}).get("points", params["points"]), seed, params.get("input_subset", "draw"),
     )
     item = data[row]
     draw = int(item.pop("draw")[0]) if "draw" in item else None

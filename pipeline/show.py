@@ -120,14 +120,16 @@ def show_object(
     images = views[f"{split}/image"][row].astype(np.float32)  # (V, 224, 224); augmented views (K, V, …)
     feats = zarr.open_group(str(features_path), mode="r") if features_path else None
     saliency = feats[f"{split}/saliency"][row] if feats is not None else None  # (V, h, w) or (K, V, h, w)
-    if images.ndim == 4:  # augmented views: draw 0, as the teacher saw it
+    draws = images.shape[0] if images.ndim == 4 else None
+    if draws:  # augmented views: draw 0 of K, as the teacher saw it
         images, saliency = images[0], None if saliency is None else saliency[0]
     teacher = dict(feats.attrs["teacher"]) if feats is not None else {}
     random = " — RANDOM weights" if teacher.get("random_weights") else ""
     n_rows = 1 if saliency is None else 2
     fig, axes = plt.subplots(n_rows, 3, figsize=(10, 3.3 * n_rows + 0.6), squeeze=False, layout="constrained")
     who = f"teacher {teacher['name']}{random}" if teacher else "no teacher"
-    fig.suptitle(f"{object_title(points, split, row)}\n{who}", fontsize=10)
+    drawn = f"; augmented views, draw 0 of {draws}" if draws else ""
+    fig.suptitle(f"{object_title(points, split, row)}\n{who}{drawn}", fontsize=10)
     draw_views(fig, axes[0], images, None)
     if saliency is not None:
         draw_views(fig, axes[1], images, saliency)
@@ -139,5 +141,6 @@ def show_object(
         "row": row,
         "split": split,
         "teacher": teacher or None,
+        "draw": 0 if draws else None,
     }
     return save_figure(fig, Path(out) if out else Path(out_dir) / name, record)

@@ -30,7 +30,7 @@ from tests.test_prepare import toy_config
 from tests.test_train import SETS, built_inputs
 
 DRAWS = 2
-AUGMENTED = [*SETS, "prepare.points=2048", f"render.draws={DRAWS}"]  # stages.yaml's default views: augmented
+AUGMENTED = [*SETS, "prepare.points=2048", f"render.draws={DRAWS}", "render.chunk=2", "cache-features.chunk=2"]  # stages.yaml's default views: augmented
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +77,11 @@ def test_features_of_each_draw_are_read_per_draw(stores, teacher):
     features = zarr.open_group(inputs.features, mode="r")
     assert features["train/feature"].shape[:3] == (4, DRAWS, 3)
     reader = ArrayReader(inputs.features, "train")
-    for o, k in ((0, 1), (3, 0), (2, 1)):
+    assert type(reader._array("feature")).__name__ == "_Sharded"  # the shard reader, not zarr's fallback
+    for o, k in ((0, 1), (3, 0), (2, 1), (3, 1)):  # two shards of two objects, K chunks per object
         assert np.array_equal(reader.get("feature", o, draw=k), features["train/feature"][o, k])
         assert np.array_equal(reader.get("saliency", o, draw=k), features["train/saliency"][o, k])
+    assert np.array_equal(reader.get("saliency", 3), features["train/saliency"][3])  # every draw at once
     image = zarr.open_group(inputs.views, mode="r")["train/image"][2, 1]  # (V, H, W) float16
     with torch.no_grad():
         f, s = teacher(normalise_images(torch.from_numpy(image.astype(np.float32))))
@@ -230,3 +232,27 @@ def test_draw_input_is_the_draws_cloud_in_a_fresh_order_each_epoch(stores):
     proj = views["train/proj"][0, k]
     images, again = project(torch.from_numpy(a)[None])
     assert np.allclose(again[0].numpy(), proj, atol=1e-6)  # whose projection is the draw's
+
+
+def test_the_training_step_augments_once_per_mode(stores, tmp_path):
+    """train_step: augmented views are fed as the loader made them (the draw's scale and shift, no
+    second augmentation); the loss is that of pretrain_forward(augment=False) on the same batch."""
+    import copy
+
+    from pipeline.pretrain_engine import setup, train_step
+
+    config, _, inputs = stores
+    params = config.params("train").model_copy(update={"run": "once", "batch_size": 4})
+    s = setup(params, inputs, tmp_path / "once", "cpu", arch={"num_groups": (128, 64, 16)})
+    assert s.dataset.augmented
+    item = next(iter(s.loader))
+    model = copy.deepcopy(s.model)  # the weights before the step
+    batch = Batch.from_item(item, torch.device("cpu"))
+    torch.manual_seed(5)
+    expected = pretrain_forward(model, batch, augment=False).loss.item()
+    torch.manual_seed(5)
+    twice = pretrain_forward(copy.deepcopy(s.model), batch, augment=True).loss.item()
+    torch.manual_seed(5)
+    out, finite = train_step(s, item)
+    assert finite and out.loss.item() == pytest.approx(expected, rel=1e-6)
+    assert out.loss.item() != pytest.approx(twice, rel=1e-3)  # augmenting again would be another loss
