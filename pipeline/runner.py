@@ -113,7 +113,11 @@ def _params(stage: str, ctx: Context, recorded: Recorded | None) -> StageParams:
         values.update({k: v for k, v in recorded.params.items() if k in model.model_fields and k not in model.RUNTIME})
         values.update({k: v for k, v in model.LEGACY.items() if k not in recorded.params})
     values.update(ctx.config.overrides.get(stage, {}))
-    return model.build(values, where=str(ctx.config.path), origins=ctx.config.origins.get(stage, {}))
+    params = model.build(values, where=str(ctx.config.path), origins=ctx.config.origins.get(stage, {}))
+    if stage == "render" and params.views == "fixed" and "draws" in ctx.config.overrides.get(stage, {}):
+        log.warning("render.draws=%d has no effect on fixed views (%s); add --set render.views=augmented "
+                    "to render draws", params.draws, "as this dataset's views store" if recorded else "render.views")  # fmt: skip
+    return params
 
 
 def _run_name(ctx: Context) -> str:
