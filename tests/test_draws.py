@@ -260,3 +260,24 @@ def test_the_training_step_augments_once_per_mode(stores, tmp_path):
     out, finite = train_step(s, item)
     assert finite and out.loss.item() == pytest.approx(expected, rel=1e-6)
     assert out.loss.item() != pytest.approx(twice, rel=1e-3)  # augmenting again would be another loss
+
+
+def test_draws_and_their_order_do_not_depend_on_loader_workers(stores):
+    """The draw picked, its points and its maps come from (seed, epoch, index): the same batches with 0
+    or 2 DataLoader workers, in every epoch (so a resume mid-epoch sees what the first run saw)."""
+    from pipeline.trainset import EpochSampler, batch_loader
+
+    _, _, inputs = stores
+    runs = []
+    for workers in (0, 2):
+        data = CachedShapes(inputs.points, inputs.views, inputs.features, "train", 1024, seed=4)
+        sampler = EpochSampler(len(data), 2, seed=4)
+        loader = batch_loader(data, sampler, num_workers=workers)
+        batches = []
+        for epoch in range(2):
+            sampler.set_epoch(epoch)
+            batches += [{k: v.clone() for k, v in b.items()} for b in loader]
+        runs.append(batches)
+    assert len(runs[0]) == 4 and {int(d) for b in runs[0] for d in b["draw"].flatten()} == {0, 1}
+    for a, b in zip(*runs, strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
