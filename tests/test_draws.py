@@ -196,7 +196,7 @@ def test_input_subset_draw_needs_the_draws_point_count(stores):
         CachedShapes(inputs.points, inputs.views, inputs.features, "train", 512, seed=1, input_subset="draw")
 
 
-def test_fixed_views_keep_their_fingerprint_and_older_stores_stay_up_to_date(tmp_path, caplog):
+def test_fixed_views_keep_their_fingerprint_and_older_stores_stay_up_to_date(tmp_path, caplog, monkeypatch):
     assert RenderParams(views="fixed", draws=8).fingerprint_params() == {"subset": 2048, "seed": 0, "chunk": 16}
     config = toy_config(tmp_path, [*SETS, "render.views=fixed"])
     ctx = Context(config, tmp_path / "data", "toys")
@@ -212,6 +212,9 @@ def test_fixed_views_keep_their_fingerprint_and_older_stores_stay_up_to_date(tmp
     asked = toy_config(tmp_path, [*SETS, "render.views=augmented"])  # asked for explicitly: a new store
     assert plan("render", Context(asked, tmp_path / "data", "toys")).out != built.out
     draws_only = toy_config(tmp_path, [*SETS, "render.draws=8"])  # not enough to leave fixed views: said
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("i2p"), "propagate", True)  # a CLI test may have turned it off
     with caplog.at_level("WARNING", logger="i2p"):
         assert plan("render", Context(draws_only, tmp_path / "data", "toys")).out == built.out
     assert "render.draws=8 has no effect on fixed views" in caplog.text and "render.views=augmented" in caplog.text
