@@ -114,8 +114,8 @@ def official_step(model: I2PMAE, batch: Batch, teacher: Callable[[Tensor], tuple
                   call: Callable[..., Any] | None = None) -> Any:
     """The official pre-training step (spec §1.6, §4, §5, §8): augment the normalised input, project
     the augmented cloud, run the teacher on its views, mask and look up on that same cloud."""
-    augmented = Batch(scale_and_translate(batch.xyz), batch.canonical)
-    return pretrain_forward(model, online_maps(augmented, teacher), augment=False, call=call)
+    augmented = online_maps(Batch(scale_and_translate(batch.xyz), None), teacher)
+    return pretrain_forward(model, augmented, augment=False, call=call)
 
 
 def pretrain_forward(

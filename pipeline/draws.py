@@ -52,8 +52,3 @@ def frame(points: np.ndarray, centre: np.ndarray, radius: float, scale: np.ndarr
     shift, float32. With the draw's own subset and statistics this is the official augmented input."""
     return ((points - centre) / radius * scale + shift).astype(np.float32, copy=False)
 
-
-def augmented(points: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """A cloud (N, 3) normalised by its own ``pc_norm`` and then scaled and shifted (spec §1.1, §1.6)."""
-    centre, radius = norm_stats(points)
-    return frame(points, centre, radius, scale, shift)

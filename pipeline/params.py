@@ -57,6 +57,11 @@ class StageParams(BaseModel):
         """The params that define the stage's output (RUNTIME ones removed), JSON-ready."""
         return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.RUNTIME}
 
+    def inert(self) -> dict[str, str]:
+        """Params that these values make ineffective → what would make them count (for a warning
+        when the user sets one)."""
+        return {}
+
 
 def closest_key(key: str, known: list[str]) -> str | None:
     """The known key a typo most plausibly meant, or None: a close spelling (difflib ratio ≥ 0.75),
@@ -117,6 +122,9 @@ class RenderParams(StageParams):
         if self.views == "fixed":
             values.pop("views"), values.pop("draws")
         return values
+
+    def inert(self) -> dict[str, str]:
+        return {"draws": "fixed views have no draws: add --set render.views=augmented"} if self.views == "fixed" else {}
 
 
 class FeaturesParams(StageParams):

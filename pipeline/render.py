@@ -30,6 +30,8 @@ log = logging.getLogger("i2p")
 
 N_VIEWS = 3
 IMAGE_SIZE = 224
+AUGMENTATION = ("scale", "shift", "centre")  # (O, K, 3) each, with radius (O, K): a draw's frame
+ARRAYS = {"fixed": ("image", "proj", "subset"), "augmented": ("image", "proj", "subset", *AUGMENTATION, "radius")}
 
 
 def render(params: RenderParams, points_path: Path, fp: str, path: Path) -> Path:
@@ -112,10 +114,6 @@ def _arrays(n: int, r: int, c: int, params: RenderParams) -> list[ArraySpec]:
         *[ArraySpec(a, (n, K, 3), (c, K, 3), "float32", ("object", "draw", "axis")) for a in AUGMENTATION],
         ArraySpec("radius", (n, K), (c, K), "float32", ("object", "draw")),
     ]
-
-
-AUGMENTATION = ("scale", "shift", "centre")  # (O, K, 3) each, with radius (O, K): a draw's frame
-ARRAYS = {"fixed": ("image", "proj", "subset"), "augmented": ("image", "proj", "subset", *AUGMENTATION, "radius")}
 
 
 def write_chunk(path: str, task: tuple, result: tuple) -> None:

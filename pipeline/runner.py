@@ -114,9 +114,9 @@ def _params(stage: str, ctx: Context, recorded: Recorded | None) -> StageParams:
         values.update({k: v for k, v in model.LEGACY.items() if k not in recorded.params})
     values.update(ctx.config.overrides.get(stage, {}))
     params = model.build(values, where=str(ctx.config.path), origins=ctx.config.origins.get(stage, {}))
-    if stage == "render" and params.views == "fixed" and "draws" in ctx.config.overrides.get(stage, {}):
-        log.warning("render.draws=%d has no effect on fixed views (%s); add --set render.views=augmented "
-                    "to render draws", params.draws, "as this dataset's views store" if recorded else "render.views")  # fmt: skip
+    for key, fix in params.inert().items():
+        if key in ctx.config.overrides.get(stage, {}):
+            log.warning("%s.%s=%s has no effect here (%s)", stage, key, getattr(params, key), fix)
     return params
 
 

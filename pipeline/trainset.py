@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import StoreError
+from pipeline.sources.base import normalise_unit_sphere
 
 
 class CachedShapes(torch.utils.data.Dataset):
@@ -125,8 +126,7 @@ class CachedShapes(torch.utils.data.Dataset):
             self._fill_draw(index, int(rng.integers(self.draws)), stored, chosen, rng, out)
             return
         canonical = stored[chosen]
-        centred = canonical - canonical.mean(axis=0, keepdims=True)
-        out["xyz"][...] = centred / np.sqrt((centred**2).sum(axis=1)).max()  # spec §1.1 pc_norm
+        out["xyz"][...] = normalise_unit_sphere(canonical)  # spec §1.1 pc_norm, after subsampling
         out["canonical"][...] = canonical
         if "proj" in out:
             out["proj"][...] = self._whole["proj"][index]  # (V, 5)
@@ -136,7 +136,7 @@ class CachedShapes(torch.utils.data.Dataset):
 
     def _fill_draw(self, index: int, k: int, stored: np.ndarray, chosen: np.ndarray, rng: Any, out: dict) -> None:
         """Augmented views: the fields of draw k (``pipeline.draws``); ``rng`` the item's generator."""
-        from pipeline.draws import augmented, frame
+        from pipeline.draws import frame
 
         r, w = self._open(), self._whole
         scale, shift = w["scale"][index, k], w["shift"][index, k]
@@ -146,7 +146,7 @@ class CachedShapes(torch.utils.data.Dataset):
             out["xyz"][...] = out["canonical"][...] = frame(points, w["centre"][index, k], w["radius"][index, k], scale, shift)
         else:  # a fresh subset, normalised as the paper's input; looked up in the draw's frame
             points = stored[chosen]
-            out["xyz"][...] = augmented(points, scale, shift)
+            out["xyz"][...] = normalise_unit_sphere(points) * scale + shift  # its own pc_norm (§1.1, §1.6)
             out["canonical"][...] = frame(points, w["centre"][index, k], w["radius"][index, k], scale, shift)
         out["proj"][...] = w["proj"][index, k]  # (V, 5)
         out["draw"][...] = k
