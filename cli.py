@@ -31,8 +31,8 @@ from cli_options import (
     session,
     store_root,
 )  # fmt: skip
-from pipeline.errors import I2PError
-from pipeline.remote import is_url, location
+from pipeline.core.errors import I2PError
+from pipeline.storage.remote import is_url, location
 
 app = typer.Typer(
     name="i2p",
@@ -133,12 +133,12 @@ def show(
     """Write a PNG of an object's depth views with the teacher's saliency, or (--run) of a run's step on it."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
         if run_name:
-            from pipeline.run_picture import run_picture
+            from pipeline.show.run_picture import run_picture
 
             say(f"wrote {run_picture(root_dir, run_name, split, obj, root_dir / 'show', out, seed)}")
             return
-        from pipeline.lookup import built_features
-        from pipeline.show import show_object
+        from pipeline.runner.lookup import built_features
+        from pipeline.show.stores import show_object
 
         config = config.with_values("cache-features", teacher=teacher)
         views, features = built_features(context(config, root_dir, dataset))
@@ -167,7 +167,7 @@ def train(
     """Pre-train I2P-MAE from the cached stores (spec §2–§9.1) into runs/<run>/."""
     done = "interrupted: the run keeps its last checkpoint; rerun the same command to continue"
     with session(ctx, data_root, sets, verbose, quiet, interrupted=done) as (config, root_dir):
-        from pipeline.lookup import features_dataset, features_pins
+        from pipeline.runner.lookup import features_dataset, features_pins
 
         config = config.with_values(
             "train", run=run_name, epochs=epochs, max_steps=max_steps, batch_size=batch_size, device=device,
@@ -191,13 +191,13 @@ def run(
 ) -> None:  # fmt: skip
     """Bring a stage and everything it needs up to date (as `dvc repro`); skips what is up to date."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
-        from pipeline import rundir
-        from pipeline.stages import DEFAULT_TARGETS, STAGES
+        from pipeline.storage import rundir
+        from pipeline.runner.stages import DEFAULT_TARGETS, STAGES
 
         if stage is not None and stage not in STAGES:
             import difflib
 
-            from pipeline.errors import ConfigError
+            from pipeline.core.errors import ConfigError
 
             close = difflib.get_close_matches(stage, list(STAGES), n=1)
             raise ConfigError(f"unknown stage {stage!r}", f"did you mean {close[0]}?" if close else f"stages: {', '.join(STAGES)}")
@@ -225,7 +225,7 @@ def status(
 ) -> None:  # fmt: skip
     """Every stage per dataset (up to date, partial, missing, or which param changed), stores, runs."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
-        from pipeline.status import collect, render_json, render_tables
+        from pipeline.runner.status import collect, render_json, render_tables
 
         state = collect(_quick(config) if quick else config, root_dir, dataset, store_root())
         say(render_json(state)) if as_json else render_tables(state)
@@ -239,8 +239,8 @@ def gc(
 ) -> None:  # fmt: skip
     """List stores no dataset or run uses, and optimizer state of finished runs; remove them with --yes."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
-        from pipeline import gc as garbage
-        from pipeline.status import size_text
+        from pipeline.runner import gc as garbage
+        from pipeline.runner.status import size_text
 
         items = garbage.collect(root_dir)
         for g in items:

@@ -40,14 +40,14 @@ def _direct(run: str | None, ckpt: Path | None, random_init: bool, which: str, c
 
 
 def _tracked(cx, run: str | None) -> bool:  # noqa: ANN001
-    from pipeline import rundir
+    from pipeline.storage import rundir
 
     return rundir.read(rundir.run_dir(cx.data_root, run or _last_run(cx))).identity is not None
 
 
 def _points(cx, run: str | None, ckpt: Path | None) -> Path:  # noqa: ANN001
     """The run's own points store for a tracked run of this dataset, else the dataset's current one."""
-    from pipeline.lookup import current_points, run_points
+    from pipeline.runner.lookup import current_points, run_points
 
     return run_points(cx) if ckpt is None and run and _tracked(cx, run) else current_points(cx)
 
@@ -77,7 +77,7 @@ def svm_command(
 ) -> None:
     """Linear SVM on frozen global features (spec §3.4, §9.3); appends to the run's report.md."""
     with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
-        from pipeline import evaluation as ev
+        from pipeline.evaluate import extract as ev
 
         config = config.with_values("eval", svm_c=c, points=points, pooling=pooling, batch_size=batch_size, device=device)
         config = config.with_values("train", run=run)
@@ -94,7 +94,7 @@ def svm_command(
 
 
 def _last_run(cx) -> str | None:  # noqa: ANN001
-    from pipeline.runner import plan
+    from pipeline.runner.plan import plan
 
     return plan("train", cx).params.run
 
@@ -111,7 +111,7 @@ def embed_command(
 ) -> None:
     """Write the frozen encoder's global features (the SVM's) of every object of a split to a .npy file."""
     with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
-        from pipeline import evaluation as ev
+        from pipeline.evaluate import extract as ev
 
         params = config.params("eval", points=points, pooling=pooling, batch_size=batch_size, device=device)
         cx = context(config.with_values("train", run=run), root, dataset, run)
@@ -135,8 +135,8 @@ def finetune_command(
 ) -> None:
     """Fine-tune the encoder as a classifier (spec §3.5, §9.2); evaluates a fine-tuned checkpoint as is."""
     with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
-        from pipeline import evaluation as ev
-        from pipeline.reports import mean_std
+        from pipeline.evaluate import extract as ev
+        from pipeline.evaluate.reports import mean_std
 
         if dataset == "scanobjectnn" and split:
             dataset = f"scanobjectnn-{split}"
@@ -146,8 +146,8 @@ def finetune_command(
         cx = context(config, root, dataset, run)
         if not _direct(run, ckpt, random_init, which, cx):
             return run_evaluation("finetune", cx)
-        from pipeline.downstream_stages import finetune_overrides
-        from pipeline.finetuning import run_finetune
+        from pipeline.evaluate.downstream import finetune_overrides
+        from pipeline.evaluate.finetuning import run_finetune
 
         params = config.params("finetune")
         run = _encoder_run(cx, run, ckpt, random_init)
@@ -178,8 +178,8 @@ def fewshot_command(
 ) -> None:
     """Few-shot classification (spec §1.5): way × shot × folds episodes, fine-tuned per fold."""
     with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
-        from pipeline import evaluation as ev
-        from pipeline.reports import mean_std
+        from pipeline.evaluate import extract as ev
+        from pipeline.evaluate.reports import mean_std
 
         config = config.with_values("fewshot", way=way, shot=shot, folds=folds, seed=seed, epochs=epochs,
                                     max_steps=max_steps, batch_size=batch_size, points=points, device=device)
@@ -187,8 +187,8 @@ def fewshot_command(
         cx = context(config, root, dataset, run) if episodes is None else None
         if episodes is None and not _direct(run, ckpt, random_init, which, cx):
             return run_evaluation("fewshot", cx)
-        from pipeline.downstream_stages import finetune_overrides
-        from pipeline.finetuning import run_fewshot
+        from pipeline.evaluate.downstream import finetune_overrides
+        from pipeline.evaluate.finetuning import run_fewshot
 
         params = config.params("fewshot")
         run = _encoder_run(cx, run, ckpt, random_init) if cx is not None else run

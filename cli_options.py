@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from pipeline.errors import I2PError, Interrupted
+from pipeline.core.errors import I2PError, Interrupted
 
 DataRoot = Annotated[
     Path | None,
@@ -95,12 +95,12 @@ def session(ctx: typer.Context, data_root: Path | None, sets: list[str] | None, 
             interrupted: str = "interrupted: finished chunks of stores are kept; rerun the command to continue",
             ) -> Iterator[tuple[Any, Path]]:  # fmt: skip
     """Set up logging, load the config; print known errors as one red line plus a hint (exit 2)."""
-    from pipeline.console import console, setup_logging
+    from pipeline.core.console import console, setup_logging
 
     g: Globals = ctx.obj or Globals()
     setup_logging(-1 if (quiet or g.quiet) else max(verbose, g.verbose))
     try:
-        from pipeline.config import load_config
+        from pipeline.core.config import load_config
 
         config = load_config(g.stages, [*(g.sets or []), *(sets or [])])
         root = Path(data_root or g.data_root or "data").expanduser().resolve()
@@ -119,7 +119,7 @@ def session(ctx: typer.Context, data_root: Path | None, sets: list[str] | None, 
 def report_error(err: I2PError) -> None:
     from rich.markup import escape
 
-    from pipeline.console import console
+    from pipeline.core.console import console
 
     if os.environ.get("I2P_DEBUG") == "1":
         console.print_exception()
@@ -133,7 +133,7 @@ def offline() -> bool:
 
 
 def distributed() -> Any:
-    from pipeline.devices import Distributed
+    from pipeline.core.devices import Distributed
 
     keys = (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0))
     return Distributed(*(int(os.environ.get(k, d)) for k, d in keys))
@@ -142,8 +142,9 @@ def distributed() -> Any:
 def context(config: Any, root: Path, dataset: str | None, run: str | None = None, pins: dict | None = None) -> Any:
     """The planning context: which dataset (given; else the run's; else the only one prepared; else the
     synthetic default), the data root, offline or not, torchrun's ranks."""
-    from pipeline import datasets, rundir
-    from pipeline.runner import Context
+    from pipeline.storage import datasets
+    from pipeline.storage import rundir
+    from pipeline.runner.plan import Context
 
     name = dataset
     if name is None and run:
@@ -156,8 +157,8 @@ def build(stage: str, ctx: Any) -> Path:
     """Plan ``stage`` (and what it needs), log which stores it uses, bring it up to date; its output."""
     import logging
 
-    from pipeline import execute
-    from pipeline.runner import outputs_used, plan
+    from pipeline.runner import execute
+    from pipeline.runner.plan import outputs_used, plan
 
     p = plan(stage, ctx)
     logging.getLogger("i2p").info("%s on %s uses %s", stage, p.dataset, outputs_used(p, ctx.data_root))
@@ -189,7 +190,7 @@ class FlagGroup(TyperGroup):
 
 def result_lines(stage: str, record: dict[str, Any]) -> list[str]:
     """The lines an evaluation stage's ``evals/*.json`` record prints (eval, finetune, fewshot)."""
-    from pipeline.reports import mean_std
+    from pipeline.evaluate.reports import mean_std
 
     r, where = record["result"], f"on {record.get('dataset')} (run {record.get('run')})"
     if stage == "eval":
@@ -203,7 +204,7 @@ def result_lines(stage: str, record: dict[str, Any]) -> list[str]:
 
 def run_evaluation(stage: str, ctx: Any) -> None:
     """Bring an evaluation stage of the context's run up to date and print its result."""
-    from pipeline import rundir
+    from pipeline.storage import rundir
 
     for line in result_lines(stage, rundir.read_eval(build(stage, ctx))):
         say(line)

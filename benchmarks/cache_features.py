@@ -5,13 +5,13 @@
     python benchmarks/cache_features.py --device cuda --vit-objects 450
 
 For each teacher, on a synthetic dataset prepared and rendered by the pipeline itself (in a temporary
-data root), this times (1) ``pipeline.features.cache_features`` end to end: teacher construction,
+data root), this times (1) ``pipeline.features.cache.cache_features`` end to end: teacher construction,
 DataLoader workers reading and normalising view chunks from the views store, the forward, the copy
 back and the zarr writes; and (2) the same teacher called on normalised images already on the device,
 with the batch sizes the stage uses (batches of ``batch_size`` images that span chunks; only the last
 is smaller), after one warm-up batch. The ratio stage / bare is the share of the teacher's speed the
 stage keeps (the issue's goal: ≥ 0.9). And (3) the feed alone, the teacher's forward excluded
-(``pipeline.feed.teacher_batches``: read, normalise, move to the device), in images/s and in CPU
+(``pipeline.features.feed.teacher_batches``: read, normalise, move to the device), in images/s and in CPU
 seconds per image of this process and its DataLoader workers together, so "images/s per 2 cores" does
 not depend on what else runs here; on a CPU-only machine also the float16 hand-over that a CUDA device
 gets (normalisation then runs on the GPU). All numbers come from one run; importing torch and
@@ -36,16 +36,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.store import store_bytes
+from pipeline.storage.store import store_bytes
 
 VIT = "random:ViT-B-16-quickgelu"  # the paper's teacher architecture with random weights
 
 
 def build_views(data_root: Path, per_class: int, points: int) -> tuple[Path, int, float]:
     """Prepare and render a synthetic set; returns (views store, objects, seconds)."""
-    from pipeline.execute import build_store
-    from pipeline.params import PrepareParams, RenderParams
-    from pipeline.prepare import prepare
+    from pipeline.runner.execute import build_store
+    from pipeline.core.params import PrepareParams, RenderParams
+    from pipeline.prepare.points import prepare
 
     start = time.perf_counter()
     prepared = prepare(PrepareParams(synthetic_per_class=per_class, points=points), data_root)
@@ -89,7 +89,7 @@ def feed_only(views: Path, args, device: str, raw: bool = False) -> tuple[float,
     import torch
 
     from i2pmae.geometry import IMAGENET_MEAN, IMAGENET_STD
-    from pipeline.feed import ViewBatches, teacher_batches
+    from pipeline.features.feed import ViewBatches, teacher_batches
 
     chunks = view_chunks(views, args.chunk)
     mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
@@ -147,10 +147,10 @@ def bare_forward(teacher, views: Path, sizes: list[int], device: str) -> float: 
 
 
 def run_teacher(name: str, weights: str | None, views: Path, n_objects: int, data_root: Path, args) -> dict:  # noqa: ANN001
-    from pipeline.devices import resolve_device
-    from pipeline.execute import build_store
-    from pipeline.params import FeaturesParams
-    from pipeline.teachers import load_teacher
+    from pipeline.core.devices import resolve_device
+    from pipeline.runner.execute import build_store
+    from pipeline.core.params import FeaturesParams
+    from pipeline.features.teachers import load_teacher
 
     params = FeaturesParams(
         teacher=name,
@@ -230,7 +230,7 @@ def main() -> None:
     import open_clip  # noqa: F401 -- imported before the timings: a per-process cost, reported apart
     import torch
 
-    from pipeline.devices import resolve_device
+    from pipeline.core.devices import resolve_device
 
     imports = time.perf_counter() - start
 

@@ -48,9 +48,9 @@ def build(data_root: Path, prepared: Path, views: str, k: int, teacher: str, wor
     """Render and cache one mode; its stores, bytes/object, images/object and cache seconds."""
     import zarr
 
-    from pipeline.execute import build_store
-    from pipeline.params import FeaturesParams, RenderParams
-    from pipeline.store import store_bytes
+    from pipeline.runner.execute import build_store
+    from pipeline.core.params import FeaturesParams, RenderParams
+    from pipeline.storage.store import store_bytes
 
     vpath = build_store("render", RenderParams(subset=2048, views=views, draws=k), prepared, data_root)
     start = time.perf_counter()
@@ -71,7 +71,7 @@ def fidelity(points: Path, built: dict, teacher, n_objects: int, epochs: int, su
 
     from i2pmae.model import I2PMAE, I2PMAEConfig
     from i2pmae.pretrain import Batch, online_maps, saliency_fn, scale_and_translate, target_fn
-    from pipeline.trainset import CachedShapes
+    from pipeline.train.trainset import CachedShapes
 
     data = CachedShapes(str(points), str(built["views"]), str(built["features"]), "train", 2048, seed=1,
                         input_subset=subset)  # fmt: skip
@@ -115,9 +115,9 @@ def main() -> None:
 
     import torch
 
-    from pipeline.params import PrepareParams
-    from pipeline.prepare import prepare
-    from pipeline.teachers import load_teacher
+    from pipeline.core.params import PrepareParams
+    from pipeline.prepare.points import prepare
+    from pipeline.features.teachers import load_teacher
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     root = args.keep or Path(tempfile.mkdtemp(prefix="i2p-draws-"))

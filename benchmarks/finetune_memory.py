@@ -25,7 +25,7 @@ import torch
 from i2pmae.finetune import build_classifier, train_epoch
 from i2pmae.model import I2PMAEConfig
 from i2pmae.recipes import RECIPES, classifier_config, finetune_config
-from pipeline.host_memory import return_freed_tensors
+from pipeline.core.host_memory import return_freed_tensors
 recompute, fixed, B, P, steps = {recompute}, {fixed}, {batch}, {points}, {steps}
 if fixed:
     assert return_freed_tensors()

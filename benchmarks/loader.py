@@ -8,9 +8,9 @@ synthetic source with P = 8192 stored points, ``render``, and ``cache-features``
 ``tiny-random`` teacher, whose maps have the paper's size (3 views × 512 × 14 × 14, float16). Then,
 from the page cache (every store is read once before timing):
 
-1. per process: ``CachedShapes[i]`` (shard reads, ``pipeline.fastread``) over a shuffled epoch,
+1. per process: ``CachedShapes[i]`` (shard reads, ``pipeline.storage.fastread``) over a shuffled epoch,
    against the same items read through zarr-python's array API one object at a time (the loader before), and their ratio;
-2. through ``pipeline.trainset.batch_loader``, the real ``torch.utils.data.DataLoader`` as
+2. through ``pipeline.train.trainset.batch_loader``, the real ``torch.utils.data.DataLoader`` as
    ``i2p train`` builds it (batch 64, the ``EpochSampler``, ``--workers`` values):
    samples/s from the first batch to the last (worker start-up reported apart), and the CPU time
    per sample of this process and its workers together: "samples/s per 2 cores" is what two free
@@ -35,9 +35,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def build_stores(root: Path, per_class: int, workers: int = 1) -> tuple[str, str, str]:
     """Prepare, render and cache tiny-random features; returns the three store paths."""
-    from pipeline.execute import build_store
-    from pipeline.params import FeaturesParams, PrepareParams, RenderParams
-    from pipeline.prepare import prepare
+    from pipeline.runner.execute import build_store
+    from pipeline.core.params import FeaturesParams, PrepareParams, RenderParams
+    from pipeline.prepare.points import prepare
 
     points = prepare(PrepareParams(synthetic_per_class=per_class, points=8192, workers=workers), root).path
     # fixed views: the items the zarr baseline below rebuilds; an augmented store's item reads one
@@ -72,7 +72,7 @@ def per_process(paths: tuple[str, str, str], n_points: int, rounds: int) -> tupl
     import torch
     import zarr
 
-    from pipeline.trainset import CachedShapes
+    from pipeline.train.trainset import CachedShapes
 
     data = CachedShapes(*paths, "train", n_points, seed=0)
     groups = {
@@ -113,7 +113,7 @@ def through_loader(paths, n_points: int, batch: int, workers: int, epochs: int) 
     measured once the workers have exited); best of two passes."""
     import gc
 
-    from pipeline.trainset import CachedShapes, EpochSampler, batch_loader
+    from pipeline.train.trainset import CachedShapes, EpochSampler, batch_loader
 
     data = CachedShapes(*paths, "train", n_points, seed=0)
     sampler = EpochSampler(len(data), batch, seed=0)

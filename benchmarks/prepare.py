@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.params import PrepareParams
-from pipeline.prepare import prepare
+from pipeline.core.params import PrepareParams
+from pipeline.prepare.points import prepare
 from pipeline.sources import synthetic
-from pipeline.store import store_bytes
+from pipeline.storage.store import store_bytes
 
 
 def same_store(a: Path, b: Path) -> bool:
@@ -166,8 +166,8 @@ def main() -> None:
                 args.npy_objects,
             )
         if not args.no_render:
-            from pipeline.execute import build_store
-            from pipeline.params import RenderParams
+            from pipeline.runner.execute import build_store
+            from pipeline.core.params import RenderParams
 
             points_store = stores[args.workers[0]]
             scaling(

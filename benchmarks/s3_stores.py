@@ -9,7 +9,7 @@ CPUs: the figures measure the client path (zarr → s3fs → HTTP) plus that ser
 The store is a features store's ``feature`` array at the paper's size (3 × 512 × 14 × 14 float16,
 588 KiB per object, uncompressed, sharded per chunk as ``cache-features`` writes it), written by
 ``StoreWriter`` chunk by chunk (done mask included), then read one object at a time in a shuffled
-order through ``pipeline.fastread.ArrayReader`` (the training loader's reader: shard files read
+order through ``pipeline.storage.fastread.ArrayReader`` (the training loader's reader: shard files read
 directly on a disk, zarr-python on a URL). One run prints both rates and their ratios, with the
 load average.
 """
@@ -32,7 +32,7 @@ SHAPE = (3, 512, 14, 14)  # views, channels, patch grid (ViT-B/16 at 224²)
 
 def write(path: str, values: np.ndarray, chunk: int) -> float:
     """Seconds to write ``values`` as a features-like store at ``path`` (local folder or URL)."""
-    from pipeline.store import StoreWriter, per_object
+    from pipeline.storage.store import StoreWriter, per_object
 
     n = len(values)
     start = time.perf_counter()
@@ -47,7 +47,7 @@ def write(path: str, values: np.ndarray, chunk: int) -> float:
 
 def read(path: str, order: np.ndarray, expect: np.ndarray) -> float:
     """Seconds to read every object in ``order`` one at a time (checked against ``expect``)."""
-    from pipeline.fastread import ArrayReader
+    from pipeline.storage.fastread import ArrayReader
 
     reader = ArrayReader(path, "train")
     reader.get("feature", 0)  # metadata parsed, connection opened: not timed

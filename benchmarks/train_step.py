@@ -30,13 +30,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from pipeline.config import load_config  # noqa: E402
-from pipeline.execute import run as run_plan  # noqa: E402
-from pipeline.pretrain_engine import setup, train_step  # noqa: E402
-from pipeline.pretraining import train_inputs  # noqa: E402
-from pipeline.runner import Context, plan  # noqa: E402
-from pipeline.teachers import load_teacher  # noqa: E402
-from pipeline.trainset import CachedShapes  # noqa: E402
+from pipeline.core.config import load_config  # noqa: E402
+from pipeline.runner.execute import run as run_plan  # noqa: E402
+from pipeline.train.engine import setup, train_step  # noqa: E402
+from pipeline.train.stage import train_inputs  # noqa: E402
+from pipeline.runner.plan import Context, plan  # noqa: E402
+from pipeline.features.teachers import load_teacher  # noqa: E402
+from pipeline.train.trainset import CachedShapes  # noqa: E402
 
 
 def time_steps(s, batches, device) -> float:  # noqa: ANN001

@@ -14,8 +14,8 @@ import trimesh
 import zarr
 
 from pipeline import sources
-from pipeline.errors import LayoutError
-from pipeline.prepare import prepare
+from pipeline.core.errors import LayoutError
+from pipeline.prepare.points import prepare
 from tests.test_releases import write_h5, write_resampled, write_shapenet55
 from tests.test_sources import params
 

@@ -14,7 +14,7 @@ import yaml
 
 from i2pmae.classifier import ClassifierConfig, PointClassifier
 from i2pmae.model import I2PMAE, I2PMAEConfig
-from pipeline.checkpoints import (
+from pipeline.storage.checkpoints import (
     CheckpointError,
     is_classifier,
     load_classifier,

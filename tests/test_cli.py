@@ -10,8 +10,8 @@ import zarr
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.config import load_config
-from pipeline.errors import ConfigError
+from pipeline.core.config import load_config
+from pipeline.core.errors import ConfigError
 from tests.test_prepare import write_folder
 
 runner = CliRunner()
@@ -84,13 +84,13 @@ def test_overrides_validate_against_stages_yaml():
         load_config(overrides=["train.mask_raito=0.7"])
     with pytest.raises(ConfigError, match="stage.key=value"):
         load_config(overrides=["mask_ratio"])
-    from pipeline.stages import STAGES
+    from pipeline.runner.stages import STAGES
 
     assert list(STAGES)[:3] == ["prepare", "render", "cache-features"]
 
 
 def test_stages_yaml_defaults_equal_the_param_models():
-    from pipeline.params import STAGES
+    from pipeline.core.params import STAGES
 
     config = load_config()
     for name, model in STAGES.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.params import TrainParams, closest_key
+from pipeline.core.params import TrainParams, closest_key
 
 runner = CliRunner()
 

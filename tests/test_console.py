@@ -7,8 +7,8 @@ import re
 
 from rich.console import Console
 
-from pipeline import console as console_module
-from pipeline.console import progress_bar, setup_logging
+from pipeline.core import console as console_module
+from pipeline.core.console import progress_bar, setup_logging
 
 
 def test_plain_lines_when_stderr_is_not_a_terminal(capsys):

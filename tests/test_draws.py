@@ -20,12 +20,12 @@ import zarr
 from i2pmae.geometry import normalise_images, project
 from i2pmae.model import I2PMAE, I2PMAEConfig
 from i2pmae.pretrain import Batch, official_step, online_maps, pretrain_forward, scale_and_translate
-from pipeline.execute import output_state
-from pipeline.fastread import ArrayReader
-from pipeline.params import RenderParams
-from pipeline.runner import Context, plan
-from pipeline.teachers import load_teacher
-from pipeline.trainset import CachedShapes
+from pipeline.runner.execute import output_state
+from pipeline.storage.fastread import ArrayReader
+from pipeline.core.params import RenderParams
+from pipeline.runner.plan import Context, plan
+from pipeline.features.teachers import load_teacher
+from pipeline.train.trainset import CachedShapes
 from tests.test_prepare import toy_config
 from tests.test_train import SETS, built_inputs
 
@@ -189,7 +189,7 @@ def _frame(points, scale, shift):
 
 
 def test_input_subset_draw_needs_the_draws_point_count(stores):
-    from pipeline.errors import StoreError
+    from pipeline.core.errors import StoreError
 
     _, _, inputs = stores
     with pytest.raises(StoreError, match="input_subset=draw"):
@@ -200,7 +200,7 @@ def test_fixed_views_keep_their_fingerprint_and_older_stores_stay_up_to_date(tmp
     assert RenderParams(views="fixed", draws=8).fingerprint_params() == {"subset": 2048, "seed": 0, "chunk": 16}
     config = toy_config(tmp_path, [*SETS, "render.views=fixed"])
     ctx = Context(config, tmp_path / "data", "toys")
-    from pipeline.execute import run as run_plan
+    from pipeline.runner.execute import run as run_plan
 
     built = plan("render", ctx)
     run_plan(built.needs["prepare"], ctx)
@@ -247,7 +247,7 @@ def test_the_training_step_augments_once_per_mode(stores, tmp_path):
     second augmentation); the loss is that of pretrain_forward(augment=False) on the same batch."""
     import copy
 
-    from pipeline.pretrain_engine import setup, train_step
+    from pipeline.train.engine import setup, train_step
 
     config, _, inputs = stores
     params = config.params("train").model_copy(update={"run": "once", "batch_size": 4})
@@ -269,7 +269,7 @@ def test_the_training_step_augments_once_per_mode(stores, tmp_path):
 def test_draws_and_their_order_do_not_depend_on_loader_workers(stores):
     """The draw picked, its points and its maps come from (seed, epoch, index): the same batches with 0
     or 2 DataLoader workers, in every epoch (so a resume mid-epoch sees what the first run saw)."""
-    from pipeline.trainset import EpochSampler, batch_loader
+    from pipeline.train.trainset import EpochSampler, batch_loader
 
     _, _, inputs = stores
     runs = []

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from i2pmae.recipes import RECIPES, finetune_config
-from pipeline.store import ArraySpec, StoreWriter, per_object
+from pipeline.storage.store import ArraySpec, StoreWriter, per_object
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,8 +79,8 @@ def test_test_passes_and_votes_run_at_the_given_batch_size():
 
 
 def test_a_fewshot_fold_reads_only_its_own_objects(tmp_path):
-    from pipeline.evaluation import points_store
-    from pipeline.finetuning import rows_tensor, split_labels
+    from pipeline.evaluate.extract import points_store
+    from pipeline.evaluate.finetuning import rows_tensor, split_labels
 
     store = points_store(write_classes_store(tmp_path, "many", {"train": 6, "test": 2}, n_classes=4, P=16))
     split, rows, labels = split_labels(store, "train")
@@ -109,7 +109,7 @@ def test_a_fewshot_fold_at_batch_8_fits_in_a_few_gb(tmp_path):
     training step alone peaked at 3.6 GB: the scale-0 token embedding kept 8·512·48 members × 1,792
     float32 for backward, and glibc's heap held freed activations). Now the embedding's layers before
     second_conv's BatchNorm are recomputed in backward (same numbers, tests/test_recompute.py) and
-    glibc's mmap threshold is fixed (pipeline.host_memory): measured 2.75 GB.
+    glibc's mmap threshold is fixed (pipeline.core.host_memory): measured 2.75 GB.
     """
     write_classes_store(tmp_path / "data", "fs", {"train": 10, "test": 20}, n_classes=5, P=8192)
     args = ["fewshot", "--random-init", "-d", "fs", "--way", "5", "--shot", "10", "--folds", "1",

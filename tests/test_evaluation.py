@@ -23,10 +23,10 @@ from i2pmae.finetune_inputs import rotate_y, train_sample
 from i2pmae.model import I2PMAE, I2PMAEConfig
 from i2pmae.recipes import RECIPES, classifier_config
 from i2pmae.schedule import epoch_lr
-from pipeline import datasets
-from pipeline.evaluation import EvaluationError, PointsStore, feature_points
+from pipeline.storage import datasets
+from pipeline.evaluate.extract import EvaluationError, PointsStore, feature_points
 from pipeline.sources.fewshot_pickles import read_fewshot_pickle
-from pipeline.store import ArraySpec, StoreWriter, per_object
+from pipeline.storage.store import ArraySpec, StoreWriter, per_object
 
 TINY = I2PMAEConfig(
     num_groups=(16, 8, 4), group_sizes=(4, 2, 2), encoder_dims=(16, 32, 64), encoder_depths=(1, 1, 1),

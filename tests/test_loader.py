@@ -7,9 +7,9 @@ import pytest
 import torch
 import zarr
 
-from pipeline.fastread import ArrayReader
-from pipeline.store import ArraySpec, StoreWriter, per_object
-from pipeline.trainset import CachedShapes, EpochSampler, batch_loader
+from pipeline.storage.fastread import ArrayReader
+from pipeline.storage.store import ArraySpec, StoreWriter, per_object
+from pipeline.train.trainset import CachedShapes, EpochSampler, batch_loader
 
 N, P, V, C, H = 11, 64, 3, 8, 2  # objects, stored points, views, channels, patch grid side
 

@@ -7,10 +7,10 @@ import pytest
 import trimesh
 import zarr
 
-from pipeline.errors import BadInput, LockError
-from pipeline.params import PrepareParams
-from pipeline.prepare import prepare
-from pipeline.store import StoreLock, read_state
+from pipeline.core.errors import BadInput, LockError
+from pipeline.core.params import PrepareParams
+from pipeline.prepare.points import prepare
+from pipeline.storage.store import StoreLock, read_state
 
 
 def write_folder(root, n_per_class=3, classes=("box", "ball", "cone")):
@@ -32,7 +32,7 @@ def write_folder(root, n_per_class=3, classes=("box", "ball", "cone")):
 
 def toy_config(tmp, sets):
     """stages.yaml + ``sets`` with the prepare root on a 4-object `folder` dataset (box, cone) in ``tmp``."""
-    from pipeline.config import load_config
+    from pipeline.core.config import load_config
 
     root = write_folder(tmp / "meshes", n_per_class=2, classes=("box", "cone"))
     return load_config(overrides=[*sets, f"prepare.root={root}"])

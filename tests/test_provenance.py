@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from pipeline import __version__
-from pipeline.provenance import code_version, machine_info, provenance_header
+from pipeline.storage.provenance import code_version, machine_info, provenance_header
 
 FP = {s: (c * 64) for s, c in (("prepare", "a"), ("render", "b"), ("cache-features", "c"))}
 CONFIG = {  # the shape of a run's config.yaml

@@ -10,7 +10,7 @@ import pytest
 import trimesh
 
 from pipeline import sources
-from pipeline.errors import BadInput, ConfigError, LayoutError
+from pipeline.core.errors import BadInput, ConfigError, LayoutError
 from tests.test_sources import P, assert_unit_sphere, box_off, params
 
 # ---- shapenet ----------------------------------------------------------------------------------------

@@ -16,12 +16,12 @@ import zarr
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.errors import LockError
-from pipeline.execute import build_stage
-from pipeline.lookup import features_pins
-from pipeline.remote import location
-from pipeline.store import StoreLock, read_state
-from pipeline.trainset import CachedShapes, EpochSampler, batch_loader
+from pipeline.core.errors import LockError
+from pipeline.runner.execute import build_stage
+from pipeline.runner.lookup import features_pins
+from pipeline.storage.remote import location
+from pipeline.storage.store import StoreLock, read_state
+from pipeline.train.trainset import CachedShapes, EpochSampler, batch_loader
 from tests.s3server import seaweed_s3, weed_binary
 from tests.test_prepare import toy_config
 from tests.test_train import SETS
@@ -170,9 +170,9 @@ def test_gc_keeps_the_s3_stores_that_records_name(built):
 
 
 def test_locations_keep_urls_and_make_local_roots_absolute(tmp_path, monkeypatch):
-    from pipeline.errors import StoreError
-    from pipeline.remote import absolute, lock_file
-    from pipeline.runner import Context
+    from pipeline.core.errors import StoreError
+    from pipeline.storage.remote import absolute, lock_file
+    from pipeline.runner.plan import Context
 
     remote = location("s3://bucket/prefix") / "points" / "toys-0123abcd.zarr"
     assert str(remote) == "s3://bucket/prefix/points/toys-0123abcd.zarr" and remote.name == "toys-0123abcd.zarr"

@@ -11,8 +11,8 @@ import pytest
 import trimesh
 
 from pipeline import sources
-from pipeline.errors import BadInput
-from pipeline.params import PrepareParams
+from pipeline.core.errors import BadInput
+from pipeline.core.params import PrepareParams
 from pipeline.sources import meshes, synthetic
 from pipeline.sources.base import Item
 

@@ -173,7 +173,8 @@ def _params(store):
 
 
 def test_gc_strips_the_optimizer_state_of_a_run_at_its_last_epoch_only(tmp_path):
-    from pipeline import gc, rundir
+    from pipeline.runner import gc
+    from pipeline.storage import rundir
 
     data = tmp_path / "data"
     for name, done_epoch in (("finished", 2), ("stopped", 1)):

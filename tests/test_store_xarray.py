@@ -14,7 +14,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from pipeline.execute import build_stage
+from pipeline.runner.execute import build_stage
 from tests.test_prepare import toy_config
 from tests.test_views_features import SETS
 
@@ -66,7 +66,7 @@ def test_ids_select_objects(stores):
 
 
 def test_a_writer_drops_the_consolidated_copy_and_finish_writes_it_again(stores):
-    from pipeline.store import StoreWriter
+    from pipeline.storage.store import StoreWriter
 
     path = stores["render"]
     attrs = dict(zarr.open_group(str(path), mode="r").attrs)

@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.errors import TeacherError
-from pipeline.teachers import TEACHERS, load_teacher, resolve_teacher, teacher_slug
+from pipeline.core.errors import TeacherError
+from pipeline.features.teachers import TEACHERS, load_teacher, resolve_teacher, teacher_slug
 
 
 @pytest.fixture(scope="module")

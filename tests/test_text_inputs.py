@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from pipeline import sources
-from pipeline.errors import BadInput
-from pipeline.prepare import load_chunk
+from pipeline.core.errors import BadInput
+from pipeline.prepare.points import load_chunk
 from pipeline.sources import meshes
 from pipeline.sources.base import Item, MissingPackage
 from pipeline.sources.textformats import decode_text

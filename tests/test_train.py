@@ -17,12 +17,12 @@ from i2pmae.geometry import points_to_pixels
 from i2pmae.model import I2PMAE, I2PMAEConfig
 from i2pmae.pretrain import Batch, target_fn
 from i2pmae.schedule import epoch_lr, param_groups
-from pipeline.config import load_config
-from pipeline.execute import run as run_plan
-from pipeline.pretrain_engine import fit
-from pipeline.pretraining import train_inputs
-from pipeline.runner import Context, plan
-from pipeline.trainset import CachedShapes
+from pipeline.core.config import load_config
+from pipeline.runner.execute import run as run_plan
+from pipeline.train.engine import fit
+from pipeline.train.stage import train_inputs
+from pipeline.runner.plan import Context, plan
+from pipeline.train.trainset import CachedShapes
 from tests.test_prepare import toy_config
 
 SETS = [
@@ -210,7 +210,7 @@ def test_resume_after_a_crash_rewrites_metrics_without_duplicates(stores, tmp_pa
 
 
 def test_status_reports_the_run(stores):
-    from pipeline.status import stage_rows
+    from pipeline.runner.status import stage_rows
 
     def status_rows(config, data_root, dataset):
         return [(r["stage"], dataset, r["state"]) for r in stage_rows(config, data_root, dataset)]
@@ -273,7 +273,7 @@ def test_two_process_ddp_trains_through_the_cli(stores):
 def test_a_non_finite_loss_names_the_step_as_metrics_numbers_it(stores, tmp_path):
     """A 1e12 learning rate blows the weights up after step 1: the error names step 2 (metrics.jsonl
     holds step 1), as the nan-step case asks."""
-    from pipeline.pretrain_engine import TrainingError
+    from pipeline.train.engine import TrainingError
 
     config, _, inputs = stores
     params = config.params("train").model_copy(
@@ -286,9 +286,9 @@ def test_a_non_finite_loss_names_the_step_as_metrics_numbers_it(stores, tmp_path
 
 
 def test_precision_is_fp32_by_default_part_of_the_identity_and_bf16_is_refused_on_cpu(stores, tmp_path):
-    from pipeline.downstream_stages import finetune_overrides
-    from pipeline.errors import ConfigError
-    from pipeline.params import FinetuneParams
+    from pipeline.evaluate.downstream import finetune_overrides
+    from pipeline.core.errors import ConfigError
+    from pipeline.core.params import FinetuneParams
 
     config, data_root, inputs = stores
     assert config.params("train").precision == "fp32" and config.params("finetune").precision == "fp32"
@@ -304,7 +304,7 @@ def test_precision_is_fp32_by_default_part_of_the_identity_and_bf16_is_refused_o
 
 
 def test_the_batch_is_the_total_over_ranks_and_the_steps_per_epoch_do_not_change():
-    from pipeline.trainset import EpochSampler
+    from pipeline.train.trainset import EpochSampler
 
     one = EpochSampler(11, 4, seed=3)
     two = [EpochSampler(11, 4, seed=3, rank=r, world=2) for r in range(2)]
@@ -319,7 +319,7 @@ def test_the_batch_is_the_total_over_ranks_and_the_steps_per_epoch_do_not_change
 
 
 def test_a_batch_that_does_not_split_over_the_ranks_is_an_error_naming_the_rule(stores, tmp_path):
-    from pipeline.pretrain_engine import TrainingError, setup
+    from pipeline.train.engine import TrainingError, setup
 
     config, _, inputs = stores
     params = config.params("train").model_copy(update={"batch_size": 3})
@@ -363,7 +363,7 @@ def test_a_resumed_two_process_run_ends_with_the_same_parameters(stores, tmp_pat
 def test_a_default_run_trains_the_official_301_epochs_ending_at_the_unfinished_cosine():
     from pathlib import Path
 
-    from pipeline.params import TrainParams
+    from pipeline.core.params import TrainParams
 
     root = Path(__file__).resolve().parents[1]
     assert (root / "stages.yaml").read_text() == (root / "pipeline" / "stages.yaml").read_text()
@@ -375,9 +375,9 @@ def test_a_default_run_trains_the_official_301_epochs_ending_at_the_unfinished_c
 
 
 def test_the_monitor_measures_the_encoder_keeps_best_and_epoch_checkpoints_and_changes_no_weight(stores, tmp_path):
-    from pipeline import rundir
-    from pipeline.monitor import build_monitor, is_kept, monitor_section
-    from pipeline.params import TrainParams
+    from pipeline.storage import rundir
+    from pipeline.evaluate.monitor import build_monitor, is_kept, monitor_section
+    from pipeline.core.params import TrainParams
 
     config, data_root, inputs = stores
     base = config.params("train").model_copy(update={"epochs": 2, "batch_size": 2, "keep_every": 1, "keep_from": 1,
@@ -409,8 +409,8 @@ def test_the_monitor_measures_the_encoder_keeps_best_and_epoch_checkpoints_and_c
 def test_monitoring_is_off_with_one_line_when_its_dataset_is_not_prepared(stores):
     import logging
 
-    from pipeline.monitor import build_monitor
-    from pipeline.params import TrainParams
+    from pipeline.evaluate.monitor import build_monitor
+    from pipeline.core.params import TrainParams
 
     _, data_root, _ = stores
     logger, records = logging.getLogger("i2p"), []

@@ -17,11 +17,11 @@ import zarr
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.config import load_config
-from pipeline.errors import TeacherError
-from pipeline.execute import build_stage as run_stage
-from pipeline.features import cache_features
-from pipeline.runner import Context, plan
+from pipeline.core.config import load_config
+from pipeline.core.errors import TeacherError
+from pipeline.runner.execute import build_stage as run_stage
+from pipeline.features.cache import cache_features
+from pipeline.runner.plan import Context, plan
 from tests.test_prepare import array_bytes, toy_config
 
 SETS = [
@@ -153,7 +153,7 @@ def test_two_shards_fill_the_same_store_as_one_process(built, tmp_path):
 
 
 def test_missing_weights_offline_fail_fast_with_the_documented_hint(tmp_path):
-    from pipeline.teachers import load_teacher
+    from pipeline.features.teachers import load_teacher
 
     t0 = time.perf_counter()
     with pytest.raises(TeacherError) as err:

@@ -2,7 +2,7 @@
 
 ``scan(params, data_root)`` detects the layout (or takes ``params.layout``) and returns a
 :class:`~pipeline.sources.base.Catalog`; ``load_points(item, params)`` reads one item in a worker and
-returns ``(P, 3) float32`` or raises :class:`~pipeline.errors.BadInput`. Layouts per source:
+returns ``(P, 3) float32`` or raises :class:`~pipeline.core.errors.BadInput`. Layouts per source:
 
 =============  ==================================================================================
 synthetic      procedural meshes generated under ``<data_root>/sources`` (synthetic.py)
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import BadInput, ConfigError, LayoutError
-from pipeline.params import PrepareParams
+from pipeline.core.errors import BadInput, ConfigError, LayoutError
+from pipeline.core.params import PrepareParams
 from pipeline.sources import folder, meshes, modelnet40, scanobjectnn, shapenet, synthetic
 from pipeline.sources.base import Catalog, Item
 

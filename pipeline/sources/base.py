@@ -3,7 +3,7 @@
 A source looks at a root directory once (cheaply: file names, split lists, h5 shapes) and returns a
 :class:`Catalog`: the classes and, per split, the list of :class:`Item` to read. Reading one item is
 ``load_points(item, params)`` in a worker process; it returns ``(P, 3) float32`` or raises
-:class:`~pipeline.errors.BadInput` with a reason. Items must be picklable (they travel to dask
+:class:`~pipeline.core.errors.BadInput` with a reason. Items must be picklable (they travel to dask
 workers) and loading must depend only on the item, the params and the seed (never on run order), so
 that any chunking, worker count or resume gives the same bytes.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import I2PError
+from pipeline.core.errors import I2PError
 
 
 @dataclass(frozen=True)

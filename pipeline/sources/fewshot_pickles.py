@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import LayoutError
+from pipeline.core.errors import LayoutError
 
 
 def read_fewshot_pickle(root: Path, way: int, shot: int, fold: int) -> tuple[Any, Any, Any, Any, tuple]:

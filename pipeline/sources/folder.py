@@ -17,8 +17,8 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from pipeline.errors import LayoutError
-from pipeline.params import PrepareParams
+from pipeline.core.errors import LayoutError
+from pipeline.core.params import PrepareParams
 from pipeline.sources.base import Catalog, Item, object_seed, scan_failure
 from pipeline.sources.meshes import MESH_EXTS, POINT_EXTS
 

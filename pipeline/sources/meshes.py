@@ -4,7 +4,7 @@ Meshes (obj, ply, stl, glb through trimesh; OFF through our own parser, which ac
 "OFF490 518 0" header defect) are sampled by area-weighted surface sampling of ``oversample·P`` points
 seeded from (seed, object id), then farthest point sampling down to P, then centred and scaled into the
 unit sphere. Point files (npy, txt, points-only PLY) skip the surface sampling. Every defect a user's
-file can have becomes :class:`~pipeline.errors.BadInput` with a reason.
+file can have becomes :class:`~pipeline.core.errors.BadInput` with a reason.
 
 trimesh takes about a second to import, so it is imported only when a mesh that neither our OFF parser
 nor the binary-PLY reader (ply.py) handles is read: scanning a folder, the "up to date" path of
@@ -19,7 +19,7 @@ from pathlib import Path
 import fpsample
 import numpy as np
 
-from pipeline.errors import BadInput
+from pipeline.core.errors import BadInput
 from pipeline.sources.base import MissingPackage, normalise_unit_sphere, object_rng
 from pipeline.sources.ply import read_simple_ply
 from pipeline.sources.textformats import ascii_bytes, read_off, read_point_text

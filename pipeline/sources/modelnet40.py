@@ -19,8 +19,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pipeline.errors import BadInput, LayoutError
-from pipeline.params import PrepareParams
+from pipeline.core.errors import BadInput, LayoutError
+from pipeline.core.params import PrepareParams
 from pipeline.sources import folder
 from pipeline.sources.base import Catalog, Item, scan_failure
 from pipeline.sources.meshes import unit_sphere

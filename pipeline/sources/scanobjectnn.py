@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.errors import LayoutError
-from pipeline.params import PrepareParams
+from pipeline.core.errors import LayoutError
+from pipeline.core.params import PrepareParams
 from pipeline.sources.base import Catalog
 from pipeline.sources.modelnet40 import h5_items, scan_h5
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import LayoutError
-from pipeline.params import PrepareParams
+from pipeline.core.errors import LayoutError
+from pipeline.core.params import PrepareParams
 from pipeline.sources.base import Catalog, Item, scan_failure
 
 LAYOUTS = {

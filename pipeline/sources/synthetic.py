@@ -19,7 +19,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from pipeline.params import PrepareParams
+from pipeline.core.params import PrepareParams
 from pipeline.sources import folder
 from pipeline.sources.base import Catalog
 from pipeline.sources.synthetic_shapes import CLASSES, make_object

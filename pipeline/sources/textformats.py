@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import BadInput
+from pipeline.core.errors import BadInput
 
 OFF_HEADER = re.compile(r"^(ST)?(C)?(N)?(4)?(n)?OFF(?![A-Za-z])")
 BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),

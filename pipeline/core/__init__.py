@@ -1,0 +1,1 @@
+"""Shared vocabulary at the bottom: params, config, errors, devices, console, worker pools."""

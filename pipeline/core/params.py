@@ -1,0 +1,252 @@
+"""One frozen, validated parameter model per stage.
+
+``stages.yaml`` declares the stages and their default params; these models validate them (and every
+``--set stage.key=value`` override). An unknown key is an error that names the closest known key.
+Fields listed in a model's ``RUNTIME`` change how a stage runs (device, batch size, workers) but not
+what it writes, so they are left out of the fingerprint.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.core.errors import ConfigError
+
+
+class StageParams(BaseModel):
+    """Base: frozen, no unknown keys, friendly errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    STAGE: ClassVar[str] = ""
+    RUNTIME: ClassVar[frozenset[str]] = frozenset()
+    LEGACY: ClassVar[dict[str, Any]] = {}  # a param a recorded output lacks was built with this value
+
+    @classmethod
+    def build(
+        cls, values: dict[str, Any], where: str = "stages.yaml", origins: dict[str, str] | None = None
+    ) -> StageParams:
+        """Validate ``values``; raise ConfigError naming the stage, the key and the closest valid key.
+
+        origins: where a key's value came from when not from ``where`` (e.g. "--set train.lr=2",
+        "--mask-ratio"), so an error names what the user actually typed."""
+        known, origins = list(cls.model_fields), origins or {}
+        for key in values:
+            if key not in known:
+                close = closest_key(key, known)
+                hint = f"did you mean {cls.STAGE}.{close}?" if close else f"valid keys: {', '.join(known)}"
+                raise ConfigError(f"unknown parameter {cls.STAGE}.{key} in {origins.get(key, where)}", hint)
+        try:
+            return cls(**values)
+        except ValidationError as err:
+            first = err.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            source = origins.get(str(first["loc"][0]) if first["loc"] else "", where)
+            hint = f"see the defaults in stages.yaml under {cls.STAGE}.params"
+            if first["type"] == "literal_error":  # a typo in a choice (a source name, a masking mode …)
+                choices = [c.strip(" '") for c in first["ctx"]["expected"].replace(" or ", ",").split(",")]
+                close = difflib.get_close_matches(str(first.get("input")), choices, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]}?" if close else f"choose one of {', '.join(choices)}"
+            raise ConfigError(
+                f"invalid value for {cls.STAGE}.{key} in {source}: {first['msg']} (got {first.get('input')!r})", hint
+            ) from None
+
+    def fingerprint_params(self) -> dict[str, Any]:
+        """The params that define the stage's output (RUNTIME ones removed), JSON-ready."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.RUNTIME}
+
+    def inert(self) -> dict[str, str]:
+        """Params that these values make ineffective → what would make them count (for a warning
+        when the user sets one)."""
+        return {}
+
+
+def closest_key(key: str, known: list[str]) -> str | None:
+    """The known key a typo most plausibly meant, or None: a close spelling (difflib ratio ≥ 0.75),
+    else a key that is a prefix of the typo or has it as a prefix ("lr_rate" → "lr", "drop" →
+    "drop_path"). Loose matches such as "lr_rate" → "drop_path" (ratio 0.5) are not suggested."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    if close:
+        return close[0]
+    prefixed = [k for k in known if min(len(k), len(key)) >= 2 and (key.startswith(k) or k.startswith(key))]
+    return max(prefixed, key=lambda k: difflib.SequenceMatcher(None, key, k).ratio(), default=None)
+
+
+class PrepareParams(StageParams):
+    """Sampling point clouds from a source into the points store."""
+
+    STAGE: ClassVar[str] = "prepare"
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"workers", "scheduler", "strict"})
+
+    source: Literal["synthetic", "shapenet", "modelnet40", "scanobjectnn", "folder"] = "synthetic"
+    root: str | None = (
+        None  # where the release / meshes lie; None for synthetic (generated under the data root)
+    )
+    layout: str = "auto"  # detected from the files under root; recorded in the store attrs
+    variant: Literal["obj-bg", "obj-only", "pb-t50-rs"] = "obj-bg"  # ScanObjectNN split family (spec §1.4)
+    points: int = Field(8192, ge=16)  # P for mesh sources; point releases keep their own count
+    oversample: int = Field(4, ge=1)  # surface samples = oversample·P before farthest point sampling
+    fps: Literal["bucket", "exact"] = "bucket"  # fpsample's kd-line bucket FPS (fast) or the classic loop
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)  # folder sources without train/test sub-folders
+    synthetic_per_class: int = Field(30, ge=2)  # objects generated per synthetic class
+    seed: int = 0  # per-object randomness is seeded from (seed, object id)
+    chunk: int = Field(32, ge=1)  # objects per chunk: the unit of work, of resume and of zarr chunking
+    workers: int = Field(1, ge=1)  # local dask workers (processes); 1 runs in-process
+    scheduler: str | None = None  # address of an existing dask.distributed scheduler
+    strict: bool = False  # stop at the first bad input instead of recording it
+
+
+class RenderParams(StageParams):
+    """Three depth views per object, spec §5.2."""
+
+    STAGE: ClassVar[str] = "render"
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"workers", "scheduler", "batch_size"})
+    LEGACY: ClassVar[dict[str, Any]] = {"views": "fixed"}  # stores written before `views` existed
+
+    subset: int = Field(2048, ge=16)  # R points projected per object (the paper projects 2048-point clouds)
+    seed: int = 0  # subsets and draws come from (seed, object id[, draw])
+    # augmented: `draws` seeded draws per object (subset + the §1.6 scale/shift), the teacher sees each
+    # augmented cloud as the paper's does; fixed: one unaugmented subset per object (cheapest, older stores)
+    views: Literal["augmented", "fixed"] = "augmented"
+    draws: int = Field(4, ge=1, le=64)  # K draws per object (augmented views only)
+    chunk: int = Field(16, ge=1)
+    batch_size: int = Field(64, ge=1)
+    workers: int = Field(1, ge=1)
+    scheduler: str | None = None
+
+    def fingerprint_params(self) -> dict[str, Any]:
+        """Fixed views hash as before ``views``/``draws`` existed, so older stores stay up to date."""
+        values = super().fingerprint_params()
+        if self.views == "fixed":
+            values.pop("views"), values.pop("draws")
+        return values
+
+    def inert(self) -> dict[str, str]:
+        return {"draws": "fixed views have no draws: add --set render.views=augmented"} if self.views == "fixed" else {}
+
+
+class FeaturesParams(StageParams):
+    """Frozen 2D teacher features and saliency of every view, spec §6."""
+
+    STAGE: ClassVar[str] = "cache-features"
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "batch_size", "num_workers", "shard"})
+
+    teacher: str = "clip-vit-b16"  # a name of pipeline.features.teachers.TEACHERS or open_clip:<model>/<tag>
+    weights: str | None = None  # local checkpoint instead of the download
+    normalisation: Literal["imagenet", "teacher"] = "imagenet"  # spec §5.2 uses ImageNet mean/std
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: fp16 autocast on CUDA, fp32 on CPU
+    chunk: int = Field(16, ge=1)
+    batch_size: int = Field(64, ge=1)  # images per teacher forward (3 per object)
+    num_workers: int = Field(2, ge=0)
+    device: str = "auto"
+    shard: str | None = None  # "i/n": fill only chunks with index % n == i
+
+
+MONITOR_KEYS = ("monitor_dataset", "monitor_every", "monitor_every_steps", "monitor_points", "monitor_c",
+                "keep_every", "keep_from")  # they watch and keep, never change the trained weights: runtime
+
+
+class TrainParams(StageParams):
+    """I2P-MAE pre-training from the caches, spec §2–§9.1."""
+
+    STAGE: ClassVar[str] = "train"
+    RUNTIME: ClassVar[frozenset[str]] = frozenset(
+        {"device", "num_workers", "run", "resume", "max_steps", "keep_optimizer", *MONITOR_KEYS}
+    )
+
+    run: str = "default"  # run directory name under runs/
+    epochs: int = Field(301, ge=1)  # the official range(0, max_epoch + 1), max_epoch 300 (§9.1)
+    max_steps: int | None = Field(None, ge=1)  # stop after this many optimiser steps (smoke runs)
+    batch_size: int = Field(64, ge=1)  # the total over torchrun ranks (§9.1)
+    points: int = Field(2048, ge=512)  # N points per object per step (≥ the 512 scale-0 groups)
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 10
+    schedule_epochs: int = 400  # cosine t_initial: the paper's schedule never finishes (§9.1)
+    cosine_to_end: bool = False  # option: end the cosine at the last epoch (changes behaviour)
+    decay_token_fix: bool = False  # option: apply weight decay to token_embed/token_prop weights
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-6
+    drop_path: float = 0.1
+    mask_ratio: float = Field(0.8, gt=0.0, lt=1.0)
+    masking: Literal["2d-guided", "random"] = "2d-guided"
+    targets: Literal["3d", "3d+2d"] = "3d+2d"
+    online_teacher: str | None = None  # the official step: project the augmented input, run this teacher
+    input_subset: Literal["draw", "fresh"] = "draw"  # augmented views: the draw's own cloud, or a fresh subset
+    precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.1); bf16: autocast on CUDA (speed)
+    seed: int = 1
+    monitor_dataset: str | None = "modelnet40"  # linear SVM on this prepared dataset (§9.1); None: off
+    monitor_every: int = Field(1, ge=0)  # every E epochs (0: not at epoch ends)
+    monitor_every_steps: int | None = Field(None, ge=1)  # also every N steps (sub-epoch runs)
+    monitor_points: int = Field(1024, ge=16)  # the first N stored points (§1.3 h5 rule), capped at the store
+    monitor_c: float = Field(0.01, gt=0)  # the paper's per-epoch monitor C (§9.1, §9.3)
+    keep_every: int = Field(25, ge=0)  # keep ckpt-epoch-XXX.pt every N epochs (0: none) ...
+    keep_from: int = Field(250, ge=0)  # ... from this epoch on (§9.1: 250, 275, 300)
+    device: str = "auto"
+    num_workers: int = Field(4, ge=0)
+    resume: bool = False
+    keep_optimizer: bool = True  # false: a finished run's ckpt-last.pt drops its optimizer state (≈ 2/3 of it)
+
+
+class EvalParams(StageParams):
+    """Linear SVM on frozen encoder features, spec §3.4 and §9.3."""
+
+    STAGE: ClassVar[str] = "eval"
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "batch_size"})
+
+    svm_c: float | None = None  # None: the paper's C for the dataset (0.0093 ModelNet40, 0.018 OBJ-BG)
+    points: int | None = None  # None: 1024 for the ModelNet40 h5 release, else the training point count
+    pooling: Literal["max", "mean+max"] = "max"
+    batch_size: int = Field(64, ge=1)
+    device: str = "auto"
+
+
+class FinetuneParams(StageParams):
+    """Fine-tuning the pre-trained encoder as a classifier, spec §3.5 and §9.2 (None: the recipe's value)."""
+
+    STAGE: ClassVar[str] = "finetune"
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "test_batch_size"})
+
+    recipe: Literal["modelnet40", "obj-bg", "obj-only", "pb-t50-rs"] | None = None  # None: from the data
+    seeds: int = Field(1, ge=1)  # seeds 0..N-1; the report gives mean ± std
+    epochs: int | None = Field(None, ge=1)  # None: the recipe's (300)
+    max_steps: int | None = Field(None, ge=1)  # stop after this many optimiser steps (a quick check)
+    batch_size: int | None = Field(None, ge=1)  # None: the recipe's (32)
+    test_batch_size: int | None = Field(None, ge=1)  # None: the recipe's (64)
+    points: int | None = Field(None, ge=16)  # None: the recipe's (1024 ModelNet40, 2048 ScanObjectNN)
+    lr: float | None = None  # None: the recipe's (5e-4)
+    votes: int | None = Field(None, ge=0)  # None: the recipe's (10 ModelNet40; 0 = no voting)
+    precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.2); bf16: autocast on CUDA (speed)
+    device: str = "auto"
+
+
+class FewshotParams(StageParams):
+    """Few-shot classification, spec §1.5: way × shot × folds episodes, fine-tuned per fold."""
+
+    STAGE: ClassVar[str] = "fewshot"
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "test_batch_size"})
+
+    way: list[int] = [5, 10]  # classes per episode
+    shot: list[int] = [10, 20]  # train objects per class
+    folds: int = Field(10, ge=1)  # episodes per setting
+    seed: int = 0  # seed of the episodes and of the fine-tuning
+    epochs: int | None = Field(None, ge=1)  # None: Point-MAE's few-shot 150
+    max_steps: int | None = Field(None, ge=1)  # per fold: stop after this many optimiser steps
+    batch_size: int | None = Field(None, ge=1)  # None: 32
+    test_batch_size: int | None = Field(None, ge=1)  # None: 64
+    points: int | None = Field(None, ge=16)  # None: 1024
+    precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper; bf16: autocast on CUDA (speed)
+    device: str = "auto"
+
+
+STAGES: dict[str, type[StageParams]] = {
+    "prepare": PrepareParams,
+    "render": RenderParams,
+    "cache-features": FeaturesParams,
+    "train": TrainParams,
+    "eval": EvalParams,
+    "finetune": FinetuneParams,
+    "fewshot": FewshotParams,
+}

@@ -1,0 +1,1 @@
+"""Downstream evaluation: feature extraction, linear SVM, fine-tuning, few-shot, reports."""

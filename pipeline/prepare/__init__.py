@@ -1,0 +1,1 @@
+"""The prepare stage: sample point clouds from a source into the points store."""

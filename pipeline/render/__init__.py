@@ -1,0 +1,1 @@
+"""The render stage: project points into depth views (fixed or augmented draws)."""

@@ -1,0 +1,1 @@
+"""The stage runner on top: stage table, plans, execution, status, lookup, gc."""

@@ -1,0 +1,76 @@
+"""``i2p gc`` (as ``dvc gc``): what no run and no dataset's current stage uses, and its size.
+
+In use: every output a dataset record names (its current points, views and features of every teacher)
+and every store a run's config.yaml names. Everything else under ``points/``, ``views/`` and
+``features/`` is garbage, with its lock files; so is the optimizer state inside the ``ckpt-last.pt`` of
+a run that reached its last epoch (not one stopped at ``--max-steps``, which may be extended exactly) (≈ two thirds of the file: AdamW keeps two moments per parameter), which only an
+extension of that run would need. Nothing is removed unless asked.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.storage import datasets
+from pipeline.storage import rundir
+from pipeline.storage.store import STORE_KINDS, store_bytes
+
+
+@dataclass(frozen=True)
+class Garbage:
+    path: Path
+    kind: str  # "store" | "lock" | "optimizer state"
+    bytes: int
+    why: str
+
+
+def used_outputs(data_root: Path) -> set[Path]:
+    """Every store a dataset record or a run's config.yaml names (resolved paths)."""
+    used: set[Path] = set()
+    for name in datasets.names(data_root):
+        record = datasets.load(data_root, name)
+        for key in record.current if record else {}:
+            used.add(record.output(data_root, key).resolve())
+    for run in rundir.list_runs(data_root):
+        used |= {Path(p).resolve() for p in rundir.input_paths(run.config or {}).values() if p}
+    return used
+
+
+def collect(data_root: Path) -> list[Garbage]:
+    used = used_outputs(data_root)
+    found = []
+    for kind in STORE_KINDS.values():
+        folder = Path(data_root) / kind
+        for store in sorted(folder.glob("*.zarr")) if folder.is_dir() else []:
+            if store.resolve() not in used:
+                found.append(Garbage(store, "store", store_bytes(store), "no dataset's current stage and no run uses it"))
+        for lock in sorted(folder.glob("*.lock")) if folder.is_dir() else []:
+            stem = Path(str(lock).split(".zarr")[0] + ".zarr")
+            if not stem.exists() or stem.resolve() not in used:
+                found.append(Garbage(lock, "lock", lock.stat().st_size, "lock file of a store that is gone or unused"))
+    for run in rundir.list_runs(data_root):
+        ckpt = rundir.checkpoint(run.path)
+        if rundir.finished_for_good(run.path) and ckpt.is_file() and rundir.has_optimizer_state(run.path):
+            size = ckpt.stat().st_size
+            found.append(Garbage(ckpt, "optimizer state", size * 2 // 3,
+                                 f"run {run.path.name} is finished; only extending it needs the optimizer state"))  # fmt: skip
+    return found
+
+
+def remove(items: list[Garbage]) -> int:
+    """Delete stores and locks, strip optimizer state from checkpoints; returns bytes freed."""
+    freed = 0
+    for g in items:
+        if g.kind == "store":
+            shutil.rmtree(g.path, ignore_errors=True)
+        elif g.kind == "lock":
+            g.path.unlink(missing_ok=True)
+        else:
+            before = g.path.stat().st_size
+            rundir.strip_optimizer_state(g.path.parent)
+            freed += before - g.path.stat().st_size
+            continue
+        freed += g.bytes
+    return freed

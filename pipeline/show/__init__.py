@@ -1,0 +1,1 @@
+"""Pictures and summaries of stores and runs."""

@@ -1,0 +1,264 @@
+"""The pre-training loop over cached stores, split as MAE's is: set-up, one step, one epoch, the whole fit.
+
+``fit`` trains one run into its directory (files: :mod:`pipeline.storage.rundir`). Resume is exact, mid-epoch
+too: data order and point subsets come from (seed, epoch, index), each rank's global RNG state
+(augmentation, masking, drop path; :mod:`pipeline.storage.train_state`) is restored from the checkpoint, and a run
+stopped mid-epoch skips the batches it already trained. Ctrl-C finishes the current step, saves
+``ckpt-last.pt`` at that step and stops; a second Ctrl-C stops at once. Under ``torchrun`` the model is
+wrapped in DistributedDataParallel, ``batch_size`` is the total over ranks and rank 0 writes; rank 0 also
+runs the monitor and keeps ckpt-best / ckpt-epoch-XXX (:mod:`pipeline.evaluate.monitor`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from i2pmae.model import I2PMAE, I2PMAEConfig
+from i2pmae.pretrain import Batch, LossOnly, official_step, pretrain_forward
+from i2pmae.schedule import epoch_lr, param_groups
+from pipeline.storage import rundir
+from pipeline.core.console import progress_bar
+from pipeline.core.devices import check_training_precision
+from pipeline.core.errors import Interrupted
+from pipeline.evaluate.monitor import check, keep_epoch
+from pipeline.core.params import TrainParams
+from pipeline.storage.train_state import TrainingError, gather_rng_states, restore_rng, save_checkpoint
+from pipeline.train.trainset import CachedShapes, EpochSampler, batch_loader
+
+log = logging.getLogger("i2p")
+
+__all__ = ["TrainingError", "TrainInputs", "build_model", "setup", "train_step", "train_one_epoch", "fit"]
+
+
+@dataclass(frozen=True)
+class TrainInputs:
+    """The stores a run reads, and their fingerprints (recorded in config.yaml)."""
+
+    points: str
+    views: str | None
+    features: str | None
+    fingerprints: dict[str, str]
+    feature_channels: int = 512
+
+
+def build_model(params: TrainParams, channels: int, arch: dict[str, Any] | None = None) -> I2PMAE:
+    """The paper's architecture with the run's ablation params; ``arch`` overrides config fields
+    (smaller grouping for tests and benchmarks; checkpoints record the config used)."""
+    cfg = I2PMAEConfig(drop_path=params.drop_path, mask_ratio=params.mask_ratio, masking=params.masking,
+                       targets=params.targets, feat_dim_2d=channels, **(arch or {}))  # fmt: skip
+    return I2PMAE(cfg)
+
+
+@dataclass
+class Setup:
+    """Everything one run's loop holds: model, optimizer, data, device and where it starts."""
+
+    model: I2PMAE
+    optimizer: Any
+    dataset: CachedShapes
+    sampler: EpochSampler
+    loader: Any
+    device: torch.device
+    call: Any  # DDP(LossOnly(model)) under torchrun, else None (the model's own forward)
+    teacher: Any
+    position: dict[str, int]  # epoch, batch (within the epoch), step
+    precision: str = "fp32"  # "bf16": the forward under bf16 autocast (CUDA only)
+
+
+def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teacher: Any = None, rank: int = 0,
+          world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False) -> Setup:  # fmt: skip
+    """Seed, build model and optimizer, restore ``ckpt-last.pt`` when ``resume``, build the loader.
+
+    ``params.batch_size`` is the total over the ``world`` ranks (spec §9.1: the official total batch is split
+    across GPUs), each rank loading ``batch_size // world``; the lr and the steps per epoch do not depend on
+    ``world``. Raises TrainingError when it does not split evenly, ConfigError for bf16 off CUDA."""
+    check_training_precision(params.precision, device)
+    if params.batch_size % world:
+        raise TrainingError(
+            f"train.batch_size={params.batch_size} is the total over {world} processes and must split evenly: "
+            f"batch_size % world == 0 ({params.batch_size} % {world} = {params.batch_size % world})",
+            f"use a multiple of {world}, e.g. --batch-size {params.batch_size // world * world or world}",
+        )
+    for seed_fn in (torch.manual_seed, np.random.seed, random.seed):
+        seed_fn(params.seed + rank)
+    dev = torch.device(device)
+    model = build_model(params, inputs.feature_channels, arch).to(dev)
+    optimizer = torch.optim.AdamW(param_groups(model, params.weight_decay, params.decay_token_fix), lr=params.lr)
+    position = {"epoch": 0, "batch": 0, "step": 0}
+    if resume:
+        state = torch.load(rundir.checkpoint(run), map_location="cpu", weights_only=False)  # RNG stays on CPU
+        model.load_state_dict(state["model"])
+        if state.get("optimizer") is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        else:  # stripped by `i2p gc` or train.keep_optimizer=false: not an exact continuation
+            log.warning("%s holds no optimizer state: AdamW's moments restart from zero", rundir.checkpoint(run))
+        restore_rng(state, rank, world)
+        position = {k: state[k] for k in position}
+    call = None
+    if world > 1:  # every parameter gets a gradient through LossOnly: no find_unused_parameters needed
+        call = torch.nn.parallel.DistributedDataParallel(
+            LossOnly(model), device_ids=[dev.index] if dev.type == "cuda" else None
+        )
+    dataset = CachedShapes(inputs.points, inputs.views, inputs.features, "train", params.points, params.seed,
+                           params.input_subset)  # fmt: skip
+    sampler = EpochSampler(len(dataset), params.batch_size, params.seed, rank, world)
+    if sampler.batches_per_epoch() == 0:
+        raise TrainingError(
+            f"{len(dataset)} training objects make no full batch of {params.batch_size}", "lower --batch-size"
+        )
+    loader = batch_loader(  # one worker reads this rank's share of a whole batch (pipeline/train/trainset.py)
+        dataset, sampler, num_workers=min(params.num_workers, os.cpu_count() or 1),
+        pin_memory=dev.type == "cuda", generator=torch.Generator(),  # own generator: keeps the global RNG exact
+    )  # fmt: skip
+    return Setup(model, optimizer, dataset, sampler, loader, dev, call, teacher, position, params.precision)
+
+
+def train_step(s: Setup, item: dict[str, torch.Tensor]) -> tuple[Any, bool]:
+    """One optimiser step on one collated batch → (the forward's output: loss, loss_3d, loss_2d; whether
+    the loss was finite on every rank — when not, no rank stepped)."""
+    batch = Batch.from_item(item, s.device)
+    with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.precision == "bf16"):  # §9.1: fp32
+        if s.teacher is not None:  # the official step: teacher on the augmented input's views
+            out = official_step(s.model, batch, s.teacher, call=s.call)
+        else:  # augmented views: the loader applied the draw's augmentation already
+            out = pretrain_forward(s.model, batch, augment=not s.dataset.augmented, call=s.call)
+    if _anywhere(not bool(torch.isfinite(out.loss)), s):  # one rank's non-finite loss stops every rank
+        return out, False  # the caller stops with the step number metrics.jsonl would give it
+    s.optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    s.optimizer.step()
+    return out, True
+
+
+def _anywhere(value: bool, s: Setup) -> bool:
+    """``value`` on any rank (one all-reduce under torchrun; the value itself in one process)."""
+    if s.call is None:
+        return value
+    t = torch.tensor([1.0 if value else 0.0], device=s.device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+@contextmanager
+def stop_on_interrupt() -> Iterator[dict[str, Any]]:
+    """The first Ctrl-C sets ``flag["stop"]`` (the loop stops after the current step); a second one more
+    than a second later raises (torchrun forwards the terminal's Ctrl-C again at once: not a second)."""
+    flag: dict[str, Any] = {"stop": False, "at": 0.0}
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag["stop"] and time.monotonic() - flag["at"] > 1.0:
+            raise KeyboardInterrupt
+        if not flag["stop"]:
+            flag["stop"], flag["at"] = True, time.monotonic()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: no handler, a Ctrl-C stops at once
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metrics: Any, flag: dict, world: int,
+                    on_step: Any = None) -> str:  # fmt: skip
+    """Train the epoch from ``s.position``; returns "epoch" (finished), "max_steps" or "interrupted".
+    ``on_step()`` is called after each step's metrics row (the monitor's sub-epoch cadence)."""
+    lr = epoch_lr(epoch, params.lr, params.epochs, params.warmup_epochs, params.schedule_epochs,
+                  params.warmup_lr, params.min_lr, params.cosine_to_end)  # fmt: skip
+    for group in s.optimizer.param_groups:
+        group["lr"] = lr
+    start = s.position["batch"] if epoch == s.position["epoch"] else 0
+    s.sampler.set_epoch(epoch, start)
+    s.dataset.set_epoch(epoch)
+    s.model.train()
+    with progress_bar(f"epoch {epoch}", s.sampler.batches_per_epoch(), "steps", done=start) as advance:
+        for b, item in enumerate(s.loader, start=start):
+            tic = time.perf_counter()
+            out, finite = train_step(s, item)
+            step = s.position["step"] + 1  # the number metrics.jsonl gives this step
+            if not finite:
+                last = rundir.checkpoint(run)
+                raise TrainingError(
+                    f"non-finite loss at step {step} (epoch {epoch}, batch {b}; this process: {out.loss.item()}); "
+                    f"metrics.jsonl holds the steps before it",
+                    f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet",
+                )
+            s.position = {"epoch": epoch, "batch": b + 1, "step": step}
+            if metrics:
+                metrics.write({"step": step, "epoch": epoch, "loss": out.loss.item(), "loss_3d": out.loss_3d.item(),
+                               "loss_2d": None if out.loss_2d is None else out.loss_2d.item(), "lr": lr,
+                               "samples_per_s": round(params.batch_size / (time.perf_counter() - tic), 2)})  # fmt: skip
+            if on_step:
+                on_step()
+            advance(1, loss=round(out.loss.item(), 4))
+            if params.max_steps is not None and step >= params.max_steps:
+                return "max_steps"
+            if _anywhere(flag["stop"], s):  # every rank stops after the same step
+                return "interrupted"
+    s.position = {"epoch": epoch + 1, "batch": 0, "step": s.position["step"]}
+    return "epoch"
+
+
+def fit(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teacher: Any = None, rank: int = 0,
+        world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False, monitor: Any = None) -> Path:  # fmt: skip
+    """Train from the run's position to its end (epochs or ``max_steps``); returns ckpt-last.pt.
+
+    ``monitor`` (rank 0; :func:`pipeline.evaluate.monitor.build_monitor`) measures the encoder at step 0 of a fresh
+    run and on its cadence, keeping ckpt-best.pt; ckpt-epoch-XXX.pt are kept on ``keep_every``/``keep_from``."""
+    s = setup(params, inputs, run, device, teacher, rank, world, arch, resume)
+    if rank == 0:
+        rundir.unmark_complete(run)  # set again when this invocation reaches the end
+        if resume:
+            rundir.trim_metrics(run, s.position["step"])
+    metrics = rundir.MetricsLog(run) if rank == 0 else None
+    ckpt = rundir.checkpoint(run)
+    if monitor is not None:
+        monitor.restore(run)  # best and measured steps of the rows kept
+
+    def watch(epoch: int | None = None, rng_states: list | None = None) -> None:
+        check(monitor, s, params, run, metrics, epoch, rng_states)
+
+    try:
+        with stop_on_interrupt() as flag:
+            watch()  # step 0 of a fresh run: the initial (random) weights
+            done = params.max_steps is not None and s.position["step"] >= params.max_steps  # e.g. stopped past it
+            for epoch in range(s.position["epoch"], params.epochs if not done else s.position["epoch"]):
+                how = train_one_epoch(s, epoch, params, run, metrics, flag, world, watch)
+                rng_states = gather_rng_states(world)  # every rank's stream, for an exact resume
+                if rank == 0:
+                    save_checkpoint(ckpt, s.model, s.optimizer, params, s.position, rng_states)
+                    if how == "epoch":
+                        keep_epoch(s, params, run, epoch, rng_states)
+                        watch(epoch, rng_states)
+                if how == "interrupted":
+                    raise Interrupted(
+                        f"interrupted: checkpoint saved at step {s.position['step']} ({ckpt})",
+                        "rerun the same `i2p train` command (or add --resume) to continue exactly from there",
+                    )
+                if how == "max_steps":
+                    break
+        if rank == 0:
+            rundir.mark_complete(run, s.position["epoch"], s.position["step"])
+        if world > 1:  # no rank returns before rank 0 has written the run (a next fit reads ckpt-last.pt)
+            torch.distributed.barrier()
+    finally:
+        if metrics:
+            metrics.close()
+        if rank == 0:
+            rundir.write_loss_plot(run)
+    return ckpt
