@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cli_options import DataRoot, Dataset, Quiet, Run, Sets, Verbose, context, run_evaluation, say, session
+from cli_options import DataRoot, Dataset, Quiet, Run, Sets, Verbose, context, default, run_evaluation, say, session
 
 eval_app = typer.Typer(help="Evaluate a pre-trained encoder on frozen features (linear SVM).", no_args_is_help=True)
 
@@ -168,9 +168,9 @@ def finetune_command(
 def fewshot_command(
     ctx: typer.Context, run: Run = None, ckpt: Ckpt = None, dataset: Dataset = None,
     episodes: Annotated[Path | None, typer.Option("--episodes", help="Point-BERT few-shot pickles (ModelNetFewshot/) instead.")] = None,
-    way: Annotated[list[int] | None, typer.Option("--way", help="Classes per episode (repeatable; 5 and 10).")] = None,
-    shot: Annotated[list[int] | None, typer.Option("--shot", help="Train objects per class (repeatable; 10 and 20).")] = None,
-    folds: Annotated[int | None, typer.Option("--folds", help="Episodes per setting (10).")] = None,
+    way: Annotated[list[int] | None, typer.Option("--way", help=f"Classes per episode (repeatable; default {default('fewshot', 'way')}).")] = None,
+    shot: Annotated[list[int] | None, typer.Option("--shot", help=f"Train objects per class (repeatable; default {default('fewshot', 'shot')}).")] = None,
+    folds: Annotated[int | None, typer.Option("--folds", help=f"Episodes per setting (default {default('fewshot', 'folds')}).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the episodes and of the fine-tuning.")] = None,
     epochs: Epochs = None, max_steps: MaxSteps = None, batch_size: BatchSize = None, points: Points = None,
     device: Device = None, which: Which = "last", random_init: RandomInit = False, report: Report = None,

@@ -18,7 +18,13 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from pipeline.core import params as P
 from pipeline.core.errors import I2PError, Interrupted
+
+
+def default(stage: str, key: str) -> str:
+    """The default of ``stage.key`` as the params models hold it (the one place defaults are written)."""
+    return str(P.STAGES[stage].model_fields[key].default)
 
 DataRoot = Annotated[
     Path | None,

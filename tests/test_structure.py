@@ -7,6 +7,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"i2pmae": 0, "pipeline": 1, "cli": 2}  # a module may import its own layer or a lower one
+# pipeline's sub-packages, bottom to top: a package imports itself or the packages before it, never after.
+PACKAGES = ["core", "storage", "sources", "prepare", "render", "features", "evaluate", "train", "show", "runner"]
 
 
 def modules() -> dict[str, Path]:
@@ -40,6 +42,24 @@ def import_graph() -> dict[str, set[str]]:
 
 def test_imports_point_down_the_layers_only():
     upward = [f"{a} → {b}" for a, deps in import_graph().items() for b in deps if layer(b) > layer(a)]
+    assert upward == []
+
+
+def package(module: str) -> str | None:
+    """``pipeline.<package>.<module>`` → ``<package>``; None outside pipeline's sub-packages."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "pipeline" and len(parts) > 2 else None
+
+
+def test_pipeline_holds_only_the_declared_packages():
+    found = {p.name for p in (ROOT / "pipeline").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    loose = [p.name for p in (ROOT / "pipeline").glob("*.py") if p.name != "__init__.py"]
+    assert found == set(PACKAGES) and loose == []
+
+
+def test_pipeline_packages_import_only_packages_below_them():
+    upward = [f"{a} → {b}" for a, deps in import_graph().items() for b in deps
+              if (pa := package(a)) and (pb := package(b)) and PACKAGES.index(pb) > PACKAGES.index(pa)]  # fmt: skip
     assert upward == []
 
 

@@ -365,8 +365,6 @@ def test_a_default_run_trains_the_official_301_epochs_ending_at_the_unfinished_c
 
     from pipeline.core.params import TrainParams
 
-    root = Path(__file__).resolve().parents[1]
-    assert (root / "stages.yaml").read_text() == (root / "pipeline" / "stages.yaml").read_text()
     params = load_config().params("train")
     assert params == TrainParams() and params.epochs == 301  # range(0, max_epoch + 1), spec §9.1
     lrs = [epoch_lr(e, params.lr, params.epochs, params.warmup_epochs, params.schedule_epochs, params.warmup_lr,

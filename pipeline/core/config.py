@@ -16,7 +16,7 @@ import yaml
 from pipeline.core.errors import ConfigError
 from pipeline.core.params import STAGES, StageParams
 
-PACKAGED_STAGES = Path(__file__).with_name("stages.yaml")
+PACKAGED_STAGES = Path(__file__).resolve().parents[1] / "stages.yaml"  # pipeline/stages.yaml
 
 
 def find_stages_file(explicit: Path | None = None) -> Path:
