@@ -93,7 +93,7 @@ def render(
     ctx: typer.Context, dataset: Dataset = None, workers: Workers = None, scheduler: Scheduler = None,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
 ) -> None:  # fmt: skip
-    """Project every object into three depth views (spec §5.2) → views/<dataset>-<fp8>.zarr."""
+    """Project every object into three depth views (method §5.2) → views/<dataset>-<fp8>.zarr."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
         config = config.with_values("render", workers=workers, scheduler=scheduler)
         say(f"views store: {build('render', context(config, root_dir, dataset))}")
@@ -165,7 +165,7 @@ def train(
     online_teacher: Annotated[str | None, typer.Option(help="The official step: project each step's augmented input and run this teacher on it.")] = None,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
 ) -> None:  # fmt: skip
-    """Pre-train I2P-MAE from the cached stores (spec §2–§9.1) into runs/<run>/."""
+    """Pre-train I2P-MAE from the cached stores (method §2–§9.1) into runs/<run>/."""
     done = "interrupted: the run keeps its last checkpoint; rerun the same command to continue"
     with session(ctx, data_root, sets, verbose, quiet, interrupted=done) as (config, root_dir):
         from pipeline.runner.lookup import features_dataset, features_pins

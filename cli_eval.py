@@ -75,7 +75,7 @@ def svm_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of --random-init.")] = 0,
     report: Report = None, data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
 ) -> None:
-    """Linear SVM on frozen global features (spec §3.4, §9.3); appends to the run's report.md."""
+    """Linear SVM on frozen global features (method §3.4, §9.3); appends to the run's report.md."""
     with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
         from pipeline.evaluate import extract as ev
 
@@ -133,7 +133,7 @@ def finetune_command(
     device: Device = None, which: Which = "last", random_init: RandomInit = False, report: Report = None,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
 ) -> None:
-    """Fine-tune the encoder as a classifier (spec §3.5, §9.2); evaluates a fine-tuned checkpoint as is."""
+    """Fine-tune the encoder as a classifier (method §3.5, §9.2); evaluates a fine-tuned checkpoint as is."""
     with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
         from pipeline.evaluate import extract as ev
         from pipeline.evaluate.reports import mean_std
@@ -176,7 +176,7 @@ def fewshot_command(
     device: Device = None, which: Which = "last", random_init: RandomInit = False, report: Report = None,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
 ) -> None:
-    """Few-shot classification (spec §1.5): way × shot × folds episodes, fine-tuned per fold."""
+    """Few-shot classification (method §1.5): way × shot × folds episodes, fine-tuned per fold."""
     with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
         from pipeline.evaluate import extract as ev
         from pipeline.evaluate.reports import mean_std

@@ -10,7 +10,7 @@ DataLoader workers reading and normalising view chunks from the views store, the
 back and the zarr writes; and (2) the same teacher called on normalised images already on the device,
 with the batch sizes the stage uses (batches of ``batch_size`` images that span chunks; only the last
 is smaller), after one warm-up batch. The ratio stage / bare is the share of the teacher's speed the
-stage keeps (the issue's goal: ≥ 0.9). And (3) the feed alone, the teacher's forward excluded
+stage keeps (the goal: ≥ 0.9). And (3) the feed alone, the teacher's forward excluded
 (``pipeline.features.feed.teacher_batches``: read, normalise, move to the device), in images/s and in CPU
 seconds per image of this process and its DataLoader workers together, so "images/s per 2 cores" does
 not depend on what else runs here; on a CPU-only machine also the float16 hand-over that a CUDA device

@@ -1,4 +1,4 @@
-"""The views trade-off: fixed vs K augmented draws, against the official online step (issue: cache fidelity).
+"""The views trade-off: fixed vs K augmented draws, against the official online step: how faithful is a cache?
 
     python benchmarks/draws.py                          # ViT-B/16 (random weights), K = 1 2 4 8, CPU
     python benchmarks/draws.py --teacher tiny-random --ks 1 2 --epochs 1   # a fast smoke run
@@ -16,7 +16,7 @@ prints, from that one run:
   at the input's own points: that is the reference. Reported: the mean cosine of the 2D targets at
   the members of the visible tokens (mask drawn from the reference saliency), and the IoU of the 13
   top-scale centres the reference saliency and the cached saliency rank highest (the tokens 2D-guided
-  masking favours, spec §4).
+  masking favours, method §4).
 * distinct augmented inputs of an object over the paper's 301 epochs: K for the draws, every step
   (301) for the fixed views and the online step. Fidelity and input diversity are the trade-off.
 
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 VIT = "random:ViT-B-16-quickgelu"
-TOP = 13  # tokens kept visible at the top scale: 64 − int(0.8·64) (spec §4)
+TOP = 13  # tokens kept visible at the top scale: 64 − int(0.8·64) (method §4)
 
 
 def build(data_root: Path, prepared: Path, views: str, k: int, teacher: str, workers: int) -> dict:
@@ -81,7 +81,7 @@ def fidelity(points: Path, built: dict, teacher, n_objects: int, epochs: int, su
         data.set_epoch(epoch)
         rows = [data[i] for i in range(min(n_objects, len(data)))]
         cached = Batch.from_item(torch.utils.data.default_collate(rows), torch.device("cpu"))
-        if not data.augmented:  # the step's fresh augmentation of the 3D input (spec §1.6)
+        if not data.augmented:  # the step's fresh augmentation of the 3D input (method §1.6)
             torch.manual_seed(1000 + epoch)
             cached.xyz = scale_and_translate(cached.xyz)
         with torch.no_grad():

@@ -1,5 +1,5 @@
 """Peak host memory and seconds per fine-tuning step: the scale-0 embedding recomputed or kept, glibc's
-mmap threshold fixed or left to glibc (issue 9, item 10). CPU, the paper's classifier at random init.
+mmap threshold fixed or left to glibc (docs/evaluation.md, "Host memory"). CPU, the paper's classifier at random init.
 
 Each of the four variants runs in a fresh process (peak RSS is per process): the real
 ``i2pmae.finetune.train_epoch`` on random clouds for ``--steps`` steps after one warm-up step.

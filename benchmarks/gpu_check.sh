@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures of issue 11 in one run (< 8 minutes on one H100/H200 with 16 cores), printed on stdout:
+# The GPU figures docs/performance.md estimates, in one run (< 8 minutes on one H100/H200 with 16 cores), printed on stdout:
 #   1. cached and online pre-training steps at batch 64 (2048 points), fp32 and bf16, peak GPU memory,
 #      and the loader's samples/s with 8 workers against what the cached step consumes;
 #   2. the loader alone (paper sizes, 0 and 8 workers) and its ratio to the shard reads' predecessor;

@@ -1,4 +1,4 @@
-"""Fine-tuning classifier (spec §3.5, §9.2): unmasked encoder with local-radius attention, LN, pooling, MLP head.
+"""Fine-tuning classifier (method §3.5, §9.2): unmasked encoder with local-radius attention, LN, pooling, MLP head.
 
 State-dict names are the official ones (``h_encoder``, ``norm``, ``cls_head_finetune``), so a
 pre-trained I2P-MAE state dict loads into ``h_encoder`` after dropping the pre-training-only keys.
@@ -17,7 +17,7 @@ from i2pmae.encoder import FinetuneEncoder
 from i2pmae.errors import InputError
 from i2pmae.tokenizer import group_multiscale
 
-# Local attention radii per dataset (spec §3.5).
+# Local attention radii per dataset (method §3.5).
 RADII = {
     "modelnet40": (0.24, 0.48, 0.96),
     "obj-bg": (0.32, 0.64, 1.28),
@@ -31,13 +31,13 @@ class ClassifierConfig:
     num_classes: int = 40  # 40 ModelNet40, 15 ScanObjectNN, `way` for few-shot
     pooling: Literal["mean+max", "concat"] = "mean+max"  # summed 384-d (ModelNet40) or [mean, max] 768-d
     num_groups: tuple[int, ...] = (512, 256, 64)  # FPS centres per scale, as in pre-training
-    group_sizes: tuple[int, ...] = (48, 24, 24)  # ModelNet40; ScanObjectNN uses (32, 16, 16) (spec §2)
-    local_radius: tuple[float, ...] = RADII["modelnet40"]  # attention only within r_s (spec §3.5)
+    group_sizes: tuple[int, ...] = (48, 24, 24)  # ModelNet40; ScanObjectNN uses (32, 16, 16) (method §2)
+    local_radius: tuple[float, ...] = RADII["modelnet40"]  # attention only within r_s (method §3.5)
     encoder_dims: tuple[int, ...] = (96, 192, 384)  # must equal the pre-trained encoder's
     encoder_depths: tuple[int, ...] = (5, 5, 5)
     num_heads: int = 6
     mlp_ratio: float = 4.0
-    drop_path: float = 0.1  # linspace(0, 0.1, 15) over the encoder blocks (spec §9.2)
+    drop_path: float = 0.1  # linspace(0, 0.1, 15) over the encoder blocks (method §9.2)
     head_hidden: int = 256  # width of the two hidden head layers
     head_dropout: float = 0.5  # dropout after each hidden head layer
 
@@ -72,7 +72,7 @@ class PointClassifier(nn.Module):
             cfg.local_radius,
         )
         d = cfg.encoder_dims[-1]
-        self.norm = nn.LayerNorm(d)  # fresh: the pre-trained encoder_norms are not used (spec §3.5)
+        self.norm = nn.LayerNorm(d)  # fresh: the pre-trained encoder_norms are not used (method §3.5)
         in_dim = 2 * d if cfg.pooling == "concat" else d
         h = cfg.head_hidden
         self.cls_head_finetune = nn.Sequential(
@@ -96,7 +96,7 @@ class PointClassifier(nn.Module):
     def load_pretrained_encoder(self, state_dict: Mapping[str, Tensor]) -> list[str]:
         """Load the ``h_encoder.*`` weights of a pre-training state dict (ours or official).
 
-        Strips a ``module.`` prefix (DataParallel checkpoints, spec §12.1), ignores the pre-training-only
+        Strips a ``module.`` prefix (DataParallel checkpoints, method §12.1), ignores the pre-training-only
         keys (``encoder_norms``, decoder, heads, teacher), and raises if any encoder key is missing or
         mismatched, instead of silently loading nothing. Returns the keys that were loaded.
         """

@@ -1,4 +1,4 @@
-"""Pieces of the hierarchical decoder (spec §7); the stages themselves run in ``I2PMAE.forward_decoder``.
+"""Pieces of the hierarchical decoder (method §7); the stages themselves run in ``I2PMAE.forward_decoder``.
 
 The decoder's modules sit at the top level of the official state dict (``mask_token``, ``h_decoder``,
 ``decoder_pos_embeds``, ``token_prop``, ``decoder_norm``), so the model owns them directly.
@@ -31,9 +31,9 @@ class ConvBNGELU(nn.Module):
 class ResConvBlock(nn.Module):
     """Residual 1×1 conv block: GELU(BN(Conv(GELU(BN(Conv(x))))) + x).
 
-    Note: spec §7 writes a GELU inside the second branch as well; the official module has only Conv
-    and BN in ``net2`` (its state dict has ``net2.0``/``net2.1`` and no activation) and applies the
-    GELU after the residual sum, which is what is done here.
+    Note (method §7, erratum): our first written specification put a GELU inside the second branch as
+    well; the official module has only Conv and BN in ``net2`` (its state dict has ``net2.0``/``net2.1``
+    and no activation) and applies the GELU after the residual sum, which is what is done here.
     """
 
     def __init__(self, channels: int):
@@ -58,7 +58,7 @@ class ResStack(nn.Module):
 
 
 class FeaturePropagation(nn.Module):
-    """PointNet++ feature propagation with skip features (spec §7, stage 1).
+    """PointNet++ feature propagation with skip features (method §7, stage 1).
 
     Interpolates the coarse features onto the fine points from their 3 nearest coarse points,
     concatenates [skip, interpolated], then ``fuse`` (Conv, BN, GELU) and one residual block.
@@ -80,7 +80,7 @@ class FeaturePropagation(nn.Module):
 def top_sequence(
     tokens: Tensor, mask: Tensor, order: Tensor, centers: Tensor, mask_token: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Stage-0 input: visible tokens first, then one mask token per masked position (spec §7).
+    """Stage-0 input: visible tokens first, then one mask token per masked position (method §7).
 
     tokens: (B, L, C) padded visible tokens, mask: (B, G) bool, order: (B, G) visible-first permutation,
     centers: (B, G, 3), mask_token: (1, C) -> sequence (B, G, C), centers in the same order (B, G, 3).
@@ -98,6 +98,6 @@ def top_sequence(
 
 def skip_features(tokens: Tensor, valid: Tensor, order: Tensor, mask: Tensor) -> Tensor:
     """Encoder skip features of a lower scale: (B, G, C), visible positions hold the LN-ed encoder
-    output, masked positions 0 (spec §7, stage 1). tokens (B, L, C), valid (B, L), order/mask (B, G)."""
+    output, masked positions 0 (method §7, stage 1). tokens (B, L, C), valid (B, L), order/mask (B, G)."""
     tokens = torch.where(valid[..., None], tokens, 0.0)
     return unpad_visible(tokens, order, mask, tokens.new_zeros(()))

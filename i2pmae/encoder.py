@@ -1,4 +1,4 @@
-"""Hierarchical encoder (spec §3): token embedding, multi-scale masking, padded visible sets.
+"""Hierarchical encoder (method §3): token embedding, multi-scale masking, padded visible sets.
 
 Mask polarity everywhere: ``mask`` True = masked (removed), False = visible.
 ``HierarchicalEncoder`` is the pre-training / SVM encoder (§3.3, §3.4); ``FinetuneEncoder`` the
@@ -18,7 +18,7 @@ from i2pmae.recompute import recomputed
 
 
 class TokenEmbed(nn.Module):
-    """Mini-PointNet with max-pooling over the K members of a group (spec §3.1).
+    """Mini-PointNet with max-pooling over the K members of a group (method §3.1).
 
     Scale 0 (C_in = 3): 3→128→256, concat with the max → 512→512→C_out.
     Scales ≥ 1: C_in→C_in→C_in, concat → 2·C_in→C_out→C_out. BatchNorm over all B·G·K members.
@@ -56,7 +56,7 @@ class TokenEmbed(nn.Module):
 
 
 def init_encoder_weights(m: nn.Module) -> None:
-    """Spec §3.2: Linear and Conv1d weights trunc_normal(0.02), zero bias; LayerNorm (1, 0)."""
+    """Method §3.2: Linear and Conv1d weights trunc_normal(0.02), zero bias; LayerNorm (1, 0)."""
     if isinstance(m, nn.Linear | nn.Conv1d):
         nn.init.trunc_normal_(m.weight, std=0.02)
         if m.bias is not None:
@@ -67,7 +67,7 @@ def init_encoder_weights(m: nn.Module) -> None:
 
 
 def propagate_mask(mask_up: Tensor, knn_idx: Tensor, num_lower: int, index0_quirk: bool = True) -> Tensor:
-    """Top-down mask propagation (spec §3.3 step 2).
+    """Top-down mask propagation (method §3.3 step 2).
 
     mask_up: (B, G_s) bool, knn_idx: (B, G_s, K_s) into the G_{s-1} lower tokens -> mask (B, G_{s-1}).
     A lower token is visible iff it is a member of at least one visible upper token's kNN set.
@@ -149,14 +149,14 @@ class _EncoderBase(nn.Module):
     def embed(
         self, s: int, neighborhoods: list[Tensor], knn_idx: list[Tensor], x_prev: Tensor | None
     ) -> Tensor:
-        """Token features of all G_s groups of scale s: (B, G_s, C_s) (spec §3.3 step 3)."""
+        """Token features of all G_s groups of scale s: (B, G_s, C_s) (method §3.3 step 3)."""
         if s == 0:
             return self.token_embed[0](neighborhoods[0])
         return self.token_embed[s](gather_points(x_prev, knn_idx[s]))  # merge (B, G_s, K_s, C_{s-1})
 
 
 class HierarchicalEncoder(_EncoderBase):
-    """Pre-training encoder over the visible tokens of every scale (spec §3.2–§3.4)."""
+    """Pre-training encoder over the visible tokens of every scale (method §3.2–§3.4)."""
 
     def __init__(
         self,
@@ -177,7 +177,7 @@ class HierarchicalEncoder(_EncoderBase):
     def multiscale_masks(
         self, mask_top: Tensor, knn_idx: list[Tensor], num_groups: list[int]
     ) -> list[Tensor]:
-        """[m0, m1, m2] from the top-scale mask by top-down propagation (spec §3.3 step 2)."""
+        """[m0, m1, m2] from the top-scale mask by top-down propagation (method §3.3 step 2)."""
         masks = [mask_top]
         for s in range(len(knn_idx) - 1, 0, -1):
             masks.insert(0, propagate_mask(masks[0], knn_idx[s], num_groups[s - 1], self.index0_quirk))
@@ -187,7 +187,7 @@ class HierarchicalEncoder(_EncoderBase):
         self, neighborhoods: list[Tensor], centers: list[Tensor], knn_idx: list[Tensor], mask_top: Tensor
     ) -> EncoderOutput:
         """neighborhoods[s] (B, G_s, K_s, 3), centers[s] (B, G_s, 3), knn_idx[s] (B, G_s, K_s),
-        mask_top (B, G_top) bool, True = masked (all False for the SVM path, spec §3.4)."""
+        mask_top (B, G_top) bool, True = masked (all False for the SVM path, method §3.4)."""
         S = len(centers)
         masks = self.multiscale_masks(mask_top, knn_idx, [c.shape[1] for c in centers])
         out = EncoderOutput([], [], masks, [])
@@ -208,7 +208,7 @@ class HierarchicalEncoder(_EncoderBase):
 
 
 class FinetuneEncoder(_EncoderBase):
-    """Fine-tuning encoder (spec §3.5): all tokens, local-radius attention, no encoder_norms."""
+    """Fine-tuning encoder (method §3.5): all tokens, local-radius attention, no encoder_norms."""
 
     def __init__(
         self,

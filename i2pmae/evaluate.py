@@ -1,4 +1,4 @@
-"""Frozen-encoder evaluation on tensors: point selection, batched global features, linear SVM (spec §3.4, §9.3).
+"""Frozen-encoder evaluation on tensors: point selection, batched global features, linear SVM (method §3.4, §9.3).
 
 The SVM protocol: features are the max over the LayerNorm-ed top-scale tokens of the unmasked
 pre-training encoder in eval mode (``I2PMAE.global_feature``), with no scaling or normalisation;
@@ -87,7 +87,7 @@ def svm_accuracy(
     test_y: np.ndarray | Tensor,
     c: float,
 ) -> SVMResult:
-    """Linear SVM (spec §9.3): fit ``SVC(kernel="linear", C=c)`` on the train features, score on test."""
+    """Linear SVM (method §9.3): fit ``SVC(kernel="linear", C=c)`` on the train features, score on test."""
     from sklearn.svm import SVC
 
     train_x, test_x = _numpy(train_x, np.float64), _numpy(test_x, np.float64)

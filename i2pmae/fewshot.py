@@ -1,4 +1,4 @@
-"""Few-shot episodes (spec §1.5): ``way`` classes × ``shot`` train objects, 20 unseen test objects per class.
+"""Few-shot episodes (method §1.5): ``way`` classes × ``shot`` train objects, 20 unseen test objects per class.
 
 The paper's script (Point-BERT's ``generate_few_shot_data.py``) shuffles the class list, takes the
 first ``way`` classes, then per class ``shot`` objects of the train split and ``n_test`` objects of

@@ -1,4 +1,4 @@
-"""Fine-tuning a pre-trained encoder as a classifier (spec §3.5, §9.2), on tensors.
+"""Fine-tuning a pre-trained encoder as a classifier (method §3.5, §9.2), on tensors.
 
 Per training batch: the objects' points are shuffled (the official train loaders shuffle point order,
 so FPS starts at a random point), FPS picks ``point_all`` of them (1200 for 1024 inputs, 2400 for
@@ -11,7 +11,7 @@ Test inputs: FPS of ``points`` from index 0, no augmentation, evaluated after ev
 Voting (ModelNet40): ``votes`` passes over the test split, each the FPS ``point_all`` points, one
 random ``points`` subset per batch (so the voted accuracy depends on the test batch size, as in the
 paper's code) and a ScaleAndTranslate(2/3–3/2, ±0.2); logits averaged. One
-voting pass is run (never the maximum over repeated passes, spec §12.4). For 2048-point inputs
+voting pass is run (never the maximum over repeated passes, method §12.4). For 2048-point inputs
 (ScanObjectNN) voting is not defined by the paper's code (it raises); recipes set ``votes = 0``.
 """
 
@@ -34,7 +34,7 @@ from i2pmae.schedule import epoch_lr, param_groups
 @dataclass(frozen=True)
 class FinetuneConfig:
     epochs: int = 300  # the official loop runs range(0, 301); its extra last epoch trains at ≈ min_lr
-    batch_size: int = 32  # train batches, the last partial one dropped (spec §9.2)
+    batch_size: int = 32  # train batches, the last partial one dropped (method §9.2)
     test_batch_size: int = 64  # total_bs·2; recipes.finetune_config sets it to a user's batch_size (memory)
     lr: float = 5e-4
     weight_decay: float = 0.05
@@ -46,7 +46,7 @@ class FinetuneConfig:
     grad_clip: float = 10.0  # global L2 norm
     points: int = 1024  # input points: 1024 ModelNet40, 2048 ScanObjectNN
     label_smoothing: float = 0.2  # ε; 0 gives plain cross-entropy (ScanObjectNN)
-    augment: Augment = "scale-translate"  # ModelNet40; "scale-rotate" for ScanObjectNN (spec §1.6)
+    augment: Augment = "scale-translate"  # ModelNet40; "scale-rotate" for ScanObjectNN (method §1.6)
     votes: int = 10  # views of the one voting pass; 0 = no voting
     seed: int = 0
     max_steps: int | None = None  # stop after this many optimiser steps (a quick check; None: all epochs)

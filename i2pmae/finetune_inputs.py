@@ -1,4 +1,4 @@
-"""Inputs of fine-tuning (spec §1.6, §9.2): training-time point sampling, augmentations, test-time FPS.
+"""Inputs of fine-tuning (method §1.6, §9.2): training-time point sampling, augmentations, test-time FPS.
 
 All randomness comes from an explicit CPU ``torch.Generator``, so a seed fixes the whole run.
 """
@@ -23,7 +23,7 @@ def point_all(points: int, available: int) -> int:
 
 
 def train_sample(xyz: Tensor, points: int, generator: torch.Generator) -> Tensor:
-    """Training-time sampling (spec §9.2): (B, P, 3) -> (B, points, 3).
+    """Training-time sampling (method §9.2): (B, P, 3) -> (B, points, 3).
 
     With the pool as large as the cloud, FPS only reorders and the shared random subset of a shuffled
     cloud is a per-object random subset, so that is drawn directly (no FPS).
@@ -42,7 +42,7 @@ def train_sample(xyz: Tensor, points: int, generator: torch.Generator) -> Tensor
 def scale_and_translate(
     xyz: Tensor, generator: torch.Generator, low: float = 2 / 3, high: float = 3 / 2, shift: float = 0.2
 ) -> Tensor:
-    """Per object, per-axis scale U(low, high)³ and shift U(−shift, shift)³ (spec §1.6)."""
+    """Per object, per-axis scale U(low, high)³ and shift U(−shift, shift)³ (method §1.6)."""
     B = xyz.shape[0]
     scale = torch.rand(B, 1, 3, generator=generator) * (high - low) + low
     offset = (torch.rand(B, 1, 3, generator=generator) * 2 - 1) * shift
@@ -50,7 +50,7 @@ def scale_and_translate(
 
 
 def rotate_y(xyz: Tensor, generator: torch.Generator) -> Tensor:
-    """One rotation about the y axis by θ ~ U(−π, π) for the whole batch, p ← p·Rᵀ (spec §1.6)."""
+    """One rotation about the y axis by θ ~ U(−π, π) for the whole batch, p ← p·Rᵀ (method §1.6)."""
     theta = float((torch.rand(1, generator=generator) * 2 - 1) * math.pi)
     c, s = math.cos(theta), math.sin(theta)
     rot = torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]], dtype=xyz.dtype, device=xyz.device)

@@ -1,6 +1,6 @@
 """Geometry shared by rendering and training: views, projection, point → pixel, bicubic lookup.
 
-The one place that knows how a point cloud becomes the three depth images of spec §5 and how a
+The one place that knows how a point cloud becomes the three depth images of method §5 and how a
 point finds its pixel again (§5.3), so that the offline render stage and the training step agree
 bit for bit. Dimension letters: B batch, V views, N projected points, n looked-up points, C
 channels, H/W image pixels, h/w feature-map cells.
@@ -17,13 +17,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-IMAGE_SIZE = 224  # pixels per side of every view (spec §5.2)
+IMAGE_SIZE = 224  # pixels per side of every view (method §5.2)
 CELLS = IMAGE_SIZE - 3  # the longest axis spans 221 cells: grid = range / 221
 SPLAT = 2  # each point paints a (2·SPLAT+1)² = 5×5 square
-# (row, column, depth) source axes of each view: view1 (x,y,z), view2 (z,x,y), view3 (y,z,x), spec §5.1
+# (row, column, depth) source axes of each view: view1 (x,y,z), view2 (z,x,y), view3 (y,z,x), method §5.1
 VIEW_PERMUTATIONS = ((0, 1, 2), (2, 0, 1), (1, 2, 0))
 NUM_VIEWS = len(VIEW_PERMUTATIONS)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the paper feeds CLIP ImageNet statistics (spec §5.2 step 8)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the paper feeds CLIP ImageNet statistics (method §5.2 step 8)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BICUBIC_A = -0.75  # PyTorch's bicubic kernel constant
 
@@ -40,7 +40,7 @@ def _cells(ab: Tensor, pmin: Tensor, grid: Tensor) -> Tensor:
 
 
 def project(points: Tensor, sigmoid: bool = True) -> tuple[Tensor, Tensor]:
-    """Three summed-depth views of each cloud, exactly spec §5.2 (``proj2img``).
+    """Three summed-depth views of each cloud, exactly method §5.2 (``proj2img``).
 
     points: (B, N, 3), any float dtype (computed in float32).
     Returns images (B, V, 224, 224) float32 (one grey channel; after the sigmoid, before mean/std;
@@ -63,7 +63,7 @@ def project(points: Tensor, sigmoid: bool = True) -> tuple[Tensor, Tensor]:
     lo, hi = dense.amin(dim=2), dense.amax(dim=2)  # (B, V, 2)
     off = IMAGE_SIZE // 2 - 1 - torch.div(lo + hi, 2, rounding_mode="floor")  # (B, V, 2)
     dense = dense + off[:, :, None, :]
-    dense = torch.where(dense < 0, dense + 1, dense)  # one-step clamp (spec §5.2 step 5)
+    dense = torch.where(dense < 0, dense + 1, dense)  # one-step clamp (method §5.2 step 5)
     dense = torch.where(dense > IMAGE_SIZE - 1, dense - 1, dense)
     assert int(dense.min()) >= 0 and int(dense.max()) <= IMAGE_SIZE - 1, (
         f"splat outside the image after the clamp: [{int(dense.min())}, {int(dense.max())}]"
@@ -81,11 +81,12 @@ def project(points: Tensor, sigmoid: bool = True) -> tuple[Tensor, Tensor]:
 
 
 def points_to_pixels(points: Tensor, proj: Tensor) -> tuple[Tensor, Tensor]:
-    """Pixel of the centre splat of each point in each view (spec §5.3), clamped into the image.
+    """Pixel of the centre splat of each point in each view (method §5.3), clamped into the image.
 
     points: (B, n, 3) in the frame that was projected; proj: (B, V, 5) from :func:`project`.
     Returns rows, cols: (B, V, n) long in [0, 223]. Points of the projected cloud land in [1, 222];
-    others (another subset, an augmented copy) clamp to the image border (design.md).
+    others (another subset, an augmented copy) clamp to the image border (docs/training.md, "Training
+    from caches").
     """
     q = view_points(points.float())  # (B, V, n, 3)
     proj = proj.float()

@@ -1,4 +1,4 @@
-"""Transformer layers shared by the encoder and the decoder (spec §3.2, §7).
+"""Transformer layers shared by the encoder and the decoder (method §3.2, §7).
 
 Submodule names (``attn.qkv``, ``attn.proj``, ``mlp.fc1``, ``norm1`` ...) are those of the official
 state dict, so official checkpoints load unchanged.
@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import Tensor, nn
 
-MASK_PENALTY = -1e5  # additive attention penalty of the official code, not -inf (spec §3.2)
+MASK_PENALTY = -1e5  # additive attention penalty of the official code, not -inf (method §3.2)
 
 
 def pos_mlp(dim: int) -> nn.Sequential:
-    """Positional embedding of absolute centre coordinates: Linear(3→d), GELU, Linear(d→d) (spec §3.2)."""
+    """Positional embedding of absolute centre coordinates: Linear(3→d), GELU, Linear(d→d) (method §3.2)."""
     return nn.Sequential(nn.Linear(3, dim), nn.GELU(), nn.Linear(dim, dim))
 
 
@@ -36,7 +36,7 @@ class Attention(nn.Module):
     """Multi-head self-attention with the official additive mask.
 
     ``mask`` (B, L, L) bool or 0/1 float, True/1 = blocked, broadcast over heads: the logits get
-    ``mask · (-1e5)`` added before the softmax (spec §3.2). A fully blocked row is only shifted by a
+    ``mask · (-1e5)`` added before the softmax (method §3.2). A fully blocked row is only shifted by a
     constant, so it attends to everything (padded queries; their outputs are discarded).
     """
 
@@ -80,7 +80,7 @@ class Block(nn.Module):
 
 
 class BlockStack(nn.Module):
-    """``depth`` blocks with the position re-added before every block (Point-MAE style, spec §3.2)."""
+    """``depth`` blocks with the position re-added before every block (Point-MAE style, method §3.2)."""
 
     def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float, drop_path: list[float]):
         super().__init__()

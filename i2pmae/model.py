@@ -1,9 +1,9 @@
-"""I2P-MAE pre-training model (spec §2–§4, §7, §8): tokenizer, masked hierarchical encoder, decoder, losses.
+"""I2P-MAE pre-training model (method §2–§4, §7, §8): tokenizer, masked hierarchical encoder, decoder, losses.
 
 Mask polarity: ``mask`` True = masked (removed), False = visible, at every scale.
 The 2D teacher is not part of the model. The caller looks up, with indices into its own input points,
-(a) the saliency at the top-scale centres (``groups.top_center_point_idx``, spec §4) and
-(b) the teacher features at the members of the visible scale-1 tokens (``visible_members``, spec §8),
+(a) the saliency at the top-scale centres (``groups.top_center_point_idx``, method §4) and
+(b) the teacher features at the members of the visible scale-1 tokens (``visible_members``, method §8),
 either directly or through the ``saliency_fn`` / ``target_fn`` callables of ``forward``.
 ``model.state_dict()`` has exactly the official names and shapes (teacher excluded).
 """
@@ -28,23 +28,23 @@ from i2pmae.tokenizer import Groups, group_multiscale
 
 @dataclass(frozen=True)
 class I2PMAEConfig:
-    num_groups: tuple[int, ...] = (512, 256, 64)  # FPS centres per scale (spec §2)
-    group_sizes: tuple[int, ...] = (16, 8, 8)  # kNN members per scale in pre-training and SVM (spec §2)
-    encoder_dims: tuple[int, ...] = (96, 192, 384)  # token width per scale (spec §3)
-    encoder_depths: tuple[int, ...] = (5, 5, 5)  # blocks per scale (spec §3)
+    num_groups: tuple[int, ...] = (512, 256, 64)  # FPS centres per scale (method §2)
+    group_sizes: tuple[int, ...] = (16, 8, 8)  # kNN members per scale in pre-training and SVM (method §2)
+    encoder_dims: tuple[int, ...] = (96, 192, 384)  # token width per scale (method §3)
+    encoder_depths: tuple[int, ...] = (5, 5, 5)  # blocks per scale (method §3)
     num_heads: int = 6  # at every scale and in the decoder (head dims 16/32/64)
     mlp_ratio: float = 4.0  # MLP hidden = 4·d
     drop_path: float = 0.1  # linspace(0, 0.1, 15) over encoder blocks, linspace(0, 0.1, 2) decoder
-    local_radius: tuple[float, ...] = (0.0, 0.0, 0.0)  # disabled in pre-training (spec §3.3, §12.3)
-    decoder_dims: tuple[int, ...] = (384, 192)  # decoding stages from the top scale down (spec §7)
+    local_radius: tuple[float, ...] = (0.0, 0.0, 0.0)  # disabled in pre-training (method §3.3, §12.3)
+    decoder_dims: tuple[int, ...] = (384, 192)  # decoding stages from the top scale down (method §7)
     decoder_depths: tuple[int, ...] = (1, 1)  # one block per decoder stage
     decoder_up_blocks: int = 1  # residual blocks in the feature propagation
-    mask_ratio: float = 0.8  # int(0.8·64) = 51 top-scale tokens masked, 13 visible (spec §4)
+    mask_ratio: float = 0.8  # int(0.8·64) = 51 top-scale tokens masked, 13 visible (method §4)
     masking: Literal["2d-guided", "random"] = "2d-guided"  # saliency-guided (I2P-MAE) or Point-M2AE random
     targets: Literal["3d+2d", "3d"] = "3d+2d"  # "3d" builds no 2D head (15,251,224 parameters)
     feat_dim_2d: int = 512  # teacher channels C (CLIP ViT-B/16 joint space)
     num_views: int = 3  # V projected views; the 2D target is V·C channels per member
-    index0_quirk: bool = True  # official mask propagation always keeps token 0 of sample 0 (spec §3.3)
+    index0_quirk: bool = True  # official mask propagation always keeps token 0 of sample 0 (method §3.3)
 
     def __post_init__(self):
         S = len(self.num_groups)
@@ -70,7 +70,7 @@ class I2PMAEConfig:
 
 
 def guided_mask(saliency: Tensor, ratio: float, generator: torch.Generator | None = None) -> Tensor:
-    """2D-guided masking (spec §4). saliency: (B, V, G) per-view values at the top-scale centres, or
+    """2D-guided masking (method §4). saliency: (B, V, G) per-view values at the top-scale centres, or
     (B, G) already combined -> mask (B, G) bool, True = masked.
 
     Mean over views, softmax over tokens (temperature 1, no sharpening), a full permutation drawn by
@@ -106,7 +106,7 @@ class DecoderOutput:
 
 @dataclass
 class PretrainOutput:
-    loss: Tensor  # loss_3d + loss_2d, weights 1:1 (spec §8)
+    loss: Tensor  # loss_3d + loss_2d, weights 1:1 (method §8)
     loss_3d: Tensor
     loss_2d: Tensor | None
     groups: Groups
@@ -142,20 +142,20 @@ class I2PMAE(nn.Module):
         self.rec_head_2d = None
         if cfg.targets == "3d+2d":
             self.rec_head_2d = nn.Conv1d(dd[-1], cfg.feat_dim_2d * cfg.num_views * k, 1)
-        # Spec §7: decoder blocks xavier_uniform + zero bias, LN (1, 0); pos MLPs, token_prop, heads
+        # Method §7: decoder blocks xavier_uniform + zero bias, LN (1, 0); pos MLPs, token_prop, heads
         # keep the PyTorch defaults; mask_token trunc_normal(0.02).
         self.h_decoder.apply(_init_decoder_weights)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 
     # ---------------------------------------------------------------- tokens and masks
     def group(self, xyz: Tensor) -> Groups:
-        """xyz: (B, N, 3) -> the three scales (FPS + kNN, spec §2)."""
+        """xyz: (B, N, 3) -> the three scales (FPS + kNN, method §2)."""
         if xyz.dim() != 3 or xyz.shape[-1] != 3:
             raise InputError(f"xyz must be (B, N, 3), got shape {tuple(xyz.shape)}")
         return group_multiscale(xyz, self.cfg.num_groups, self.cfg.group_sizes)
 
     def guided_mask(self, saliency: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """saliency (B, V, G_top) at the top-scale centres -> mask (B, G_top) bool (spec §4)."""
+        """saliency (B, V, G_top) at the top-scale centres -> mask (B, G_top) bool (method §4)."""
         return guided_mask(saliency, self.cfg.mask_ratio, generator)
 
     def random_mask(self, batch: int, device=None, generator: torch.Generator | None = None) -> Tensor:
@@ -168,7 +168,7 @@ class I2PMAE(nn.Module):
         return vis.nonzero()[:, 0], groups.member_point_idx[self.cfg.rec_scale][vis]
 
     def target_3d(self, groups: Groups, masks: list[Tensor]) -> Tensor:
-        """(L_m, K_r, 3): members of the masked scale-r tokens relative to their centre (spec §8)."""
+        """(L_m, K_r, 3): members of the masked scale-r tokens relative to their centre (method §8)."""
         r = self.cfg.rec_scale
         return groups.neighborhoods[r][masks[r]]
 
@@ -181,7 +181,7 @@ class I2PMAE(nn.Module):
         return self.h_encoder(groups.neighborhoods, groups.centers, groups.knn_idx, mask)
 
     def forward_decoder(self, enc: EncoderOutput, groups: Groups) -> DecoderOutput:
-        """Top scale -> reconstruction scale (spec §7), then both heads (spec §8)."""
+        """Top scale -> reconstruction scale (method §7), then both heads (method §8)."""
         S = len(groups.centers)
         top = S - 1
         x, center = top_sequence(
@@ -212,7 +212,7 @@ class I2PMAE(nn.Module):
         pred_2d: Tensor | None = None,
         target_2d: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """-> (loss, loss_3d, loss_2d). Chamfer-L2 on (L_m, K, 3) plus MSE on (L_v, K, V·C) (spec §8).
+        """-> (loss, loss_3d, loss_2d). Chamfer-L2 on (L_m, K, 3) plus MSE on (L_v, K, V·C) (method §8).
 
         ``target_2d`` holds, per visible token and member slot (kNN order), the V views' teacher
         features concatenated along channels in view order. It is required with the 2D head and
@@ -265,7 +265,7 @@ class I2PMAE(nn.Module):
 
     @torch.no_grad()
     def global_feature(self, xyz: Tensor, pooling: Literal["max", "mean+max"] = "max") -> Tensor:
-        """SVM feature (spec §3.4): no masking, LN-ed top-scale tokens pooled -> (B, C_top).
+        """SVM feature (method §3.4): no masking, LN-ed top-scale tokens pooled -> (B, C_top).
 
         Runs in eval mode (BatchNorm running statistics, no drop path) and restores the previous mode.
         "max" is I2P-MAE's feature; "mean+max" (summed) is Point-M2AE's.

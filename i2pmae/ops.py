@@ -1,7 +1,7 @@
 """Point-cloud operations in plain PyTorch (CPU and CUDA, batched), replacing the CUDA extensions.
 
 Replaces pointnet2_ops FPS, KNN_CUDA, the Chamfer-L2 extension and PointNet++ feature propagation
-(spec §2, §7, §8, §12.5 "may change"). Dimension letters: B batch, N reference points, M query points,
+(method §2, §7, §8, §12.5 "may change"). Dimension letters: B batch, N reference points, M query points,
 K neighbours, C channels, L instances.
 """
 
@@ -14,11 +14,11 @@ from i2pmae.errors import InputError
 
 
 def farthest_point_sample(xyz: Tensor, n: int) -> Tensor:
-    """Classic farthest point sampling, starting at index 0 in every sample (spec §2, §12.3).
+    """Classic farthest point sampling, starting at index 0 in every sample (method §2, §12.3).
 
     xyz: (B, N, 3) -> idx: (B, n) long, indices into N. Vectorised over the batch, one step per sample.
     Ties go to the lowest index (``argmax`` returns the first maximum). The pointnet2_ops rule that
-    skips near-origin points is not replicated (spec §12.3 calls it optional).
+    skips near-origin points is not replicated (method §12.3 calls it optional).
     """
     B, N, _ = xyz.shape
     if not 0 < n <= N:
@@ -55,7 +55,7 @@ def knn(query: Tensor, ref: Tensor, k: int) -> Tensor:
     """k nearest neighbours of every query point among ``ref``, nearest first.
 
     query: (B, M, 3), ref: (B, N, 3) -> idx: (B, M, k) long, indices into N, sorted by ascending
-    distance (``topk(largest=False, sorted=True)``, spec §8). When the query belongs to ``ref``, slot 0
+    distance (``topk(largest=False, sorted=True)``, method §8). When the query belongs to ``ref``, slot 0
     is the query itself (distance exactly 0; with duplicate points, one of the duplicates).
     """
     N = ref.shape[1]
@@ -79,7 +79,7 @@ def gather_points(x: Tensor, idx: Tensor) -> Tensor:
 
 
 def chamfer_l2(a: Tensor, b: Tensor) -> Tensor:
-    """Chamfer-L2 as in spec §8: each of the L rows is its own instance.
+    """Chamfer-L2 as in method §8: each of the L rows is its own instance.
 
     a: (L, n, 3), b: (L, m, 3) -> scalar
     ``mean_{l,i} min_j |a_li - b_lj|² + mean_{l,j} min_i |a_li - b_lj|²`` (squared distances, the two
@@ -92,7 +92,7 @@ def chamfer_l2(a: Tensor, b: Tensor) -> Tensor:
 
 
 def three_nn_interpolate(query: Tensor, ref: Tensor, feats: Tensor, eps: float = 1e-8) -> Tensor:
-    """Inverse-distance interpolation from the 3 nearest reference points (spec §7, PointNet++ FP).
+    """Inverse-distance interpolation from the 3 nearest reference points (method §7, PointNet++ FP).
 
     query: (B, M, 3), ref: (B, Q, 3), feats: (B, Q, C) -> (B, M, C)
     Weights are ``1 / (d² + eps)`` over the 3 nearest by squared distance, normalised to sum to 1.

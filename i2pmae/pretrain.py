@@ -1,9 +1,9 @@
-"""One pre-training step on tensors: augmentation, 2D lookups from cached maps, loss (spec §1.6, §4, §8).
+"""One pre-training step on tensors: augmentation, 2D lookups from cached maps, loss (method §1.6, §4, §8).
 
-The loader gives, per object, N points of its stored cloud (``xyz``, re-normalised as spec §1.1) and
+The loader gives, per object, N points of its stored cloud (``xyz``, re-normalised as method §1.1) and
 the same points in the frame its views were projected from (``canonical``), plus the object's cached
 teacher maps and projection parameters. Grouping runs on the augmented ``xyz``; every 2D lookup uses
-the same indices into ``canonical``, mapped to pixels with the stored parameters (design.md "Training
+the same indices into ``canonical``, mapped to pixels with the stored parameters (docs/training.md, "Training
 from caches"). With augmented views the loader has already applied the draw's augmentation
 (``augment=False`` here). With an online teacher (:func:`official_step`) the step is the official one:
 the augmented input itself is projected and run through the teacher, and looked up in.
@@ -43,11 +43,11 @@ class Batch:
         return cls(*(item[k].to(device, non_blocking=True) if k in item else None for k in names))
 
 
-SCALE_LOW, SCALE_HIGH, SHIFT = 2 / 3, 3 / 2, 0.2  # PointcloudScaleAndTranslate's defaults (spec §1.6)
+SCALE_LOW, SCALE_HIGH, SHIFT = 2 / 3, 3 / 2, 0.2  # PointcloudScaleAndTranslate's defaults (method §1.6)
 
 
 def scale_and_translate(xyz: Tensor, low: float = SCALE_LOW, high: float = SCALE_HIGH, shift: float = SHIFT) -> Tensor:
-    """Spec §1.6: per sample, per-axis scale U(low, high)³ and shift U(−shift, shift)³. (B,N,3) → (B,N,3)."""
+    """Method §1.6: per sample, per-axis scale U(low, high)³ and shift U(−shift, shift)³. (B,N,3) → (B,N,3)."""
     B = xyz.shape[0]
     scale = torch.empty(B, 1, 3, device=xyz.device).uniform_(low, high)
     offset = torch.empty(B, 1, 3, device=xyz.device).uniform_(-shift, shift)
@@ -64,7 +64,7 @@ def lookup(maps: Tensor, proj: Tensor, points: Tensor) -> Tensor:
 
 
 def saliency_fn(batch: Batch) -> Callable[[Tensor], Tensor]:
-    """top_center_point_idx (B, G) → saliency at those centres, per view (B, V, G) (spec §4)."""
+    """top_center_point_idx (B, G) → saliency at those centres, per view (B, V, G) (method §4)."""
 
     def at_centres(idx: Tensor) -> Tensor:
         points = gather_points(batch.canonical, idx)  # (B, G, 3)
@@ -93,7 +93,7 @@ def target_fn(batch: Batch) -> Callable[[Tensor, Tensor], Tensor]:
 
 
 def online_maps(batch: Batch, teacher: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Batch:
-    """The official step's 2D branch (spec §4, §5, §6): project ``batch.xyz`` — the step's input, already
+    """The official step's 2D branch (method §4, §5, §6): project ``batch.xyz`` — the step's input, already
     augmented — into the three views, run the teacher on them, and look every point up in the frame
     that was projected (``canonical`` = ``xyz``). Then call :func:`pretrain_forward` with
     ``augment=False``. xyz (B, N, 3) → proj (B, V, 5), feature (B, V, C, h, w), saliency (B, V, h, w)."""
@@ -112,7 +112,7 @@ def online_maps(batch: Batch, teacher: Callable[[Tensor], tuple[Tensor, Tensor]]
 
 def official_step(model: I2PMAE, batch: Batch, teacher: Callable[[Tensor], tuple[Tensor, Tensor]],
                   call: Callable[..., Any] | None = None) -> Any:
-    """The official pre-training step (spec §1.6, §4, §5, §8): augment the normalised input, project
+    """The official pre-training step (method §1.6, §4, §5, §8): augment the normalised input, project
     the augmented cloud, run the teacher on its views, mask and look up on that same cloud."""
     augmented = online_maps(Batch(scale_and_translate(batch.xyz), None), teacher)
     return pretrain_forward(model, augmented, augment=False, call=call)

@@ -1,4 +1,4 @@
-"""The paper's downstream recipes (spec §3.5, §9.2, §9.3), one record per dataset family.
+"""The paper's downstream recipes (method §3.5, §9.2, §9.3), one record per dataset family.
 
 A recipe fixes what the paper's configs fix per dataset: input points, group sizes, attention radii,
 pooling, label smoothing, augmentation, voting and the SVM's C. Group sizes are written as a factor

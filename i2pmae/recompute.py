@@ -1,4 +1,4 @@
-"""Recompute instead of keep: activation checkpointing that changes no numbers (memory, spec §3.1).
+"""Recompute instead of keep: activation checkpointing that changes no numbers (memory, method §3.1).
 
 A training step keeps, for the backward pass, every activation the backward needs. For the
 scale-0 token embedding of the fine-tuning classifier (B·512·48 members × up to 512 channels)

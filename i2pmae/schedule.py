@@ -1,4 +1,4 @@
-"""Optimiser parameter groups and the learning-rate schedule of pre-training (spec §9.1).
+"""Optimiser parameter groups and the learning-rate schedule of pre-training (method §9.1).
 
 Faithful by default, including two quirks that change what is learnt (each has an option):
 * no weight decay for every 1-D parameter, every ``.bias`` and every name containing the substring

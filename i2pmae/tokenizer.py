@@ -1,4 +1,4 @@
-"""Multi-scale tokenizer: FPS centres + kNN groups, applied recursively to centres (spec §2).
+"""Multi-scale tokenizer: FPS centres + kNN groups, applied recursively to centres (method §2).
 
 Scale 0 groups the N input points, scale 1 groups the scale-0 centres, scale 2 the scale-1 centres.
 Every index is kept local and per sample, (B, ...) into the previous scale's points, instead of the
@@ -31,12 +31,12 @@ class Groups:
 
     @property
     def top_center_point_idx(self) -> Tensor:
-        """(B, G_top) indices into the input points of the top-scale centres (saliency lookup, spec §4)."""
+        """(B, G_top) indices into the input points of the top-scale centres (saliency lookup, method §4)."""
         return self.center_point_idx[-1]
 
 
 def group(xyz: Tensor, num_group: int, group_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """FPS ``num_group`` centres out of xyz, then the ``group_size`` nearest points of each (spec §2).
+    """FPS ``num_group`` centres out of xyz, then the ``group_size`` nearest points of each (method §2).
 
     xyz: (B, N, 3) -> centers (B, G, 3), neighborhoods (B, G, K, 3) relative, neighborhoods_ori
     (B, G, K, 3) absolute, fps_idx (B, G), knn_idx (B, G, K). Slot 0 of every group is its centre.

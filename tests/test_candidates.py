@@ -1,4 +1,5 @@
-"""Nothing vanishes and releases are found as people unpack them (issue 9, items 1, 4-6, 8).
+"""Nothing vanishes and releases are found as people unpack them; far-off coordinates
+are warned about and readable names kept.
 
 For every source, every candidate under the root (a file under a class folder, a model folder, a
 listed or present release file, an h5 row) ends in the store or in its ``failures`` attr: each test
@@ -177,7 +178,7 @@ def test_missing_shapenet55_lists_point_at_the_point_bert_repository(tmp_path):
     assert "data/ShapeNet55-34/ShapeNet-55/" in err.value.hint
 
 
-# ---- coordinates far from the origin (item 8) and readable names (item 1) ---------------------------
+# ---- coordinates far from the origin and readable names ----------------------------------------------------
 
 
 def test_single_precision_far_from_the_origin_is_warned_and_recorded(tmp_path):

@@ -183,7 +183,7 @@ def test_paper_checkpoints_run_end_to_end(official_shapes, tmp_path):
     assert "evaluated as is" in report and "n/a (voting not defined for this recipe)" in report
 
 
-# ---- checkpoints as users really have them (issue 9, item 7) --------------------------------------
+# ---- checkpoints as users really have them (DataParallel, torch.compile, saved pages, truncated) -----------
 
 
 def encoder_only(official_shapes) -> dict[str, torch.Tensor]:

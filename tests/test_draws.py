@@ -1,6 +1,6 @@
 """Augmented views (K seeded draws per object) and the true online baseline, against the official step.
 
-The official step (spec §1.1, §1.6, §4, §5, §8): a random subset, pc_norm, per-axis scale and shift,
+The official step (method §1.1, §1.6, §4, §5, §8): a random subset, pc_norm, per-axis scale and shift,
 projection of *that* augmented cloud, the teacher on its views, saliency at the top-scale centres and
 2D targets at the visible members, all read in the augmented cloud's own frame.
 """

@@ -1,4 +1,4 @@
-"""Evaluation fits where training fits (issue 9, item 10): test passes and few-shot folds follow the
+"""Evaluation fits where training fits: test passes and few-shot folds follow the
 batch size the user gives, and a few-shot fold reads only its own objects."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Projection, point → pixel mapping and sparse bicubic lookup (spec §5), against hand-computed pixels."""
+"""Projection, point → pixel mapping and sparse bicubic lookup (method §5), against hand-computed pixels."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Messages that lead somewhere (issue 9, item 9): a hint never names an option the command lacks.
+"""Messages that lead somewhere: a hint never names an option the command lacks.
 
 Every ``--flag`` written in a string of the code must be an option of some ``i2p`` command, and one
 written inside an ```i2p COMMAND ...``` example must be an option of that command.

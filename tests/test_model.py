@@ -174,7 +174,7 @@ def test_guided_mask_temperature_one():
     draws = 3000
     sal = torch.zeros(draws, 3, 64)
     sal[:, :, 5] = 3.0  # one strongly salient token: e^3 ≈ 20× the weight of the others
-    sal[:, :, 9] = 0.1  # values of attention-probability size barely matter (spec §4.6)
+    sal[:, :, 9] = 0.1  # values of attention-probability size barely matter (method §4.6)
     keep = (~guided_mask(sal, 0.8, gen)).float().mean(0)
     assert keep[5] > 0.9  # salient tokens tend to stay visible
     others = torch.cat([keep[:5], keep[6:]])

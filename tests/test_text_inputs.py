@@ -1,4 +1,4 @@
-"""Files other tools write (issue 9, items 2-4): any text encoding, the whole OFF family, point text.
+"""Files other tools write: any text encoding, the whole OFF family, point text.
 
 Every variant holds the same octahedron (or the same scan) and must read to the same geometry as a
 plain control file.

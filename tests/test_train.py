@@ -119,7 +119,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_parameters(stores, tmp_p
 
 def test_schedule_and_parameter_groups_follow_the_paper():
     lrs = [epoch_lr(e, 1e-3, 300) for e in range(301)]
-    assert lrs[0] == lrs[1] == 1e-6  # one-epoch lag (spec §9.1)
+    assert lrs[0] == lrs[1] == 1e-6  # one-epoch lag (method §9.1)
     assert max(lrs) == pytest.approx(1e-3, rel=2e-3) and lrs.index(max(lrs)) == 11
     assert lrs[300] == pytest.approx(1.49e-4, rel=1e-2)  # the cosine over 400 epochs never finishes
     assert epoch_lr(300, 1e-3, 301, cosine_to_end=True) < 1.2e-6  # option: the cosine ends with the run
@@ -366,7 +366,7 @@ def test_a_default_run_trains_the_official_301_epochs_ending_at_the_unfinished_c
     from pipeline.core.params import TrainParams
 
     params = load_config().params("train")
-    assert params == TrainParams() and params.epochs == 301  # range(0, max_epoch + 1), spec §9.1
+    assert params == TrainParams() and params.epochs == 301  # range(0, max_epoch + 1), method §9.1
     lrs = [epoch_lr(e, params.lr, params.epochs, params.warmup_epochs, params.schedule_epochs, params.warmup_lr,
                     params.min_lr, params.cosine_to_end) for e in range(params.epochs)]  # fmt: skip
     assert lrs[0] == lrs[1] == 1e-6 and lrs[-1] == pytest.approx(1.49e-4, rel=1e-2)  # the cosine over 400

@@ -29,7 +29,7 @@ def cuda_expected(device: str) -> bool:
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """The teacher's precision: ``auto`` → fp16 on CUDA (the paper's teacher runs in fp16, spec §6), fp32
+    """The teacher's precision: ``auto`` → fp16 on CUDA (the paper's teacher runs in fp16, method §6), fp32
     elsewhere. Reduced precision on a CPU is an error (bf16 autocast is ≈ 8× slower on these CPUs)."""
     cuda = cuda_expected(device)
     if precision == "auto":
@@ -43,7 +43,7 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 def check_training_precision(precision: str, device: str, stage: str = "train") -> None:
-    """Training precision (spec §9.1: the official runs are fp32): ``fp32``, or ``bf16`` autocast of the
+    """Training precision (method §9.1: the official runs are fp32): ``fp32``, or ``bf16`` autocast of the
     forward on CUDA only. ``bf16`` on any other device is an error naming the key to change (bf16
     autocast is ≈ 8× slower than fp32 on these CPUs)."""
     if precision == "bf16" and not str(device).startswith("cuda"):

@@ -1,4 +1,5 @@
-"""Host memory of CPU fine-tuning: tensors given back to the system when freed (issue 9, item 10).
+"""Host memory of CPU fine-tuning: tensors given back to the system when freed, so that
+fine-tuning and few-shot fit where training fits.
 
 glibc's ``malloc`` serves a block of at least ``M_MMAP_THRESHOLD`` bytes (128 KiB at start) from a
 mapping of its own, which ``free`` returns to the system at once. By default it raises that

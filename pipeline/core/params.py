@@ -85,7 +85,7 @@ class PrepareParams(StageParams):
         None  # where the release / meshes lie; None for synthetic (generated under the data root)
     )
     layout: str = "auto"  # detected from the files under root; recorded in the store attrs
-    variant: Literal["obj-bg", "obj-only", "pb-t50-rs"] = "obj-bg"  # ScanObjectNN split family (spec §1.4)
+    variant: Literal["obj-bg", "obj-only", "pb-t50-rs"] = "obj-bg"  # ScanObjectNN split family (method §1.4)
     points: int = Field(8192, ge=16)  # P for mesh sources; point releases keep their own count
     oversample: int = Field(4, ge=1)  # surface samples = oversample·P before farthest point sampling
     fps: Literal["bucket", "exact"] = "bucket"  # fpsample's kd-line bucket FPS (fast) or the classic loop
@@ -99,7 +99,7 @@ class PrepareParams(StageParams):
 
 
 class RenderParams(StageParams):
-    """Three depth views per object, spec §5.2."""
+    """Three depth views per object, method §5.2."""
 
     STAGE: ClassVar[str] = "render"
     RUNTIME: ClassVar[frozenset[str]] = frozenset({"workers", "scheduler", "batch_size"})
@@ -128,14 +128,14 @@ class RenderParams(StageParams):
 
 
 class FeaturesParams(StageParams):
-    """Frozen 2D teacher features and saliency of every view, spec §6."""
+    """Frozen 2D teacher features and saliency of every view, method §6."""
 
     STAGE: ClassVar[str] = "cache-features"
     RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "batch_size", "num_workers", "shard"})
 
     teacher: str = "clip-vit-b16"  # a name of pipeline.features.teachers.TEACHERS or open_clip:<model>/<tag>
     weights: str | None = None  # local checkpoint instead of the download
-    normalisation: Literal["imagenet", "teacher"] = "imagenet"  # spec §5.2 uses ImageNet mean/std
+    normalisation: Literal["imagenet", "teacher"] = "imagenet"  # method §5.2 uses ImageNet mean/std
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: fp16 autocast on CUDA, fp32 on CPU
     chunk: int = Field(16, ge=1)
     batch_size: int = Field(64, ge=1)  # images per teacher forward (3 per object)
@@ -149,7 +149,7 @@ MONITOR_KEYS = ("monitor_dataset", "monitor_every", "monitor_every_steps", "moni
 
 
 class TrainParams(StageParams):
-    """I2P-MAE pre-training from the caches, spec §2–§9.1."""
+    """I2P-MAE pre-training from the caches, method §2–§9.1."""
 
     STAGE: ClassVar[str] = "train"
     RUNTIME: ClassVar[frozenset[str]] = frozenset(
@@ -191,7 +191,7 @@ class TrainParams(StageParams):
 
 
 class EvalParams(StageParams):
-    """Linear SVM on frozen encoder features, spec §3.4 and §9.3."""
+    """Linear SVM on frozen encoder features, method §3.4 and §9.3."""
 
     STAGE: ClassVar[str] = "eval"
     RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "batch_size"})
@@ -204,7 +204,7 @@ class EvalParams(StageParams):
 
 
 class FinetuneParams(StageParams):
-    """Fine-tuning the pre-trained encoder as a classifier, spec §3.5 and §9.2 (None: the recipe's value)."""
+    """Fine-tuning the pre-trained encoder as a classifier, method §3.5 and §9.2 (None: the recipe's value)."""
 
     STAGE: ClassVar[str] = "finetune"
     RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "test_batch_size"})
@@ -223,7 +223,7 @@ class FinetuneParams(StageParams):
 
 
 class FewshotParams(StageParams):
-    """Few-shot classification, spec §1.5: way × shot × folds episodes, fine-tuned per fold."""
+    """Few-shot classification, method §1.5: way × shot × folds episodes, fine-tuned per fold."""
 
     STAGE: ClassVar[str] = "fewshot"
     RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "test_batch_size"})

@@ -2,7 +2,7 @@
 
 Points per object for frozen-encoder features (``eval svm``, ``embed``):
 * ModelNet40 h5 release (layout ``modelnet40_ply_hdf5_2048``): the **first 1024 stored points**, no
-  FPS, no shuffling (spec §1.3, the paper's SVM protocol);
+  FPS, no shuffling (method §1.3, the paper's SVM protocol);
 * any other store: the encoder's pre-training point count (2048 for the paper's encoder), capped at
   what the store holds. Stores sampled from meshes keep their points in FPS order, so their first N
   points *are* an FPS sample; stores in a release's own order (ScanObjectNN, ShapeNet npy, resampled
@@ -196,7 +196,7 @@ class SVMOutcome:
 def run_svm(
     encoder: Encoder, store: PointsStore, params: EvalParams, device: str, report: Path
 ) -> SVMOutcome:
-    """Linear SVM on frozen features (spec §3.4, §9.3); appends a section to ``report``."""
+    """Linear SVM on frozen features (method §3.4, §9.3); appends a section to ``report``."""
     from i2pmae.evaluate import svm_accuracy
 
     require_splits(store, "eval svm")

@@ -1,6 +1,6 @@
 """Fine-tuning and few-shot glue: points stores (or Point-BERT few-shot pickles) → i2pmae.finetune → report.md.
 
-Recipes (spec §9.2): ScanObjectNN stores use their variant's recipe (obj-bg, obj-only, pb-t50-rs);
+Recipes (method §9.2): ScanObjectNN stores use their variant's recipe (obj-bg, obj-only, pb-t50-rs);
 every other store uses ModelNet40's (1024 points, label smoothing 0.2, ScaleAndTranslate, voting);
 ``--recipe`` overrides. Few-shot uses the ModelNet40 recipe with a ``way``-class head and, because
 I2P-MAE ships no few-shot config, Point-MAE's few-shot schedule (150 epochs, lr 5e-4, warm-up 10,
@@ -38,7 +38,7 @@ from pipeline.storage.store import atomic_write_bytes
 
 log = logging.getLogger("i2p")
 
-FEWSHOT_EPOCHS = 150  # Point-MAE's cfgs/fewshot.yaml (I2P-MAE ships no few-shot config, spec §1.5)
+FEWSHOT_EPOCHS = 150  # Point-MAE's cfgs/fewshot.yaml (I2P-MAE ships no few-shot config, method §1.5)
 
 
 def recipe_for(store: PointsStore | None, requested: str | None):  # noqa: ANN201

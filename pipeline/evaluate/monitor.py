@@ -1,4 +1,4 @@
-"""Monitoring and kept checkpoints during pre-training, as the paper's runner does them (spec §9.1).
+"""Monitoring and kept checkpoints during pre-training, as the paper's runner does them (method §9.1).
 
 * **Monitor**: a linear SVM of the encoder (the features of ``eval svm``, §3.4) on a prepared dataset,
   ``train.monitor_dataset`` (default ``modelnet40``, the name ``i2p prepare modelnet40`` gives the h5

@@ -1,4 +1,4 @@
-"""``report.md`` sections for every evaluation, written honestly (design.md "Honest evaluation").
+"""``report.md`` sections for every evaluation, written honestly (docs/evaluation.md, "Honest evaluation").
 
 Every section states what was measured and how: encoder, dataset and split sizes, point count and how
 points were chosen, the classifier's settings, seeds, last-epoch *and* best-epoch accuracy, unvoted

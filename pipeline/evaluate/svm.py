@@ -1,4 +1,4 @@
-"""The eval stage: linear SVM (spec §3.4, §9.3) of a run's encoder and of the same architecture at random
+"""The eval stage: linear SVM (method §3.4, §9.3) of a run's encoder and of the same architecture at random
 initialisation, on the points store the runner chose (the run's own for its dataset), into the run's
 report.md and ``evals/svm-<dataset>-<fp8>.json``.
 """

@@ -1,4 +1,4 @@
-"""The cache-features stage: views store → ``features/<dataset>-<teacher>-<fp8>.zarr`` (spec §6).
+"""The cache-features stage: views store → ``features/<dataset>-<teacher>-<fp8>.zarr`` (method §6).
 
 Per split: ``feature (S, V, C, h, w) float16`` (ln_post patch tokens × proj) and
 ``saliency (S, V, h, w) float32`` (last-layer CLS→patch attention, head-averaged); for augmented
@@ -95,7 +95,7 @@ def cache_features(
 
 
 def _normalisation(kind: str, teacher: Any) -> dict[str, Any]:
-    """The mean/std images are normalised with: ImageNet's (spec §5.2, the default) or the teacher's."""
+    """The mean/std images are normalised with: ImageNet's (method §5.2, the default) or the teacher's."""
     from i2pmae.geometry import IMAGENET_MEAN, IMAGENET_STD
 
     if kind == "imagenet":

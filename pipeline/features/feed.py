@@ -1,4 +1,4 @@
-"""The cache-features feed: views store → normalised teacher batches on the device (spec §5.2, §6).
+"""The cache-features feed: views store → normalised teacher batches on the device (method §5.2, §6).
 
 DataLoader workers read the depth images of one teacher batch each, ``(B, 224, 224) float16``,
 straight from the views store's shard files (``pipeline.storage.fastread``); a batch may span chunks. For a

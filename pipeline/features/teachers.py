@@ -1,4 +1,4 @@
-"""Frozen 2D teachers: open_clip ViTs that give patch features and CLS saliency (spec §6).
+"""Frozen 2D teachers: open_clip ViTs that give patch features and CLS saliency (method §6).
 
 A teacher turns normalised views (B, 3, 224, 224) into feature maps (B, C, h, w) (every patch token
 after ``ln_post``, times ``proj``) and saliency (B, h, w) (last-layer CLS→patch attention averaged
@@ -75,7 +75,7 @@ class Teacher:
 
     Attributes: ``name``, ``model_name``, ``pretrained_tag``, ``weights_path``, ``weights_sha256``
     (of the file actually loaded; None for random weights), ``random_weights``, ``mean``/``std`` (the
-    model's own image normalisation; the paper feeds ImageNet statistics instead, spec §5.2),
+    model's own image normalisation; the paper feeds ImageNet statistics instead, method §5.2),
     ``image_size`` (H, W), ``patch_grid`` (h, w), ``channels`` C, ``heads``, ``device``, ``precision``
     (what actually runs: fp32, or fp16/bf16 autocast on CUDA).
     """

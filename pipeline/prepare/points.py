@@ -1,7 +1,7 @@
 """The prepare stage: a source's objects → ``points/<dataset>-<fp8>.zarr``.
 
 Per split the store holds ``points (S, P, 3) float32``, ``label (S,) int32`` and ``id (S,) str``
-(design.md "Stores"). Work is split into chunks of ``params.chunk`` objects; workers read and sample
+(docs/pipeline.md, "Stores"). Work is split into chunks of ``params.chunk`` objects; workers read and sample
 (``load_chunk``), the main process writes each chunk, records its bad inputs and marks it done.
 
 Bad inputs keep their row (zero points, label −1, empty id) while the store fills, so chunk i always

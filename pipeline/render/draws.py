@@ -1,6 +1,6 @@
 """Augmented draws: the clouds the teacher sees in the paper's step, drawn once per object and cached.
 
-The official step (spec §1.1, §1.6, §5) takes a fresh random 2048 of an object's points, normalises
+The official step (method §1.1, §1.6, §5) takes a fresh random 2048 of an object's points, normalises
 them (``pc_norm``), scales each axis by U(2/3, 3/2) and shifts it by U(−0.2, 0.2), and projects *that*
 cloud into the teacher's views. A views store with ``views: augmented`` holds K such draws per object,
 draw k from (seed, object id, k): its subset, the ``pc_norm`` statistics of that subset (``centre``,
@@ -18,7 +18,7 @@ losses). With ``input_subset: fresh`` the input is a fresh subset every step, no
 ``pc_norm`` and given the draw's scale and shift; its 2D lookups use the same points in the draw's
 frame, so each point reads the draw's pixel at its own place on the surface — but the views of
 another subset differ (pixels sum the depths of the points that fall in them), and
-``benchmarks/draws.py`` measures how much (README, "Which views the teacher sees").
+``benchmarks/draws.py`` measures how much (docs/training.md, "Which views the teacher sees").
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def draw(seed: int, object_id: str, k: int, n_points: int, subset: int) -> tuple
 
 
 def norm_stats(points: np.ndarray) -> tuple[np.ndarray, np.float32]:
-    """``pc_norm``'s statistics of a cloud (N, 3) float32 (spec §1.1): its centroid (3,) and the
+    """``pc_norm``'s statistics of a cloud (N, 3) float32 (method §1.1): its centroid (3,) and the
     largest norm of the centred points (a scalar), both float32."""
     centre = points.mean(axis=0, dtype=np.float32)
     centred = points - centre

@@ -1,4 +1,4 @@
-"""The render stage: points store → ``views/<dataset>-<fp8>.zarr`` (spec §5.2).
+"""The render stage: points store → ``views/<dataset>-<fp8>.zarr`` (method §5.2).
 
 Per split, ``views: fixed`` (one unaugmented subset per object): ``image (O, V, 224, 224) float16``
 (depth after the sigmoid, before mean/std), ``proj (O, V, 5) float32`` (min_row, min_col, grid,

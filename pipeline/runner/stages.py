@@ -52,7 +52,7 @@ def plain_identity(params: P.StageParams) -> dict[str, Any]:
 
 def features_identity(params: P.FeaturesParams) -> dict[str, Any]:
     """Teacher, weights (path and the sha256 of their bytes), normalisation and the precision that will
-    be used (``auto``: fp16 where an NVIDIA driver is present, else fp32; spec §6)."""
+    be used (``auto``: fp16 where an NVIDIA driver is present, else fp32; method §6)."""
     from pipeline.core.devices import resolve_precision
     from pipeline.features.teacher_weights import weights_sha256
 

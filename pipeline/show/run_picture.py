@@ -1,11 +1,11 @@
 """``i2p show --run NAME OBJECT``: what a pre-training run does with one object.
 
 One forward of the run's last checkpoint on the object, exactly as in training but without the
-augmentation (spec §1.6), in eval mode, with the mask drawn from a fixed seed:
+augmentation (method §1.6), in eval mode, with the mask drawn from a fixed seed:
 
 * row 1: the three depth views with the teacher's saliency and the top-scale token centres that the
-  mask keeps visible (dots) or removes (crosses) — the 2D-guided mask of spec §4;
-* row 2, in 3D at the reconstruction scale (spec §7, §8): the input with the masked tokens' points
+  mask keeps visible (dots) or removes (crosses) — the 2D-guided mask of method §4;
+* row 2, in 3D at the reconstruction scale (method §7, §8): the input with the masked tokens' points
   in colour, the masked patches' ground truth, and the model's reconstruction of them.
 
 The forward is the model's own (``pretrain_forward`` → ``I2PMAE.forward``); its output already
@@ -60,7 +60,7 @@ def forward_one(model: Any, config: dict, split: str, row: int, seed: int) -> tu
     item = data[row]
     draw = int(item.pop("draw")[0]) if "draw" in item else None
     batch = Batch.from_item({k: v[None] for k, v in item.items()}, torch.device("cpu"))
-    torch.manual_seed(seed)  # the mask is a draw (spec §4): the same seed draws the same one
+    torch.manual_seed(seed)  # the mask is a draw (method §4): the same seed draws the same one
     with torch.no_grad():
         return batch, pretrain_forward(model, batch, augment=False), draw
 

@@ -19,7 +19,7 @@ import numpy as np
 from pipeline.core.errors import ConfigError
 from pipeline.storage.store import atomic_write_bytes
 
-VIEW_NAMES = ("view 1: rows x, cols y", "view 2: rows z, cols x", "view 3: rows y, cols z")  # spec §5.1
+VIEW_NAMES = ("view 1: rows x, cols y", "view 2: rows z, cols x", "view 3: rows y, cols z")  # method §5.1
 SALIENCY_LABEL = "teacher saliency (CLS→patch attention)"
 DEPTH_LABEL = "depth image (sigmoid of summed depth)"
 

@@ -83,7 +83,7 @@ def object_rng(seed: int, object_id: str) -> np.random.Generator:
 
 
 def normalise_unit_sphere(points: np.ndarray) -> np.ndarray:
-    """Subtract the centroid, divide by the largest norm (spec §1.1 `pc_norm`). (P, 3) → (P, 3)."""
+    """Subtract the centroid, divide by the largest norm (method §1.1 `pc_norm`). (P, 3) → (P, 3)."""
     centred = points - points.mean(axis=0, keepdims=True)
     scale = np.sqrt((centred**2).sum(axis=1)).max()
     return (centred / scale).astype(np.float32)

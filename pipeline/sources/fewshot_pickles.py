@@ -1,4 +1,4 @@
-"""The Point-BERT few-shot release (``ModelNetFewshot/<way>way_<shot>shot/<fold>.pkl``, spec §1.5)."""
+"""The Point-BERT few-shot release (``ModelNetFewshot/<way>way_<shot>shot/<fold>.pkl``, method §1.5)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pipeline.core.errors import LayoutError
 def read_fewshot_pickle(root: Path, way: int, shot: int, fold: int) -> tuple[Any, Any, Any, Any, tuple]:
     """One Point-BERT few-shot episode, ``<root>/[ModelNetFewshot/]<way>way_<shot>shot/<fold>.pkl``:
     lists of (points (8192, 6), label 0..way-1, original class). xyz only, centred and scaled into the
-    unit sphere as the paper's loader does (spec §1.5)."""
+    unit sphere as the paper's loader does (method §1.5)."""
     import torch
 
     candidates = [Path(root) / f"{way}way_{shot}shot" / f"{fold}.pkl",

@@ -1,8 +1,8 @@
 """ModelNet40 in its three common layouts, and the h5 reading shared with ScanObjectNN.
 
-``modelnet40_ply_hdf5_2048`` (spec §1.3): ``ply_data_{train,test}*.h5`` with ``data (n, 2048, 3)`` and
+``modelnet40_ply_hdf5_2048`` (method §1.3): ``ply_data_{train,test}*.h5`` with ``data (n, 2048, 3)`` and
 ``label (n, 1)``; points used as stored (already normalised), in stored order, files in natural order.
-``modelnet40_normal_resampled`` (spec §1.2): ``<class>/<id>.txt`` (10000 lines x,y,z,nx,ny,nz) listed
+``modelnet40_normal_resampled`` (method §1.2): ``<class>/<id>.txt`` (10000 lines x,y,z,nx,ny,nz) listed
 by ``modelnet40_{train,test}.txt``; the Point-BERT caches ``modelnet40_{split}_8192pts_fps.dat`` are
 used when both exist (8192 points, stored order), else each txt is reduced to P by FPS; xyz only,
 normalised either way. ``modelnet40_off``: Princeton OFF meshes ``<class>/{train,test}/*.off``.

@@ -1,4 +1,4 @@
-"""ScanObjectNN h5 splits (spec §1.4): points used as stored (2048, not normalised), 15 classes.
+"""ScanObjectNN h5 splits (method §1.4): points used as stored (2048, not normalised), 15 classes.
 
 variant → files: ``obj-bg`` main_split/{training,test}_objectdataset.h5, ``obj-only``
 main_split_nobg/{training,test}_objectdataset.h5, ``pb-t50-rs``

@@ -1,4 +1,4 @@
-"""ShapeNet: the Point-BERT ShapeNet-55 release (spec §1.1) or ShapeNetCore.v2 meshes.
+"""ShapeNet: the Point-BERT ShapeNet-55 release (method §1.1) or ShapeNetCore.v2 meshes.
 
 ``shapenet55_npy``: ``shapenet_pc/<synset>-<model>.npy`` (8192×3) listed by ``ShapeNet-55/{train,test}.txt``;
 points are kept in their stored order and normalised (centroid, max norm). ``shapenetcore_v2``:

@@ -131,7 +131,7 @@ WRAPPER_PREFIX = re.compile(r"^((module|_orig_mod)\.)+")
 
 
 def strip_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Remove every leading ``module.`` (DataParallel / DDP, spec §12.1) and ``_orig_mod.`` (torch.compile)."""
+    """Remove every leading ``module.`` (DataParallel / DDP, method §12.1) and ``_orig_mod.`` (torch.compile)."""
     return {WRAPPER_PREFIX.sub("", k): v for k, v in state.items()}
 
 

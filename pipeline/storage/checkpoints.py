@@ -10,7 +10,7 @@
   keeps the ``h_encoder.*`` keys, ignores the rest (teacher, decoder, heads), infers the widths and
   depths from the shapes, and raises :class:`CheckpointError` counting the missing, unexpected and
   mis-shaped encoder keys and naming the first few of each. The official loader loads with
-  ``strict=False`` and silently loads nothing (spec §12.1); this one never does.
+  ``strict=False`` and silently loads nothing (method §12.1); this one never does.
 * The paper's fine-tuned classifiers (``cls_head_finetune.*``): loaded whole, strictly.
 
 Reading a file (signature check, wrapper keys, ``module.`` / ``_orig_mod.`` prefixes, which files are

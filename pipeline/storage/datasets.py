@@ -11,7 +11,7 @@
      "run": "quick"}                                                             # the last run trained on it
 
 A name maps to one source: preparing another root (or source, or ScanObjectNN variant) under a name
-already taken is an error (issue "datasets never shadow each other"). The record is updated by the stage
+already taken is an error: datasets never shadow each other. The record is updated by the stage
 runner after a stage's output is complete, so "current" always names complete outputs.
 """
 

@@ -11,7 +11,7 @@ sources, e.g. ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_ENDPOINT
 Never call ``Path(x)`` on a value that may be a URL (``Path("s3://b/k")`` is ``s3:/b/k``): use
 :func:`location`. Locks (``flock``) need a local file: a store on a URL is locked through a file in a
 per-machine folder (:func:`lock_file`), so two writers of one store on one machine still exclude each
-other, while writers on different machines are not detected (design.md "Stores on object storage").
+other, while writers on different machines are not detected (docs/object-storage.md, "How it works").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Zarr stores: fingerprints, paths, locks, and a writer that fills a store chunk by chunk.
 
-The contract (design.md "Stores" and "Stage runner"):
+The contract (docs/pipeline.md, "Stores" and "The stage contract"):
 
 * a derived store's path carries the first 8 hex digits of its fingerprint, so a parameter change
   makes a new store and never overwrites an old one;

@@ -81,7 +81,7 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
           world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False) -> Setup:  # fmt: skip
     """Seed, build model and optimizer, restore ``ckpt-last.pt`` when ``resume``, build the loader.
 
-    ``params.batch_size`` is the total over the ``world`` ranks (spec §9.1: the official total batch is split
+    ``params.batch_size`` is the total over the ``world`` ranks (method §9.1: the official total batch is split
     across GPUs), each rank loading ``batch_size // world``; the lr and the steps per epoch do not depend on
     ``world``. Raises TrainingError when it does not split evenly, ConfigError for bf16 off CUDA."""
     check_training_precision(params.precision, device)

@@ -1,6 +1,6 @@
 """The training dataset: points, views and features stores → one object's tensors per item.
 
-Per item (design.md "Training from caches", spec §1.1): a random N of the object's stored points
+Per item (docs/training.md, "Training from caches"; method §1.1): a random N of the object's stored points
 (a permutation's first N, drawn from (seed, epoch, index), so the same epoch gives the same subsets
 whatever the worker count or a resume), re-normalised into the unit sphere for the 3D input
 (``xyz``), and the same points in the frame the views were projected from (``canonical``), with the
@@ -9,7 +9,7 @@ uniform shuffle, as the paper's.
 
 * No views store (3D-only training, or an online teacher, which projects ``xyz`` itself): ``xyz``
   and ``canonical`` (the stored frame) only.
-* Fixed views: ``canonical`` is the stored frame; the step augments ``xyz`` (spec §1.6).
+* Fixed views: ``canonical`` is the stored frame; the step augments ``xyz`` (method §1.6).
 * Augmented views (``pipeline.render.draws``): a draw k of the object is picked from the same generator;
   ``xyz`` already carries that draw's scale and shift (the step must not augment again) and
   ``canonical`` is the same points in the draw's frame. With ``input_subset="draw"`` the points are
@@ -121,12 +121,12 @@ class CachedShapes(torch.utils.data.Dataset):
         r = self._open()
         stored = r["points"].get("points", index)  # (P, 3) float32, canonical frame
         rng = np.random.default_rng([self.seed, epoch, index])
-        chosen = rng.permutation(self.stored_points)[: self.n_points]  # spec §1.1: random, not FPS
+        chosen = rng.permutation(self.stored_points)[: self.n_points]  # method §1.1: random, not FPS
         if self.augmented:
             self._fill_draw(index, int(rng.integers(self.draws)), stored, chosen, rng, out)
             return
         canonical = stored[chosen]
-        out["xyz"][...] = normalise_unit_sphere(canonical)  # spec §1.1 pc_norm, after subsampling
+        out["xyz"][...] = normalise_unit_sphere(canonical)  # method §1.1 pc_norm, after subsampling
         out["canonical"][...] = canonical
         if "proj" in out:
             out["proj"][...] = self._whole["proj"][index]  # (V, 5)
@@ -192,11 +192,11 @@ class _EpochBatches(torch.utils.data.Sampler):
 
 class EpochSampler(torch.utils.data.Sampler):
     """This rank's indices of one epoch: shuffled from (seed, epoch), cut into global batches of
-    ``batch_size`` (the total over ranks, spec §9.1), of which this rank takes its ``batch_size // world``
+    ``batch_size`` (the total over ranks, method §9.1), of which this rank takes its ``batch_size // world``
     consecutive slice; from a start batch on.
 
     The global batches, and so the steps per epoch and the objects of every step, do not depend on
-    ``world``. drop_last as spec §1.1: only full batches. ``start_batch`` skips batches already trained.
+    ``world``. drop_last as method §1.1: only full batches. ``start_batch`` skips batches already trained.
     """
 
     def __init__(self, length: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
