@@ -221,7 +221,7 @@ def status(
     ctx: typer.Context,
     dataset: Dataset = None,
     quick: Annotated[bool, typer.Option("--quick", help="Compare with the settings of `i2p run --quick`.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole state as JSON (see the README).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole state as JSON (schema: docs/pipeline.md).")] = False,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
 ) -> None:  # fmt: skip
     """Every stage per dataset (up to date, partial, missing, or which param changed), stores, runs."""

@@ -172,7 +172,7 @@ def test_paper_checkpoints_run_end_to_end(official_shapes, tmp_path):
     out = invoke("eval", "svm", "--ckpt", pre, "-d", "modelnet40", "--data-root", data)
     assert out.exit_code == 0, out.output
     report = (data / "runs" / "pre-train" / "report.md").read_text()
-    assert "the first 1024 of 2048 stored points (spec §1.3" in report and "C=0.0093" in report
+    assert "the first 1024 of 2048 stored points (method §1.3" in report and "C=0.0093" in report
     assert "pre-train.pth (official checkpoint, epoch 300)" in report
     clf = official_file(
         tmp_path / "scan.pth", random_state(official_shapes["scanobjectnn"]["state_dict"]), clip=False

@@ -36,9 +36,9 @@ log = logging.getLogger("i2p")
 __all__ = ["Encoder", "EvaluationError", "checkpoint_path", "report_path", "resolve_encoder"]
 
 H5_LAYOUT = "modelnet40_ply_hdf5_2048"
-PAPER_C = {H5_LAYOUT: (0.0093, "the paper's C for ModelNet40 (spec §9.3)")}
-SCAN_C = (0.018, "the paper's C for ScanObjectNN OBJ-BG (spec §9.3)")
-MONITOR_C = (0.01, "the paper's per-epoch monitor C (spec §9.1); the paper gives none for this dataset")
+PAPER_C = {H5_LAYOUT: (0.0093, "the paper's C for ModelNet40 (method §9.3)")}
+SCAN_C = (0.018, "the paper's C for ScanObjectNN OBJ-BG (method §9.3)")
+MONITOR_C = (0.01, "the paper's per-epoch monitor C (method §9.1); the paper gives none for this dataset")
 
 
 # ---- points stores ------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ def feature_points(store: PointsStore, requested: int | None, train_points: int)
     if n == P:
         return n, "first", f"{n}: all stored points"
     if h5:
-        return n, "first", f"{n}: the first {n} of {P} stored points (spec §1.3: no FPS, no shuffling)"
+        return n, "first", f"{n}: the first {n} of {P} stored points (method §1.3: no FPS, no shuffling)"
     if store.handling.get("point_order") == "fps":
         return n, "first", f"{n}: the first {n} of {P} stored points (stored in FPS order, so an FPS sample)"
     return n, "fps", f"{n}: farthest point sampling from index 0 out of {P} stored points"

@@ -105,7 +105,7 @@ def _train(model: Any, data: tuple, fcfg: Any, device: str, label: str) -> Any:
     from i2pmae.finetune import finetune
     from pipeline.core.host_memory import return_freed_tensors
 
-    return_freed_tensors()  # resident memory stays near the tensors alive (README, Evaluation)
+    return_freed_tensors()  # resident memory stays near the tensors alive (docs/evaluation.md)
     per_epoch = max(len(data[0]) // fcfg.batch_size, 1)
     with progress_bar(f"finetune {label}", fcfg.epochs * per_epoch, "batches") as advance:
 

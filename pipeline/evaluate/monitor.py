@@ -97,7 +97,7 @@ def build_monitor(params: TrainParams, data_root: Path, device: str) -> Monitor 
     state = read_state(path, progress=False) if path is not None else None
     if state is None or not state.complete:
         log.info("monitoring off: dataset %s is not prepared under %s; turn it on with `i2p prepare %s --root PATH` "
-                 "(the ModelNet40 h5 release, spec §9.1) or --set train.monitor_dataset=NAME", name, data_root,
+                 "(the ModelNet40 h5 release, method §9.1) or --set train.monitor_dataset=NAME", name, data_root,
                  "modelnet40" if name == "modelnet40" else "SOURCE --dataset " + name)  # fmt: skip
         return None
     store = points_store(path)
@@ -133,7 +133,7 @@ def check(monitor: Monitor | None, s: Any, params: TrainParams, run: Path, metri
                         rng_states or [rng_state()])  # fmt: skip
         rundir.mark_best(run, {"checkpoint": rundir.checkpoint(run, "best").name, "step": step, "epoch": shown,
                                "svm_acc": acc, "dataset": monitor.store.name, "selected_on": "test split",
-                               "note": "chosen on the monitor dataset's test split, as the paper's runner (spec §9.1)"})  # fmt: skip
+                               "note": "chosen on the monitor dataset's test split, as the paper's runner (method §9.1)"})  # fmt: skip
     rundir.write_monitor_plot(run)
 
 

@@ -20,7 +20,7 @@ from pipeline.storage.store import atomic_write_bytes
 BEST_ON_TEST = (
     "**Best epochs were chosen on the test split** (the dataset has no validation split), so the "
     "best-epoch numbers are optimistic; the last-epoch numbers involve no choice on the test split "
-    "(spec §12.4)."
+    "(method §12.4)."
 )
 
 
@@ -75,7 +75,7 @@ def svm_section(
     return (
         f"## Linear SVM ({_stamp()})\n\n{table(rows)}\n\n"
         "Trained once on the train split, scored once on the test split; no epoch or C was selected "
-        "by this command. The paper's C values appear to have been tuned on the test split (spec §12.4)."
+        "by this command. The paper's C values appear to have been tuned on the test split (method §12.4)."
     )
 
 

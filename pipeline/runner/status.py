@@ -2,7 +2,7 @@
 
 Each stage row comes from the same plan and the same state function that ``i2p run`` uses
 (:func:`pipeline.runner.execute.output_state`), so status never disagrees with what run would do. No torch, no
-source scan. :func:`collect` returns plain data; ``--json`` prints it (schema in the README), the
+source scan. :func:`collect` returns plain data; ``--json`` prints it (schema in docs/pipeline.md), the
 default prints tables on stdout.
 """
 

@@ -73,7 +73,7 @@ def _stores_text(config: Mapping[str, Any], store_attrs: Mapping[str, Mapping[st
 
 
 def _views_text(config: Mapping[str, Any], store_attrs: Mapping[str, Mapping[str, Any]]) -> str:
-    """Which views the teacher saw (README "Which views the teacher sees")."""
+    """Which views the teacher saw (docs/training.md, "Which views the teacher sees")."""
     params = config.get("params") or {}
     if params.get("online_teacher"):
         return "online: each step's augmented input, projected and run through the teacher (the official step)"
