@@ -7,7 +7,7 @@ pre-trained I2P-MAE state dict loads into ``h_encoder`` after dropping the pre-t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -52,9 +52,6 @@ class ClassifierConfig:
         if variant not in ("obj-bg", "obj-only", "pb-t50-rs"):
             raise InputError(f"unknown ScanObjectNN variant {variant!r}; use obj-bg, obj-only or pb-t50-rs")
         return cls(num_classes=15, pooling="concat", group_sizes=(32, 16, 16), local_radius=RADII[variant])
-
-    def with_classes(self, num_classes: int) -> ClassifierConfig:
-        return replace(self, num_classes=num_classes)
 
 
 class PointClassifier(nn.Module):

@@ -25,14 +25,13 @@ class Recipe:
     label_smoothing: float
     augment: Augment
     votes: int  # 0: voting not defined (2048-point inputs; the official code raises)
-    svm_c: float  # the paper's linear-SVM C for this data (§9.3); 0.01 is its per-epoch monitor's
 
 
 RECIPES: dict[str, Recipe] = {
-    "modelnet40": Recipe("modelnet40", 1024, 3, "mean+max", 0.2, "scale-translate", 10, 0.0093),
-    "obj-bg": Recipe("obj-bg", 2048, 2, "concat", 0.0, "scale-rotate", 0, 0.018),
-    "obj-only": Recipe("obj-only", 2048, 2, "concat", 0.0, "scale-rotate", 0, 0.018),
-    "pb-t50-rs": Recipe("pb-t50-rs", 2048, 2, "concat", 0.0, "scale-rotate", 0, 0.018),
+    "modelnet40": Recipe("modelnet40", 1024, 3, "mean+max", 0.2, "scale-translate", 10),
+    "obj-bg": Recipe("obj-bg", 2048, 2, "concat", 0.0, "scale-rotate", 0),
+    "obj-only": Recipe("obj-only", 2048, 2, "concat", 0.0, "scale-rotate", 0),
+    "pb-t50-rs": Recipe("pb-t50-rs", 2048, 2, "concat", 0.0, "scale-rotate", 0),
 }
 
 

@@ -71,19 +71,3 @@ def lock_file(store: Path, suffix: str) -> Path:
     digest = hashlib.sha256(str(store).encode()).hexdigest()[:16]
     folder = Path(tempfile.gettempdir()) / f"i2p-locks-{os.getuid()}"
     return folder / f"{location(store).name}-{digest}{suffix}"
-
-
-def files_under(where: Path, pattern: str = "*") -> list[Path]:
-    """Every file under a store (local or remote) whose name matches ``pattern``."""
-    return [p for p in location(where).rglob(pattern) if p.is_file()]
-
-
-def remove_tree(where: Path) -> None:
-    """Delete a store (a local folder or every object under a URL prefix); absent is not an error."""
-    import shutil
-
-    loc = location(where)
-    if not is_url(loc):
-        shutil.rmtree(loc, ignore_errors=True)
-    elif loc.exists():
-        loc.fs.rm(loc.path, recursive=True)

@@ -170,7 +170,6 @@ class StoreWriter:
         import zarr
 
         self.path = location(path)
-        self._zarr = zarr
         if (self.path / "zarr.json").exists():  # the real metadata, never a consolidated copy of it
             group = zarr.open_group(str(self.path), mode="r+", use_consolidated=False)
             found = group.attrs.get("fingerprint")
