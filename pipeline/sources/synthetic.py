@@ -1,11 +1,15 @@
-"""The embedded default dataset: procedural meshes of 15 classes built from trimesh primitives.
+"""The embedded default dataset: procedural meshes of 15 classes, in two generator versions.
 
-Classes differ by structure (parts and how they connect), not by size: every object gets a random
-overall scale and wide random proportions, optional parts and part counts, and a small random pose,
-all seeded from (seed, class, index). Some pairs are deliberately close (chair/stool/bench, table/desk,
-mug/vase/bottle, shelf/tower). Meshes are written as PLY under
-``<data_root>/sources/synthetic-<seed>-<per_class>/<class>/{train,test}/<class>_<nnnn>.ply`` and then read
-by the same folder reader as users' data, so sampling takes the ordinary mesh code path.
+Version 2 (the default, synthetic_shapes_v2.py) gives every class its own LOCAL geometry at the scale
+of a pre-training target (thin sheets and strands of class-specific orientation and spacing, teeth,
+holes, slats, spikes, flutes, twist), so the 3D pretext task is not solved by a constant pattern.
+Version 1 (synthetic_shapes.py: furniture, vessels and vehicles from boxes, cylinders and lathes;
+classes differ by structure, not by size) stays available: ``generator=1``. Every object gets a
+random overall scale, proportions, optional parts and a small random pose, all seeded from
+(seed, class, index). Meshes are written as PLY under
+``<data_root>/sources/<name>/<class>/{train,test}/<class>_<nnnn>.ply``, <name> being
+``synthetic-<seed>-<per_class>`` for version 1 and ``synthetic-v2-<seed>-<per_class>`` for version 2, and
+then read by the same folder reader as users' data, so sampling takes the ordinary mesh code path.
 
 trimesh is imported by the functions that build meshes, so scanning a set that is already generated
 (every ``i2p prepare`` that finds its store up to date) does not import it.
@@ -19,13 +23,24 @@ import shutil
 import uuid
 from pathlib import Path
 
+from pipeline.core.errors import ConfigError
 from pipeline.core.params import PrepareParams
-from pipeline.sources import folder
+from pipeline.sources import folder, synthetic_shapes, synthetic_shapes_v2
 from pipeline.sources.base import Catalog
-from pipeline.sources.synthetic_shapes import CLASSES, make_object
+from pipeline.sources.synthetic_shapes import CLASSES, make_object  # noqa: F401  version 1's names, for callers pinning it
 
-VERSION = 1  # bump when the generator changes: existing sets are then regenerated
+VERSION = 2  # the default generator; a new one gets a new number, module and folder name
+GENERATORS = {1: synthetic_shapes, 2: synthetic_shapes_v2}  # version → module with CLASSES, make_object
 MARKER = "COMPLETE.json"
+
+
+def shapes(generator: int):
+    """The module of generator version ``generator`` (its ``CLASSES`` and ``make_object``)."""
+    if generator not in GENERATORS:
+        raise ConfigError(
+            f"synthetic generator version {generator!r} does not exist; choose one of {sorted(GENERATORS)}"
+        )
+    return GENERATORS[generator]
 
 
 def n_test(per_class: int, test_fraction: float) -> int:
@@ -33,15 +48,23 @@ def n_test(per_class: int, test_fraction: float) -> int:
     return int(min(per_class - 1, max(1, round(per_class * test_fraction))))
 
 
-def dataset_dir(data_root: Path, seed: int, per_class: int, test_fraction: float) -> Path:
-    """``<data_root>/sources/synthetic-<seed>-<per_class>``; a non-default test share adds ``-test<f>``."""
+def dataset_dir(
+    data_root: Path, seed: int, per_class: int, test_fraction: float, generator: int = VERSION
+) -> Path:
+    """``<data_root>/sources/synthetic-<seed>-<per_class>`` (version 1) or ``synthetic-v<g>-<seed>-<per_class>``
+    (version g ≥ 2, so sets of different generators never share a folder); a non-default test share
+    adds ``-test<f>``."""
     default = PrepareParams.model_fields["test_fraction"].default
     suffix = "" if test_fraction == default else f"-test{test_fraction:g}"
-    return Path(data_root) / "sources" / f"synthetic-{seed}-{per_class}{suffix}"
+    version = "" if generator == 1 else f"v{generator}-"
+    return Path(data_root) / "sources" / f"synthetic-{version}{seed}-{per_class}{suffix}"
 
 
-def _marker(seed: int, per_class: int, test_fraction: float) -> dict:
-    return dict(version=VERSION, seed=seed, per_class=per_class, test_fraction=test_fraction, classes=CLASSES)
+def _marker(seed: int, per_class: int, test_fraction: float, generator: int) -> dict:
+    classes = shapes(generator).CLASSES
+    return dict(
+        version=generator, seed=seed, per_class=per_class, test_fraction=test_fraction, classes=classes
+    )
 
 
 def _is_complete(path: Path, marker: dict) -> bool:
@@ -51,27 +74,35 @@ def _is_complete(path: Path, marker: dict) -> bool:
         return False
 
 
-def generate(out_dir: Path, seed: int, per_class: int, test_fraction: float) -> None:
+def generate(
+    out_dir: Path, seed: int, per_class: int, test_fraction: float, generator: int = VERSION
+) -> None:
     """Write every object as ``<class>/{train,test}/<class>_<nnnn>.ply`` under out_dir, the marker last."""
+    module = shapes(generator)
     n_train = per_class - n_test(per_class, test_fraction)
-    for name in CLASSES:
+    for name in module.CLASSES:
         for split in ("train", "test"):
             (out_dir / name / split).mkdir(parents=True, exist_ok=True)
         for index in range(per_class):
             split = "train" if index < n_train else "test"
-            make_object(name, seed, index).export(out_dir / name / split / f"{name}_{index:04d}.ply")
-    (out_dir / MARKER).write_text(json.dumps(_marker(seed, per_class, test_fraction), indent=1))
+            mesh = module.make_object(name, seed, index)
+            mesh.export(out_dir / name / split / f"{name}_{index:04d}.ply")
+    (out_dir / MARKER).write_text(json.dumps(_marker(seed, per_class, test_fraction, generator), indent=1))
 
 
-def ensure_dataset(data_root: Path, seed: int, per_class: int, test_fraction: float) -> Path:
-    """The generated set's folder, generating it (into a temporary folder, then renamed) unless complete."""
-    final = dataset_dir(data_root, seed, per_class, test_fraction)
-    marker = _marker(seed, per_class, test_fraction)
+def ensure_dataset(
+    data_root: Path, seed: int, per_class: int, test_fraction: float, generator: int = VERSION
+) -> Path:
+    """The generated set's folder, generating it (into a temporary folder, then renamed) unless complete.
+
+    ``generator``: the version of the class builders (2, the default, or 1 for the original set)."""
+    final = dataset_dir(data_root, seed, per_class, test_fraction, generator)
+    marker = _marker(seed, per_class, test_fraction, generator)
     if _is_complete(final, marker):
         return final
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        generate(tmp, seed, per_class, test_fraction)
+        generate(tmp, seed, per_class, test_fraction, generator)
         if final.exists() and not _is_complete(final, marker):  # stale (older generator): set it aside
             stale = final.with_name(f".{final.name}.stale-{uuid.uuid4().hex[:8]}")
             final.rename(stale)
@@ -86,9 +117,11 @@ def ensure_dataset(data_root: Path, seed: int, per_class: int, test_fraction: fl
     return final
 
 
-def scan(params: PrepareParams, data_root: Path) -> Catalog:
-    """Generate the set if needed, then read it with the folder reader (ids ``<class>/<class>_<nnnn>``)."""
-    root = ensure_dataset(data_root, params.seed, params.synthetic_per_class, params.test_fraction)
+def scan(params: PrepareParams, data_root: Path, generator: int = VERSION) -> Catalog:
+    """Generate the set if needed, then read it with the folder reader (ids ``<class>/<class>_<nnnn>``).
+
+    ``generator`` picks the builders' version (a ``prepare.synthetic_version`` param is to pass it)."""
+    root = ensure_dataset(data_root, params.seed, params.synthetic_per_class, params.test_fraction, generator)
     catalog = folder.scan(params, root, source="synthetic", layout="synthetic")
-    catalog.handling["generator_version"] = VERSION
+    catalog.handling["generator_version"] = generator
     return catalog
