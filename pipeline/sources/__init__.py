@@ -90,7 +90,7 @@ def scan(params: PrepareParams, data_root: Path) -> Catalog:
     """Find every object of ``params.source``: classes, per split the items, and how points are handled."""
     layout, root = resolve_layout(params)
     if params.source == "synthetic":
-        return synthetic.scan(params, Path(data_root))
+        return synthetic.scan(params, Path(data_root), generator=params.synthetic_version)
     assert root is not None
     if params.source == "shapenet":
         return shapenet.scan(params, root, layout)
