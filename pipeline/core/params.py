@@ -92,7 +92,7 @@ class PrepareParams(StageParams):
     fps: Literal["bucket", "exact"] = "bucket"  # fpsample's kd-line bucket FPS (fast) or the classic loop
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)  # folder sources without train/test sub-folders
     synthetic_per_class: int = Field(30, ge=2)  # objects generated per synthetic class
-    synthetic_version: Literal[1, 2] = 2  # synthetic generator: 2 class-specific local geometry; 1 the original
+    synthetic_version: Literal[1, 2, 3] = 2  # synthetic generator: 2 class-specific local geometry; 1 the original
     seed: int = 0  # per-object randomness is seeded from (seed, object id)
     chunk: int = Field(32, ge=1)  # objects per chunk: the unit of work, of resume and of zarr chunking
     workers: int = Field(1, ge=1)  # local dask workers (processes); 1 runs in-process
