@@ -23,6 +23,7 @@ Device = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda 
 Points = Annotated[int | None, typer.Option("--points", help="Points per object (default: see the report).")]
 Pooling = Annotated[str | None, typer.Option("--pooling", help="max (I2P-MAE) | mean+max (Point-M2AE).")]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Objects per forward pass.")]
+BnStats = Annotated[str | None, typer.Option("--bn-stats", help="BatchNorm statistics: running (the paper's) | reestimate (on the train split first).")]
 RandomInit = Annotated[bool, typer.Option("--random-init", help="Evaluate the same architecture at random initialisation (a baseline).")]
 Report = Annotated[Path | None, typer.Option("--report", help="Markdown file to append to (default: the run's report.md).")]
 Epochs = Annotated[int | None, typer.Option("--epochs", help="Fine-tuning epochs (paper: 300; few-shot: 150).")]
@@ -71,7 +72,7 @@ def svm_command(
     ctx: typer.Context, run: Run = None, ckpt: Ckpt = None, dataset: Dataset = None,
     c: Annotated[float | None, typer.Option("--c", "--svm-c", help="SVM C (default: the paper's for the dataset).")] = None,
     pooling: Pooling = None, points: Points = None, batch_size: BatchSize = None, device: Device = None,
-    which: Which = "last", random_init: RandomInit = False,
+    bn_stats: BnStats = None, which: Which = "last", random_init: RandomInit = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of --random-init.")] = 0,
     report: Report = None, data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
 ) -> None:
@@ -79,7 +80,8 @@ def svm_command(
     with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
         from pipeline.evaluate import extract as ev
 
-        config = config.with_values("eval", svm_c=c, points=points, pooling=pooling, batch_size=batch_size, device=device)
+        config = config.with_values("eval", svm_c=c, points=points, pooling=pooling, batch_size=batch_size, device=device,
+                                    bn_stats=bn_stats)
         config = config.with_values("train", run=run)
         cx = context(config, root, dataset, run)
         if not _direct(run, ckpt, random_init, which, cx):
@@ -90,7 +92,14 @@ def svm_command(
         encoder = ev.resolve_encoder(root, run, ckpt, random_init=random_init, seed=seed, which=which)
         out = ev.run_svm(encoder, store, params, ev.resolve_device(params.device), ev.report_path(root, encoder, report))
         say(f"linear SVM on {store.name}: [bold]{100 * out.accuracy:.2f} %[/] (C={out.c:g}, {out.n_points} points, "
-            f"{encoder.label}) → {_rel(out.report)}")
+            f"{out.bn.text()}, {encoder.label}) → {_rel(out.report)}")
+        _say_note(out.bn)
+
+
+def _say_note(bn) -> None:  # noqa: ANN001
+    """The staleness warning of a BatchNorm protocol, on its own line under the number it concerns."""
+    if bn.note():
+        say(f"  [yellow]{bn.note()}[/]")
 
 
 def _last_run(cx) -> str | None:  # noqa: ANN001
@@ -105,7 +114,7 @@ def embed_command(
     run: Run = None, ckpt: Ckpt = None, dataset: Dataset = None,
     split: Annotated[str, typer.Option("--split", help="Which split of the dataset: train | test | ...")] = "train",
     points: Points = None, pooling: Pooling = None, batch_size: BatchSize = None, device: Device = None,
-    which: Which = "last", random_init: RandomInit = False,
+    bn_stats: BnStats = None, which: Which = "last", random_init: RandomInit = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of --random-init.")] = 0,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
 ) -> None:
@@ -113,13 +122,15 @@ def embed_command(
     with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
         from pipeline.evaluate import extract as ev
 
-        params = config.params("eval", points=points, pooling=pooling, batch_size=batch_size, device=device)
+        params = config.params("eval", points=points, pooling=pooling, batch_size=batch_size, device=device,
+                               bn_stats=bn_stats)
         cx = context(config.with_values("train", run=run), root, dataset, run)
         run = _encoder_run(cx, run, ckpt, random_init)
         store = ev.points_store(_points(cx, run, ckpt))
         encoder = ev.resolve_encoder(root, run, ckpt, random_init=random_init, seed=seed, which=which)
-        path, shape, how = ev.run_embed(encoder, store, split, params, ev.resolve_device(params.device), out)
-        say(f"wrote {path}: {shape[0]} × {shape[1]} float32 ({store.name}/{split}, points {how})")
+        path, shape, how, bn = ev.run_embed(encoder, store, split, params, ev.resolve_device(params.device), out)
+        say(f"wrote {path}: {shape[0]} × {shape[1]} float32 ({store.name}/{split}, points {how}, {bn.text()})")
+        _say_note(bn)
 
 
 def finetune_command(

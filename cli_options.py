@@ -200,8 +200,13 @@ def result_lines(stage: str, record: dict[str, Any]) -> list[str]:
 
     r, where = record["result"], f"on {record.get('dataset')} (run {record.get('run')})"
     if stage == "eval":
+        from pipeline.evaluate.bnstats import BNProtocol
+
+        bn = {k: BNProtocol.from_record(r.get(k)) for k in ("bn", "random_init_bn")}
+        notes = [f"  {who}: {b.note()}" for who, b in zip(("pre-trained", "random init"), bn.values(), strict=True) if b.note()]
         return [f"linear SVM {where}: [bold]{100 * r['accuracy']:.2f} %[/], random init "
-                f"{100 * r['random_init_accuracy']:.2f} % (C={r['svm_c']:g}, {r['points']} points)"]  # fmt: skip
+                f"{100 * r['random_init_accuracy']:.2f} % (C={r['svm_c']:g}, {r['points']} points, "
+                f"{bn['bn'].text()})", *notes]  # fmt: skip
     if stage == "finetune":
         return [f"fine-tuning {where}: last epoch {mean_std(r['last_acc'])}, best epoch "
                 f"{mean_std(r['best_acc'])} (chosen on the test split)"]  # fmt: skip

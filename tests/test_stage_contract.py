@@ -147,6 +147,30 @@ def test_an_unrelated_prepare_changes_no_evaluation_of_the_run(built):
     assert "## Provenance" in report and any(r.startswith("| stores |") for r in report)
 
 
+def test_an_encoder_and_its_random_init_baseline_share_one_bn_protocol_named_beside_each_number(built):
+    _, data, _ = built
+    run = data / "runs" / "default"
+    default = cli(data, "run", "eval", "-d", "toys", *sets())
+    assert default.exit_code == 0 and "bn_stats=running)" in default.stdout, default.output
+    assert "random init: running BN statistics stale: 0 steps since init; var ratio" in default.stdout
+    assert "pre-trained: running BN statistics stale: " in default.stdout  # one training step
+    changed = status(data, "-d", "toys", *sets("eval.bn_stats=reestimate"))["eval"]
+    assert changed.startswith("changed: bn_stats None → 'reestimate'"), changed  # the default hashes as before
+    out = cli(data, "run", "eval", "-d", "toys", *sets("eval.bn_stats=reestimate"))
+    assert out.exit_code == 0 and "bn_stats=reestimate (train split, " in out.stdout and "stale" not in out.stdout
+    records = [json.loads(p.read_text()) for p in (run / "evals").glob("svm-toys-*.json")]
+    by = {r["params"].get("bn_stats", "running"): r["result"] for r in records}
+    for protocol, result in by.items():  # the baseline always under the pre-trained encoder's protocol
+        assert result["bn_stats"] == result["bn"]["bn_stats"] == result["random_init_bn"]["bn_stats"] == protocol
+    assert by["reestimate"]["bn"]["objects"] == by["reestimate"]["random_init_bn"]["objects"] > 0
+    assert by["running"]["random_init_bn"]["updates"] == 0 and by["running"]["random_init_bn"]["stale"]
+    assert by["reestimate"]["random_init_bn"]["note"] is None
+    report = (run / "report.md").read_text()
+    assert "| encoder | linear-SVM test accuracy | BatchNorm statistics |" in report
+    assert "both with reestimate BatchNorm statistics" in report and "both with running BatchNorm statistics" in report
+    assert status(data, "-d", "toys", *sets())["eval"] == "up to date"
+
+
 def test_gc_lists_what_nothing_uses_and_removes_it_only_when_asked(built):
     _, data, _ = built
     assert cli(data, "render", "-d", "toys", *sets("render.subset=128")).exit_code == 0

@@ -153,8 +153,14 @@ class FeaturesParams(StageParams):
     shard: str | None = None  # "i/n": fill only chunks with index % n == i
 
 
+# BatchNorm statistics of frozen-encoder features (SVM, embed, monitor; README "Which BatchNorm statistics"):
+# running = the checkpoint's running statistics in eval mode (the paper's); reestimate = reset and re-estimated
+# (cumulative average) over the evaluated dataset's train split first. One type, one default, used by both stages.
+BNStats = Literal["running", "reestimate"]
+BN_STATS_DEFAULT: BNStats = "running"
+
 MONITOR_KEYS = ("monitor_dataset", "monitor_every", "monitor_every_steps", "monitor_points", "monitor_c",
-                "keep_every", "keep_from")  # they watch and keep, never change the trained weights: runtime
+                "monitor_bn_stats", "keep_every", "keep_from")  # they watch and keep, never change the trained weights: runtime
 
 
 class TrainParams(StageParams):
@@ -191,6 +197,7 @@ class TrainParams(StageParams):
     monitor_every_steps: int | None = Field(None, ge=1)  # also every N steps (sub-epoch runs)
     monitor_points: int = Field(1024, ge=16)  # the first N stored points (§1.3 h5 rule), capped at the store
     monitor_c: float = Field(0.01, gt=0)  # the paper's per-epoch monitor C (§9.1, §9.3)
+    monitor_bn_stats: BNStats = BN_STATS_DEFAULT  # the monitor's BatchNorm statistics (as eval.bn_stats)
     keep_every: int = Field(25, ge=0)  # keep ckpt-epoch-XXX.pt every N epochs (0: none) ...
     keep_from: int = Field(250, ge=0)  # ... from this epoch on (§9.1: 250, 275, 300)
     device: str = "auto"
@@ -208,8 +215,16 @@ class EvalParams(StageParams):
     svm_c: float | None = None  # None: the paper's C for the dataset (0.0093 ModelNet40, 0.018 OBJ-BG)
     points: int | None = None  # None: 1024 for the ModelNet40 h5 release, else the training point count
     pooling: Literal["max", "mean+max"] = "max"
-    batch_size: int = Field(64, ge=1)
+    bn_stats: BNStats = BN_STATS_DEFAULT  # running (the paper's) | reestimate on the train split first
+    batch_size: int = Field(64, ge=1)  # objects per forward, and per re-estimation batch
     device: str = "auto"
+
+    def fingerprint_params(self) -> dict[str, Any]:
+        """The default BatchNorm protocol hashes as before ``bn_stats`` existed: older evaluations stay up to date."""
+        values = super().fingerprint_params()
+        if self.bn_stats == BN_STATS_DEFAULT:
+            values.pop("bn_stats")
+        return values
 
 
 class FinetuneParams(StageParams):

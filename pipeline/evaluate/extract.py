@@ -9,6 +9,7 @@ Points per object for frozen-encoder features (``eval svm``, ``embed``):
   ModelNet40) are FPS-sampled from index 0 when N is smaller than the stored count, as the paper's
   test-time sampling does (§9.2). ``--points`` overrides the count, never the rule.
 Which encoder is evaluated (``--run``, ``--ckpt``, ``--random-init``) is :mod:`pipeline.evaluate.encoders`;
+which BatchNorm statistics the features use (``eval.bn_stats``) is :mod:`pipeline.evaluate.bnstats`;
 fine-tuning and few-shot glue live in :mod:`pipeline.evaluate.finetuning`.
 """
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from pipeline.core.console import progress_bar
 from pipeline.core.devices import resolve_device  # noqa: F401  (ev.resolve_device for the commands)
+from pipeline.evaluate.bnstats import BNProtocol, protocol_applied, train_split
 from pipeline.evaluate.encoders import Encoder, EvaluationError, checkpoint_path, report_path, resolve_encoder
 from pipeline.core.errors import StoreError
 from pipeline.core.params import EvalParams
@@ -191,12 +193,14 @@ class SVMOutcome:
     c: float
     n_points: int
     report: Path
+    bn: BNProtocol  # the BatchNorm statistics the features used
 
 
 def run_svm(
     encoder: Encoder, store: PointsStore, params: EvalParams, device: str, report: Path
 ) -> SVMOutcome:
-    """Linear SVM on frozen features (method §3.4, §9.3); appends a section to ``report``."""
+    """Linear SVM on frozen features (method §3.4, §9.3) under ``params.bn_stats`` (:mod:`pipeline.evaluate.bnstats`);
+    appends a section to ``report``. Raises EvaluationError (missing split, too few points or classes)."""
     from i2pmae.evaluate import svm_accuracy
 
     require_splits(store, "eval svm")
@@ -206,8 +210,10 @@ def run_svm(
     model = encoder.model(device)
     train, test = store.split("train"), store.split("test")
     tr_rows, te_rows = labelled(train), labelled(test)
-    train_x = features(model, train, tr_rows, n, how, params, device, "train")
-    test_x = features(model, test, te_rows, n, how, params, device, "test")
+    with protocol_applied(model, train, params.bn_stats, n_points=n, selection=how, batch_size=params.batch_size,
+                          device=device) as bn:  # fmt: skip
+        train_x = features(model, train, tr_rows, n, how, params, device, "train")
+        test_x = features(model, test, te_rows, n, how, params, device, "test")
     try:
         result = svm_accuracy(train_x, train.labels[tr_rows], test_x, test.labels[te_rows], c)
     except ValueError as err:
@@ -219,9 +225,10 @@ def run_svm(
     section = svm_section(
         encoder=encoder.label, dataset=store.describe(), splits=splits, points=points_text,
         pooling=params.pooling, c=c, c_note=c_note, accuracy=result.accuracy, feature_dim=train_x.shape[1],
+        bn=bn.text(), bn_detail=bn.detail(), bn_note=bn.note(),
     )  # fmt: skip
     append_report(report, section)
-    return SVMOutcome(result.accuracy, c, n, report)
+    return SVMOutcome(result.accuracy, c, n, report, bn)
 
 
 def _svm_c(store: PointsStore, requested: float | None) -> tuple[float, str]:
@@ -236,16 +243,19 @@ def _svm_c(store: PointsStore, requested: float | None) -> tuple[float, str]:
 
 def run_embed(
     encoder: Encoder, store: PointsStore, split_name: str, params: EvalParams, device: str, out: Path
-) -> tuple[Path, tuple[int, int], str]:
-    """Write the SVM's global features of every object of a split, in store order, to ``out`` (.npy)."""
+) -> tuple[Path, tuple[int, int], str, BNProtocol]:
+    """Write the SVM's global features of every object of a split, in store order, to ``out`` (.npy):
+    (path, (objects, channels), how points were chosen, the BatchNorm protocol applied: ``params.bn_stats``)."""
     out = Path(out)
     if out.suffix != ".npy":
         raise EvaluationError(f"--out {out} must name a .npy file", f"e.g. --out {out.with_suffix('.npy')}")
     n, how, points_text = feature_points(store, params.points, encoder.train_points)
     check_points(n, encoder.config)
-    split = store.split(split_name)
-    feats = features(encoder.model(device), split, None, n, how, params, device, split_name).numpy()
+    split, model = store.split(split_name), encoder.model(device)
+    with protocol_applied(model, train_split(store), params.bn_stats, n_points=n, selection=how,
+                          batch_size=params.batch_size, device=device) as bn:  # fmt: skip
+        feats = features(model, split, None, n, how, params, device, split_name).numpy()
     buffer = io.BytesIO()
     np.save(buffer, feats.astype(np.float32))
     atomic_write_bytes(out, buffer.getvalue())
-    return out, feats.shape, points_text
+    return out, feats.shape, points_text, bn

@@ -4,14 +4,16 @@
   ``train.monitor_dataset`` (default ``modelnet40``, the name ``i2p prepare modelnet40`` gives the h5
   release), every ``train.monitor_every`` epochs and, for runs shorter than an epoch, every
   ``train.monitor_every_steps`` steps: the first ``monitor_points`` (1024) stored points of each object,
-  C = ``monitor_c`` (0.01). A fresh run is measured at step 0 too: its initial, random weights. Each
-  result is a row ``{"step", "epoch", "svm_acc", "svm_dataset"}`` of metrics.jsonl.
+  C = ``monitor_c`` (0.01), BatchNorm statistics ``monitor_bn_stats`` (:mod:`pipeline.evaluate.bnstats`;
+  step 0 and every later step under the same one). A fresh run is measured at step 0 too: its initial,
+  random weights. Each result is a row ``{"step", "epoch", "svm_acc", "svm_dataset", "bn_stats",
+  "bn_note"}`` of metrics.jsonl (``bn_note``: the staleness warning, or null).
 * **ckpt-best.pt**: the monitored step with the best accuracy. Like the paper's, it is chosen on the
   dataset's **test** split; config.yaml's ``best`` and the report say so.
 * **ckpt-epoch-XXX.pt**: kept every ``keep_every`` epochs from ``keep_from`` (250, 275, 300).
 
-The monitor runs on rank 0 only, in eval mode and with the RNG states saved and restored, so a run
-trains the same weights with or without it. When the dataset is not prepared, monitoring is off and
+The monitor runs on rank 0 only, in eval mode and with the RNG states and the encoder's buffers saved
+and restored, so a run trains (and saves) the same weights and statistics with or without it. When the dataset is not prepared, monitoring is off and
 one log line says how to turn it on.
 """
 
@@ -42,6 +44,7 @@ class Monitor:
     every_epochs: int
     every_steps: int | None
     device: str
+    bn_stats: str  # "running" | "reestimate": train.monitor_bn_stats (pipeline.evaluate.bnstats)
     best: float = -1.0
     measured: set[int] = field(default_factory=set)  # steps already measured (no step twice)
 
@@ -61,23 +64,27 @@ class Monitor:
         self.best = max((r["svm_acc"] for r in rows if r["step"] > 0), default=-1.0)
         self.measured = {r["step"] for r in rows}
 
-    def accuracy(self, model: Any) -> float:
-        """Linear-SVM test accuracy (fraction) of ``model``'s global features; model and RNG left as found."""
+    def accuracy(self, model: Any) -> tuple[float, Any]:
+        """Linear-SVM test accuracy (fraction) of ``model``'s global features and the BatchNorm protocol
+        they used (``BNProtocol``); model (weights, buffers, mode) and RNG left as found."""
         from i2pmae.evaluate import svm_accuracy
+        from pipeline.evaluate.bnstats import protocol_applied
         from pipeline.evaluate.extract import features, labelled
         from pipeline.storage.train_state import rng_state, set_rng_state
 
         state, was_training = rng_state(), model.training
-        params = EvalParams(points=self.n_points, svm_c=self.c)
+        params = EvalParams(points=self.n_points, svm_c=self.c, bn_stats=self.bn_stats)
         try:
             xs, ys = [], []
-            for name in ("train", "test"):
-                split = self.store.split(name)
-                rows = labelled(split)
-                xs.append(features(model, split, rows, self.n_points, self.selection, params, self.device,
-                                   f"monitor {name}"))  # fmt: skip
-                ys.append(split.labels[rows])
-            return svm_accuracy(xs[0], ys[0], xs[1], ys[1], self.c).accuracy
+            with protocol_applied(model, self.store.split("train"), self.bn_stats, n_points=self.n_points,
+                                  selection=self.selection, batch_size=params.batch_size, device=self.device) as bn:
+                for name in ("train", "test"):
+                    split = self.store.split(name)
+                    rows = labelled(split)
+                    xs.append(features(model, split, rows, self.n_points, self.selection, params, self.device,
+                                       f"monitor {name}"))  # fmt: skip
+                    ys.append(split.labels[rows])
+            return svm_accuracy(xs[0], ys[0], xs[1], ys[1], self.c).accuracy, bn
         finally:
             model.train(was_training)
             set_rng_state(state)
@@ -104,8 +111,10 @@ def build_monitor(params: TrainParams, data_root: Path, device: str) -> Monitor 
     require_splits(store, "the training monitor")
     stored = int(store.split("train").points.shape[1])
     n, how, _ = feature_points(store, min(params.monitor_points, stored), params.points)
-    monitor = Monitor(store, n, how, params.monitor_c, params.monitor_every, params.monitor_every_steps, device)
-    log.info("monitor: linear SVM on %s (%d points, C = %g) every %s", store.name, n, monitor.c, _cadence(monitor))
+    monitor = Monitor(store, n, how, params.monitor_c, params.monitor_every, params.monitor_every_steps, device,
+                      params.monitor_bn_stats)  # fmt: skip
+    log.info("monitor: linear SVM on %s (%d points, C = %g, bn_stats=%s) every %s", store.name, n, monitor.c,
+             monitor.bn_stats, _cadence(monitor))  # fmt: skip
     return monitor
 
 
@@ -122,11 +131,13 @@ def check(monitor: Monitor | None, s: Any, params: TrainParams, run: Path, metri
         return
     from pipeline.storage.train_state import rng_state, save_checkpoint
 
-    acc = monitor.accuracy(s.model)
+    acc, bn = monitor.accuracy(s.model)
     monitor.measured.add(step)
     shown = epoch if epoch is not None else s.position["epoch"]
-    metrics.write({"step": step, "epoch": shown, "svm_acc": acc, "svm_dataset": monitor.store.name})
-    log.info("step %d (epoch %d): linear SVM on %s %s", step, shown, monitor.store.name, pct(acc))
+    metrics.write({"step": step, "epoch": shown, "svm_acc": acc, "svm_dataset": monitor.store.name,
+                   "bn_stats": bn.bn_stats, "bn_note": bn.note()})  # fmt: skip
+    log.info("step %d (epoch %d): linear SVM on %s %s (%s)%s", step, shown, monitor.store.name, pct(acc), bn.text(),
+             f"; {bn.note()}" if bn.note() else "")  # fmt: skip
     if acc > monitor.best and step > 0:
         monitor.best = acc
         save_checkpoint(rundir.checkpoint(run, "best"), s.model, s.optimizer, params, s.position,
@@ -162,9 +173,13 @@ def monitor_section(run: Path) -> str | None:
         return None
     png = rundir.write_monitor_plot(run)
     start = rows[0]["svm_acc"] if rows[0]["step"] == 0 else None
+    protocols = sorted({r.get("bn_stats", "running") for r in rows})  # rows written before bn_stats: running
     lines = [f"## Monitoring during pre-training: linear SVM on {rows[-1]['svm_dataset']}", "",
-             "| step | epoch | encoder | random initialisation (step 0) |", "|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {r['step']} | {r['epoch']} | {pct(r['svm_acc'])} | {pct(start)} |" for r in rows]
+             f"Every row with BatchNorm statistics bn_stats={' / '.join(protocols)} (step 0 included).", "",
+             "| step | epoch | encoder | random initialisation (step 0) | BatchNorm statistics |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {r['step']} | {r['epoch']} | {pct(r['svm_acc'])} | {pct(start)} | bn_stats={r.get('bn_stats', 'running')}"
+              + (f"; **{r['bn_note']}**" if r.get("bn_note") else "") + " |" for r in rows]  # fmt: skip
     best = (rundir.read(run).config or {}).get("best")
     lines += ["", f"![monitor]({png.name})", ""]
     if best:

@@ -23,7 +23,6 @@ BEST_ON_TEST = (
     "(method §12.4)."
 )
 
-
 def append_report(path: Path, section: str) -> Path:
     """Append ``section`` to the markdown file at ``path`` (created with a title when missing)."""
     path = Path(path)
@@ -60,8 +59,10 @@ def table(rows: Sequence[tuple[str, str]]) -> str:
 
 def svm_section(
     *, encoder: str, dataset: str, splits: str, points: str, pooling: str, c: float, c_note: str,
-    accuracy: float, feature_dim: int,
+    accuracy: float, feature_dim: int, bn: str, bn_detail: str, bn_note: str | None = None,
 ) -> str:  # fmt: skip
+    """bn, bn_detail, bn_note: the BatchNorm protocol's name, how it was applied and its staleness warning
+    (``pipeline.evaluate.bnstats.BNProtocol``: text, detail, note)."""
     rows = [
         ("encoder", encoder),
         ("dataset", dataset),
@@ -69,8 +70,9 @@ def svm_section(
         ("points per object", points),
         ("feature", f"{pooling}-pooled LayerNorm-ed top-scale tokens ({feature_dim}-d), encoder frozen in "
                     "eval mode, no masking, no augmentation, no feature scaling"),
+        ("BatchNorm statistics", f"{bn}: {bn_detail}"),
         ("classifier", f'scikit-learn SVC(kernel="linear", C={c:g}): {c_note}'),
-        ("**test accuracy**", f"**{pct(accuracy)}**"),
+        ("**test accuracy**", f"**{pct(accuracy)}**, {bn}" + (f"; **{bn_note}**" if bn_note else "")),
     ]  # fmt: skip
     return (
         f"## Linear SVM ({_stamp()})\n\n{table(rows)}\n\n"

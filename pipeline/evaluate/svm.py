@@ -1,6 +1,8 @@
 """The eval stage: linear SVM (method §3.4, §9.3) of a run's encoder and of the same architecture at random
 initialisation, on the points store the runner chose (the run's own for its dataset), into the run's
-report.md and ``evals/svm-<dataset>-<fp8>.json``.
+report.md and ``evals/svm-<dataset>-<fp8>.json``. Both encoders are measured with the same params, so
+under the same BatchNorm protocol (``eval.bn_stats``, :mod:`pipeline.evaluate.bnstats`); the record keeps
+each one's protocol (``bn``, ``random_init_bn``) and staleness note.
 """
 
 from __future__ import annotations
@@ -45,14 +47,16 @@ def run_svm_stage(plan: Any, ctx: Any) -> Path:
         encoder = ev.resolve_encoder(ctx.data_root, None, rundir.checkpoint(run), random_init=random_init, seed=0)
         results[label] = ev.run_svm(encoder, store, params, device, report)
     a, b = results["pre-trained"].accuracy, results["random initialisation"].accuracy
+    bn_a, bn_b = results["pre-trained"].bn, results["random initialisation"].bn
     verdict = "beats" if a > b else ("ties with" if a == b else "does NOT beat")
     name = run.name
     append_report(report, "\n".join([
         f"## Summary: pre-trained vs random initialisation on {store.name}", "",
-        "| encoder | linear-SVM test accuracy |", "|---|---|",
-        f"| pre-trained (run {name}) | {pct(a)} |", f"| same architecture, random initialisation (seed 0) | {pct(b)} |", "",
-        f"Pre-training {verdict} random initialisation here ({pct(a)} vs {pct(b)}, one SVM fit each,"
-        " no choice made on the test split).", "",
+        "| encoder | linear-SVM test accuracy | BatchNorm statistics |", "|---|---|---|",
+        f"| pre-trained (run {name}) | {pct(a)} | {_cell(bn_a)} |",
+        f"| same architecture, random initialisation (seed 0) | {pct(b)} | {_cell(bn_b)} |", "",
+        f"Pre-training {verdict} random initialisation here ({pct(a)} vs {pct(b)}, one SVM fit each, both with "
+        f"{params.bn_stats} BatchNorm statistics, no choice made on the test split).", "",
     ]))  # fmt: skip
     section = monitor_section(run)  # the SVM accuracy during pre-training (train.monitor_*), if monitored
     if section:
@@ -60,6 +64,14 @@ def run_svm_stage(plan: Any, ctx: Any) -> Path:
     out = results["pre-trained"]
     rundir.write_eval(plan.out, eval_record(plan, "svm", {
         "accuracy": a, "random_init_accuracy": b, "svm_c": out.c, "points": out.n_points,
+        "bn_stats": params.bn_stats, "bn": bn_a.record(), "random_init_bn": bn_b.record(),
     }))  # fmt: skip
-    log.info("linear SVM on %s: pre-trained %s, random init %s (report %s)", store.name, pct(a), pct(b), report)
+    log.info("linear SVM on %s: pre-trained %s, random init %s, %s (report %s)", store.name, pct(a), pct(b),
+             bn_a.text(), report)  # fmt: skip
     return plan.out
+
+
+def _cell(bn: Any) -> str:
+    """A BNProtocol in one table cell: its name, and its staleness note in bold."""
+    note = bn.note()
+    return bn.text() + (f"; **{note}**" if note else "")

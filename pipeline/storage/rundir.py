@@ -120,7 +120,8 @@ def metric_rows(run: Path) -> list[dict[str, Any]]:
 
 
 def monitor_rows(run: Path) -> list[dict[str, Any]]:
-    """The monitor's rows of metrics.jsonl ({"step", "epoch", "svm_acc", "svm_dataset"}), in order."""
+    """The monitor's rows of metrics.jsonl ({"step", "epoch", "svm_acc", "svm_dataset", "bn_stats", "bn_note"};
+    rows written before bn_stats existed lack the last two), in order."""
     return [r for r in metric_rows(run) if "svm_acc" in r]
 
 

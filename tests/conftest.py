@@ -1,0 +1,107 @@
+"""Fixtures shared by several test modules (import none from another test module: ask for these instead).
+
+torch and the model are imported inside the fixtures, so collecting a test that needs neither stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+TINY_ENCODER = dict(
+    num_groups=(16, 8, 4), group_sizes=(4, 2, 2), encoder_dims=(16, 32, 64), encoder_depths=(1, 1, 1),
+    num_heads=2, decoder_dims=(64, 32), targets="3d", drop_path=0.0,
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _i2p_logger_as_found():
+    """Every CLI command sets up the ``i2p`` logger (its own handler, no propagation); put it back after
+    each test, so that a later test's ``caplog`` sees its records whatever ran before it."""
+    import logging
+
+    log = logging.getLogger("i2p")
+    saved = (log.propagate, log.level, list(log.handlers))
+    yield
+    log.propagate, log.level, log.handlers[:] = saved[0], saved[1], saved[2]
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder():  # noqa: ANN201
+    """I2PMAEConfig of a tiny encoder (16/8/4 groups, widths 16/32/64, one block per scale): 64 points suffice."""
+    from i2pmae.model import I2PMAEConfig
+
+    return I2PMAEConfig(**TINY_ENCODER)
+
+
+@pytest.fixture(scope="session")
+def blob_clouds():  # noqa: ANN201
+    """``make(n, P=64, seed=1)`` -> (n, P, 3) float32: clouds of classes 0, 1, 2, 0, ... (:func:`blob_cloud`)."""
+
+    def make(n: int, P: int = 64, seed: int = 1) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return np.stack([blob_cloud(i % 3, rng, P) for i in range(n)])
+
+    return make
+
+
+def blob_cloud(c: int, rng: np.random.Generator, P: int) -> np.ndarray:
+    """(P, 3) float32 in the unit sphere: class 0 a sphere, 1 a flat disc, 2 a needle, randomly stretched."""
+    x = rng.normal(size=(P, 3)) * np.array([[1, 1, 1], [1, 0.03, 1], [0.05, 1, 0.05]])[c]
+    x = x * rng.uniform(0.6, 1.0, 3)
+    x -= x.mean(0)
+    return (x / np.linalg.norm(x, axis=1).max()).astype(np.float32)
+
+
+def write_points_store(data_root: Path, name: str, per_class: dict[str, int], P: int = 64) -> Path:
+    """A complete points store of 3 classes in the real schema (real StoreWriter), bound as dataset ``name``."""
+    from pipeline.storage import datasets
+    from pipeline.storage.store import ArraySpec, StoreWriter, per_object
+
+    rng = np.random.default_rng(0)
+    fp = f"{sum(map(ord, name)):08x}" + "0" * 56
+    path = data_root / "points" / f"{name}-{fp[:8]}.zarr"
+    handling = {"layout": "folder", "points": "sampled", "point_order": "fps", "n_points": P}
+    attrs = {"fingerprint": fp, "stage": "prepare", "params": {}, "upstream": {}, "dataset": name,
+             "layout": "folder", "classes": ["ball", "disc", "needle"], "handling": handling}  # fmt: skip
+    writer = StoreWriter(path, attrs)
+    labels = {s: np.arange(3 * n) % 3 for s, n in per_class.items()}
+    writer.create({
+        s: (1, [per_object("points", (len(y), P, 3), len(y), "float32", ("object", "point", "xyz")),
+                ArraySpec("label", (len(y),), (len(y),), "int32", ("object",), -1),
+                ArraySpec("id", (len(y),), (len(y),), str, ("object",), "")])
+        for s, y in labels.items()
+    })  # fmt: skip
+    for s, y in labels.items():
+        writer.write(s, "points", 0, np.stack([blob_cloud(int(c), rng, P) for c in y]))
+        writer.write(s, "label", 0, y.astype(np.int32))
+        writer.write(s, "id", 0, np.array([f"{c}/{s}{i}" for i, c in enumerate(y)]))
+        writer.mark_done(s, 0)
+    writer.finish({"failures": []})
+    record = datasets.DatasetRecord(name, {"source": "folder", "root": f"/{name}", "variant": None})
+    record.current["prepare"] = str(path.relative_to(data_root))
+    datasets.save(data_root, record)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_eval_root(tmp_path_factory, tiny_encoder) -> Path:
+    """A data root with dataset ``blobs`` (train 8, test 4 objects per class, 64 points) and run ``fresh``:
+    a checkpoint of the tiny encoder at its initialisation (BatchNorm running statistics never updated)."""
+    root = tmp_path_factory.mktemp("bn-data")
+    write_points_store(root, "blobs", {"train": 8, "test": 4})
+    run_dir = root / "runs" / "fresh"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"params": {"points": 64}}))
+    import torch
+
+    from i2pmae.model import I2PMAE
+
+    torch.manual_seed(0)
+    torch.save({"model": I2PMAE(tiny_encoder).state_dict(), "model_config": asdict(tiny_encoder),
+                "train_params": {"points": 64}, "epoch": 0, "step": 0}, run_dir / "ckpt-last.pt")  # fmt: skip
+    return root
