@@ -1,6 +1,6 @@
 """BatchNorm statistics of the frozen encoder: how many updates they saw, re-estimating them, their mismatch.
 
-Frozen-encoder features (spec §3.4) run the encoder in eval mode, where every BatchNorm layer normalises
+Frozen-encoder features (method §3.4) run the encoder in eval mode, where every BatchNorm layer normalises
 with its *running* statistics. Those start at mean 0 / var 1 and move with momentum 0.1 once per training
 forward, so after n updates a share 0.9ⁿ of the initial values remains (0.9¹⁵ = 0.21, 0.9¹⁰⁰ = 2.7e-5).
 An encoder at random initialisation, or one trained for a few steps, is therefore measured through

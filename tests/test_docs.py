@@ -57,7 +57,7 @@ def test_every_page_is_in_the_nav():
 
 def test_every_cited_section_is_a_heading_of_the_method_page():
     headings = set(HEADING.findall((DOCS / "method.md").read_text()))
-    citing = [*code_files(), *other_test_files(), ROOT / "stages.yaml", ROOT / "README.md", *DOCS.glob("*.md")]
+    citing = [*code_files(), *other_test_files(), ROOT / "pipeline" / "stages.yaml", ROOT / "README.md", *DOCS.glob("*.md")]
     missing = sorted({f"§{n} ({p.relative_to(ROOT)})" for p in citing for n in SECTION.findall(p.read_text())
                       if n not in headings})  # fmt: skip
     assert missing == [], f"docs/method.md needs a heading '## §N …' / '### §N.M …' for: {missing}"
