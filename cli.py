@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 import cli_eval
+import cli_teacher
 from cli_options import (
     DataRoot,
     Dataset,
@@ -48,6 +49,7 @@ app.add_typer(cli_eval.eval_app, name="eval")
 app.command("embed")(cli_eval.embed_command)
 app.command("finetune")(cli_eval.finetune_command)
 app.command("fewshot")(cli_eval.fewshot_command)
+app.add_typer(cli_teacher.teacher_app, name="teacher")
 
 # `i2p run --quick`: the same pipeline and architecture, offline and short (about 6 minutes on 2 free CPU
 # cores): the tiny random teacher needs no download; 15 steps of 16 objects (the paper's model costs

@@ -134,3 +134,105 @@ def test_paper_teacher_offline_fails_fast_with_how_to_fix(tmp_path):
 def test_wrong_image_shape_is_a_teacher_error(tiny):
     with pytest.raises(TeacherError, match=r"expects images \(B, 3, 224, 224\)"):
         tiny(torch.zeros(2, 1, 224, 224))
+
+
+# ---- tiny-synthetic: trained by i2p, shipped with the package ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return load_teacher("tiny-synthetic")
+
+
+def test_tiny_synthetic_loads_offline_from_the_shipped_file(synthetic, images):
+    from pipeline.features.tiny_teachers import packaged_record, packaged_weights
+
+    record, path = packaged_record("tiny-synthetic"), packaged_weights("tiny-synthetic")
+    assert synthetic.weights_path == str(path) and not synthetic.random_weights
+    assert synthetic.weights_sha256 == hashlib.sha256(path.read_bytes()).hexdigest() == record["weights_sha256"]
+    assert path.stat().st_size == record["weights_bytes"] <= 2.5e6
+    assert record["data"]["split"] == "train" and record["accuracy"]["test_views_probe"] > 2 * record["accuracy"]["chance"]
+    assert "test-view linear probe" in synthetic.note and synthetic.describe()["note"] == synthetic.note
+    features, saliency = synthetic(images)
+    assert features.shape == (3, 512, 14, 14) and saliency.shape == (3, 14, 14)
+    assert synthetic.heads == 4 and synthetic.patch_grid == (14, 14) and synthetic.channels == 512
+    assert torch.isfinite(features).all() and (saliency > 0).all()
+
+
+def _views(name, indices):
+    """Depth views (n·3, 224, 224) float16 of synthetic objects (test-split indices: never trained on)."""
+    import numpy as np
+    import trimesh
+
+    from i2pmae.geometry import project
+    from pipeline.render.draws import norm_stats
+    from pipeline.sources.synthetic_shapes import make_object
+
+    clouds = []
+    for index in indices:
+        points = trimesh.sample.sample_surface(make_object(name, 0, index), 2048, seed=index)[0].astype(np.float32)
+        centre, radius = norm_stats(points)
+        clouds.append((points - centre) / radius)
+    images, _ = project(torch.from_numpy(np.stack(clouds)))  # (n, 3, 224, 224)
+    return images.reshape(-1, 224, 224).numpy().astype(np.float16)
+
+
+def test_tiny_synthetic_linear_probe_tells_two_classes_apart(synthetic):
+    import numpy as np
+
+    from pipeline.features.teacher_probe import embed, linear_probe
+
+    a, b = _views("airplane", range(24, 30)), _views("bottle", range(24, 30))  # 6 test objects each
+    x = np.concatenate([embed(synthetic, a)["cls"], embed(synthetic, b)["cls"]])
+    y = np.repeat([0, 1], 18)
+    train = np.r_[np.arange(0, 12), np.arange(18, 30)]  # 4 objects per class fit, 2 are scored
+    test = np.setdiff1d(np.arange(36), train)
+    assert linear_probe(x[train], y[train], x[test], y[test]) > 0.6  # chance 0.5; 0.75 (9 of 12) when shipped
+
+
+def test_regeneration_is_seeded_and_loads(tmp_path):
+    """The training command on a 6-object dataset, 2 steps: same seed → same bytes; a record beside them."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli import app
+    from pipeline.features.train_teacher import TeacherTraining, train_teacher
+    from tests.test_prepare import write_folder
+
+    root = write_folder(tmp_path / "meshes", n_per_class=2, classes=("box", "cone"))
+    args = ["teacher", "train", "--data-root", str(tmp_path / "data"), "--dataset", "toys", "--steps", "2",
+            "--draws", "1", "--set", "prepare.source=folder", "--set", f"prepare.root={root}",
+            "--set", "prepare.points=512", "--out", str(tmp_path / "a.safetensors")]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "test-view linear probe" in result.output
+    points = next((tmp_path / "data" / "points").glob("toys-*.zarr"))
+    record = train_teacher(points, tmp_path / "b.safetensors", TeacherTraining(steps=2, draws=1))
+    a, b = (tmp_path / "a.safetensors").read_bytes(), (tmp_path / "b.safetensors").read_bytes()
+    assert a == b and record["weights_sha256"] == hashlib.sha256(b).hexdigest()
+    assert json.loads((tmp_path / "a.json").read_text())["weights_sha256"] == record["weights_sha256"]
+    assert record["data"]["split"] == "train" and record["training"]["steps"] == 2
+    teacher = load_teacher("tiny-synthetic", weights=str(tmp_path / "b.safetensors"))
+    assert teacher.weights_sha256 == record["weights_sha256"] and teacher.note is None  # not the shipped file
+
+
+def test_features_stores_pin_the_shipped_weights_and_say_what_the_teacher_knows(tmp_path):
+    import zarr
+
+    from pipeline.core.params import FeaturesParams
+    from pipeline.features.tiny_teachers import packaged_record
+    from pipeline.runner.execute import build_stage
+    from pipeline.runner.stages import features_identity
+    from tests.test_prepare import toy_config
+
+    sha = packaged_record("tiny-synthetic")["weights_sha256"]
+    assert features_identity(FeaturesParams(teacher="tiny-synthetic", device="cpu"))["weights_sha256"] == sha
+    assert "weights_sha256" not in features_identity(FeaturesParams(teacher="tiny-random", device="cpu"))
+    sets = ["prepare.source=folder", "prepare.points=256", "render.subset=128", "render.views=fixed",
+            "cache-features.teacher=tiny-synthetic", "cache-features.num_workers=0", "cache-features.batch_size=6"]  # fmt: skip
+    done = build_stage("cache-features", toy_config(tmp_path, sets), tmp_path / "data", "toys")
+    attrs = zarr.open_group(str(done["cache-features"]), mode="r").attrs
+    assert attrs["teacher"]["weights_sha256"] == sha and not attrs["teacher"]["random_weights"]
+    assert attrs["teacher_note"].startswith("trained by i2p on depth views of the synthetic train split")
+    assert attrs["params"]["weights_sha256"] == sha  # in the fingerprint: regenerated weights, new store

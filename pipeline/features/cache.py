@@ -114,6 +114,10 @@ def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter
         "dataset": views.attrs["dataset"],
         "teacher": {**teacher.describe(), "normalisation": _normalisation(params.normalisation, teacher)},
     }
+    if teacher.note:  # what a teacher trained by i2p knows (tiny-synthetic), from its shipped record
+        attrs["teacher_note"] = teacher.note
+    elif teacher.random_weights:
+        attrs["teacher_note"] = "random weights: knows nothing (tests and smoke runs only)"
     writer = StoreWriter(path, attrs)
     c, (h, w), ch = params.chunk, teacher.patch_grid, teacher.channels
     layout = {}

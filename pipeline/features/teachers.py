@@ -4,7 +4,9 @@ A teacher turns normalised views (B, 3, 224, 224) into feature maps (B, C, h, w)
 after ``ln_post``, times ``proj``) and saliency (B, h, w) (last-layer CLS→patch attention averaged
 over heads). Names map to open_clip models in the plain dict :data:`TEACHERS`; any other model is
 ``open_clip:<model>/<tag>``. ``tiny-random`` is a tiny ViT registered with open_clip at runtime and
-randomly initialised from a fixed seed, for tests and offline smoke runs.
+randomly initialised from a fixed seed, for tests and offline smoke runs; ``tiny-synthetic`` is a
+small ViT of the same family trained by i2p on the synthetic dataset's depth views, loaded offline
+from the weight file shipped with the package (``pipeline.features.tiny_teachers``).
 
 torch and open_clip are imported inside the functions, so importing this module stays cheap.
 """
@@ -12,36 +14,35 @@ torch and open_clip are imported inside the functions, so importing this module 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import TeacherError
 from pipeline.features.teacher_weights import fetch_weights, load_weights, weights_sha256
+from pipeline.features.tiny_teachers import (
+    SYNTH_MODEL,
+    TINY_MODEL,
+    TINY_SEED,
+    packaged_weights,
+    register,
+    shipped_file,
+    shipped_note,
+)
 
 log = logging.getLogger(__name__)
 
 OPEN_CLIP_PREFIX = "open_clip:"
 RANDOM_PREFIX = "random:"  # random:<open_clip model>, e.g. random:ViT-B-16-quickgelu (benchmarks)
-TINY_MODEL = "i2p-tiny-random"  # the open_clip config name of the tiny teacher
-TINY_SEED = 0  # torch seed of the tiny teacher's random init: two builds give the same weights
-# name -> (open_clip model, pretrained tag); tag None = random init (unless --weights is given)
+# name -> (open_clip model, pretrained tag); tag None = random init (unless --weights is given), or, for
+# the names of tiny_teachers.PACKAGED, the weight file shipped with the package
 TEACHERS: dict[str, tuple[str, str | None]] = {
     "clip-vit-b16": ("ViT-B-16-quickgelu", "openai"),  # the paper's teacher
     "clip-vit-b32": ("ViT-B-32-quickgelu", "openai"),
     "clip-vit-l14": ("ViT-L-14-quickgelu", "openai"),
     "tiny-random": (TINY_MODEL, None),
-}
-# a 2-layer, width-64, 2-head ViT with the real 14×14 grid and 512-d output; a token text tower
-TINY_CONFIG: dict[str, Any] = {
-    "embed_dim": 512,
-    "quick_gelu": True,
-    "vision_cfg": {"image_size": 224, "patch_size": 16, "width": 64, "layers": 2, "head_width": 32},
-    "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 64, "heads": 1, "layers": 1},
+    "tiny-synthetic": (SYNTH_MODEL, None),  # trained by i2p on the synthetic train split's depth views
 }
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
@@ -77,7 +78,8 @@ class Teacher:
     (of the file actually loaded; None for random weights), ``random_weights``, ``mean``/``std`` (the
     model's own image normalisation; the paper feeds ImageNet statistics instead, method §5.2),
     ``image_size`` (H, W), ``patch_grid`` (h, w), ``channels`` C, ``heads``, ``device``, ``precision``
-    (what actually runs: fp32, or fp16/bf16 autocast on CUDA).
+    (what actually runs: fp32, or fp16/bf16 autocast on CUDA), ``note`` (what a teacher trained by
+    i2p knows, from its shipped training record; None for the others).
     """
 
     def __init__(self, visual: Any, *, device: Any, precision: str, **info: Any):
@@ -96,6 +98,7 @@ class Teacher:
         self.patch_grid: tuple[int, int] = tuple(visual.grid_size)
         self.channels: int = int(visual.proj.shape[1])
         self.heads: int = int(visual.transformer.resblocks[-1].attn.num_heads)
+        self.note: str | None = info.get("note")
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready record of what this teacher is, for store attrs."""
@@ -111,6 +114,7 @@ class Teacher:
             "patch_grid": list(self.patch_grid),
             "channels": self.channels,
             "precision": self.precision,
+            "note": self.note,
         }
 
     def __call__(self, images: Any) -> tuple[Any, Any]:
@@ -182,8 +186,7 @@ def load_teacher(
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TeacherError(f"device {device} requested for teacher {name}, but CUDA is not available")
-    if model_name == TINY_MODEL:
-        _register_tiny(open_clip)
+    register(open_clip, model_name)  # the tiny configs (no-op for open_clip's own models)
     if model_name not in open_clip.list_models():
         raise TeacherError(
             f"open_clip has no model {model_name!r} (teacher {name})",
@@ -202,6 +205,8 @@ def load_teacher(
         path: str | None = weights
     elif tag:
         path = fetch_weights(open_clip, name, model_name, tag, pcfg, cache_dir, offline)
+    elif packaged_weights(name) is not None:
+        path = shipped_file(name)
     elif model_name == TINY_MODEL or name.startswith(RANDOM_PREFIX):
         path = None
     else:
@@ -213,7 +218,7 @@ def load_teacher(
 
     # a seeded init that leaves the caller's RNG alone; weights (if any) are loaded below, so open_clip's
     # "initialized randomly" warning is dropped
-    with torch.random.fork_rng(devices=[]), _without_log("No pretrained weights loaded"):
+    with torch.random.fork_rng(devices=[]), without_log("No pretrained weights loaded"):
         torch.manual_seed(TINY_SEED)
         model = open_clip.create_model(
             model_name, pretrained=None, force_quick_gelu=pcfg.get("quick_gelu", False)
@@ -245,13 +250,14 @@ def load_teacher(
         pretrained_tag=tag,
         weights_path=path,
         weights_sha256=sha256,
+        note=shipped_note(name, path),
         mean=mean,
         std=std,
     )
 
 
 @contextlib.contextmanager
-def _without_log(text: str):
+def without_log(text: str):
     """Drop root-logger records containing ``text`` while the block runs (open_clip logs on the root)."""
 
     def keep(record: logging.LogRecord) -> bool:
@@ -263,16 +269,6 @@ def _without_log(text: str):
         yield
     finally:
         root.removeFilter(keep)
-
-
-def _register_tiny(open_clip: Any) -> None:
-    """Register the tiny config with open_clip once per process (the registry keeps it after the file goes)."""
-    if TINY_MODEL in open_clip.list_models():
-        return
-    with tempfile.TemporaryDirectory(prefix="i2p-teacher-") as tmp:
-        path = Path(tmp) / f"{TINY_MODEL}.json"
-        path.write_text(json.dumps(TINY_CONFIG))
-        open_clip.add_model_config(path)
 
 
 def _check_supported(open_clip: Any, visual: Any, name: str, model_name: str) -> None:

@@ -172,6 +172,10 @@ def _keeps(stage: str, ctx: Context, recorded: Recorded) -> bool:
     if not all(recorded.params.get(k) == v for k, v in given.items()):
         return False
     weights, sha = recorded.params.get("weights"), recorded.identity.get("weights_sha256")
+    if not weights and sha and stage == "cache-features":  # weights shipped with the package, if any
+        from pipeline.features.tiny_teachers import packaged_weights
+
+        weights = packaged_weights(str(recorded.params.get("teacher")))
     if weights and sha and Path(weights).is_file():  # same path, other bytes: another teacher
         from pipeline.features.teacher_weights import weights_sha256
 

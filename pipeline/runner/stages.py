@@ -51,15 +51,20 @@ def plain_identity(params: P.StageParams) -> dict[str, Any]:
 
 
 def features_identity(params: P.FeaturesParams) -> dict[str, Any]:
-    """Teacher, weights (path and the sha256 of their bytes), normalisation and the precision that will
-    be used (``auto``: fp16 where an NVIDIA driver is present, else fp32; method §6)."""
+    """Teacher, weights (path and the sha256 of their bytes; for a teacher whose weights ship with the
+    package, such as tiny-synthetic, the shipped file's sha256), normalisation and the precision that
+    will be used (``auto``: fp16 where an NVIDIA driver is present, else fp32; method §6)."""
     from pipeline.core.devices import resolve_precision
     from pipeline.features.teacher_weights import weights_sha256
+    from pipeline.features.tiny_teachers import packaged_weights
 
     values = params.fingerprint_params()
     values["precision"] = resolve_precision(params.precision, params.device)
+    shipped = packaged_weights(params.teacher)
     if params.weights:
         values["weights_sha256"] = weights_sha256(params.weights)
+    elif shipped is not None and shipped.is_file():  # regenerated weights make a new store
+        values["weights_sha256"] = weights_sha256(str(shipped))
     return values
 
 

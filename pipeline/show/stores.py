@@ -125,6 +125,7 @@ def show_object(
         images, saliency = images[0], None if saliency is None else saliency[0]
     teacher = dict(feats.attrs["teacher"]) if feats is not None else {}
     random = " — RANDOM weights" if teacher.get("random_weights") else ""
+    random += f" — {teacher['note']}" if teacher.get("note") else ""  # what a teacher trained by i2p knows
     n_rows = 1 if saliency is None else 2
     fig, axes = plt.subplots(n_rows, 3, figsize=(10, 3.3 * n_rows + 0.6), squeeze=False, layout="constrained")
     who = f"teacher {teacher['name']}{random}" if teacher else "no teacher"
