@@ -22,7 +22,7 @@ def command_options():
 
     def walk(cmd, name):
         for sub_name, sub in getattr(cmd, "commands", {}).items():
-            walk(sub, sub_name)
+            walk(sub, sub_name if name == "i2p" else f"{name} {sub_name}")
         for p in getattr(cmd, "params", []):
             out.append((name, p.name, getattr(p, "help", "") or ""))
 

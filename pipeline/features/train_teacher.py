@@ -2,7 +2,7 @@
 
 The data are the views the render stage makes, made by its own function
 (:func:`pipeline.render.views.render_chunk`, augmented draws: a seeded subset of the stored points,
-``pc_norm``, per-axis scale and shift, spec §1.6), of the **train** split of a points store only;
+``pc_norm``, per-axis scale and shift, method §1.6), of the **train** split of a points store only;
 the test split is rendered after training, to measure a linear probe (evaluation, never training).
 Views are normalised with ImageNet statistics, as cache-features does by default. A linear head on
 the projected CLS embedding (B, 512) learns the classes with cross-entropy (AdamW, linear warm-up
