@@ -177,13 +177,14 @@ def main() -> None:
     ap.add_argument("--k-visible", type=int, default=4, help="visible patches the predictor sees")
     ap.add_argument("--steps", type=int, default=1500, help="Adam steps for the constant and the predictor")
     ap.add_argument("--batch", type=int, default=256, help="masked patches per step")
+    ap.add_argument("--versions", type=int, nargs="+", default=[1, 2, 3], help="generator versions to compare")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
     cfg = I2PMAEConfig(masking="random", targets="3d")
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for generator in (1, 2):
+        for generator in args.versions:
             t0 = time.perf_counter()
             xyz, labels, train = load_set(Path(tmp), generator, args.seed, args.per_class)
             t1 = time.perf_counter()
@@ -200,24 +201,23 @@ def main() -> None:
 
 
 def print_tables(rows: dict, args) -> None:
-    v1, v2 = rows[1], rows[2]
+    """One column per generator version: measure (a), measure (b), generation time."""
+    cols = list(rows)
+    head = f"{'':28s}" + "".join(f"{'v' + str(v):>10s}" for v in cols)
     print(f"seed {args.seed}, torch seed {args.torch_seed}, {args.per_class} objects/class, 2048 points, "
           f"scale-1 targets (8 of 512 centres), mask ratio 0.8 random, {args.steps} Adam steps")  # fmt: skip
-    print(f"\n(a) patch separability, mean Chamfer-L2 ({args.patches} patches/object)")
-    print(f"{'':24s} {'v1 (old)':>10s} {'v2 (new)':>10s}")
+    print(f"\n(a) patch separability, mean Chamfer-L2 ({args.patches} patches/object)\n{head}")
     for key in ("same object", "same class", "other class", "all at centre"):
-        print(f"{key:24s} {v1[key]:10.5f} {v2[key]:10.5f}")
+        print(f"{key:28s}" + "".join(f"{rows[v][key]:10.5f}" for v in cols))
     for name, a, b in (("other class / same object", "other class", "same object"),
                        ("same class / same object", "same class", "same object")):  # fmt: skip
-        print(f"{name:24s} {v1[a] / v1[b]:10.2f} {v2[a] / v2[b]:10.2f}")
-    print("\n(b) masked scale-1 loss on test objects (Chamfer-L2, the model's loss_3d)")
-    print(f"{'':28s} {'v1 (old)':>10s} {'v2 (new)':>10s}")
+        print(f"{name:28s}" + "".join(f"{rows[v][a] / rows[v][b]:10.2f}" for v in cols))
+    print(f"\n(b) masked scale-1 loss on test objects (Chamfer-L2, the model's loss_3d)\n{head}")
     for key in ("constant (no input)", "copy nearest visible", "learnt (context PointNet)"):
-        print(f"{key:28s} {v1[key]:10.5f} {v2[key]:10.5f}")
-    ratio = "learnt / constant"
-    print(f"{ratio:28s} {v1['learnt (context PointNet)'] / v1['constant (no input)']:10.2f} "
-          f"{v2['learnt (context PointNet)'] / v2['constant (no input)']:10.2f}")  # fmt: skip
-    print(f"\ngenerate + sample, s     {v1['gen+sample s']:10.1f} {v2['gen+sample s']:10.1f}")
+        print(f"{key:28s}" + "".join(f"{rows[v][key]:10.5f}" for v in cols))
+    print(f"{'learnt / constant':28s}"
+          + "".join(f"{rows[v]['learnt (context PointNet)'] / rows[v]['constant (no input)']:10.2f}" for v in cols))
+    print(f"\n{'generate + sample, s':28s}" + "".join(f"{rows[v]['gen+sample s']:10.1f}" for v in cols))
 
 
 if __name__ == "__main__":
