@@ -285,7 +285,7 @@ class I2PMAE(nn.Module):
 
 def _pointwise_head(conv: nn.Conv1d, x: Tensor) -> Tensor:
     """A 1×1 Conv1d head applied to rows: x (L, C_in) -> (L, C_out) (a matmul, same maths)."""
-    return F.linear(x, conv.weight[:, :, 0], conv.bias)
+    return F.linear(x, conv.weight.squeeze(-1), conv.bias)  # a view whose backward is a view too
 
 
 def _init_decoder_weights(m: nn.Module) -> None:

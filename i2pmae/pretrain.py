@@ -79,17 +79,25 @@ def target_fn(batch: Batch) -> Callable[[Tensor, Tensor], Tensor]:
     def targets(batch_idx: Tensor, member_idx: Tensor) -> Tensor:
         L, K = member_idx.shape
         B, V, C = batch.feature.shape[:3]
-        out = member_idx.new_zeros(L, K, V * C, dtype=torch.float32)
-        for b in range(B):  # one lookup per object: only its visible members' pixels are evaluated
-            rows = batch_idx == b
-            if not rows.any():
-                continue
+        out = member_idx.new_empty(L, K, V, C, dtype=torch.float32)  # every row is written below
+        for b, rows in _rows_per_sample(batch_idx, B):  # one lookup per object: its visible members' pixels
             points = batch.canonical[b][member_idx[rows].reshape(-1)]  # (l·K, 3)
             values = lookup(batch.feature[b : b + 1], batch.proj[b : b + 1], points[None])  # (1, V, l·K, C)
-            out[rows] = values[0].permute(1, 0, 2).reshape(-1, K, V * C)
-        return out
+            out[rows] = values[0].unflatten(1, (-1, K)).permute(1, 2, 0, 3)  # (l, K, V, C): one copy
+        return out.flatten(2)
 
     return targets
+
+
+def _rows_per_sample(batch_idx: Tensor, B: int) -> list[tuple[int, slice | Tensor]]:
+    """(b, the rows of sample b) for every sample with rows: slices when the rows come sample by
+    sample (as ``I2PMAE.visible_members`` gives them), else index tensors."""
+    counts = torch.bincount(batch_idx, minlength=B)
+    assert len(counts) == B, f"batch_idx holds sample {len(counts) - 1}, the batch has {B}"
+    if bool((batch_idx[1:] >= batch_idx[:-1]).all()):
+        ends = counts.cumsum(0).tolist()
+        return [(b, slice(ends[b] - n, ends[b])) for b, n in enumerate(counts.tolist()) if n]
+    return [(b, (batch_idx == b).nonzero()[:, 0]) for b, n in enumerate(counts.tolist()) if n]
 
 
 def online_maps(batch: Batch, teacher: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Batch:

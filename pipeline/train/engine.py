@@ -35,7 +35,7 @@ from pipeline.core.errors import Interrupted
 from pipeline.evaluate.monitor import check, keep_epoch
 from pipeline.core.params import TrainParams
 from pipeline.storage.train_state import TrainingError, gather_rng_states, restore_rng, save_checkpoint
-from pipeline.train.trainset import CachedShapes, EpochSampler, batch_loader
+from pipeline.train.trainset import CachedShapes, EpochSampler, batch_loader, maps_used
 
 log = logging.getLogger("i2p")
 
@@ -112,7 +112,7 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
             LossOnly(model), device_ids=[dev.index] if dev.type == "cuda" else None
         )
     dataset = CachedShapes(inputs.points, inputs.views, inputs.features, "train", params.points, params.seed,
-                           params.input_subset)  # fmt: skip
+                           params.input_subset, maps_used(params.masking, params.targets))  # fmt: skip
     sampler = EpochSampler(len(dataset), params.batch_size, params.seed, rank, world)
     if sampler.batches_per_epoch() == 0:
         raise TrainingError(

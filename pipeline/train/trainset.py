@@ -9,6 +9,8 @@ uniform shuffle, as the paper's.
 
 * No views store (3D-only training, or an online teacher, which projects ``xyz`` itself): ``xyz``
   and ``canonical`` (the stored frame) only.
+* Of the features store only the arrays the run uses (``maps``, see :func:`maps_used`): saliency for
+  2D-guided masking, the feature maps for 2D targets (≈ 99 % of the bytes of an item).
 * Fixed views: ``canonical`` is the stored frame; the step augments ``xyz`` (method §1.6).
 * Augmented views (``pipeline.render.draws``): a draw k of the object is picked from the same generator;
   ``xyz`` already carries that draw's scale and shift (the step must not augment again) and
@@ -35,8 +37,9 @@ class CachedShapes(torch.utils.data.Dataset):
     """Map-style dataset over one split. ``set_epoch(e)`` changes the point subsets (and draws).
 
     An item: ``xyz``, ``canonical`` (N, 3) float32; with a views store ``proj`` (V, 5) float32 (augmented
-    views: also ``draw`` (1,) int32, the draw's index); with a features store ``feature`` (V, C, h, w)
-    float16 and ``saliency`` (V, h, w) float32. ``augmented``: whether ``xyz`` is already augmented.
+    views: also ``draw`` (1,) int32, the draw's index); with a features store those of ``feature``
+    (V, C, h, w) float16 and ``saliency`` (V, h, w) float32 that ``maps`` names (default both).
+    ``augmented``: whether ``xyz`` is already augmented.
     Errors: StoreError for a missing split, too few stored points, or ``input_subset="draw"`` with
     N different from the draws' subset size.
     """
@@ -50,10 +53,14 @@ class CachedShapes(torch.utils.data.Dataset):
         n_points: int,
         seed: int,
         input_subset: str = "draw",
+        maps: tuple[str, ...] = ("feature", "saliency"),
     ):
         import zarr
 
-        self.paths = {"points": points_path, "views": views_path, "features": features_path}
+        unknown = set(maps) - {"feature", "saliency"}
+        assert not unknown, f"maps names arrays of the features store (feature, saliency), got {sorted(unknown)}"
+        self.maps = tuple(maps) if features_path else ()  # features-store arrays read, in this order
+        self.paths = {"points": points_path, "views": views_path, "features": features_path if self.maps else None}
         self.split, self.n_points, self.seed, self.input_subset = split, n_points, seed, input_subset
         self.epoch = 0
         group = zarr.open_group(points_path, mode="r")
@@ -111,9 +118,8 @@ class CachedShapes(torch.utils.data.Dataset):
             rows["proj"] = (self._whole["proj"].shape[2 if per_draw else 1 :], f32)
             if per_draw:
                 rows["draw"] = ((1,), np.dtype(np.int32))
-        if "features" in r:
-            rows["feature"] = r["features"].row("feature", per_draw)
-            rows["saliency"] = r["features"].row("saliency", per_draw)
+        for name in self.maps:
+            rows[name] = r["features"].row(name, per_draw)
         return rows
 
     def _fill(self, index: int, epoch: int, out: dict[str, np.ndarray]) -> None:
@@ -130,9 +136,8 @@ class CachedShapes(torch.utils.data.Dataset):
         out["canonical"][...] = canonical
         if "proj" in out:
             out["proj"][...] = self._whole["proj"][index]  # (V, 5)
-        if "feature" in out:
-            r["features"].get("feature", index, out["feature"])  # (V, C, h, w) float16, read in place
-            r["features"].get("saliency", index, out["saliency"])  # (V, h, w) float32
+        for name in self.maps:  # feature (V, C, h, w) float16, saliency (V, h, w) float32: read in place
+            r["features"].get(name, index, out[name])
 
     def _fill_draw(self, index: int, k: int, stored: np.ndarray, chosen: np.ndarray, rng: Any, out: dict) -> None:
         """Augmented views: the fields of draw k (``pipeline.render.draws``); ``rng`` the item's generator."""
@@ -150,9 +155,8 @@ class CachedShapes(torch.utils.data.Dataset):
             out["canonical"][...] = frame(points, w["centre"][index, k], w["radius"][index, k], scale, shift)
         out["proj"][...] = w["proj"][index, k]  # (V, 5)
         out["draw"][...] = k
-        if "feature" in out:
-            r["features"].get("feature", index, out["feature"], draw=k)  # (V, C, h, w) float16, in place
-            r["features"].get("saliency", index, out["saliency"], draw=k)  # (V, h, w) float32
+        for name in self.maps:  # feature (V, C, h, w) float16, saliency (V, h, w) float32: in place
+            r["features"].get(name, index, out[name], draw=k)
 
     def __getitem__(self, index: int | tuple[int, list[int]]) -> dict[str, torch.Tensor]:
         """One item; or for ``(epoch, [indices])`` (``batch_loader``) the batch ``default_collate``
@@ -169,6 +173,12 @@ class CachedShapes(torch.utils.data.Dataset):
         for k, i in enumerate(indices):
             self._fill(i, epoch, {key: v[k] for key, v in views.items()} if batch else views)
         return items
+
+
+def maps_used(masking: str, targets: str) -> tuple[str, ...]:
+    """The features-store arrays a run's step reads: the feature maps for 2D targets, the saliency for
+    2D-guided masking; none for random masking and 3D targets (Point-M2AE's step)."""
+    return (("feature",) if targets == "3d+2d" else ()) + (("saliency",) if masking == "2d-guided" else ())
 
 
 class _EpochBatches(torch.utils.data.Sampler):
