@@ -194,8 +194,8 @@ def run(
 ) -> None:  # fmt: skip
     """Bring a stage and everything it needs up to date (as `dvc repro`); skips what is up to date."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
-        from pipeline.storage import rundir
         from pipeline.runner.stages import DEFAULT_TARGETS, STAGES
+        from pipeline.storage import rundir
 
         if stage is not None and stage not in STAGES:
             import difflib
@@ -212,7 +212,7 @@ def run(
                 say(f"  {line}")
 
 
-def _quick(config):  # noqa: ANN001, ANN202
+def _quick(config):
     for stage, values in QUICK.items():
         config = config.with_values(stage, **values)
     return config

@@ -13,7 +13,19 @@ from typing import Annotated
 
 import typer
 
-from cli_options import DataRoot, Dataset, Quiet, Run, Sets, Verbose, context, default, run_evaluation, say, session
+from cli_options import (
+    DataRoot,
+    Dataset,
+    Quiet,
+    Run,
+    Sets,
+    Verbose,
+    context,
+    default,
+    run_evaluation,
+    say,
+    session,
+)
 
 eval_app = typer.Typer(help="Evaluate a pre-trained encoder on frozen features (linear SVM).", no_args_is_help=True)
 
@@ -32,7 +44,7 @@ INTERRUPTED = "interrupted: nothing of this evaluation is kept (report.md is wri
 # fmt: off
 
 
-def _direct(run: str | None, ckpt: Path | None, random_init: bool, which: str, cx=None) -> bool:  # noqa: ANN001
+def _direct(run: str | None, ckpt: Path | None, random_init: bool, which: str, cx=None) -> bool:
     """An encoder evaluated as is (not a tracked stage): a file, a random initialisation, ckpt-best, or a
     run directory this version did not train (no identity in its config.yaml)."""
     if ckpt is not None or random_init or which != "last":
@@ -40,20 +52,20 @@ def _direct(run: str | None, ckpt: Path | None, random_init: bool, which: str, c
     return cx is not None and not _tracked(cx, run)
 
 
-def _tracked(cx, run: str | None) -> bool:  # noqa: ANN001
+def _tracked(cx, run: str | None) -> bool:
     from pipeline.storage import rundir
 
     return rundir.read(rundir.run_dir(cx.data_root, run or _last_run(cx))).identity is not None
 
 
-def _points(cx, run: str | None, ckpt: Path | None) -> Path:  # noqa: ANN001
+def _points(cx, run: str | None, ckpt: Path | None) -> Path:
     """The run's own points store for a tracked run of this dataset, else the dataset's current one."""
     from pipeline.runner.lookup import current_points, run_points
 
     return run_points(cx) if ckpt is None and run and _tracked(cx, run) else current_points(cx)
 
 
-def _encoder_run(cx, run: str | None, ckpt: Path | None, random_init: bool) -> str | None:  # noqa: ANN001
+def _encoder_run(cx, run: str | None, ckpt: Path | None, random_init: bool) -> str | None:
     """The run whose encoder is evaluated: --run, else (no --ckpt, no bare --random-init) the last run."""
     if run or ckpt or random_init:
         return run
@@ -96,13 +108,13 @@ def svm_command(
         _say_note(out.bn)
 
 
-def _say_note(bn) -> None:  # noqa: ANN001
+def _say_note(bn) -> None:
     """The staleness warning of a BatchNorm protocol, on its own line under the number it concerns."""
     if bn.note():
         say(f"  [yellow]{bn.note()}[/]")
 
 
-def _last_run(cx) -> str | None:  # noqa: ANN001
+def _last_run(cx) -> str | None:
     from pipeline.runner.plan import plan
 
     return plan("train", cx).params.run

@@ -148,9 +148,8 @@ def distributed() -> Any:
 def context(config: Any, root: Path, dataset: str | None, run: str | None = None, pins: dict | None = None) -> Any:
     """The planning context: which dataset (given; else the run's; else the only one prepared; else the
     synthetic default), the data root, offline or not, torchrun's ranks."""
-    from pipeline.storage import datasets
-    from pipeline.storage import rundir
     from pipeline.runner.plan import Context
+    from pipeline.storage import datasets, rundir
 
     name = dataset
     if name is None and run:

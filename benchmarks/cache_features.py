@@ -43,9 +43,9 @@ VIT = "random:ViT-B-16-quickgelu"  # the paper's teacher architecture with rando
 
 def build_views(data_root: Path, per_class: int, points: int) -> tuple[Path, int, float]:
     """Prepare and render a synthetic set; returns (views store, objects, seconds)."""
-    from pipeline.runner.execute import build_store
     from pipeline.core.params import PrepareParams, RenderParams
     from pipeline.prepare.points import prepare
+    from pipeline.runner.execute import build_store
 
     start = time.perf_counter()
     prepared = prepare(PrepareParams(synthetic_per_class=per_class, points=points), data_root)
@@ -84,7 +84,7 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def feed_only(views: Path, args, device: str, raw: bool = False) -> tuple[float, float]:  # noqa: ANN001
+def feed_only(views: Path, args, device: str, raw: bool = False) -> tuple[float, float]:
     """(images/s, CPU seconds per image) of the feed without the teacher; ``raw``: float16 hand-over."""
     import torch
 
@@ -117,7 +117,7 @@ def feed_only(views: Path, args, device: str, raw: bool = False) -> tuple[float,
     return n / best_wall, best_cpu / n
 
 
-def bare_forward(teacher, views: Path, sizes: list[int], device: str) -> float:  # noqa: ANN001
+def bare_forward(teacher, views: Path, sizes: list[int], device: str) -> float:
     """Seconds for the teacher alone over batches of ``sizes`` images already normalised on the device."""
     import numpy as np
     import torch
@@ -146,11 +146,11 @@ def bare_forward(teacher, views: Path, sizes: list[int], device: str) -> float: 
     return time.perf_counter() - start
 
 
-def run_teacher(name: str, weights: str | None, views: Path, n_objects: int, data_root: Path, args) -> dict:  # noqa: ANN001
+def run_teacher(name: str, weights: str | None, views: Path, n_objects: int, data_root: Path, args) -> dict:
     from pipeline.core.devices import resolve_device
-    from pipeline.runner.execute import build_store
     from pipeline.core.params import FeaturesParams
     from pipeline.features.teachers import load_teacher
+    from pipeline.runner.execute import build_store
 
     params = FeaturesParams(
         teacher=name,
@@ -189,7 +189,7 @@ def run_teacher(name: str, weights: str | None, views: Path, n_objects: int, dat
     }
 
 
-def print_feed(views: tuple[Path, int], args, device: str) -> None:  # noqa: ANN001
+def print_feed(views: tuple[Path, int], args, device: str) -> None:
     """The feed alone, on the largest views store built."""
     path, n = views
     rows = [(f"feed for {device} (read, normalise, to device)", *feed_only(path, args, device))]

@@ -48,8 +48,8 @@ def build(data_root: Path, prepared: Path, views: str, k: int, teacher: str, wor
     """Render and cache one mode; its stores, bytes/object, images/object and cache seconds."""
     import zarr
 
-    from pipeline.runner.execute import build_store
     from pipeline.core.params import FeaturesParams, RenderParams
+    from pipeline.runner.execute import build_store
     from pipeline.storage.store import store_bytes
 
     vpath = build_store("render", RenderParams(subset=2048, views=views, draws=k), prepared, data_root)
@@ -64,7 +64,7 @@ def build(data_root: Path, prepared: Path, views: str, k: int, teacher: str, wor
             "images": images, "seconds": seconds, "objects": n}  # fmt: skip
 
 
-def fidelity(points: Path, built: dict, teacher, n_objects: int, epochs: int, subset: str) -> tuple[float, float]:  # noqa: ANN001
+def fidelity(points: Path, built: dict, teacher, n_objects: int, epochs: int, subset: str) -> tuple[float, float]:
     """(mean target cosine, mean top-13 IoU) of the cached 2D branch against the official online step."""
     import torch
     import torch.nn.functional as F
@@ -116,8 +116,8 @@ def main() -> None:
     import torch
 
     from pipeline.core.params import PrepareParams
-    from pipeline.prepare.points import prepare
     from pipeline.features.teachers import load_teacher
+    from pipeline.prepare.points import prepare
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     root = args.keep or Path(tempfile.mkdtemp(prefix="i2p-draws-"))

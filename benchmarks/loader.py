@@ -35,9 +35,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def build_stores(root: Path, per_class: int, workers: int = 1) -> tuple[str, str, str]:
     """Prepare, render and cache tiny-random features; returns the three store paths."""
-    from pipeline.runner.execute import build_store
     from pipeline.core.params import FeaturesParams, PrepareParams, RenderParams
     from pipeline.prepare.points import prepare
+    from pipeline.runner.execute import build_store
 
     points = prepare(PrepareParams(synthetic_per_class=per_class, points=8192, workers=workers), root).path
     # fixed views: the items the zarr baseline below rebuilds; an augmented store's item reads one
@@ -105,7 +105,7 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def through_loader(paths, n_points: int, batch: int, workers: int, epochs: int) -> tuple[float, float, float]:  # noqa: ANN001
+def through_loader(paths, n_points: int, batch: int, workers: int, epochs: int) -> tuple[float, float, float]:
     """(samples/s, CPU ms per sample of this process and its workers, seconds to the first batch).
 
     ``batch_loader`` as ``i2p train`` builds it (persistent workers, whole batches per worker); the

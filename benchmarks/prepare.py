@@ -95,7 +95,7 @@ def write_npy_release(base: Path, n: int) -> Path:
     return base
 
 
-def scaling(label: str, run, workers: list[int], n: int) -> dict[int, Path]:  # noqa: ANN001
+def scaling(label: str, run, workers: list[int], n: int) -> dict[int, Path]:
     """Time ``run(workers) -> store`` for each worker count; print objects/s, CPU s and the ratio."""
     rows, stores = [], {}
     for w in workers:
@@ -166,8 +166,8 @@ def main() -> None:
                 args.npy_objects,
             )
         if not args.no_render:
-            from pipeline.runner.execute import build_store
             from pipeline.core.params import RenderParams
+            from pipeline.runner.execute import build_store
 
             points_store = stores[args.workers[0]]
             scaling(

@@ -39,15 +39,15 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-from pipeline.core.config import load_config  # noqa: E402
-from pipeline.features.teachers import load_teacher  # noqa: E402
-from pipeline.runner.execute import run as run_plan  # noqa: E402
-from pipeline.runner.plan import Context, plan  # noqa: E402
-from pipeline.train.engine import TrainInputs, setup, train_step  # noqa: E402
-from pipeline.train.stage import train_inputs  # noqa: E402
-from pipeline.train.trainset import CachedShapes  # noqa: E402
+from pipeline.core.config import load_config
+from pipeline.features.teachers import load_teacher
+from pipeline.runner.execute import run as run_plan
+from pipeline.runner.plan import Context, plan
+from pipeline.train.engine import TrainInputs, setup, train_step
+from pipeline.train.stage import train_inputs
+from pipeline.train.trainset import CachedShapes
 
 VARIANTS = ("3d-only", "cached", "online")
 
@@ -65,7 +65,7 @@ def machine(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
-def timed_step(s, item, device) -> tuple[float, float]:  # noqa: ANN001
+def timed_step(s, item, device) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) of one call of the training loop's own step function."""
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -76,7 +76,7 @@ def timed_step(s, item, device) -> tuple[float, float]:  # noqa: ANN001
     return time.perf_counter() - tic, time.process_time() - cpu
 
 
-def interleaved(setups: dict, batches: dict, repeats: int, device) -> dict[str, list[tuple[float, float]]]:  # noqa: ANN001
+def interleaved(setups: dict, batches: dict, repeats: int, device) -> dict[str, list[tuple[float, float]]]:
     """Per variant (wall, CPU) seconds of ``repeats`` steps, timed one variant after another in a
     rotating order (round 0, a warm-up of every variant, is not kept)."""
     names, times = list(setups), {name: [] for name in setups}
@@ -92,7 +92,7 @@ def median(times: list[tuple[float, float]], which: int) -> float:
     return statistics.median(t[which] for t in times)
 
 
-def precision_check(params, inputs, batches, data_root, device) -> None:  # noqa: ANN001
+def precision_check(params, inputs, batches, data_root, device) -> None:
     """fp32 vs bf16 autocast on the same steps: seconds per step and the losses' relative difference."""
     losses, seconds = {}, {}
     cuda = device.type == "cuda"

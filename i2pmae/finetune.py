@@ -97,7 +97,7 @@ def build_classifier(
 
 
 @torch.no_grad()
-def accuracy(model: PointClassifier, xyz: Tensor, labels: Tensor, batch_size: int, device) -> float:  # noqa: ANN001
+def accuracy(model: PointClassifier, xyz: Tensor, labels: Tensor, batch_size: int, device) -> float:
     """Unvoted accuracy of ``model`` in eval mode on ready inputs xyz (O, N, 3)."""
     model.eval()
     correct = 0
@@ -115,7 +115,7 @@ def vote_accuracy(
     cfg: FinetuneConfig,
     generator: torch.Generator,
     device,
-) -> float:  # noqa: ANN001
+) -> float:
     """One voting pass: pool (O, point_all, 3) FPS points; per batch and vote a shared random subset
     of ``cfg.points`` plus ScaleAndTranslate; logits averaged over ``cfg.votes``."""
     model.eval()
@@ -133,7 +133,7 @@ def vote_accuracy(
 
 def evaluate_classifier(
     model: PointClassifier, test_x: Tensor, test_y: Tensor, cfg: FinetuneConfig, device
-) -> tuple[float, float | None]:  # noqa: ANN001
+) -> tuple[float, float | None]:
     """(unvoted, voted or None) accuracy of a trained classifier on (O, P, 3) clouds."""
     model.to(device)
     acc = accuracy(
@@ -160,7 +160,7 @@ def train_epoch(
     train_y: Tensor,
     cfg: FinetuneConfig,
     generator: torch.Generator,
-    device,  # noqa: ANN001
+    device,
     on_batch: Callable[[int], None] | None = None,
     max_batches: int | None = None,
 ) -> tuple[float, float, int]:
@@ -260,7 +260,7 @@ def _vote_last_and_best(
     test_y: Tensor,
     cfg: FinetuneConfig,
     device,
-) -> tuple[float, float]:  # noqa: ANN001
+) -> tuple[float, float]:
     """One voting pass with the last weights and one with the best epoch's, on the same subsets and
     augmentations (same generator seed); the model keeps its last weights."""
     pool = fps_inputs(test_x, point_all(cfg.points, test_x.shape[1]), cfg.test_batch_size, device)

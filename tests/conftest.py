@@ -31,7 +31,7 @@ def _i2p_logger_as_found():
 
 
 @pytest.fixture(scope="session")
-def tiny_encoder():  # noqa: ANN201
+def tiny_encoder():
     """I2PMAEConfig of a tiny encoder (16/8/4 groups, widths 16/32/64, one block per scale): 64 points suffice."""
     from i2pmae.model import I2PMAEConfig
 
@@ -39,7 +39,7 @@ def tiny_encoder():  # noqa: ANN201
 
 
 @pytest.fixture(scope="session")
-def blob_clouds():  # noqa: ANN201
+def blob_clouds():
     """``make(n, P=64, seed=1)`` -> (n, P, 3) float32: clouds of classes 0, 1, 2, 0, ... (:func:`blob_cloud`)."""
 
     def make(n: int, P: int = 64, seed: int = 1) -> np.ndarray:

@@ -45,7 +45,7 @@ def seaweed_s3(folder: Path, bucket: str = "i2p-test", timeout_s: float = 60.0) 
     ports = {name: _free_port() for name in PORTS}
     cmd = [weed_binary(), "server", f"-dir={folder}", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
            "-volume.max=32", "-master.volumeSizeLimitMB=64", *[f"-{k}={v}" for k, v in ports.items()]]  # fmt: skip
-    log = open(folder / "weed.log", "w")  # noqa: SIM115 -- closed below
+    log = open(folder / "weed.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{ports['s3.port']}"
     try:
@@ -56,7 +56,7 @@ def seaweed_s3(folder: Path, bucket: str = "i2p-test", timeout_s: float = 60.0) 
             try:
                 fs.mkdir(bucket)  # creates the bucket
                 break
-            except Exception:  # noqa: BLE001 -- not listening yet
+            except Exception:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     tail = (folder / "weed.log").read_text()[-2000:]
                     raise RuntimeError(f"SeaweedFS did not start (exit {proc.poll()}):\n{tail}") from None

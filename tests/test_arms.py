@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from i2pmae.pretrain import Batch, saliency_fn, target_fn
-from pipeline.core.config import load_config
 from pipeline.runner.execute import run as run_plan
 from pipeline.runner.plan import Context, plan
 from pipeline.storage.fastread import ArrayReader
@@ -38,7 +37,7 @@ def reads(monkeypatch):
     """A spy on the loader's reads: (store path, array name) of every ArrayReader.get."""
     seen, get = [], ArrayReader.get
 
-    def spy(self, name, *args, **kwargs):  # noqa: ANN001, ANN202
+    def spy(self, name, *args, **kwargs):
         seen.append((self.store, name))
         return get(self, name, *args, **kwargs)
 

@@ -20,11 +20,11 @@ import zarr
 from i2pmae.geometry import normalise_images, project
 from i2pmae.model import I2PMAE, I2PMAEConfig
 from i2pmae.pretrain import Batch, official_step, online_maps, pretrain_forward, scale_and_translate
-from pipeline.runner.execute import output_state
-from pipeline.storage.fastread import ArrayReader
 from pipeline.core.params import RenderParams
-from pipeline.runner.plan import Context, plan
 from pipeline.features.teachers import load_teacher
+from pipeline.runner.execute import output_state
+from pipeline.runner.plan import Context, plan
+from pipeline.storage.fastread import ArrayReader
 from pipeline.train.trainset import CachedShapes
 from tests.test_prepare import toy_config
 from tests.test_train import SETS, built_inputs

@@ -23,9 +23,9 @@ from i2pmae.finetune_inputs import rotate_y, train_sample
 from i2pmae.model import I2PMAE, I2PMAEConfig
 from i2pmae.recipes import RECIPES, classifier_config
 from i2pmae.schedule import epoch_lr
-from pipeline.storage import datasets
 from pipeline.evaluate.extract import EvaluationError, PointsStore, feature_points
 from pipeline.sources.fewshot_pickles import read_fewshot_pickle
+from pipeline.storage import datasets
 from pipeline.storage.store import ArraySpec, StoreWriter, per_object
 
 TINY = I2PMAEConfig(

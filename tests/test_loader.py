@@ -14,7 +14,7 @@ from pipeline.train.trainset import CachedShapes, EpochSampler, batch_loader
 N, P, V, C, H = 11, 64, 3, 8, 2  # objects, stored points, views, channels, patch grid side
 
 
-def write_store(path, stage, arrays, specs, chunk=4, skip_chunk=None):  # noqa: ANN001
+def write_store(path, stage, arrays, specs, chunk=4, skip_chunk=None):
     """A real store through StoreWriter: one split "train", chunk by chunk, one chunk optionally left out."""
     writer = StoreWriter(path, {"fingerprint": stage, "stage": stage})
     writer.create({"train": (-(-N // chunk), specs)})
@@ -93,7 +93,7 @@ def test_a_corrupt_shard_index_is_an_error_not_wrong_data(stores, tmp_path):
         ArrayReader(str(copy), "train").get("feature", 1)
 
 
-def batches(stores, workers, epoch=1, start=0, rank=0, world=1):  # noqa: ANN001
+def batches(stores, workers, epoch=1, start=0, rank=0, world=1):
     """Every batch of an epoch through batch_loader (whole batches per worker, as i2p train reads)."""
     data = CachedShapes(*stores, "train", 16, seed=3)
     sampler = EpochSampler(len(data), 2, seed=3, rank=rank, world=world)
@@ -101,7 +101,7 @@ def batches(stores, workers, epoch=1, start=0, rank=0, world=1):  # noqa: ANN001
     return list(batch_loader(data, sampler, num_workers=workers))
 
 
-def collated(stores, epoch=1, start=0):  # noqa: ANN001
+def collated(stores, epoch=1, start=0):
     """The same epoch as default_collate of single items through a plain DataLoader."""
     data = CachedShapes(*stores, "train", 16, seed=3)
     sampler = EpochSampler(len(data), 2, seed=3)
@@ -110,7 +110,7 @@ def collated(stores, epoch=1, start=0):  # noqa: ANN001
     return list(torch.utils.data.DataLoader(data, batch_size=2, sampler=sampler))
 
 
-def same(a, b) -> bool:  # noqa: ANN001
+def same(a, b) -> bool:
     return len(a) == len(b) and all(
         x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x) for x, y in zip(a, b, strict=True)
     )

@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from pipeline.runner.execute import build_store
 from pipeline.core.parallel import run_tasks
 from pipeline.core.params import PrepareParams, RenderParams
 from pipeline.prepare.points import prepare
+from pipeline.runner.execute import build_store
 from tests.test_prepare import array_bytes
 
 

@@ -171,8 +171,8 @@ def test_gc_keeps_the_s3_stores_that_records_name(built):
 
 def test_locations_keep_urls_and_make_local_roots_absolute(tmp_path, monkeypatch):
     from pipeline.core.errors import StoreError
-    from pipeline.storage.remote import absolute, lock_file
     from pipeline.runner.plan import Context
+    from pipeline.storage.remote import absolute, lock_file
 
     remote = location("s3://bucket/prefix") / "points" / "toys-0123abcd.zarr"
     assert str(remote) == "s3://bucket/prefix/points/toys-0123abcd.zarr" and remote.name == "toys-0123abcd.zarr"

@@ -14,11 +14,11 @@ import zarr
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.storage import rundir
 from pipeline.runner.execute import run as run_plan
+from pipeline.runner.plan import Context, plan
+from pipeline.storage import rundir
 from pipeline.train.engine import fit
 from pipeline.train.stage import run_config, train_inputs
-from pipeline.runner.plan import Context, plan
 from tests.test_prepare import toy_config
 
 SETS = [

@@ -89,3 +89,11 @@ def test_typer_lives_only_in_the_cli_layer():
 def test_no_module_is_over_300_lines():
     long = {m: n for m, p in modules().items() if (n := len(p.read_text().splitlines())) > 300}
     assert long == {}
+
+
+def test_the_code_follows_the_linter_configuration():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", "--quiet", str(ROOT)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

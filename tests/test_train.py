@@ -19,9 +19,9 @@ from i2pmae.pretrain import Batch, target_fn
 from i2pmae.schedule import epoch_lr, param_groups
 from pipeline.core.config import load_config
 from pipeline.runner.execute import run as run_plan
+from pipeline.runner.plan import Context, plan
 from pipeline.train.engine import fit
 from pipeline.train.stage import train_inputs
-from pipeline.runner.plan import Context, plan
 from pipeline.train.trainset import CachedShapes
 from tests.test_prepare import toy_config
 
@@ -286,9 +286,9 @@ def test_a_non_finite_loss_names_the_step_as_metrics_numbers_it(stores, tmp_path
 
 
 def test_precision_is_fp32_by_default_part_of_the_identity_and_bf16_is_refused_on_cpu(stores, tmp_path):
-    from pipeline.evaluate.downstream import finetune_overrides
     from pipeline.core.errors import ConfigError
     from pipeline.core.params import FinetuneParams
+    from pipeline.evaluate.downstream import finetune_overrides
 
     config, data_root, inputs = stores
     assert config.params("train").precision == "fp32" and config.params("finetune").precision == "fp32"
@@ -328,7 +328,7 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_an_error_naming_the_rule(
     assert "batch_size % world == 0 (3 % 2 = 1)" in err.value.message and "--batch-size 2" in err.value.hint
 
 
-def _ddp_worker(rank, port, params, inputs, runs):  # noqa: ANN001  (torch.multiprocessing.spawn target)
+def _ddp_worker(rank, port, params, inputs, runs):
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
@@ -361,7 +361,6 @@ def test_a_resumed_two_process_run_ends_with_the_same_parameters(stores, tmp_pat
 
 
 def test_a_default_run_trains_the_official_301_epochs_ending_at_the_unfinished_cosine():
-    from pathlib import Path
 
     from pipeline.core.params import TrainParams
 
@@ -373,9 +372,9 @@ def test_a_default_run_trains_the_official_301_epochs_ending_at_the_unfinished_c
 
 
 def test_the_monitor_measures_the_encoder_keeps_best_and_epoch_checkpoints_and_changes_no_weight(stores, tmp_path):
-    from pipeline.storage import rundir
-    from pipeline.evaluate.monitor import build_monitor, is_kept, monitor_section
     from pipeline.core.params import TrainParams
+    from pipeline.evaluate.monitor import build_monitor, is_kept, monitor_section
+    from pipeline.storage import rundir
 
     config, data_root, inputs = stores
     base = config.params("train").model_copy(update={"epochs": 2, "batch_size": 2, "keep_every": 1, "keep_from": 1,
@@ -407,8 +406,8 @@ def test_the_monitor_measures_the_encoder_keeps_best_and_epoch_checkpoints_and_c
 def test_monitoring_is_off_with_one_line_when_its_dataset_is_not_prepared(stores):
     import logging
 
-    from pipeline.evaluate.monitor import build_monitor
     from pipeline.core.params import TrainParams
+    from pipeline.evaluate.monitor import build_monitor
 
     _, data_root, _ = stores
     logger, records = logging.getLogger("i2p"), []

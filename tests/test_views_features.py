@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from cli import app
 from pipeline.core.config import load_config
 from pipeline.core.errors import TeacherError
-from pipeline.runner.execute import build_stage as run_stage
 from pipeline.features.cache import cache_features
+from pipeline.runner.execute import build_stage as run_stage
 from pipeline.runner.plan import Context, plan
 from tests.test_prepare import array_bytes, toy_config
 

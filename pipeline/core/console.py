@@ -38,7 +38,7 @@ class _RateColumn(TextColumn):
         super().__init__("")
         self.unit = unit
 
-    def render(self, task):  # noqa: ANN001, ANN201
+    def render(self, task):
         from rich.text import Text
 
         speed = task.finished_speed or task.speed

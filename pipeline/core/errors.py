@@ -8,7 +8,7 @@ A message states the rule, the offending value and where it was found; the hint 
 
 from __future__ import annotations
 
-from i2pmae.errors import I2PError, InputError, TooFewPoints  # noqa: F401  (the base lives in i2pmae)
+from i2pmae.errors import I2PError, InputError, TooFewPoints
 
 __all__ = ["I2PError", "InputError", "TooFewPoints"]
 

@@ -97,7 +97,7 @@ def run_tasks(
     _run_dask(fn, tasks, finish, workers, scheduler)
 
 
-def _run_forked(fn, write, tasks, on_result, workers: int) -> None:  # noqa: ANN001
+def _run_forked(fn, write, tasks, on_result, workers: int) -> None:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     context = multiprocessing.get_context("fork")
@@ -112,7 +112,7 @@ def _run_forked(fn, write, tasks, on_result, workers: int) -> None:  # noqa: ANN
                 on_result(futures.pop(future), future.result())
 
 
-def _run_dask(fn, tasks, on_result, workers: int, scheduler: str | None) -> None:  # noqa: ANN001
+def _run_dask(fn, tasks, on_result, workers: int, scheduler: str | None) -> None:
     from distributed import as_completed
 
     with dask_client(workers, scheduler) as client:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline.evaluate.svm import eval_record
 from pipeline.storage import rundir
 from pipeline.storage.provenance import start_report
-from pipeline.evaluate.svm import eval_record
 
 
 def finetune_overrides(params: Any) -> dict[str, Any]:
@@ -27,8 +27,8 @@ def finetune_overrides(params: Any) -> dict[str, Any]:
 
 
 def run_finetune_stage(plan: Any, ctx: Any) -> Path:
-    from pipeline.evaluate import extract as ev
     from pipeline.core.devices import resolve_device
+    from pipeline.evaluate import extract as ev
     from pipeline.evaluate.finetuning import run_finetune
 
     params, run = plan.params, plan.needs["train"].out
@@ -44,8 +44,8 @@ def run_finetune_stage(plan: Any, ctx: Any) -> Path:
 
 
 def run_fewshot_stage(plan: Any, ctx: Any) -> Path:
-    from pipeline.evaluate import extract as ev
     from pipeline.core.devices import resolve_device
+    from pipeline.evaluate import extract as ev
     from pipeline.evaluate.finetuning import run_fewshot
 
     params, run = plan.params, plan.needs["train"].out

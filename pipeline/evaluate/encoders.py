@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.errors import I2PError
 from pipeline.storage import rundir
 from pipeline.storage.checkpoints import EncoderCheckpoint, Opened, load_encoder, run_checkpoint
-from pipeline.core.errors import I2PError
 
 
 class EvaluationError(I2PError):
@@ -30,7 +30,7 @@ class Encoder:
     checkpoint: EncoderCheckpoint | None  # None = random initialisation
     seed: int = 0
 
-    def model(self, device: Any):  # noqa: ANN201
+    def model(self, device: Any):
         import torch
 
         from i2pmae.model import I2PMAE

@@ -17,8 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.storage import rundir
-from pipeline.storage.checkpoints import is_classifier, load_classifier, open_checkpoint
 from pipeline.core.console import progress_bar
 from pipeline.core.errors import I2PError
 from pipeline.evaluate.extract import (
@@ -34,6 +32,8 @@ from pipeline.evaluate.extract import (
 )
 from pipeline.evaluate.reports import append_report, fewshot_section, finetune_section, pct, table
 from pipeline.sources.fewshot_pickles import read_fewshot_pickle
+from pipeline.storage import rundir
+from pipeline.storage.checkpoints import is_classifier, load_classifier, open_checkpoint
 from pipeline.storage.store import atomic_write_bytes
 
 log = logging.getLogger("i2p")
@@ -41,7 +41,7 @@ log = logging.getLogger("i2p")
 FEWSHOT_EPOCHS = 150  # Point-MAE's cfgs/fewshot.yaml (I2P-MAE ships no few-shot config, method §1.5)
 
 
-def recipe_for(store: PointsStore | None, requested: str | None):  # noqa: ANN201
+def recipe_for(store: PointsStore | None, requested: str | None):
     from i2pmae.recipes import RECIPES
 
     name = requested or (store.variant if store is not None and store.variant else "modelnet40")
@@ -187,7 +187,7 @@ def run_finetune(
     return FinetuneOutcome(results, report, metrics)
 
 
-def _evaluate_classifier(data_root, opened, store, rec, fcfg, device, report) -> FinetuneOutcome:  # noqa: ANN001
+def _evaluate_classifier(data_root, opened, store, rec, fcfg, device, report) -> FinetuneOutcome:
     """A fine-tuned classifier (e.g. the paper's): unvoted and one voting pass on the test split."""
     from i2pmae.finetune import evaluate_classifier
     from i2pmae.model import I2PMAEConfig

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.storage import rundir
 from pipeline.core.params import EvalParams, TrainParams
 from pipeline.evaluate.reports import pct
+from pipeline.storage import rundir
 
 log = logging.getLogger("i2p")
 
@@ -92,8 +92,8 @@ class Monitor:
 
 def build_monitor(params: TrainParams, data_root: Path, device: str) -> Monitor | None:
     """The run's monitor, or None (one log line) when it is off or its dataset is not prepared."""
-    from pipeline.storage import datasets
     from pipeline.evaluate.extract import feature_points, points_store, require_splits
+    from pipeline.storage import datasets
     from pipeline.storage.store import read_state
 
     name = params.monitor_dataset

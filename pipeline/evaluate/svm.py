@@ -11,10 +11,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline.storage import rundir
 from pipeline.evaluate.monitor import monitor_section
-from pipeline.storage.provenance import start_report
 from pipeline.evaluate.reports import append_report, pct
+from pipeline.storage import rundir
+from pipeline.storage.provenance import start_report
 
 log = logging.getLogger("i2p")
 
@@ -35,8 +35,8 @@ def eval_record(plan: Any, kind: str, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_svm_stage(plan: Any, ctx: Any) -> Path:
-    from pipeline.evaluate import extract as ev
     from pipeline.core.devices import resolve_device
+    from pipeline.evaluate import extract as ev
 
     params, run = plan.params, plan.needs["train"].out
     store = ev.points_store(plan.needs["prepare"].out)

@@ -103,7 +103,7 @@ def _normalisation(kind: str, teacher: Any) -> dict[str, Any]:
     return {"kind": kind, "mean": list(teacher.mean), "std": list(teacher.std)}
 
 
-def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter:  # noqa: ANN001
+def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter:
     attrs = {
         "fingerprint": fp,
         "stage": "cache-features",
@@ -137,7 +137,7 @@ def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter
     return writer
 
 
-def _fill(writer, params, views_path, teacher, device, shard, n_shards, dataset) -> None:  # noqa: ANN001
+def _fill(writer, params, views_path, teacher, device, shard, n_shards, dataset) -> None:
     import torch
 
     from pipeline.features.feed import teacher_batches

@@ -24,7 +24,15 @@ from pipeline.core.errors import BadInput, I2PError
 from pipeline.core.parallel import run_tasks
 from pipeline.core.params import PrepareParams
 from pipeline.sources.base import Catalog, Item
-from pipeline.storage.store import ArraySpec, StoreLock, StoreWriter, fingerprint, per_object, read_state, store_path
+from pipeline.storage.store import (
+    ArraySpec,
+    StoreLock,
+    StoreWriter,
+    fingerprint,
+    per_object,
+    read_state,
+    store_path,
+)
 
 log = logging.getLogger("i2p")
 
@@ -168,7 +176,7 @@ def load_chunk(
             warnings += [(item.id, item.path, text) for text in notes]
         except ImportError:
             raise
-        except Exception as err:  # noqa: BLE001 -- any reader failure is a bad input, recorded by name
+        except Exception as err:
             reason = err.message if isinstance(err, I2PError) else f"{type(err).__name__}: {err}"
             if params.strict:
                 raise BadInput(
@@ -258,7 +266,7 @@ def _write_compacted(writer: StoreWriter, split: str, bad: list[int], chunk: int
             new[start : start + chunk] = sub[name].get_orthogonal_selection(keep[start : start + chunk])
 
 
-def _like(sub, name: str, old, rows: int, chunk: int):  # noqa: ANN001, ANN202 -- zarr group and arrays
+def _like(sub, name: str, old, rows: int, chunk: int):
     """A new (overwritten) array ``name`` in ``sub`` with ``old``'s row shape, dtype, codecs and
     dimension names, ``rows`` rows, and the store's chunking (``per_object`` shards or ``chunk`` rows)."""
     sharded = old.shards is not None
@@ -274,7 +282,7 @@ def _like(sub, name: str, old, rows: int, chunk: int):  # noqa: ANN001, ANN202 -
     )
 
 
-def _copy_back(sub, name: str, chunk: int) -> None:  # noqa: ANN001 -- a zarr group
+def _copy_back(sub, name: str, chunk: int) -> None:
     """Recreate array ``name`` from its compacted copy ``_compact-<name>``, then delete the copy."""
     copy = sub[f"_compact-{name}"]
     target = _like(sub, name, copy, copy.shape[0], chunk)

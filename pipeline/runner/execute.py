@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.storage import datasets
-from pipeline.storage import rundir
 from pipeline.core.errors import ConfigError, TeacherError
-from pipeline.storage.remote import is_url, location
 from pipeline.runner.plan import Context, Plan, changed
 from pipeline.runner.stages import STAGES
+from pipeline.storage import datasets, rundir
+from pipeline.storage.remote import is_url, location
 from pipeline.storage.store import read_state
 
 log = logging.getLogger("i2p")

@@ -13,8 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.storage import datasets
-from pipeline.storage import rundir
+from pipeline.storage import datasets, rundir
 from pipeline.storage.store import STORE_KINDS, store_bytes
 
 

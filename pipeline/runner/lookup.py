@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.storage import datasets
 from pipeline.core.errors import StoreError
-from pipeline.storage.remote import location
 from pipeline.runner.plan import Context, plan
+from pipeline.storage import datasets
+from pipeline.storage.remote import location
 from pipeline.storage.store import read_state
 
 

@@ -19,13 +19,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.storage import datasets
-from pipeline.storage import rundir
 from pipeline.core.config import Config
 from pipeline.core.devices import Distributed
 from pipeline.core.params import StageParams
-from pipeline.storage.remote import absolute, is_url, location
 from pipeline.runner.stages import STAGES
+from pipeline.storage import datasets, rundir
+from pipeline.storage.remote import absolute, is_url, location
 from pipeline.storage.store import fingerprint, read_state
 
 log = logging.getLogger("i2p")

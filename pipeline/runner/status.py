@@ -12,14 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.storage import datasets
-from pipeline.storage import rundir
 from pipeline.core.config import Config
 from pipeline.core.errors import ConfigError, I2PError
 from pipeline.runner.execute import output_state
-from pipeline.storage.remote import is_url
 from pipeline.runner.plan import Context, plan
 from pipeline.runner.stages import STAGES
+from pipeline.storage import datasets, rundir
+from pipeline.storage.remote import is_url
 from pipeline.storage.store import STORE_KINDS, list_states, store_bytes
 
 STYLES = {"up to date": "green", "partial": "yellow", "missing": "red", "changed": "magenta", "error": "red"}

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.storage import rundir
 from pipeline.core.errors import ConfigError
 from pipeline.show.stores import VIEW_NAMES, draw_views, locate, object_title, picture_name, save_figure
+from pipeline.storage import rundir
 
 MASKED, VISIBLE = "tab:red", "tab:cyan"
 

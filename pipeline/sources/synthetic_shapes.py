@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import trimesh
 
 
-from pipeline.sources.primitives import box, cyl, lathe, legs, ring, turn  # noqa: E402
+from pipeline.sources.primitives import box, cyl, lathe, legs, ring, turn
 
 
 def table(rng):

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.storage import rundir
 from pipeline.core.errors import I2PError
+from pipeline.storage import rundir
 
 log = logging.getLogger("i2p")
 
@@ -44,7 +44,7 @@ def read_checkpoint(path: Path) -> Any:
     trusted = _run_dir_of(path) is not None
     try:
         return torch.load(path, map_location="cpu", weights_only=not trusted)
-    except Exception as err:  # noqa: BLE001 -- a truncated, foreign or over-rich file
+    except Exception as err:
         raise _read_error(path, err) from None
 
 

@@ -63,7 +63,7 @@ class EncoderCheckpoint:
         epoch = f", epoch {self.epoch}" if self.epoch is not None else ""
         return f"{where}{self.path.name} ({self.origin} checkpoint{epoch})"
 
-    def build_model(self, device: Any = "cpu"):  # noqa: ANN201
+    def build_model(self, device: Any = "cpu"):
         """An I2PMAE with this encoder (no 2D head; the decoder stays random and unused), in eval mode."""
         from i2pmae.model import I2PMAE
 
@@ -92,7 +92,7 @@ def run_checkpoint(data_root: Path, run: str, which: str = "last") -> Path:
     )
 
 
-def infer_config(state: Mapping[str, Any]):  # noqa: ANN201
+def infer_config(state: Mapping[str, Any]):
     """The paper's I2PMAEConfig with widths, depths and MLP ratio read off the encoder's shapes.
 
     Head count, group counts and group sizes cannot be read from shapes; the paper's (6; 512/256/64;
@@ -129,7 +129,7 @@ def infer_config(state: Mapping[str, Any]):  # noqa: ANN201
     )  # fmt: skip
 
 
-def config_from_dict(values: Mapping[str, Any]):  # noqa: ANN201
+def config_from_dict(values: Mapping[str, Any]):
     """I2PMAEConfig from ``asdict`` output (lists back to tuples; unknown keys are an error)."""
     from i2pmae.model import I2PMAEConfig
 
@@ -219,7 +219,7 @@ def is_classifier(opened: Opened) -> bool:
     return any(k.startswith("cls_head_finetune.") for k in opened.state)
 
 
-def load_classifier(source: Path | Opened, cfg: Any):  # noqa: ANN201
+def load_classifier(source: Path | Opened, cfg: Any):
     """A PointClassifier of config ``cfg`` with all weights of a fine-tuned checkpoint, strictly.
 
     ``cfg.num_classes`` and ``cfg.pooling`` are taken from the head's shapes.

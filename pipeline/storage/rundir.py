@@ -192,7 +192,7 @@ def clear_evals(run: Path) -> None:
         p.unlink()
 
 
-def _figure():  # noqa: ANN202
+def _figure():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -201,7 +201,7 @@ def _figure():  # noqa: ANN202
     return plt, *plt.subplots(figsize=(7, 3.8))
 
 
-def _save_png(plt, fig, path: Path) -> Path:  # noqa: ANN001
+def _save_png(plt, fig, path: Path) -> Path:
     import io
 
     fig.tight_layout()

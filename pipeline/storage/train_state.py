@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.storage import rundir
 from pipeline.core.errors import I2PError
+from pipeline.storage import rundir
 
 
 class TrainingError(I2PError):

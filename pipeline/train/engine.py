@@ -28,12 +28,12 @@ import torch
 from i2pmae.model import I2PMAE, I2PMAEConfig
 from i2pmae.pretrain import Batch, LossOnly, official_step, pretrain_forward
 from i2pmae.schedule import epoch_lr, param_groups
-from pipeline.storage import rundir
 from pipeline.core.console import progress_bar
 from pipeline.core.devices import check_training_precision
 from pipeline.core.errors import Interrupted
-from pipeline.evaluate.monitor import check, keep_epoch
 from pipeline.core.params import TrainParams
+from pipeline.evaluate.monitor import check, keep_epoch
+from pipeline.storage import rundir
 from pipeline.storage.train_state import TrainingError, gather_rng_states, restore_rng, save_checkpoint
 from pipeline.train.trainset import CachedShapes, EpochSampler, batch_loader, maps_used
 

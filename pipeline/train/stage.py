@@ -10,14 +10,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline.storage import rundir
 from pipeline.core.errors import ConfigError
 from pipeline.core.params import TrainParams
+from pipeline.storage import rundir
 
 log = logging.getLogger("i2p")
 
 
-def train_inputs(plan: Any):  # noqa: ANN201  (a TrainInputs)
+def train_inputs(plan: Any):
     """The stores of a planned run (views/features None when the run reads none) and their fingerprints."""
     import zarr
 
