@@ -10,6 +10,9 @@ from typing import Annotated
 import typer
 
 from cli_options import DataRoot, Quiet, Sets, Verbose, build, context, say, session
+from pipeline.features.train_teacher import TeacherTraining
+
+DEFAULTS = TeacherTraining()  # the one place the recipe's defaults are written
 
 teacher_app = typer.Typer(help="The tiny teachers i2p trains itself.", no_args_is_help=True)
 
@@ -18,9 +21,9 @@ teacher_app = typer.Typer(help="The tiny teachers i2p trains itself.", no_args_i
 def train_command(
     ctx: typer.Context,
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Labelled dataset whose train split it learns.")] = "synthetic",
-    steps: Annotated[int | None, typer.Option(min=1, help="Optimiser steps (default 150, ≈ 6 CPU minutes).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Init, batch order and render draws (default 0).")] = None,
-    draws: Annotated[int | None, typer.Option(min=1, help="Augmented draws per train object (default 2).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help=f"Optimiser steps (default {DEFAULTS.steps}).")] = None,
+    seed: Annotated[int | None, typer.Option(help=f"Init, batch order and render draws (default {DEFAULTS.seed}).")] = None,
+    draws: Annotated[int | None, typer.Option(min=1, help=f"Augmented draws per train object (default {DEFAULTS.draws}).")] = None,
     out: Annotated[Path | None, typer.Option(help="Weights to write (default: the file shipped in the package).")] = None,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
 ) -> None:  # fmt: skip

@@ -15,7 +15,7 @@ masked scale-1 targets), and how much of the teacher's own margin over random in
 on the test views, from the record shipped beside its weights) the 3D encoder inherits.
 
 Results on stdout, logs on stderr. Every arm shares the setting the header prints; ``--arch small``
-(4× fewer groups, the same layers) and 1024 points keep the whole run near 45 minutes on 2 CPU cores.
+(4× fewer groups, the same layers) keeps the whole run near 45 minutes on 2 CPU cores.
 
     python benchmarks/learning_signal.py                      # 3 seeds, the defaults below
     python benchmarks/learning_signal.py --seeds 1 --steps 20 # a smoke run
@@ -77,6 +77,11 @@ def pretrain(config, inputs, run: Path, arm: str, seed: int, args) -> dict:
         "monitor_dataset": None, "num_workers": 0, **ARMS[arm][2],
     }  # fmt: skip
     params = config.params("train").model_copy(update=update)
+    from pipeline.storage import rundir
+
+    run.mkdir(parents=True, exist_ok=True)  # a run directory (config.yaml) holds checkpoints i2p trusts
+    rundir.write_config(run, {"benchmark": "learning_signal", "arm": arm, "arch": ARCHS[args.arch],
+                              "params": params.model_dump(mode="json")})  # fmt: skip
     started = time.perf_counter()
     fit(params, inputs, run, "cpu", arch=ARCHS[args.arch])
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -174,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seeds", type=int, default=3, help="training and initialisation seeds 1..N")
     ap.add_argument("--steps", type=int, default=60, help="optimiser steps per run")
     ap.add_argument("--batch", type=int, default=16, help="objects per step")
-    ap.add_argument("--points", type=int, default=1024, help="points per object in training and features")
+    ap.add_argument("--points", type=int, default=2048, help="points per object in training, views and features")
     ap.add_argument("--arch", choices=sorted(ARCHS), default="small", help="model size every arm shares")
     ap.add_argument("--per-class", type=int, default=30, help="synthetic objects per class")
     ap.add_argument("--version", type=int, default=3, help="synthetic generator version")
@@ -187,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data_root or Path(tmp)
         sets = [f"prepare.synthetic_version={args.version}", f"prepare.synthetic_per_class={args.per_class}",
-                f"prepare.points={max(2048, args.points)}", "render.chunk=32", "cache-features.chunk=32",
+                f"prepare.points={max(2048, args.points)}", f"render.subset={args.points}", "render.chunk=32", "cache-features.chunk=32",
                 "cache-features.num_workers=0"]  # fmt: skip
         from pipeline.evaluate.extract import points_store
 

@@ -43,6 +43,14 @@ def test_cli_help_defaults_equal_the_params_defaults():
     assert wrong == [] and checked >= 6
 
 
+def test_teacher_training_help_defaults_equal_the_recipe():
+    from pipeline.features.train_teacher import TeacherTraining
+
+    helps = {name: text for command, name, text in command_options() if command == "teacher train"}
+    for key in ("steps", "seed", "draws"):
+        assert f"default {getattr(TeacherTraining(), key)})" in helps[key], key
+
+
 def test_no_help_quotes_a_default_by_hand_from_stages_yaml():
     assert [t for _, _, t in command_options() if re.search(r"stages\.yaml: \d", t)] == []
 

@@ -27,14 +27,14 @@ if TYPE_CHECKING:
 
 CLASSES = sorted(BUILDERS)
 RELIEFS = ("ridges", "bumps", "grooves", "terraces")
-MAX_EDGE = 0.045  # subdivision before displacement: ≈ a quarter of the shortest wavelength (≈ 0.17)
+MAX_EDGE = 0.06  # subdivision before displacement: a quarter of the shortest wavelength (≈ 0.22)
 
 
 def relief(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Displacement (n,) along the normal at ``points`` (n, 3): one relief kind, direction, wavelength, depth."""
     kind = RELIEFS[int(rng.integers(len(RELIEFS)))]
     d1, d2 = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 3)))
-    freq, depth = rng.uniform(3.0, 6.0), rng.uniform(0.04, 0.08)  # cycles per unit length; unit-size objects
+    freq, depth = rng.uniform(2.5, 4.5), rng.uniform(0.02, 0.045)  # cycles per unit length; unit-size objects
     p1, p2 = (2 * np.pi * freq * (points @ d) + rng.uniform(0, 2 * np.pi) for d in (d1, d2))
     wave = {"ridges": np.sin(p1), "bumps": np.sin(p1) * np.sin(p2), "grooves": 1.0 - 2.0 * np.abs(np.sin(p1)),
             "terraces": np.sign(np.sin(p1)) * np.abs(np.sin(p1)) ** 0.2}[kind]  # fmt: skip
