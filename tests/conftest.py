@@ -1,4 +1,5 @@
-"""Fixtures shared by several test modules (import none from another test module: ask for these instead).
+"""Fixtures shared by several test modules (import none from another test module: ask for these, or
+import the plain builders of tests/builders.py).
 
 torch and the model are imported inside the fixtures, so collecting a test that needs neither stays cheap.
 """

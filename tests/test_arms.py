@@ -18,8 +18,7 @@ from pipeline.storage.fastread import ArrayReader
 from pipeline.train.engine import fit, setup, train_step
 from pipeline.train.stage import train_inputs
 from pipeline.train.trainset import CachedShapes, maps_used
-from tests.test_prepare import toy_config
-from tests.test_train import SETS, SMALL, built_inputs
+from tests.builders import SMALL, TRAIN_SETS, built_inputs, toy_config
 
 ARMS = [("2d-guided", "3d+2d"), ("2d-guided", "3d"), ("random", "3d+2d"), ("random", "3d")]
 
@@ -28,7 +27,7 @@ ARMS = [("2d-guided", "3d+2d"), ("2d-guided", "3d"), ("random", "3d+2d"), ("rand
 def stores(tmp_path_factory):
     """A 4-object training split with real points, views and tiny-random features stores."""
     tmp = tmp_path_factory.mktemp("arms")
-    config = toy_config(tmp, SETS)
+    config = toy_config(tmp, TRAIN_SETS)
     return config, tmp / "data", built_inputs(config, tmp / "data")
 
 
@@ -83,7 +82,7 @@ def test_an_arm_that_reads_fewer_maps_trains_as_when_it_read_every_map(stores, t
 
 def test_a_3d_only_run_needs_and_reads_the_points_store_alone(tmp_path, reads):
     """Random masking + 3D targets: the runner builds no views or features, and the run trains."""
-    config = toy_config(tmp_path, [*SETS, "train.masking=random", "train.targets=3d"])
+    config = toy_config(tmp_path, [*TRAIN_SETS, "train.masking=random", "train.targets=3d"])
     data_root = tmp_path / "data"
     ctx = Context(config, data_root, "toys")
     p = plan("train", ctx)

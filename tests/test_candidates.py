@@ -17,8 +17,7 @@ import zarr
 from pipeline import sources
 from pipeline.core.errors import LayoutError
 from pipeline.prepare.points import prepare
-from tests.test_releases import write_h5, write_resampled, write_shapenet55
-from tests.test_sources import params
+from tests.builders import source_params, write_h5, write_resampled, write_shapenet55
 
 OCTA = "".join(
     f"v {x} {y} {z}\n" for x, y, z in [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]
@@ -55,7 +54,7 @@ def test_folder_every_file_under_a_class_folder_is_stored_or_recorded(tmp_path):
     (root / "empty").mkdir()
     (root / "README.md").write_text("my scans")
     candidates = 8  # every file under a class folder but the .mtl and the .png
-    result = prepare(params(root=root, test_fraction=0.0), tmp_path / "data")
+    result = prepare(source_params(root=root, test_fraction=0.0), tmp_path / "data")
     rows, failures, attrs = stored(result)
     assert rows == 3 and len(failures) == 5 and rows + len(failures) == candidates
     why = reasons(failures)
@@ -85,7 +84,7 @@ def shapenet_core(root):
 
 def test_shapenetcore_models_without_a_mesh_are_recorded(tmp_path):
     candidates = shapenet_core(tmp_path / "core")
-    result = prepare(params("shapenet", tmp_path / "core", test_fraction=0.0), tmp_path / "data")
+    result = prepare(source_params("shapenet", tmp_path / "core", test_fraction=0.0), tmp_path / "data")
     rows, failures, _ = stored(result)
     assert rows == 4 and rows + len(failures) == candidates
     why = reasons(failures)
@@ -99,7 +98,7 @@ def test_shapenet55_release_one_level_down_with_unlisted_and_missing_files(tmp_p
     base = tmp_path / "download" / "ShapeNet55"  # the archive's own top folder
     ids = write_shapenet55(base)  # 6 files; the test list also names one that is absent
     np.save(base / "shapenet_pc" / "02691156-extra.npy", np.zeros((256, 3), np.float32))
-    result = prepare(params("shapenet", tmp_path / "download"), tmp_path / "data")
+    result = prepare(source_params("shapenet", tmp_path / "download"), tmp_path / "data")
     rows, failures, _ = stored(result)
     assert rows == len(ids) and rows + len(failures) == len(ids) + 2
     why = reasons(failures)
@@ -114,7 +113,7 @@ def test_modelnet40_resampled_and_h5_rows_add_up(tmp_path):
     np.savetxt(
         tmp_path / "rs" / "modelnet40_normal_resampled" / "airplane" / "airplane_0099.txt", np.ones((300, 6))
     )
-    result = prepare(params("modelnet40", tmp_path / "rs"), tmp_path / "data")
+    result = prepare(source_params("modelnet40", tmp_path / "rs"), tmp_path / "data")
     rows, failures, _ = stored(result)
     assert rows == sum(map(len, ids.values())) and reasons(failures).keys() == {"airplane_0099"}
     base = tmp_path / "h5" / "modelnet40_ply_hdf5_2048"
@@ -123,7 +122,7 @@ def test_modelnet40_resampled_and_h5_rows_add_up(tmp_path):
     write_h5(base / "ply_data_test0.h5", 3, seed=1)
     with h5py.File(base / "ply_data_train0.h5", "r+") as f:
         f["data"][2, 0, 0] = np.nan
-    rows, failures, _ = stored(prepare(params("modelnet40", tmp_path / "h5"), tmp_path / "data"))
+    rows, failures, _ = stored(prepare(source_params("modelnet40", tmp_path / "h5"), tmp_path / "data"))
     assert rows == 7 and len(failures) == 1 and rows + len(failures) == 8
 
 
@@ -143,7 +142,7 @@ def scanobjectnn(split_dir, suffix="", n=(6, 3)):
 )  # fmt: skip
 def test_scanobjectnn_as_the_official_archive_unpacks(tmp_path, variant, folder, suffix):
     scanobjectnn(tmp_path / "ScanObjectNN" / "h5_files" / folder, suffix)
-    p = params("scanobjectnn", tmp_path / "ScanObjectNN", variant=variant)
+    p = source_params("scanobjectnn", tmp_path / "ScanObjectNN", variant=variant)
     rows, failures, attrs = stored(prepare(p, tmp_path / "data"))
     assert rows == 9 and failures == [] and attrs["handling"]["variant"] == variant
 
@@ -151,7 +150,7 @@ def test_scanobjectnn_as_the_official_archive_unpacks(tmp_path, variant, folder,
 def test_a_missing_variant_says_which_h5_files_were_found(tmp_path):
     scanobjectnn(tmp_path / "ScanObjectNN" / "h5_files" / "main_split")
     with pytest.raises(LayoutError) as err:
-        sources.scan(params("scanobjectnn", tmp_path / "ScanObjectNN", variant="obj-only"), tmp_path)
+        sources.scan(source_params("scanobjectnn", tmp_path / "ScanObjectNN", variant="obj-only"), tmp_path)
     assert "h5_files/main_split_nobg" in err.value.message
     assert "h5 files found: h5_files/main_split/test_objectdataset.h5" in err.value.message
 
@@ -162,7 +161,7 @@ def test_resampled_with_only_the_dat_caches_says_what_is_missing(tmp_path):
     for split in ("train", "test"):
         (base / f"modelnet40_{split}_8192pts_fps.dat").write_bytes(b"")
     with pytest.raises(LayoutError) as err:
-        sources.scan(params("modelnet40", tmp_path), tmp_path)
+        sources.scan(source_params("modelnet40", tmp_path), tmp_path)
     text = err.value.message
     assert "found modelnet40_test_8192pts_fps.dat, modelnet40_train_8192pts_fps.dat" in text
     assert "missing modelnet40_shape_names.txt, modelnet40_train.txt, modelnet40_test.txt" in text
@@ -172,7 +171,7 @@ def test_missing_shapenet55_lists_point_at_the_point_bert_repository(tmp_path):
     (tmp_path / "ShapeNet55" / "shapenet_pc").mkdir(parents=True)
     np.save(tmp_path / "ShapeNet55" / "shapenet_pc" / "02691156-a.npy", np.zeros((8, 3), np.float32))
     with pytest.raises(LayoutError) as err:
-        sources.scan(params("shapenet", tmp_path), tmp_path)
+        sources.scan(source_params("shapenet", tmp_path), tmp_path)
     assert "ShapeNet55/ShapeNet-55/train.txt" in err.value.message
     assert "do not contain the lists" in err.value.hint and "Point-BERT repository" in err.value.hint
     assert "data/ShapeNet55-34/ShapeNet-55/" in err.value.hint
@@ -190,7 +189,7 @@ def test_single_precision_far_from_the_origin_is_warned_and_recorded(tmp_path):
     np.save(tmp_path / "far" / "scan" / "near32.npy", cloud.astype(np.float32))
     far_box = trimesh.creation.box().apply_translation((2e6, 0, 0))
     (tmp_path / "far" / "scan" / "far.stl").write_bytes(far_box.export(file_type="stl"))  # binary: float32
-    _, failures, attrs = stored(prepare(params(root=tmp_path / "far", test_fraction=0.0), tmp_path / "data"))
+    _, failures, attrs = stored(prepare(source_params(root=tmp_path / "far", test_fraction=0.0), tmp_path / "data"))
     assert failures == []
     warned = {w["id"]: w["warning"] for w in attrs["warnings"]}
     assert warned.keys() == {"scan/utm32", "scan/far"}
@@ -199,16 +198,16 @@ def test_single_precision_far_from_the_origin_is_warned_and_recorded(tmp_path):
 
 def test_default_names_stay_readable_and_distinct_for_non_latin_folders(tmp_path):
     names = [
-        sources.default_dataset_name(params(root=tmp_path / n)) for n in ("数据集", "データ", "Café (v2)")
+        sources.default_dataset_name(source_params(root=tmp_path / n)) for n in ("数据集", "データ", "Café (v2)")
     ]
     assert names == ["数据集", "データ", "Café-v2"]
     nfd = "Cafe\u0301"  # macOS spells é as e + combining accent
-    assert sources.default_dataset_name(params(root=tmp_path / nfd)) == "Café"
-    assert sources.default_dataset_name(params(root=tmp_path / "!!!")) == "folder"
+    assert sources.default_dataset_name(source_params(root=tmp_path / nfd)) == "Café"
+    assert sources.default_dataset_name(source_params(root=tmp_path / "!!!")) == "folder"
 
 
 def test_synthetic_every_generated_mesh_is_stored_or_recorded(tmp_path):
-    p = params("synthetic", synthetic_per_class=2)
+    p = source_params("synthetic", synthetic_per_class=2)
     rows, failures, _ = stored(prepare(p, tmp_path / "data"))
     generated = list((tmp_path / "data" / "sources").rglob("*.ply"))
     assert len(generated) > 0 and rows + len(failures) == len(generated)

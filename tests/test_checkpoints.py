@@ -161,7 +161,7 @@ def test_foreign_pickles_are_refused_outside_run_directories(tmp_path):
 def test_paper_checkpoints_run_end_to_end(official_shapes, tmp_path):
     """The paper's files through the commands at full size: SVM on an h5-layout store (first 1024 of 2048
     points) and a fine-tuned ScanObjectNN classifier evaluated as is (no voting for 2048 points)."""
-    from tests.test_evaluation import invoke, write_store
+    from tests.builders import invoke, write_store
 
     data = tmp_path / "data"
     write_store(data, "modelnet40", {"train": 2, "test": 1}, P=2048, layout="modelnet40_ply_hdf5_2048",

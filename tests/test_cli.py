@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from cli import app
 from pipeline.core.config import load_config
 from pipeline.core.errors import ConfigError
-from tests.test_prepare import write_folder
+from tests.builders import write_folder
 
 runner = CliRunner()
 SMALL = ["--set", "prepare.points=64", "--set", "prepare.oversample=2", "--set", "prepare.chunk=4"]

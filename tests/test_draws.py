@@ -26,11 +26,10 @@ from pipeline.runner.execute import output_state
 from pipeline.runner.plan import Context, plan
 from pipeline.storage.fastread import ArrayReader
 from pipeline.train.trainset import CachedShapes
-from tests.test_prepare import toy_config
-from tests.test_train import SETS, built_inputs
+from tests.builders import TRAIN_SETS, built_inputs, toy_config
 
 DRAWS = 2
-AUGMENTED = [*SETS, "prepare.points=2048", f"render.draws={DRAWS}", "render.chunk=2", "cache-features.chunk=2"]  # stages.yaml's default views: augmented
+AUGMENTED = [*TRAIN_SETS, "prepare.points=2048", f"render.draws={DRAWS}", "render.chunk=2", "cache-features.chunk=2"]  # stages.yaml's default views: augmented
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +197,7 @@ def test_input_subset_draw_needs_the_draws_point_count(stores):
 
 def test_fixed_views_keep_their_fingerprint_and_older_stores_stay_up_to_date(tmp_path, caplog, monkeypatch):
     assert RenderParams(views="fixed", draws=8).fingerprint_params() == {"subset": 2048, "seed": 0, "chunk": 16}
-    config = toy_config(tmp_path, [*SETS, "render.views=fixed"])
+    config = toy_config(tmp_path, [*TRAIN_SETS, "render.views=fixed"])
     ctx = Context(config, tmp_path / "data", "toys")
     from pipeline.runner.execute import run as run_plan
 
@@ -206,12 +205,12 @@ def test_fixed_views_keep_their_fingerprint_and_older_stores_stay_up_to_date(tmp
     run_plan(built.needs["prepare"], ctx)
     run_plan(built, ctx)
     assert "views" not in zarr.open_group(str(built.out), mode="r").attrs["stage_params"]  # as older stores
-    default = toy_config(tmp_path, SETS)  # stages.yaml: views augmented; the dataset keeps what it built
+    default = toy_config(tmp_path, TRAIN_SETS)  # stages.yaml: views augmented; the dataset keeps what it built
     again = plan("render", Context(default, tmp_path / "data", "toys"))
     assert again.out == built.out and output_state(again).label == "up to date"
-    asked = toy_config(tmp_path, [*SETS, "render.views=augmented"])  # asked for explicitly: a new store
+    asked = toy_config(tmp_path, [*TRAIN_SETS, "render.views=augmented"])  # asked for explicitly: a new store
     assert plan("render", Context(asked, tmp_path / "data", "toys")).out != built.out
-    draws_only = toy_config(tmp_path, [*SETS, "render.draws=8"])  # not enough to leave fixed views: said
+    draws_only = toy_config(tmp_path, [*TRAIN_SETS, "render.draws=8"])  # not enough to leave fixed views: said
     import logging
 
     monkeypatch.setattr(logging.getLogger("i2p"), "propagate", True)  # a CLI test may have turned it off

@@ -12,42 +12,9 @@ import numpy as np
 import pytest
 
 from i2pmae.recipes import RECIPES, finetune_config
-from pipeline.storage.store import ArraySpec, StoreWriter, per_object
+from tests.builders import write_classes_store
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_classes_store(
-    data_root: Path, name: str, per_split: dict[str, int], n_classes: int, P: int
-) -> Path:
-    """A complete points store (real StoreWriter) of ``n_classes`` jittered spheres scaled per class."""
-    rng = np.random.default_rng(0)
-    fp = "f" * 64
-    path = data_root / "points" / f"{name}-{fp[:8]}.zarr"
-    classes = [f"c{k}" for k in range(n_classes)]
-    handling = {"layout": "folder", "points": "sampled", "point_order": "fps", "n_points": P}
-    attrs = {"fingerprint": fp, "stage": "prepare", "params": {}, "upstream": {}, "dataset": name,
-             "source": "folder", "layout": "folder", "classes": classes, "handling": handling}  # fmt: skip
-    writer = StoreWriter(path, attrs)
-    labels = {s: np.arange(n * n_classes) % n_classes for s, n in per_split.items()}
-    writer.create({
-        s: (1, [per_object("points", (len(y), P, 3), len(y), "float32", ("object", "point", "xyz")),
-                ArraySpec("label", (len(y),), (len(y),), "int32", ("object",), -1),
-                ArraySpec("id", (len(y),), (len(y),), str, ("object",), "")])
-        for s, y in labels.items()
-    })  # fmt: skip
-    for s, y in labels.items():
-        x = rng.normal(size=(len(y), P, 3))
-        x /= np.linalg.norm(x, axis=2, keepdims=True)
-        x *= (1 + y[:, None, None] * np.array([0.3, 0.0, -0.1]))[:, :, :]
-        writer.write(s, "points", 0, (x / np.abs(x).max()).astype(np.float32))
-        writer.write(s, "label", 0, y.astype(np.int32))
-        writer.write(s, "id", 0, np.array([f"c{c}/{s}{i}" for i, c in enumerate(y)]))
-        writer.mark_done(s, 0)
-    writer.finish({"failures": []})
-    from tests.test_evaluation import bind_dataset
-
-    return bind_dataset(data_root, name, path)
 
 
 def test_a_given_batch_size_sets_the_test_batch_too():

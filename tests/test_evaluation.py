@@ -10,12 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import typer
 import yaml
-from typer.testing import CliRunner
 
-from cli_eval import embed_command, eval_app, fewshot_command, finetune_command
-from cli_options import global_options
 from i2pmae.evaluate import select_points, svm_accuracy
 from i2pmae.fewshot import make_episode, make_episodes
 from i2pmae.finetune import FinetuneConfig, build_classifier, finetune, smooth_cross_entropy
@@ -25,62 +21,12 @@ from i2pmae.recipes import RECIPES, classifier_config
 from i2pmae.schedule import epoch_lr
 from pipeline.evaluate.extract import EvaluationError, PointsStore, feature_points
 from pipeline.sources.fewshot_pickles import read_fewshot_pickle
-from pipeline.storage import datasets
-from pipeline.storage.store import ArraySpec, StoreWriter, per_object
+from tests.builders import invoke, toy_cloud, write_store
 
 TINY = I2PMAEConfig(
     num_groups=(16, 8, 4), group_sizes=(4, 2, 2), encoder_dims=(16, 32, 64), encoder_depths=(1, 1, 1),
     num_heads=2, decoder_dims=(64, 32), targets="3d", drop_path=0.0,
 )  # fmt: skip
-CLASSES = ["ball", "disc", "needle"]
-
-
-def toy_cloud(c: int, rng: np.random.Generator, P: int) -> np.ndarray:
-    """A sphere, a flat disc or a thin needle, anisotropically scaled, in the unit sphere."""
-    if c == 0:
-        x = rng.normal(size=(P, 3))
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
-    elif c == 1:
-        r, t = np.sqrt(rng.uniform(size=P)), rng.uniform(0, 2 * np.pi, P)
-        x = np.stack([r * np.cos(t), rng.normal(0, 0.02, P), r * np.sin(t)], 1)
-    else:
-        x = np.stack([rng.normal(0, 0.05, P), rng.uniform(-1, 1, P), rng.normal(0, 0.05, P)], 1)
-    x = x * rng.uniform(0.6, 1.0, 3)
-    x -= x.mean(0)
-    return (x / np.linalg.norm(x, axis=1).max()).astype(np.float32)
-
-
-def write_store(data_root: Path, name: str, per_class: dict[str, int], P: int = 64, **handling) -> Path:
-    """A complete points store in the real schema, written with the real StoreWriter."""
-    rng = np.random.default_rng(0)
-    fp = f"{abs(hash(name)) % 16**8:08x}" + "0" * 56
-    path = data_root / "points" / f"{name}-{fp[:8]}.zarr"
-    handling = {"layout": "folder", "points": "sampled", "point_order": "fps", "n_points": P, **handling}
-    attrs = {"fingerprint": fp, "stage": "prepare", "params": {}, "upstream": {}, "dataset": name,
-             "layout": handling["layout"], "classes": CLASSES, "handling": handling}  # fmt: skip
-    writer = StoreWriter(path, attrs)
-    data = {s: np.arange(n * len(CLASSES)) % len(CLASSES) for s, n in per_class.items()}
-    writer.create({
-        s: (1, [per_object("points", (len(y), P, 3), len(y), "float32", ("object", "point", "xyz")),
-                ArraySpec("label", (len(y),), (len(y),), "int32", ("object",), -1),
-                ArraySpec("id", (len(y),), (len(y),), str, ("object",), "")])
-        for s, y in data.items()
-    })  # fmt: skip
-    for s, y in data.items():
-        writer.write(s, "points", 0, np.stack([toy_cloud(int(c), rng, P) for c in y]))
-        writer.write(s, "label", 0, y.astype(np.int32))
-        writer.write(s, "id", 0, np.array([f"{CLASSES[c]}/{s}{i}" for i, c in enumerate(y)]))
-        writer.mark_done(s, 0)
-    writer.finish({"failures": []})
-    return bind_dataset(data_root, name, path)
-
-
-def bind_dataset(data_root: Path, name: str, path: Path) -> Path:
-    """Record ``path`` as dataset ``name``'s points store, as `i2p prepare` leaves a dataset."""
-    record = datasets.DatasetRecord(name, {"source": "folder", "root": f"/{name}", "variant": None})
-    record.current["prepare"] = str(path.relative_to(data_root))
-    datasets.save(data_root, record)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -96,15 +42,6 @@ def data_root(tmp_path_factory) -> Path:
     torch.save({"model": I2PMAE(TINY).state_dict(), "model_config": asdict(TINY), "train_params": {"points": 64},
                 "epoch": 2, "step": 6, "optimizer": {}, "scheduler": None, "rng": {}}, run_dir / "ckpt-last.pt")  # fmt: skip
     return root
-
-
-def invoke(*args):
-    app = typer.Typer()
-    app.callback()(global_options)
-    app.add_typer(eval_app, name="eval")
-    for name, fn in (("embed", embed_command), ("finetune", finetune_command), ("fewshot", fewshot_command)):
-        app.command(name)(fn)
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 # ---- linear SVM ----------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ import zarr
 from i2pmae.geometry import IMAGENET_MEAN, IMAGENET_STD, normalise_images
 from pipeline.features.feed import ViewBatches, normalise_table, normalise_with, teacher_batches
 from pipeline.features.teachers import load_teacher
-from pipeline.runner.execute import build_stage, build_store
-from tests.test_prepare import array_bytes, toy_config
+from pipeline.runner.execute import build_store
+from tests.builders import array_bytes, build_stage, toy_config
 
 SETS = [
     "prepare.source=folder",

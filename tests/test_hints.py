@@ -14,7 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from cli import app
-from tests.test_eval_memory import write_classes_store
+from tests.builders import write_classes_store
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")

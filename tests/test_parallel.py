@@ -10,7 +10,7 @@ from pipeline.core.parallel import run_tasks
 from pipeline.core.params import PrepareParams, RenderParams
 from pipeline.prepare.points import prepare
 from pipeline.runner.execute import build_store
-from tests.test_prepare import array_bytes
+from tests.builders import array_bytes
 
 
 def _square(x: int) -> int:

@@ -11,45 +11,12 @@ from pipeline.core.errors import BadInput, LockError
 from pipeline.core.params import PrepareParams
 from pipeline.prepare.points import prepare
 from pipeline.storage.store import StoreLock, read_state
-
-
-def write_folder(root, n_per_class=3, classes=("box", "ball", "cone")):
-    """A tiny `folder` dataset: <root>/<class>/train|test/<class>_<i>.ply of real meshes."""
-    makers = {
-        "box": lambda r: trimesh.creation.box(extents=r.uniform(0.5, 2.0, 3)),
-        "ball": lambda r: trimesh.creation.icosphere(subdivisions=1, radius=r.uniform(0.5, 1.5)),
-        "cone": lambda r: trimesh.creation.cone(radius=r.uniform(0.3, 1.0), height=r.uniform(0.5, 2.0)),
-    }
-    rng = np.random.default_rng(0)
-    for name in classes:
-        for split, count in (("train", n_per_class), ("test", 1)):
-            folder = root / name / split
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                makers[name](rng).export(folder / f"{name}_{split}{i}.ply")
-    return root
-
-
-def toy_config(tmp, sets):
-    """stages.yaml + ``sets`` with the prepare root on a 4-object `folder` dataset (box, cone) in ``tmp``."""
-    from pipeline.core.config import load_config
-
-    root = write_folder(tmp / "meshes", n_per_class=2, classes=("box", "cone"))
-    return load_config(overrides=[*sets, f"prepare.root={root}"])
+from tests.builders import array_bytes, write_folder
 
 
 def params(root, **kw):
     base = dict(source="folder", root=str(root), points=64, oversample=2, chunk=2)
     return PrepareParams(**{**base, **kw})
-
-
-def array_bytes(path):
-    """Every file under the store except the root attrs (which hold timestamps) → bytes."""
-    return {
-        str(p.relative_to(path)): p.read_bytes()
-        for p in sorted(path.rglob("*"))
-        if p.is_file() and p.relative_to(path).as_posix() != "zarr.json"
-    }
 
 
 @pytest.fixture

@@ -11,29 +11,24 @@ import trimesh
 
 from pipeline import sources
 from pipeline.core.errors import BadInput, ConfigError, LayoutError
-from tests.test_sources import P, assert_unit_sphere, box_off, params
+from tests.builders import SOURCE_POINTS as P
+from tests.builders import (
+    assert_unit_sphere,
+    box_off,
+    source_params,
+    write_h5,
+    write_resampled,
+    write_shapenet55,
+)
 
 # ---- shapenet ----------------------------------------------------------------------------------------
-
-
-def write_shapenet55(base, n=4):
-    """Point-BERT layout: shapenet_pc/<synset>-<model>.npy (n points) + ShapeNet-55/{train,test}.txt."""
-    (base / "shapenet_pc").mkdir(parents=True)
-    (base / "ShapeNet-55").mkdir()
-    rng = np.random.default_rng(0)
-    ids = [f"{s}-m{k}" for s in ("04379243", "02691156") for k in range(3)]
-    for i in ids:
-        np.save(base / "shapenet_pc" / f"{i}.npy", (rng.random((256, 3)) * 3 + 1).astype(np.float32))
-    (base / "ShapeNet-55" / "train.txt").write_text("\n".join(f"{i}.npy" for i in ids[:2] + ids[3:5]) + "\n")
-    (base / "ShapeNet-55" / "test.txt").write_text(f"{ids[2]}.npy\n{ids[5]}.npy\n02691156-gone.npy\n")
-    return ids
 
 
 @pytest.mark.parametrize("nested", [False, True])
 def test_shapenet55_release(tmp_path, nested):
     base = tmp_path / "ShapeNet55-34" if nested else tmp_path
     ids = write_shapenet55(base)
-    p = params("shapenet", tmp_path)
+    p = source_params("shapenet", tmp_path)
     catalog = sources.scan(p, tmp_path / "data")
     assert catalog.layout == "shapenet55_npy" and catalog.classes == ["02691156", "04379243"]
     assert [it.id for it in catalog.splits["train"]] == ids[:2] + ids[3:5]
@@ -55,7 +50,7 @@ def test_shapenet55_missing_split_list_names_the_path(tmp_path):
     write_shapenet55(tmp_path)
     (tmp_path / "ShapeNet-55" / "test.txt").unlink()
     with pytest.raises(LayoutError, match=r"ShapeNet-55/test\.txt"):
-        sources.scan(params("shapenet", tmp_path), tmp_path)
+        sources.scan(source_params("shapenet", tmp_path), tmp_path)
 
 
 def test_shapenetcore_meshes_all_train_or_following_lists(tmp_path):
@@ -63,7 +58,7 @@ def test_shapenetcore_meshes_all_train_or_following_lists(tmp_path):
         d = tmp_path / synset / model / "models"
         d.mkdir(parents=True)
         trimesh.creation.box().export(d / "model_normalized.obj")
-    p = params("shapenet", tmp_path)
+    p = source_params("shapenet", tmp_path)
     catalog = sources.scan(p, tmp_path / "data")
     assert catalog.layout == "shapenetcore_v2" and list(catalog.splits) == ["train"]
     assert [it.id for it in catalog.splits["train"]] == ["02691156-a1", "02691156-a2", "03001627-c1"]
@@ -80,20 +75,13 @@ def test_shapenetcore_meshes_all_train_or_following_lists(tmp_path):
 # ---- modelnet40 --------------------------------------------------------------------------------------
 
 
-def write_h5(path, n, n_points=2048, label_shape=(1,), keys=("data", "label"), seed=0):
-    rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as f:
-        f[keys[0]] = rng.uniform(-1, 1, (n, n_points, 3)).astype(np.float32)
-        f[keys[1]] = rng.integers(0, 3, (n, *label_shape)).astype(np.uint8)
-
-
 def test_modelnet40_h5_used_as_stored(tmp_path):
     base = tmp_path / "modelnet40_ply_hdf5_2048"
     base.mkdir()
     for k, name in enumerate(("ply_data_train10.h5", "ply_data_train2.h5", "ply_data_test0.h5")):
         write_h5(base / name, 3, n_points=64, seed=k)
     (base / "shape_names.txt").write_text("airplane\nbathtub\nbed\n")
-    p = params("modelnet40", tmp_path)
+    p = source_params("modelnet40", tmp_path)
     catalog = sources.scan(p, tmp_path / "data")
     assert catalog.layout == "modelnet40_ply_hdf5_2048" and catalog.classes == ["airplane", "bathtub", "bed"]
     assert [it.id for it in catalog.splits["train"]][:4] == ["ply_data_train2/0", "ply_data_train2/1", "ply_data_train2/2", "ply_data_train10/0"]  # fmt: skip
@@ -110,35 +98,18 @@ def test_modelnet40_h5_wrong_keys_and_nan_rows(tmp_path):
     write_h5(tmp_path / "ply_data_train0.h5", 2, keys=("points", "label"))
     write_h5(tmp_path / "ply_data_test0.h5", 2)
     with pytest.raises(LayoutError, match=r"ply_data_train0\.h5: h5 keys found \['label', 'points'\], expected \['data', 'label'\]"):  # fmt: skip
-        sources.scan(params("modelnet40", tmp_path), tmp_path)
+        sources.scan(source_params("modelnet40", tmp_path), tmp_path)
     write_h5(tmp_path / "ply_data_train0.h5", 2)
     with h5py.File(tmp_path / "ply_data_train0.h5", "a") as f:
         f["data"][1, 5, 0] = np.nan
-    catalog = sources.scan(params("modelnet40", tmp_path), tmp_path)
+    catalog = sources.scan(source_params("modelnet40", tmp_path), tmp_path)
     with pytest.raises(BadInput, match="non-finite"):
-        sources.load_points(catalog.splits["train"][1], params("modelnet40", tmp_path))
-
-
-def write_resampled(base, n_per=3, n_lines=300):
-    names = ["airplane", "night_stand"]
-    rng = np.random.default_rng(0)
-    (base).mkdir(parents=True)
-    (base / "modelnet40_shape_names.txt").write_text("\n".join(names) + "\n")
-    ids = {"train": [], "test": []}
-    for c in names:
-        (base / c).mkdir()
-        for k in range(n_per):
-            i = f"{c}_{k + 1:04d}"
-            np.savetxt(base / c / f"{i}.txt", rng.uniform(-2, 3, (n_lines, 6)), fmt="%.6f", delimiter=",")
-            ids["test" if k == n_per - 1 else "train"].append(i)
-    for split, lst in ids.items():
-        (base / f"modelnet40_{split}.txt").write_text("\n".join(lst) + "\n")
-    return ids
+        sources.load_points(catalog.splits["train"][1], source_params("modelnet40", tmp_path))
 
 
 def test_modelnet40_resampled_txt_is_fps_sampled(tmp_path):
     ids = write_resampled(tmp_path / "modelnet40_normal_resampled")
-    p = params("modelnet40", tmp_path)
+    p = source_params("modelnet40", tmp_path)
     catalog = sources.scan(p, tmp_path / "data")
     assert catalog.layout == "modelnet40_normal_resampled" and catalog.classes == ["airplane", "night_stand"]
     assert [it.id for it in catalog.splits["train"]] == ids["train"]
@@ -162,7 +133,7 @@ def test_modelnet40_resampled_uses_fps_caches(tmp_path):
         labels = [np.array([0 if i.startswith("airplane") else 1], np.int32) for i in lst]
         with open(base / f"modelnet40_{split}_8192pts_fps.dat", "wb") as f:
             pickle.dump([pts, labels], f)
-    p = params("modelnet40", tmp_path)
+    p = source_params("modelnet40", tmp_path)
     catalog = sources.scan(p, tmp_path / "data")
     assert catalog.handling["n_points"] == 8192 and catalog.handling["point_order"] == "stored"
     points = sources.load_points(catalog.splits["test"][1], p)
@@ -179,7 +150,7 @@ def test_modelnet40_off_meshes(tmp_path):
         for split in ("train", "test"):
             (tmp_path / "ModelNet40" / c / split).mkdir(parents=True)
             (tmp_path / "ModelNet40" / c / split / f"{c}_0001.off").write_text(box_off(glued=True))
-    p = params("modelnet40", tmp_path)
+    p = source_params("modelnet40", tmp_path)
     catalog = sources.scan(p, tmp_path / "data")
     assert catalog.layout == "modelnet40_off" and catalog.source == "modelnet40"
     assert [it.id for it in catalog.splits["test"]] == ["bed/bed_0001", "chair/chair_0001"]
@@ -204,7 +175,7 @@ def test_scanobjectnn_variants(tmp_path, variant, folder, suffix, root_is_split_
     d.mkdir(parents=True)
     write_h5(d / f"training_objectdataset{suffix}.h5", 4, label_shape=())
     write_h5(d / f"test_objectdataset{suffix}.h5", 2, label_shape=(), seed=1)
-    p = params("scanobjectnn", d if root_is_split_dir else tmp_path / "ScanObjectNN", variant=variant)
+    p = source_params("scanobjectnn", d if root_is_split_dir else tmp_path / "ScanObjectNN", variant=variant)
     catalog = sources.scan(p, tmp_path / "data")
     assert len(catalog.classes) == 15 and {s: len(v) for s, v in catalog.splits.items()} == {
         "train": 4,
@@ -222,7 +193,7 @@ def test_scanobjectnn_refuses_the_other_split_folder(tmp_path):
     d.mkdir()
     write_h5(d / "training_objectdataset.h5", 2, label_shape=())
     with pytest.raises(LayoutError, match="obj-only reads main_split_nobg"):
-        sources.scan(params("scanobjectnn", d, variant="obj-only"), tmp_path)
+        sources.scan(source_params("scanobjectnn", d, variant="obj-only"), tmp_path)
 
 
 # ---- layouts that are not there ----------------------------------------------------------------------
@@ -241,8 +212,8 @@ def test_unknown_layout_lists_what_was_looked_for(tmp_path, source, expected):
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "readme.md").write_text("nothing here")
     with pytest.raises(LayoutError, match=expected):
-        sources.scan(params(source, tmp_path), tmp_path)
+        sources.scan(source_params(source, tmp_path), tmp_path)
     with pytest.raises(LayoutError, match="does not exist"):
-        sources.scan(params(source, tmp_path / "nowhere"), tmp_path)
+        sources.scan(source_params(source, tmp_path / "nowhere"), tmp_path)
     with pytest.raises(ConfigError, match="unknown layout"):
-        sources.scan(params(source, tmp_path, layout="nope"), tmp_path)
+        sources.scan(source_params(source, tmp_path, layout="nope"), tmp_path)

@@ -17,14 +17,12 @@ from typer.testing import CliRunner
 
 from cli import app
 from pipeline.core.errors import LockError
-from pipeline.runner.execute import build_stage
 from pipeline.runner.lookup import features_pins
 from pipeline.storage.remote import location
 from pipeline.storage.store import StoreLock, read_state
 from pipeline.train.trainset import CachedShapes, EpochSampler, batch_loader
+from tests.builders import TRAIN_SETS, build_stage, toy_config
 from tests.s3server import seaweed_s3, weed_binary
-from tests.test_prepare import toy_config
-from tests.test_train import SETS
 
 BUCKET = "i2p-test"
 
@@ -46,12 +44,12 @@ def built(s3, tmp_path_factory):
     """`i2p cache-features` (prepare and render first, with 2 workers, one bad input among the meshes)
     with the store root on S3, and the same stores built on a local disk in one process for comparison."""
     tmp = tmp_path_factory.mktemp("s3stores")
-    config = toy_config(tmp, SETS)
+    config = toy_config(tmp, TRAIN_SETS)
     root = Path(config.params("prepare").root)
     whole = (root / "box" / "train" / "box_train0.ply").read_bytes()
     (root / "box" / "train" / "cut.ply").write_bytes(whole[: len(whole) // 2])  # unreadable: compacted away
     url = f"s3://{BUCKET}/stores"
-    sets = [a for s in [*SETS, f"prepare.root={root}"] for a in ("--set", s)]
+    sets = [a for s in [*TRAIN_SETS, f"prepare.root={root}"] for a in ("--set", s)]
     workers = ["--set", "prepare.workers=2", "--set", "render.workers=2"]  # forked writers of S3 objects
     out = i2p(url, "cache-features", "-d", "toys", "--data-root", tmp / "data", *sets, *workers)
     assert out.exit_code == 0, out.output

@@ -19,7 +19,7 @@ from pipeline.runner.plan import Context, plan
 from pipeline.storage import rundir
 from pipeline.train.engine import fit
 from pipeline.train.stage import run_config, train_inputs
-from tests.test_prepare import toy_config
+from tests.builders import toy_config
 
 SETS = [
     "prepare.source=folder", "prepare.points=512", "prepare.oversample=2", "prepare.chunk=4",

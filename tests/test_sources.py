@@ -15,35 +15,12 @@ from pipeline.core.errors import BadInput
 from pipeline.core.params import PrepareParams
 from pipeline.sources import meshes, synthetic
 from pipeline.sources.base import Item
-
-P = 128  # points per mesh object in these tests
-
-
-def params(source="folder", root=None, **kw) -> PrepareParams:
-    base = dict(source=source, root=None if root is None else str(root), points=P, oversample=2)
-    return PrepareParams(**{**base, **kw})
+from tests.builders import SOURCE_POINTS as P
+from tests.builders import assert_unit_sphere, box_off, source_params
 
 
 def load_all(catalog, p):
     return {split: [sources.load_points(it, p) for it in items] for split, items in catalog.splits.items()}
-
-
-def assert_unit_sphere(points):
-    assert points.dtype == np.float32 and points.ndim == 2 and points.shape[1] == 3
-    assert np.abs(points.mean(axis=0)).max() < 1e-5
-    assert abs(float(np.linalg.norm(points, axis=1).max()) - 1.0) < 1e-5
-
-
-CUBE = [(x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)]  # vertex index = 4x + 2y + z
-QUADS = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
-
-
-def box_off(glued: bool, quads: bool = False) -> str:
-    """A unit cube as OFF text: 6 quads or 12 triangles; the ModelNet40 defect "OFF8 12 0" when glued."""
-    faces = list(QUADS) if quads else [t for a, b, c, d in QUADS for t in ((a, b, c), (a, c, d))]
-    lines = [" ".join(map(str, v)) for v in CUBE] + [f"{len(f)} " + " ".join(map(str, f)) for f in faces]
-    head = f"OFF8 {len(faces)} 0" if glued else f"OFF\n# a comment\n8 {len(faces)} 0"
-    return head + "\n" + "\n".join(lines) + "\n"
 
 
 # ---- meshes ------------------------------------------------------------------------------------------
@@ -135,7 +112,7 @@ def test_broken_point_files_raise_badinput(tmp_path):
     ):
         item = Item(f"c/{name}", str(tmp_path / name), 0, name.split(".")[1])
         with pytest.raises(BadInput, match=reason):
-            sources.load_points(item, params())
+            sources.load_points(item, source_params())
 
 
 def test_points_only_ply_is_a_point_file(tmp_path):
@@ -170,7 +147,7 @@ def write_folder(root, split_dirs=True):
 
 def test_folder_with_split_dirs(tmp_path):
     root = write_folder(tmp_path / "my data")
-    p = params(root=root)
+    p = source_params(root=root)
     catalog = sources.scan(p, tmp_path / "data")
     assert catalog.classes == ["chair", "cup"] and catalog.layout == "folder"
     assert {s: [it.id for it in items] for s, items in catalog.splits.items()} == {
@@ -196,14 +173,14 @@ def test_folder_split_is_stratified_and_seeded(tmp_path):
         (root / c).mkdir(parents=True)
         for i in range(n):
             (root / c / f"{i}.txt").write_text("0 0 0\n1 1 1\n")
-    catalog = sources.scan(params(root=root, test_fraction=0.2), tmp_path)
+    catalog = sources.scan(source_params(root=root, test_fraction=0.2), tmp_path)
     tests = [it.id.split("/")[0] for it in catalog.splits["test"]]
     assert {c: tests.count(c) for c in sizes} == {"one": 0, "pair": 1, "six": 1, "ten": 2}
     assert len(catalog.splits["train"]) == 19 - 4
-    again = sources.scan(params(root=root, test_fraction=0.2), tmp_path)
+    again = sources.scan(source_params(root=root, test_fraction=0.2), tmp_path)
     assert again.splits == catalog.splits  # same seed: same split
     other = {
-        sources.scan(params(root=root, test_fraction=0.2, seed=s), tmp_path).splits["test"][-1].id
+        sources.scan(source_params(root=root, test_fraction=0.2, seed=s), tmp_path).splits["test"][-1].id
         for s in range(6)
     }
     assert len(other) > 1  # the seed chooses which objects
@@ -215,13 +192,13 @@ def test_folder_hashed_split_depends_on_seed_and_id_only(tmp_path):
         (root / c).mkdir(parents=True)
         for i in range(40):
             (root / c / f"{i}.txt").write_text("0 0 0\n1 1 1\n")
-    catalog = sources.scan(params(root=root, test_fraction=0.25), tmp_path)
+    catalog = sources.scan(source_params(root=root, test_fraction=0.25), tmp_path)
     n_test = len(catalog.splits["test"])
     assert n_test == 20 and n_test + len(catalog.splits["train"]) == 80  # 10 of each class
-    assert sources.scan(params(root=root, test_fraction=0.25), tmp_path).splits == catalog.splits
-    assert len(sources.scan(params(root=root, test_fraction=0.0), tmp_path).splits) == 1  # train only
+    assert sources.scan(source_params(root=root, test_fraction=0.25), tmp_path).splits == catalog.splits
+    assert len(sources.scan(source_params(root=root, test_fraction=0.0), tmp_path).splits) == 1  # train only
     with pytest.raises(BadInput, match="points-only file with 2 finite points"):
-        sources.load_points(catalog.splits["train"][0], params(root=root))
+        sources.load_points(catalog.splits["train"][0], source_params(root=root))
 
 
 # ---- synthetic ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 from cli import app
-from tests.test_prepare import write_folder
+from tests.builders import write_folder
 
 BASE = [
     "prepare.source=folder", "prepare.points=512", "prepare.oversample=1", "prepare.chunk=4",

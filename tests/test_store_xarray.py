@@ -14,9 +14,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from pipeline.runner.execute import build_stage
-from tests.test_prepare import toy_config
-from tests.test_views_features import SETS
+from tests.builders import STAGE_SETS, build_stage, toy_config
 
 KINDS = {  # store → (variable, its dims)
     "prepare": ("points", ("object", "point", "xyz")),
@@ -28,7 +26,7 @@ KINDS = {  # store → (variable, its dims)
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("xarray")
-    return build_stage("cache-features", toy_config(tmp, SETS), tmp / "data", "toys")
+    return build_stage("cache-features", toy_config(tmp, STAGE_SETS), tmp / "data", "toys")
 
 
 def open_split(path, split):

@@ -1,4 +1,5 @@
-"""The code's shape: imports go one way (cli → pipeline → i2pmae) without cycles; modules stay small."""
+"""The code's shape: imports go one way (cli → pipeline → i2pmae) without cycles; modules stay small;
+test modules hold tests and share helpers only through tests/conftest.py and tests/builders.py."""
 
 from __future__ import annotations
 
@@ -97,3 +98,44 @@ def test_the_code_follows_the_linter_configuration():
 
     out = subprocess.run([sys.executable, "-m", "ruff", "check", "--quiet", str(ROOT)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+
+def suite_files(kind: str) -> dict[str, Path]:
+    """Files under tests/ (relative posix path → Path) that pytest collects by its default ``python_files``
+    (``test_*.py``, ``*_test.py``) when ``kind`` is "test"; the support modules (conftest, builders, ...) else."""
+    files = {p.relative_to(ROOT).as_posix(): p for p in (ROOT / "tests").rglob("*.py")}
+    collected = {n: p.name.startswith("test_") or p.name.endswith("_test.py") for n, p in files.items()}
+    return {n: p for n, p in files.items() if collected[n] == (kind == "test")}
+
+
+def test_no_file_under_tests_imports_a_test_module():
+    """Shared helpers live in tests/conftest.py (fixtures) or tests/builders.py, never in a test module."""
+    found = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        name = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = "." * node.level + (node.module or "")
+                targets = [base, *(f"{base}{'' if base.endswith('.') else '.'}{a.name}" for a in node.names)]
+            else:
+                continue
+            if any(t.lstrip(".").startswith(("test_", "tests.test_")) for t in targets):
+                found.append(f"{name}:{node.lineno} {ast.unparse(node)}")
+    assert found == []
+
+
+def test_test_modules_hold_the_tests_and_support_modules_none():
+    """Every file pytest collects under tests/ defines a test; no other file there does (a helper module
+    named test_*.py would be collected, a test module named otherwise would never run)."""
+
+    def defines_tests(path: Path) -> bool:
+        body = ast.parse(path.read_text()).body
+        funcs = [n.name for n in body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+        classes = [n.name for n in body if isinstance(n, ast.ClassDef)]
+        return any(f.startswith("test") for f in funcs) or any(c.startswith("Test") for c in classes)
+
+    assert [n for n, p in suite_files("test").items() if not defines_tests(p)] == []
+    assert [n for n, p in suite_files("support").items() if defines_tests(p)] == []

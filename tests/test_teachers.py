@@ -198,7 +198,7 @@ def test_regeneration_is_seeded_and_loads(tmp_path):
 
     from cli import app
     from pipeline.features.train_teacher import TeacherTraining, train_teacher
-    from tests.test_prepare import write_folder
+    from tests.builders import write_folder
 
     root = write_folder(tmp_path / "meshes", n_per_class=2, classes=("box", "cone"))
     args = ["teacher", "train", "--data-root", str(tmp_path / "data"), "--dataset", "toys", "--steps", "2",
@@ -222,9 +222,8 @@ def test_features_stores_pin_the_shipped_weights_and_say_what_the_teacher_knows(
 
     from pipeline.core.params import FeaturesParams
     from pipeline.features.tiny_teachers import packaged_record
-    from pipeline.runner.execute import build_stage
     from pipeline.runner.stages import features_identity
-    from tests.test_prepare import toy_config
+    from tests.builders import build_stage, toy_config
 
     sha = packaged_record("tiny-synthetic")["weights_sha256"]
     assert features_identity(FeaturesParams(teacher="tiny-synthetic", device="cpu"))["weights_sha256"] == sha

@@ -18,7 +18,8 @@ from pipeline.prepare.points import load_chunk
 from pipeline.sources import meshes
 from pipeline.sources.base import Item, MissingPackage
 from pipeline.sources.textformats import decode_text
-from tests.test_sources import P, assert_unit_sphere, params
+from tests.builders import SOURCE_POINTS as P
+from tests.builders import assert_unit_sphere, source_params
 
 V = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float)
 F = np.array([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]])
@@ -124,7 +125,7 @@ def test_a_missing_package_stops_prepare_and_is_never_a_bad_input(tmp_path, monk
     monkeypatch.setitem(sys.modules, "trimesh", None)  # as if trimesh were not installed
     item = Item("c/m", str(tmp_path / "m.obj"), 0, "mesh")
     with pytest.raises(MissingPackage) as err:
-        load_chunk("train", 0, [item], params(), P)
+        load_chunk("train", 0, [item], source_params(), P)
     assert "trimesh" in err.value.message and err.value.hint == "pip install trimesh"
 
 
@@ -222,7 +223,7 @@ def test_point_text_in_every_common_form_reads(tmp_path):
         assert cloud.shape[0] == 300 and np.allclose(cloud[:, :3], p, atol=1e-6), name
         item = sources.folder.make_item(path, "scan", 0)
         assert item.kind == "txt"
-        assert_unit_sphere(sources.load_points(item, params(points=P)))
+        assert_unit_sphere(sources.load_points(item, source_params(points=P)))
 
 
 def test_point_text_that_disagrees_is_a_bad_input(tmp_path):

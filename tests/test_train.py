@@ -18,47 +18,19 @@ from i2pmae.model import I2PMAE, I2PMAEConfig
 from i2pmae.pretrain import Batch, target_fn
 from i2pmae.schedule import epoch_lr, param_groups
 from pipeline.core.config import load_config
-from pipeline.runner.execute import run as run_plan
 from pipeline.runner.plan import Context, plan
 from pipeline.train.engine import fit
 from pipeline.train.stage import train_inputs
 from pipeline.train.trainset import CachedShapes
-from tests.test_prepare import toy_config
-
-SETS = [
-    "prepare.source=folder",
-    "prepare.points=1024",
-    "prepare.oversample=2",
-    "prepare.chunk=4",
-    "render.subset=1024",
-    "render.chunk=4",
-    "cache-features.teacher=tiny-random",
-    "cache-features.chunk=4",
-    "cache-features.num_workers=0",
-    "train.points=1024",
-    "train.batch_size=4",
-    "train.num_workers=0",
-    "train.warmup_epochs=0",
-    "train.schedule_epochs=30",
-    "train.epochs=30",
-]
+from tests.builders import SMALL, TRAIN_SETS, built_inputs, toy_config
 
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     """A 4-object training split with real points, views and tiny-random features stores."""
     tmp = tmp_path_factory.mktemp("train")
-    config = toy_config(tmp, SETS)
+    config = toy_config(tmp, TRAIN_SETS)
     return config, tmp / "data", built_inputs(config, tmp / "data")
-
-
-def built_inputs(config, data_root):
-    """The stores a run of ``config`` reads, built through the runner."""
-    ctx = Context(config, data_root, "toys")
-    p = plan("train", ctx)
-    for need in p.needs.values():
-        run_plan(need, ctx)
-    return train_inputs(p)
 
 
 def first_batch(inputs, n=4):
@@ -86,9 +58,6 @@ def test_2d_target_of_a_visible_token_is_the_cached_map_at_its_members(stores):
         )[0]
         expected = dense[:, rows[0, v], cols[0, v]].T  # (8, C)
         assert torch.allclose(target[row, :, v * 512 : (v + 1) * 512], expected, atol=1e-4)
-
-
-SMALL = {"num_groups": (128, 64, 16)}  # same layers, 4× fewer groups: the loop at a quarter of the cost
 
 
 @pytest.mark.parametrize("arch", [SMALL, pytest.param(None, marks=pytest.mark.slow)], ids=["small", "paper"])
@@ -139,7 +108,7 @@ def test_training_reads_the_store_it_was_given(stores):
     # random masking + 3D targets needs no views or features
     plain = load_config(
         overrides=[
-            *SETS,
+            *TRAIN_SETS,
             "train.masking=random",
             "train.targets=3d",
             f"prepare.root={config.params('prepare').root}",
@@ -155,7 +124,7 @@ def test_cli_train_then_resume_continues_the_step_count(stores):
     from cli import app
 
     config, data_root, _ = stores
-    sets = [a for s in SETS for a in ("--set", s)] + [
+    sets = [a for s in TRAIN_SETS for a in ("--set", s)] + [
         "--set",
         f"prepare.root={config.params('prepare').root}",
     ]
@@ -241,7 +210,7 @@ def test_two_process_ddp_trains_through_the_cli(stores):
     cli = Path(__file__).resolve().parents[1] / "cli.py"
     sets = [
         a
-        for s in [*SETS, f"prepare.root={config.params('prepare').root}", "train.run=ddp"]
+        for s in [*TRAIN_SETS, f"prepare.root={config.params('prepare').root}", "train.run=ddp"]
         for a in ("--set", s)
     ]
     cmd = [

@@ -20,30 +20,15 @@ from cli import app
 from pipeline.core.config import load_config
 from pipeline.core.errors import TeacherError
 from pipeline.features.cache import cache_features
-from pipeline.runner.execute import build_stage as run_stage
 from pipeline.runner.plan import Context, plan
-from tests.test_prepare import array_bytes, toy_config
-
-SETS = [
-    "prepare.source=folder",
-    "prepare.points=512",
-    "prepare.oversample=2",
-    "prepare.chunk=4",
-    "render.subset=256",
-    "render.chunk=2",
-    "render.views=fixed",  # the one-subset schema (older stores); augmented views: tests/test_draws.py
-    "cache-features.teacher=tiny-random",
-    "cache-features.chunk=2",
-    "cache-features.num_workers=0",
-    "cache-features.batch_size=4",
-]
+from tests.builders import STAGE_SETS, array_bytes, build_stage, toy_config
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stages")
-    config = toy_config(tmp, SETS)
-    return config, tmp / "data", run_stage("cache-features", config, tmp / "data", "toys")
+    config = toy_config(tmp, STAGE_SETS)
+    return config, tmp / "data", build_stage("cache-features", config, tmp / "data", "toys")
 
 
 
@@ -86,29 +71,29 @@ def test_rerun_is_up_to_date_and_resume_rebuilds_only_missing_chunks(built, tmp_
     group["train/done"][1] = False  # what a crash after chunk 0 leaves
     group["train/feature"][2:4] = 0
     group.attrs["complete"] = False
-    again = run_stage("cache-features", config, data_root, "toys")["cache-features"]
+    again = build_stage("cache-features", config, data_root, "toys")["cache-features"]
     assert again == done["cache-features"]
     assert array_bytes(again) == before
     t0 = time.perf_counter()
-    assert run_stage("cache-features", config, data_root, "toys")["cache-features"] == again
+    assert build_stage("cache-features", config, data_root, "toys")["cache-features"] == again
     assert time.perf_counter() - t0 < 10
 
 
 def test_other_render_params_or_teacher_make_new_stores_and_keep_the_old(built):
     config, data_root, done = built
     other = load_config(
-        overrides=[*SETS, "render.subset=128", f"prepare.root={config.params('prepare').root}"]
+        overrides=[*STAGE_SETS, "render.subset=128", f"prepare.root={config.params('prepare').root}"]
     )
-    new_views = run_stage("render", other, data_root, "toys")["render"]
+    new_views = build_stage("render", other, data_root, "toys")["render"]
     assert new_views != done["render"] and done["render"].exists()
     normalised = load_config(
         overrides=[
-            *SETS,
+            *STAGE_SETS,
             "cache-features.normalisation=teacher",
             f"prepare.root={config.params('prepare').root}",
         ]
     )
-    new_features = run_stage("cache-features", normalised, data_root, "toys")["cache-features"]
+    new_features = build_stage("cache-features", normalised, data_root, "toys")["cache-features"]
     assert new_features != done["cache-features"] and done["cache-features"].exists()
 
 
@@ -127,7 +112,7 @@ def test_two_shards_fill_the_same_store_as_one_process(built, tmp_path):
         "--data-root",
         str(data),
         "-q",
-        *[a for s in [*SETS, f"prepare.root={config.params('prepare').root}"] for a in ("--set", s)],
+        *[a for s in [*STAGE_SETS, f"prepare.root={config.params('prepare').root}"] for a in ("--set", s)],
     ]
     # both shards read the views store of the fixture: copy its data root layout by linking the stores
     for kind in ("points", "views"):
@@ -166,7 +151,7 @@ def test_show_writes_a_png_of_the_views(built, tmp_path):
     config, data_root, done = built
     ident = str(zarr.open_group(str(done["prepare"]), mode="r")["train/id"][0])
     out = tmp_path / "obj.png"
-    sets = [a for s in [*SETS, f"prepare.root={config.params('prepare').root}"] for a in ("--set", s)]
+    sets = [a for s in [*STAGE_SETS, f"prepare.root={config.params('prepare').root}"] for a in ("--set", s)]
     result = CliRunner().invoke(
         app,
         [

@@ -154,25 +154,6 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def build_stage(stage: str, config: Any, data_root: Path, dataset: str, store_root: Any = None) -> dict[str, Path]:
-    """Bring ``stage`` up to date for ``dataset`` (benchmarks, tests); {stage: output} for it and its needs.
-    store_root: where stores go when not under the data root (a folder or an fsspec URL)."""
-    from pipeline.runner.plan import plan
-
-    ctx = Context(config, Path(data_root), dataset, store_root=store_root)
-    p = plan(stage, ctx)
-    run(p, ctx)
-    outs: dict[str, Path] = {}
-
-    def walk(q: Plan) -> None:
-        outs[q.stage] = q.out
-        for n in q.needs.values():
-            walk(n)
-
-    walk(p)
-    return outs
-
-
 def build_store(stage: str, params: Any, upstream: Path, data_root: Path, offline: bool = True) -> Path:
     """Render or cache-features from one given upstream store, outside any dataset record (benchmarks,
     tests): the stage's own identity and output rules, its run function, the store's path."""
