@@ -44,7 +44,9 @@ CONFIGS: dict[str, dict[str, Any]] = {TINY_MODEL: TINY_CONFIG, SYNTH_MODEL: SYNT
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # teacher name -> weight file shipped in WEIGHTS_DIR (its record: the same stem, .json)
 PACKAGED: dict[str, str] = {"tiny-synthetic": "tiny-synthetic.safetensors"}
-REGENERATE = "i2p teacher train --dataset synthetic"  # the command that rebuilds the shipped weights
+REGENERATE = (  # the command that rebuilds the shipped weights: the synthetic v3 set at 2048 points
+    "i2p teacher train --dataset synthetic --set prepare.synthetic_version=3 --set prepare.points=2048"
+)
 
 
 def register(open_clip: Any, model_name: str) -> None:
