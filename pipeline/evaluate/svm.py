@@ -37,6 +37,7 @@ def eval_record(plan: Any, kind: str, result: dict[str, Any]) -> dict[str, Any]:
 def run_svm_stage(plan: Any, ctx: Any) -> Path:
     from pipeline.core.devices import resolve_device
     from pipeline.evaluate import extract as ev
+    from pipeline.evaluate.encoders import resolve_encoder
 
     params, run = plan.params, plan.needs["train"].out
     store = ev.points_store(plan.needs["prepare"].out)
@@ -44,7 +45,7 @@ def run_svm_stage(plan: Any, ctx: Any) -> Path:
     report = start_report(run)
     results = {}
     for label, random_init in (("pre-trained", False), ("random initialisation", True)):
-        encoder = ev.resolve_encoder(ctx.data_root, None, rundir.checkpoint(run), random_init=random_init, seed=0)
+        encoder = resolve_encoder(ctx.data_root, None, rundir.checkpoint(run), random_init=random_init, seed=0)
         results[label] = ev.run_svm(encoder, store, params, device, report)
     a, b = results["pre-trained"].accuracy, results["random initialisation"].accuracy
     bn_a, bn_b = results["pre-trained"].bn, results["random initialisation"].bn
