@@ -26,6 +26,7 @@ from cli_options import (
     say,
     session,
 )
+from pipeline.storage.remote import relative
 
 eval_app = typer.Typer(help="Evaluate a pre-trained encoder on frozen features (linear SVM).", no_args_is_help=True)
 
@@ -72,13 +73,6 @@ def _encoder_run(cx, run: str | None, ckpt: Path | None, random_init: bool) -> s
     return _last_run(cx)
 
 
-def _rel(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 @eval_app.command("svm")
 def svm_command(
     ctx: typer.Context, run: Run = None, ckpt: Ckpt = None, dataset: Dataset = None,
@@ -106,7 +100,7 @@ def svm_command(
         encoder = resolve_encoder(root, run, ckpt, random_init=random_init, seed=seed, which=which)
         out = ev.run_svm(encoder, store, params, resolve_device(params.device), report_path(root, encoder, report))
         say(f"linear SVM on {store.name}: [bold]{100 * out.accuracy:.2f} %[/] (C={out.c:g}, {out.n_points} points, "
-            f"{out.bn.text()}, {encoder.label}) → {_rel(out.report)}")
+            f"{out.bn.text()}, {encoder.label}) → {relative(out.report, Path.cwd())}")
         _say_note(out.bn)
 
 
@@ -188,10 +182,10 @@ def finetune_command(
         if res.evaluated is not None:
             acc, voted = res.evaluated
             vote = f", voted {100 * voted:.2f} %" if voted is not None else ""
-            say(f"fine-tuned classifier on {store.name}: {100 * acc:.2f} %{vote} → {_rel(res.report)}")
+            say(f"fine-tuned classifier on {store.name}: {100 * acc:.2f} %{vote} → {relative(res.report, Path.cwd())}")
             return
         say(f"fine-tuning on {store.name}: last epoch {mean_std([r.last_acc for r in res.results])}, best epoch "
-            f"{mean_std([r.best_acc for r in res.results])} (chosen on the test split) → {_rel(res.report)}")
+            f"{mean_std([r.best_acc for r in res.results])} (chosen on the test split) → {relative(res.report, Path.cwd())}")
 
 
 def fewshot_command(
@@ -231,4 +225,4 @@ def fewshot_command(
                                     **finetune_overrides(params))
         for w, s, results in settings:
             say(f"{w}-way {s}-shot: last epoch {mean_std([r.last_acc for r in results])}")
-        say(f"report → {_rel(out)}")
+        say(f"report → {relative(out, Path.cwd())}")
