@@ -38,7 +38,8 @@ def run(plan: Plan, ctx: Context, done: set[tuple[str, str]] | None = None) -> P
     if state.refusal is not None:  # before building anything for it
         raise state.refusal
     if spec.binds_source:
-        datasets.check_binding(ctx.data_root, plan.dataset, plan.params.model_dump())
+        bound = ctx.reads.dataset(ctx.data_root, plan.dataset)
+        datasets.check_binding(ctx.data_root, plan.dataset, plan.params.model_dump(), bound)
     for need in plan.needs.values():
         run(need, ctx, done)
     if state.up_to_date:

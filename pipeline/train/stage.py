@@ -13,7 +13,7 @@ from typing import Any
 from pipeline.core.errors import ConfigError
 from pipeline.core.params import TrainParams
 from pipeline.storage import rundir
-from pipeline.storage.contract import Context, Plan
+from pipeline.storage.contract import Context, Plan, Reads
 
 log = logging.getLogger("i2p")
 
@@ -74,12 +74,12 @@ def fit_to_store(params: TrainParams, n_objects: int, stored: int, world: int = 
     return params
 
 
-def run_config(plan: Plan, inputs: Any) -> dict[str, Any]:
-    """config.yaml: identity, params, runtime params, seed, dataset, stores, teacher, code, machine."""
+def run_config(plan: Plan, inputs: Any, reads: Reads | None = None) -> dict[str, Any]:
+    """config.yaml: identity, params, runtime params, seed, dataset, stores, teacher, code, machine
+    (``reads``: the command's, which has read the stores' attrs when it planned)."""
     from pipeline.storage.provenance import code_version, machine_info, teacher_record
-    from pipeline.storage.store import read_state
 
-    attrs = {s: read_state(p.out, progress=False).attrs for s, p in plan.needs.items()}
+    attrs = {s: (reads or Reads()).state(p.out, progress=False).attrs for s, p in plan.needs.items()}
     config = {
         "identity": plan.fingerprint,
         "dataset": plan.dataset,
@@ -128,7 +128,7 @@ def run(plan: Plan, ctx: Context) -> Path:
     if dist.rank == 0:
         if state.has_checkpoint:
             rundir.clear_evals(run_dir)  # they describe the checkpoint this continuation replaces
-        config = run_config(plan, inputs)
+        config = run_config(plan, inputs, ctx.reads)
         config["effective"] = {"points": params.points, "batch_size": params.batch_size}
         rundir.write_config(run_dir, config)
         rundir.forget_stripped(run_dir)
