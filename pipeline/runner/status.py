@@ -25,10 +25,6 @@ from pipeline.storage.store import STORE_KINDS, list_states, store_bytes
 STYLES = {"up to date": "green", "partial": "yellow", "missing": "red", "changed": "magenta", "error": "red"}
 
 
-def _rel(path: Path | str | None, root: Path) -> str:
-    return "" if path is None else relative(path, root)
-
-
 def stage_rows(config: Config, data_root: Path, dataset: str, store_root: Any = None,
                reads: Reads | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """One row per stage of the table: state, output, fingerprint (or the error planning gives).
@@ -39,7 +35,7 @@ def stage_rows(config: Config, data_root: Path, dataset: str, store_root: Any = 
         try:
             p = plan(stage, ctx, memo)
             state = output_state(p, ctx)
-            rows.append({"stage": stage, "state": state.label, "output": _rel(p.out, data_root),
+            rows.append({"stage": stage, "state": state.label, "output": relative(p.out, data_root),
                          "fingerprint": p.fingerprint[:8], **state.detail})  # fmt: skip
         except I2PError as err:
             rows.append({"stage": stage, "state": f"error: {err.message}", "output": "", "fingerprint": ""})
@@ -52,7 +48,7 @@ def store_rows(data_root: Path, store_root: Any = None, reads: Reads | None = No
     for stage in STORE_KINDS:
         for state in list_states(store_root or data_root, stage, read=read):
             done, total = state.progress
-            rows.append({"store": _rel(state.path, data_root), "stage": stage, "dataset": state.attrs.get("dataset"),
+            rows.append({"store": relative(state.path, data_root), "stage": stage, "dataset": state.attrs.get("dataset"),
                          "state": "complete" if state.complete else f"partial {done}/{total} chunks",
                          "bytes": store_bytes(state.path)})  # fmt: skip
     return rows
@@ -64,7 +60,7 @@ def run_rows(config: Config, data_root: Path) -> list[dict[str, Any]]:
     rows = []
     for run in rundir.list_runs(data_root):
         differ = {k: v for k, v in run.params.items() if declared.get(k) != v}
-        evals = [{"kind": e.get("kind"), "dataset": e.get("dataset"), "points_store": _rel(e.get("points_store"), data_root),
+        evals = [{"kind": e.get("kind"), "dataset": e.get("dataset"), "points_store": relative(e.get("points_store") or "", data_root),
                   "result": e.get("result")} for e in rundir.list_evals(run.path)]  # fmt: skip
         rows.append({
             "run": run.path.name, "dataset": run.dataset, "state": run.label, "steps_done": run.steps_logged,
