@@ -26,6 +26,7 @@ from cli_options import (
     say,
     session,
 )
+from pipeline.storage.remote import relative
 
 eval_app = typer.Typer(help="Evaluate a pre-trained encoder on frozen features (linear SVM).", no_args_is_help=True)
 
@@ -72,13 +73,6 @@ def _encoder_run(cx, run: str | None, ckpt: Path | None, random_init: bool) -> s
     return _last_run(cx)
 
 
-def _rel(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 @eval_app.command("svm")
 def svm_command(
     ctx: typer.Context, run: Run = None, ckpt: Ckpt = None, dataset: Dataset = None,
@@ -90,7 +84,9 @@ def svm_command(
 ) -> None:
     """Linear SVM on frozen global features (method §3.4, §9.3); appends to the run's report.md."""
     with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
+        from pipeline.core.devices import resolve_device
         from pipeline.evaluate import extract as ev
+        from pipeline.evaluate.encoders import report_path, resolve_encoder
 
         config = config.with_values("eval", svm_c=c, points=points, pooling=pooling, batch_size=batch_size, device=device,
                                     bn_stats=bn_stats)
@@ -101,10 +97,10 @@ def svm_command(
         params = config.params("eval")
         run = _encoder_run(cx, run, ckpt, random_init)
         store = ev.points_store(_points(cx, run, ckpt))
-        encoder = ev.resolve_encoder(root, run, ckpt, random_init=random_init, seed=seed, which=which)
-        out = ev.run_svm(encoder, store, params, ev.resolve_device(params.device), ev.report_path(root, encoder, report))
+        encoder = resolve_encoder(root, run, ckpt, random_init=random_init, seed=seed, which=which)
+        out = ev.run_svm(encoder, store, params, resolve_device(params.device), report_path(root, encoder, report))
         say(f"linear SVM on {store.name}: [bold]{100 * out.accuracy:.2f} %[/] (C={out.c:g}, {out.n_points} points, "
-            f"{out.bn.text()}, {encoder.label}) → {_rel(out.report)}")
+            f"{out.bn.text()}, {encoder.label}) → {relative(out.report, Path.cwd())}")
         _say_note(out.bn)
 
 
@@ -132,15 +128,17 @@ def embed_command(
 ) -> None:
     """Write the frozen encoder's global features (the SVM's) of every object of a split to a .npy file."""
     with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
+        from pipeline.core.devices import resolve_device
         from pipeline.evaluate import extract as ev
+        from pipeline.evaluate.encoders import resolve_encoder
 
         params = config.params("eval", points=points, pooling=pooling, batch_size=batch_size, device=device,
                                bn_stats=bn_stats)
         cx = context(config.with_values("train", run=run), root, dataset, run)
         run = _encoder_run(cx, run, ckpt, random_init)
         store = ev.points_store(_points(cx, run, ckpt))
-        encoder = ev.resolve_encoder(root, run, ckpt, random_init=random_init, seed=seed, which=which)
-        path, shape, how, bn = ev.run_embed(encoder, store, split, params, ev.resolve_device(params.device), out)
+        encoder = resolve_encoder(root, run, ckpt, random_init=random_init, seed=seed, which=which)
+        path, shape, how, bn = ev.run_embed(encoder, store, split, params, resolve_device(params.device), out)
         say(f"wrote {path}: {shape[0]} × {shape[1]} float32 ({store.name}/{split}, points {how}, {bn.text()})")
         _say_note(bn)
 
@@ -158,7 +156,9 @@ def finetune_command(
 ) -> None:
     """Fine-tune the encoder as a classifier (method §3.5, §9.2); evaluates a fine-tuned checkpoint as is."""
     with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
+        from pipeline.core.devices import resolve_device
         from pipeline.evaluate import extract as ev
+        from pipeline.evaluate.encoders import checkpoint_path
         from pipeline.evaluate.reports import mean_std
 
         if dataset == "scanobjectnn" and split:
@@ -175,17 +175,17 @@ def finetune_command(
         params = config.params("finetune")
         run = _encoder_run(cx, run, ckpt, random_init)
         store = ev.points_store(_points(cx, run, ckpt))
-        path = ev.checkpoint_path(root, run, ckpt, which)
+        path = checkpoint_path(root, run, ckpt, which)
         res = run_finetune(root, None, path, store, recipe=params.recipe, seeds=list(range(params.seeds)),
-                           device=ev.resolve_device(params.device), report=report, random_init=random_init,
+                           device=resolve_device(params.device), report=report, random_init=random_init,
                            **finetune_overrides(params))
         if res.evaluated is not None:
             acc, voted = res.evaluated
             vote = f", voted {100 * voted:.2f} %" if voted is not None else ""
-            say(f"fine-tuned classifier on {store.name}: {100 * acc:.2f} %{vote} → {_rel(res.report)}")
+            say(f"fine-tuned classifier on {store.name}: {100 * acc:.2f} %{vote} → {relative(res.report, Path.cwd())}")
             return
         say(f"fine-tuning on {store.name}: last epoch {mean_std([r.last_acc for r in res.results])}, best epoch "
-            f"{mean_std([r.best_acc for r in res.results])} (chosen on the test split) → {_rel(res.report)}")
+            f"{mean_std([r.best_acc for r in res.results])} (chosen on the test split) → {relative(res.report, Path.cwd())}")
 
 
 def fewshot_command(
@@ -201,7 +201,9 @@ def fewshot_command(
 ) -> None:
     """Few-shot classification (method §1.5): way × shot × folds episodes, fine-tuned per fold."""
     with session(ctx, data_root, sets, verbose, quiet, interrupted=INTERRUPTED) as (config, root):
+        from pipeline.core.devices import resolve_device
         from pipeline.evaluate import extract as ev
+        from pipeline.evaluate.encoders import checkpoint_path
         from pipeline.evaluate.reports import mean_std
 
         config = config.with_values("fewshot", way=way, shot=shot, folds=folds, seed=seed, epochs=epochs,
@@ -216,11 +218,11 @@ def fewshot_command(
         params = config.params("fewshot")
         run = _encoder_run(cx, run, ckpt, random_init) if cx is not None else run
         store = None if cx is None else ev.points_store(_points(cx, run, ckpt))
-        path = ev.checkpoint_path(root, run, ckpt, which)
+        path = checkpoint_path(root, run, ckpt, which)
         settings, out = run_fewshot(root, None, path, store, episodes=episodes, ways=list(params.way),
                                     shots=list(params.shot), folds=params.folds, seed=params.seed,
-                                    device=ev.resolve_device(params.device), report=report, random_init=random_init,
+                                    device=resolve_device(params.device), report=report, random_init=random_init,
                                     **finetune_overrides(params))
         for w, s, results in settings:
             say(f"{w}-way {s}-shot: last epoch {mean_std([r.last_acc for r in results])}")
-        say(f"report → {_rel(out)}")
+        say(f"report → {relative(out, Path.cwd())}")

@@ -10,6 +10,7 @@ from typing import Any
 
 from pipeline.evaluate.svm import eval_record
 from pipeline.storage import rundir
+from pipeline.storage.contract import Context, Plan
 from pipeline.storage.provenance import start_report
 
 
@@ -26,7 +27,8 @@ def finetune_overrides(params: Any) -> dict[str, Any]:
     return {k: v for k, v in params.model_dump().items() if k in keys and v is not None}
 
 
-def run_finetune_stage(plan: Any, ctx: Any) -> Path:
+def run_finetune(plan: Plan, ctx: Context) -> Path:
+    """The finetune stage's body: fine-tune the planned run's encoder (seeds 0..N-1), record the result."""
     from pipeline.core.devices import resolve_device
     from pipeline.evaluate import extract as ev
     from pipeline.evaluate.finetuning import run_finetune
@@ -43,7 +45,8 @@ def run_finetune_stage(plan: Any, ctx: Any) -> Path:
     return plan.out
 
 
-def run_fewshot_stage(plan: Any, ctx: Any) -> Path:
+def run_fewshot(plan: Plan, ctx: Context) -> Path:
+    """The fewshot stage's body: way × shot × folds episodes on the planned run's encoder."""
     from pipeline.core.devices import resolve_device
     from pipeline.evaluate import extract as ev
     from pipeline.evaluate.finetuning import run_fewshot

@@ -24,18 +24,15 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.console import progress_bar
-from pipeline.core.devices import resolve_device  # noqa: F401  (ev.resolve_device for the commands)
 from pipeline.core.errors import StoreError
 from pipeline.core.params import EvalParams
 from pipeline.evaluate.bnstats import BNProtocol, protocol_applied, train_split
-from pipeline.evaluate.encoders import Encoder, EvaluationError, checkpoint_path, report_path, resolve_encoder
+from pipeline.evaluate.encoders import Encoder, EvaluationError
 from pipeline.evaluate.reports import append_report, svm_section
 from pipeline.storage.remote import location
 from pipeline.storage.store import atomic_write_bytes
 
 log = logging.getLogger("i2p")
-
-__all__ = ["Encoder", "EvaluationError", "checkpoint_path", "report_path", "resolve_encoder"]
 
 H5_LAYOUT = "modelnet40_ply_hdf5_2048"
 PAPER_C = {H5_LAYOUT: (0.0093, "the paper's C for ModelNet40 (method §9.3)")}

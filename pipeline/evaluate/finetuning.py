@@ -19,17 +19,8 @@ import numpy as np
 
 from pipeline.core.console import progress_bar
 from pipeline.core.errors import I2PError
-from pipeline.evaluate.extract import (
-    Encoder,
-    EvaluationError,
-    PointsStore,
-    check_points,
-    checkpoint_path,
-    labelled,
-    report_path,
-    require_splits,
-    resolve_encoder,
-)
+from pipeline.evaluate.encoders import Encoder, EvaluationError, checkpoint_path, report_path, resolve_encoder
+from pipeline.evaluate.extract import PointsStore, check_points, labelled, require_splits
 from pipeline.evaluate.reports import append_report, fewshot_section, finetune_section, pct, table
 from pipeline.sources.fewshot_pickles import read_fewshot_pickle
 from pipeline.storage import rundir

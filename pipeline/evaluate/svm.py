@@ -14,12 +14,13 @@ from typing import Any
 from pipeline.evaluate.monitor import monitor_section
 from pipeline.evaluate.reports import append_report, pct
 from pipeline.storage import rundir
+from pipeline.storage.contract import Context, Plan
 from pipeline.storage.provenance import start_report
 
 log = logging.getLogger("i2p")
 
 
-def eval_record(plan: Any, kind: str, result: dict[str, Any]) -> dict[str, Any]:
+def eval_record(plan: Plan, kind: str, result: dict[str, Any]) -> dict[str, Any]:
     """The payload of an evaluation's JSON file: identity, params, the stores it used, the result."""
     return {
         "stage": plan.stage,
@@ -34,9 +35,11 @@ def eval_record(plan: Any, kind: str, result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_svm_stage(plan: Any, ctx: Any) -> Path:
+def run(plan: Plan, ctx: Context) -> Path:
+    """The eval stage's body: linear SVM of the planned run's encoder and of a random initialisation."""
     from pipeline.core.devices import resolve_device
     from pipeline.evaluate import extract as ev
+    from pipeline.evaluate.encoders import resolve_encoder
 
     params, run = plan.params, plan.needs["train"].out
     store = ev.points_store(plan.needs["prepare"].out)
@@ -44,7 +47,7 @@ def run_svm_stage(plan: Any, ctx: Any) -> Path:
     report = start_report(run)
     results = {}
     for label, random_init in (("pre-trained", False), ("random initialisation", True)):
-        encoder = ev.resolve_encoder(ctx.data_root, None, rundir.checkpoint(run), random_init=random_init, seed=0)
+        encoder = resolve_encoder(ctx.data_root, None, rundir.checkpoint(run), random_init=random_init, seed=0)
         results[label] = ev.run_svm(encoder, store, params, device, report)
     a, b = results["pre-trained"].accuracy, results["random initialisation"].accuracy
     bn_a, bn_b = results["pre-trained"].bn, results["random initialisation"].bn

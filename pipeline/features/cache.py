@@ -23,6 +23,7 @@ from pipeline.core.console import progress_bar
 from pipeline.core.devices import Distributed, resolve_device, resolve_precision
 from pipeline.core.errors import ConfigError
 from pipeline.core.params import FeaturesParams
+from pipeline.storage.contract import Context, Plan
 from pipeline.storage.store import StoreLock, StoreWriter, per_object, read_state
 
 log = logging.getLogger("i2p")
@@ -43,6 +44,13 @@ def parse_shard(shard: str | None, dist: Distributed = Distributed()) -> tuple[i
             "e.g. --shard 0/2 and --shard 1/2, or --shard auto under torchrun",
         ) from None
     return i, n
+
+
+def run(plan: Plan, ctx: Context) -> Path:
+    """The cache-features stage's body: fill the planned features store from the views store it needs, with
+    the identity the plan resolved (weights sha256, precision); returns it."""
+    return cache_features(plan.params, plan.identity, plan.needs["render"].out, plan.fingerprint, plan.out,
+                          ctx.offline, ctx.dist)  # fmt: skip
 
 
 def cache_features(

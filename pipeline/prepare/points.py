@@ -24,6 +24,7 @@ from pipeline.core.errors import BadInput, I2PError
 from pipeline.core.parallel import run_tasks
 from pipeline.core.params import PrepareParams
 from pipeline.sources.base import Catalog, Item
+from pipeline.storage.contract import Context, Plan
 from pipeline.storage.store import (
     ArraySpec,
     StoreLock,
@@ -56,6 +57,12 @@ def prepare(params: PrepareParams, data_root: Path, dataset: str | None = None) 
     return PrepareResult(path, dataset, fp, computed)
 
 
+def run(plan: Plan, ctx: Context) -> Path:
+    """The prepare stage's body: fill the planned points store from the dataset's source; returns it."""
+    fill_points_store(plan.params, ctx.data_root, plan.dataset, plan.fingerprint, plan.out)
+    return plan.out
+
+
 def fill_points_store(params: PrepareParams, data_root: Path, dataset: str, fp: str, path: Path) -> int:
     """Fill the points store ``path`` (fingerprint ``fp``, planned by the runner) from the source;
     returns the number of chunks computed (0 when it was complete). The source is scanned only here."""
@@ -71,21 +78,11 @@ def fill_points_store(params: PrepareParams, data_root: Path, dataset: str, fp: 
 def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, fp: str, path: Path) -> int:
     splits, duplicates = _drop_duplicates(catalog.splits)
     n_points = int(catalog.handling["n_points"])
-    writer = StoreWriter(
-        path,
-        {
-            "fingerprint": fp,
-            "stage": "prepare",
-            "params": values,
-            "stage_params": values,
-            "upstream": {},
-            "dataset": dataset,
-            "source": params.source,
-            "layout": catalog.layout,
-            "classes": list(catalog.classes),
-            "handling": dict(catalog.handling),
-        },
-    )
+    writer = StoreWriter(path, {
+        "fingerprint": fp, "stage": "prepare", "params": values, "stage_params": values, "upstream": {},
+        "dataset": dataset, "source": params.source, "layout": catalog.layout, "classes": list(catalog.classes),
+        "handling": dict(catalog.handling),
+    })  # fmt: skip
     layout = {}
     for split, items in splits.items():
         n, c = len(items), params.chunk

@@ -24,6 +24,7 @@ from pipeline.core.console import progress_bar
 from pipeline.core.parallel import run_tasks
 from pipeline.core.params import RenderParams
 from pipeline.sources.base import object_rng
+from pipeline.storage.contract import Context, Plan
 from pipeline.storage.store import ArraySpec, StoreLock, StoreWriter, per_object, read_state
 
 log = logging.getLogger("i2p")
@@ -32,6 +33,11 @@ N_VIEWS = 3
 IMAGE_SIZE = 224
 AUGMENTATION = ("scale", "shift", "centre")  # (O, K, 3) each, with radius (O, K): a draw's frame
 ARRAYS = {"fixed": ("image", "proj", "subset"), "augmented": ("image", "proj", "subset", *AUGMENTATION, "radius")}
+
+
+def run(plan: Plan, ctx: Context) -> Path:
+    """The render stage's body: fill the planned views store from the points store it needs; returns it."""
+    return render(plan.params, plan.needs["prepare"].out, plan.fingerprint, plan.out)
 
 
 def render(params: RenderParams, points_path: Path, fp: str, path: Path) -> Path:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.core.errors import StoreError
-from pipeline.runner.plan import Context, plan
-from pipeline.storage import datasets
+from pipeline.runner.plan import plan
+from pipeline.storage.contract import Context
 from pipeline.storage.remote import location
 from pipeline.storage.store import read_state
 
@@ -16,10 +16,10 @@ def built_features(ctx: Context) -> tuple[Path, Path]:
     """(views store, features store) of the dataset for the asked-for teacher (else its last one); an
     error naming the teachers that do have features when this one has none."""
     p = plan("cache-features", ctx)
-    state = read_state(p.out, progress=False)
+    state = ctx.reads.state(p.out, progress=False)
     if state is not None and state.complete:
         return p.needs["render"].out, p.out
-    record = datasets.load(ctx.data_root, ctx.dataset)
+    record = ctx.reads.dataset(ctx.data_root, ctx.dataset)
     others = [t for t in (record.teachers() if record else []) if t != p.params.teacher]
     hint = f"run `i2p cache-features --teacher {p.params.teacher} -d {ctx.dataset}`"
     if others:
@@ -62,7 +62,7 @@ def run_points(ctx: Context) -> Path:
 def current_points(ctx: Context) -> Path:
     """The dataset's current points store (complete), for encoders evaluated directly (--ckpt)."""
     p = plan("prepare", ctx)
-    state = read_state(p.out, progress=False)
+    state = ctx.reads.state(p.out, progress=False)
     if state is None or not state.complete:
         raise StoreError(f"dataset {ctx.dataset} has no complete points store ({p.out})",
                          "run `i2p prepare` for it (rerunning resumes an incomplete store)")  # fmt: skip

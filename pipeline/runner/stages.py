@@ -1,6 +1,6 @@
 """The stage contract, in one explicit table.
 
-Every stage is one :class:`Stage` record:
+Every stage is one :class:`~pipeline.runner.planning.Stage` record:
 
 * ``params``: its frozen, validated params model (:mod:`pipeline.core.params`, defaults in stages.yaml);
 * ``needs(params)``: the stages whose outputs it reads (train needs views and features only when its
@@ -8,39 +8,30 @@ Every stage is one :class:`Stage` record:
 * ``identity(params)``: what defines its output, a dict hashed into its fingerprint together with the
   upstream fingerprints. Computed from params and upstream identities only, never by rescanning
   a source folder, so a dataset whose folder moved keeps its stores;
-* ``out(data_root, dataset, fp, params, needs)``: where the output lives (evaluations: in the directory of
+* ``out(root, dataset, fp, params, needs)``: where the output lives (evaluations: in the directory of
   the run they evaluate, ``needs["train"]``);
-* ``run(plan, ctx)``: brings the output of a :class:`pipeline.runner.plan.Plan` up to date (heavy modules are
-  imported inside, so planning and ``i2p status`` stay cheap).
+* ``body``: the ``run(plan, ctx) -> output`` of its own package (:class:`pipeline.storage.contract.StageBody`),
+  imported when it runs, so planning and ``i2p status`` stay cheap;
+* ``output``: its kind (:mod:`pipeline.runner.outputs`: store, run, evaluation), which plans, finds,
+  inspects and records it; and the facts the runner asks instead of testing the stage's name
+  (``record_keys``, ``weights``, ``binds_source``, ``shared_by_ranks``).
 
 The runner (:mod:`pipeline.runner.plan`) plans by walking ``needs`` depth-first, as ``dvc repro`` does, and uses
-the same plan to run, to skip and to report. Nothing registers itself at import time.
+the same plan to run, to skip and to report. Nothing registers itself at import time. Adding a stage
+touches this table and its own package.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.core import params as P
+from pipeline.runner.outputs import EvalOutput, RunOutput, StoreOutput
+from pipeline.runner.planning import Stage
 from pipeline.storage import rundir
 from pipeline.storage.store import store_path
-
-Plan = Context = Any  # pipeline.runner.plan's Plan and Context (the runner imports this table, not the reverse)
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    params: type[P.StageParams]
-    needs: Callable[[Any], tuple[str, ...]]
-    identity: Callable[[Any], dict[str, Any]]
-    out: Callable[[Path, str, str, Any, dict[str, Any]], Path]
-    run: Callable[[Plan, Context], Path]
-    kind: str  # "store" | "run" | "eval": how its output is inspected
-
 
 # ---- identities ----------------------------------------------------------------------------------
 
@@ -99,69 +90,48 @@ def _eval_out(kind: str) -> Callable[..., Path]:
     return lambda data_root, dataset, fp, params, needs: rundir.eval_path(needs["train"].out, kind, dataset, fp)
 
 
-# ---- run functions (heavy imports inside) --------------------------------------------------------
+# ---- per-stage facts -----------------------------------------------------------------------------
 
 
-def _run_prepare(plan: Plan, ctx: Context) -> Path:
-    from pipeline.prepare.points import fill_points_store
-
-    fill_points_store(plan.params, ctx.data_root, plan.dataset, plan.fingerprint, plan.out)
-    return plan.out
+def _features_keys(values: dict[str, Any]) -> tuple[str, ...]:
+    """Features are recorded as the dataset's current ones and as its current ones of their teacher."""
+    return ("cache-features", f"cache-features/{values['teacher']}") if "teacher" in values else ("cache-features",)
 
 
-def _run_render(plan: Plan, ctx: Context) -> Path:
-    from pipeline.render.views import render
+def _features_weights(recorded_params: dict[str, Any]) -> str | None:
+    """The weight file given, else the one shipped with the package for the teacher (if any)."""
+    from pipeline.features.tiny_teachers import packaged_weights
 
-    return render(plan.params, plan.needs["prepare"].out, plan.fingerprint, plan.out)
-
-
-def _run_features(plan: Plan, ctx: Context) -> Path:
-    from pipeline.features.cache import cache_features
-
-    return cache_features(
-        plan.params, plan.identity, plan.needs["render"].out, plan.fingerprint, plan.out, ctx.offline, ctx.dist
-    )
+    given = recorded_params.get("weights")
+    shipped = None if given else packaged_weights(str(recorded_params.get("teacher")))
+    return given or (str(shipped) if shipped is not None else None)
 
 
-def _run_train(plan: Plan, ctx: Context) -> Path:
-    from pipeline.train.stage import run_pretraining
-
-    return run_pretraining(plan, ctx)
+def _shards_over_ranks(params: P.FeaturesParams) -> bool:
+    return params.shard == "auto"
 
 
-def _run_eval(plan: Plan, ctx: Context) -> Path:
-    from pipeline.evaluate.svm import run_svm_stage
-
-    return run_svm_stage(plan, ctx)
+def _upstream(stage: str) -> Callable[[Any], tuple[str, ...]]:
+    return lambda params: (stage,)
 
 
-def _run_finetune(plan: Plan, ctx: Context) -> Path:
-    from pipeline.evaluate.downstream import run_finetune_stage
-
-    return run_finetune_stage(plan, ctx)
-
-
-def _run_fewshot(plan: Plan, ctx: Context) -> Path:
-    from pipeline.evaluate.downstream import run_fewshot_stage
-
-    return run_fewshot_stage(plan, ctx)
-
+STORE, RUN, EVAL = StoreOutput(), RunOutput(), EvalOutput()
 
 STAGES: dict[str, Stage] = {
-    "prepare": Stage("prepare", P.PrepareParams, lambda p: (), plain_identity, _store("prepare"), _run_prepare, "store"),
-    "render": Stage("render", P.RenderParams, lambda p: ("prepare",), plain_identity, _store("render"), _run_render, "store"),
-    "cache-features": Stage(
-        "cache-features", P.FeaturesParams, lambda p: ("render",), features_identity, _features_out, _run_features, "store"
-    ),
-    "train": Stage("train", P.TrainParams, train_needs, plain_identity, _run_out, _run_train, "run"),
-    "eval": Stage("eval", P.EvalParams, lambda p: ("train",), plain_identity, _eval_out("svm"), _run_eval, "eval"),
-    "finetune": Stage(
-        "finetune", P.FinetuneParams, lambda p: ("train",), plain_identity, _eval_out("finetune"), _run_finetune, "eval"
-    ),
-    "fewshot": Stage(
-        "fewshot", P.FewshotParams, lambda p: ("train",), plain_identity, _eval_out("fewshot"), _run_fewshot, "eval"
-    ),
-}
+    "prepare": Stage("prepare", P.PrepareParams, lambda p: (), plain_identity, _store("prepare"),
+                     "pipeline.prepare.points", STORE, binds_source=True),
+    "render": Stage("render", P.RenderParams, _upstream("prepare"), plain_identity, _store("render"),
+                    "pipeline.render.views", STORE),
+    "cache-features": Stage("cache-features", P.FeaturesParams, _upstream("render"), features_identity, _features_out,
+                            "pipeline.features.cache", STORE, record_keys=_features_keys, weights=_features_weights,
+                            shared_by_ranks=_shards_over_ranks),
+    "train": Stage("train", P.TrainParams, train_needs, plain_identity, _run_out, "pipeline.train.stage", RUN),
+    "eval": Stage("eval", P.EvalParams, _upstream("train"), plain_identity, _eval_out("svm"), "pipeline.evaluate.svm", EVAL),
+    "finetune": Stage("finetune", P.FinetuneParams, _upstream("train"), plain_identity, _eval_out("finetune"),
+                      "pipeline.evaluate.downstream:run_finetune", EVAL),
+    "fewshot": Stage("fewshot", P.FewshotParams, _upstream("train"), plain_identity, _eval_out("fewshot"),
+                     "pipeline.evaluate.downstream:run_fewshot", EVAL),
+}  # fmt: skip
 
 # What `i2p run` brings up to date when no stage is named (finetune and fewshot take hours: run by name).
 DEFAULT_TARGETS = ("eval",)

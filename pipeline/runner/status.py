@@ -15,47 +15,40 @@ from typing import Any
 from pipeline.core.config import Config
 from pipeline.core.errors import ConfigError, I2PError
 from pipeline.runner.execute import output_state
-from pipeline.runner.plan import Context, plan
+from pipeline.runner.plan import plan
 from pipeline.runner.stages import STAGES
 from pipeline.storage import datasets, rundir
-from pipeline.storage.remote import is_url
+from pipeline.storage.contract import Context, Reads
+from pipeline.storage.remote import relative
 from pipeline.storage.store import STORE_KINDS, list_states, store_bytes
 
 STYLES = {"up to date": "green", "partial": "yellow", "missing": "red", "changed": "magenta", "error": "red"}
 
 
-def _rel(path: Path | str | None, root: Path) -> str:
-    if path is None:
-        return ""
-    if is_url(path):  # a store on object storage
-        return str(path)
-    try:
-        return str(Path(path).relative_to(root))
-    except ValueError:
-        return str(path)
-
-
-def stage_rows(config: Config, data_root: Path, dataset: str, store_root: Any = None) -> list[dict[str, Any]]:
-    """One row per stage of the table: state, output, fingerprint (or the error planning gives)."""
-    ctx = Context(config, data_root, dataset, store_root=store_root)
+def stage_rows(config: Config, data_root: Path, dataset: str, store_root: Any = None,
+               reads: Reads | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per stage of the table: state, output, fingerprint (or the error planning gives).
+    reads: what this command has already read (status reads each store and record once)."""
+    ctx = Context(config, data_root, dataset, store_root=store_root, reads=reads or Reads())
     rows, memo = [], {}  # one plan per stage for all rows, as one command would make it
     for stage in STAGES:
         try:
             p = plan(stage, ctx, memo)
-            state = output_state(p)
-            rows.append({"stage": stage, "state": state.label, "output": _rel(p.out, data_root),
+            state = output_state(p, ctx)
+            rows.append({"stage": stage, "state": state.label, "output": relative(p.out, data_root),
                          "fingerprint": p.fingerprint[:8], **state.detail})  # fmt: skip
         except I2PError as err:
             rows.append({"stage": stage, "state": f"error: {err.message}", "output": "", "fingerprint": ""})
     return rows
 
 
-def store_rows(data_root: Path, store_root: Any = None) -> list[dict[str, Any]]:
-    rows = []
+def store_rows(data_root: Path, store_root: Any = None, reads: Reads | None = None) -> list[dict[str, Any]]:
+    """Every store under the store root: its stage, dataset, state and size."""
+    rows, read = [], (reads or Reads()).state
     for stage in STORE_KINDS:
-        for state in list_states(store_root or data_root, stage):
+        for state in list_states(store_root or data_root, stage, read=read):
             done, total = state.progress
-            rows.append({"store": _rel(state.path, data_root), "stage": stage, "dataset": state.attrs.get("dataset"),
+            rows.append({"store": relative(state.path, data_root), "stage": stage, "dataset": state.attrs.get("dataset"),
                          "state": "complete" if state.complete else f"partial {done}/{total} chunks",
                          "bytes": store_bytes(state.path)})  # fmt: skip
     return rows
@@ -67,7 +60,7 @@ def run_rows(config: Config, data_root: Path) -> list[dict[str, Any]]:
     rows = []
     for run in rundir.list_runs(data_root):
         differ = {k: v for k, v in run.params.items() if declared.get(k) != v}
-        evals = [{"kind": e.get("kind"), "dataset": e.get("dataset"), "points_store": _rel(e.get("points_store"), data_root),
+        evals = [{"kind": e.get("kind"), "dataset": e.get("dataset"), "points_store": relative(e.get("points_store") or "", data_root),
                   "result": e.get("result")} for e in rundir.list_evals(run.path)]  # fmt: skip
         rows.append({
             "run": run.path.name, "dataset": run.dataset, "state": run.label, "steps_done": run.steps_logged,
@@ -88,13 +81,13 @@ def collect(config: Config, data_root: Path, dataset: str | None, store_root: An
     if dataset is not None and dataset not in known and dataset != "synthetic":
         raise datasets.unknown_dataset(data_root, dataset)
     names = [dataset] if dataset else (known or ["synthetic"])
-    out = []
+    out, reads = [], Reads()
     for name in names:
-        record = datasets.load(data_root, name)
+        record = reads.dataset(data_root, name)
         out.append({"name": name, "source": record.source if record else None,
-                    "stages": stage_rows(config, data_root, name, store_root)})  # fmt: skip
+                    "stages": stage_rows(config, data_root, name, store_root, reads)})  # fmt: skip
     return {"data_root": str(data_root), "store_root": str(store_root or data_root), "stages_file": str(config.path), "datasets": out,
-            "stores": store_rows(data_root, store_root), "runs": run_rows(config, data_root)}  # fmt: skip
+            "stores": store_rows(data_root, store_root, reads), "runs": run_rows(config, data_root)}  # fmt: skip
 
 
 def render_json(state: dict[str, Any]) -> str:

@@ -30,7 +30,8 @@ def load_run_model(checkpoint: Path) -> tuple[Any, int]:
     """The run's I2PMAE (its recorded config, every weight loaded strictly), eval mode, on the CPU;
     and the step the checkpoint was saved at."""
     from i2pmae.model import I2PMAE
-    from pipeline.storage.checkpoints import config_from_dict, read_checkpoint
+    from pipeline.storage.checkpoint_files import read_checkpoint
+    from pipeline.storage.checkpoints import config_from_dict
 
     state = read_checkpoint(checkpoint)
     model = I2PMAE(config_from_dict(state["model_config"]))

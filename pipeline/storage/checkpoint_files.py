@@ -29,7 +29,8 @@ class CheckpointError(I2PError):
     """A checkpoint is missing, unreadable, or does not hold the weights it should."""
 
 
-def _run_dir_of(path: Path) -> Path | None:
+def run_dir_of(path: Path) -> Path | None:
+    """The run directory a checkpoint file sits in (its checkpoints are trusted), else None."""
     return path.parent if rundir.read(path.parent).exists else None
 
 
@@ -41,7 +42,7 @@ def read_checkpoint(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist", "pass an existing .pt / .pth file")
     _check_signature(path)
-    trusted = _run_dir_of(path) is not None
+    trusted = run_dir_of(path) is not None
     try:
         return torch.load(path, map_location="cpu", weights_only=not trusted)
     except Exception as err:

@@ -28,16 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.storage import rundir
-from pipeline.storage.checkpoint_files import (  # noqa: F401  (re-exported: the public names of checkpoints)
-    WRAPPERS,
-    CheckpointError,
-    Opened,
-    _run_dir_of,
-    open_checkpoint,
-    read_checkpoint,
-    strip_prefixes,
-    unwrap,
-)
+from pipeline.storage.checkpoint_files import CheckpointError, Opened, open_checkpoint, run_dir_of
 
 log = logging.getLogger("i2p")
 
@@ -209,7 +200,7 @@ def load_encoder(source: Path | Opened, need_norms: bool = True) -> EncoderCheck
     if ignored:
         log.debug("%s: ignored %s", path.name, ", ".join(f"{k}.* ({n})" for k, n in sorted(ignored.items())))
     return EncoderCheckpoint(
-        path, "ours" if ours else "official", config, found, points, _run_dir_of(path),
+        path, "ours" if ours else "official", config, found, points, run_dir_of(path),
         int(epoch) if isinstance(epoch, int) else None, dict(ignored),
     )  # fmt: skip
 

@@ -90,9 +90,10 @@ def binding_of(params: dict[str, Any]) -> dict[str, Any]:
     return binding
 
 
-def check_binding(data_root: Path, name: str, params: dict[str, Any]) -> None:
-    """A name maps to one source: raise when ``name`` is bound to another source/root/variant."""
-    record = load(data_root, name)
+def check_binding(data_root: Path, name: str, params: dict[str, Any], record: DatasetRecord | None = None) -> None:
+    """A name maps to one source: raise when ``name`` is bound to another source/root/variant
+    (``record``: the dataset's record when already read)."""
+    record = record or load(data_root, name)
     if record is None or not record.source:
         return
     wanted = binding_of(params)

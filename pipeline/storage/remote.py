@@ -71,3 +71,13 @@ def lock_file(store: Path, suffix: str) -> Path:
     digest = hashlib.sha256(str(store).encode()).hexdigest()[:16]
     folder = Path(tempfile.gettempdir()) / f"i2p-locks-{os.getuid()}"
     return folder / f"{location(store).name}-{digest}{suffix}"
+
+
+def relative(path: str | os.PathLike, root: Path) -> str:
+    """``path`` relative to ``root`` when it lies under it, else as given; a URL as itself (records, logs)."""
+    if is_url(path):
+        return str(path)
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)

@@ -116,10 +116,10 @@ def read_state(path: Path, progress: bool = True) -> StoreState | None:
     return StoreState(path=path, attrs=attrs, complete=bool(attrs.get("complete")), done=done)
 
 
-def list_states(data_root: Path, stage: str, progress: bool = True) -> list[StoreState]:
-    """Every store of one stage under the data root, newest first."""
+def list_states(data_root: Path, stage: str, progress: bool = True, read: Any = read_state) -> list[StoreState]:
+    """Every store of one stage under the data root, newest first (``read``: how a state is read)."""
     folder = location(data_root) / STORE_KINDS[stage]
-    states = [read_state(p, progress) for p in sorted(folder.glob("*.zarr"))] if folder.is_dir() else []
+    states = [read(p, progress) for p in sorted(folder.glob("*.zarr"))] if folder.is_dir() else []
     found = [s for s in states if s is not None and s.attrs.get("stage") == stage]
     return sorted(found, key=lambda s: s.attrs.get("created_at", 0.0), reverse=True)
 

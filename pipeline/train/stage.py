@@ -13,11 +13,12 @@ from typing import Any
 from pipeline.core.errors import ConfigError
 from pipeline.core.params import TrainParams
 from pipeline.storage import rundir
+from pipeline.storage.contract import Context, Plan, Reads
 
 log = logging.getLogger("i2p")
 
 
-def train_inputs(plan: Any):
+def train_inputs(plan: Plan):
     """The stores of a planned run (views/features None when the run reads none) and their fingerprints."""
     import zarr
 
@@ -73,12 +74,12 @@ def fit_to_store(params: TrainParams, n_objects: int, stored: int, world: int = 
     return params
 
 
-def run_config(plan: Any, inputs: Any) -> dict[str, Any]:
-    """config.yaml: identity, params, runtime params, seed, dataset, stores, teacher, code, machine."""
+def run_config(plan: Plan, inputs: Any, reads: Reads | None = None) -> dict[str, Any]:
+    """config.yaml: identity, params, runtime params, seed, dataset, stores, teacher, code, machine
+    (``reads``: the command's, which has read the stores' attrs when it planned)."""
     from pipeline.storage.provenance import code_version, machine_info, teacher_record
-    from pipeline.storage.store import read_state
 
-    attrs = {s: read_state(p.out, progress=False).attrs for s, p in plan.needs.items()}
+    attrs = {s: (reads or Reads()).state(p.out, progress=False).attrs for s, p in plan.needs.items()}
     config = {
         "identity": plan.fingerprint,
         "dataset": plan.dataset,
@@ -94,8 +95,8 @@ def run_config(plan: Any, inputs: Any) -> dict[str, Any]:
     return config
 
 
-def run_pretraining(plan: Any, ctx: Any) -> Path:
-    """Train (or continue) the planned run; returns its directory."""
+def run(plan: Plan, ctx: Context) -> Path:
+    """The train stage's body: train (or continue) the planned run; returns its directory."""
     import torch
     import zarr
 
@@ -103,14 +104,14 @@ def run_pretraining(plan: Any, ctx: Any) -> Path:
     from pipeline.evaluate.monitor import build_monitor
     from pipeline.train.engine import fit
 
-    params, dist, run = plan.params, ctx.dist, plan.out
-    state = rundir.read(run)
+    params, dist, run_dir = plan.params, ctx.dist, plan.out
+    state = rundir.read(run_dir)
     if params.resume and not state.has_checkpoint:
         raise ConfigError(f"--resume: run {params.run} has no checkpoint to continue from",
                           "drop --resume to start it, or name the run to continue with --run NAME")  # fmt: skip
     if state.exists and not state.has_checkpoint and dist.rank == 0:
         log.warning("run %s stopped before its first checkpoint; starting it from the beginning", params.run)
-        rundir.clear(run)
+        rundir.clear(run_dir)
     device = resolve_device(params.device)
     if dist.world > 1:
         torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
@@ -126,23 +127,23 @@ def run_pretraining(plan: Any, ctx: Any) -> Path:
     warn_if_warmup_only(params, n_objects, dist.world)
     if dist.rank == 0:
         if state.has_checkpoint:
-            rundir.clear_evals(run)  # they describe the checkpoint this continuation replaces
-        config = run_config(plan, inputs)
+            rundir.clear_evals(run_dir)  # they describe the checkpoint this continuation replaces
+        config = run_config(plan, inputs, ctx.reads)
         config["effective"] = {"points": params.points, "batch_size": params.batch_size}
-        rundir.write_config(run, config)
-        rundir.forget_stripped(run)
+        rundir.write_config(run_dir, config)
+        rundir.forget_stripped(run_dir)
     log.info("run %s: %s", params.run, "continuing from its checkpoint" if state.has_checkpoint else "starting")
     monitor = build_monitor(params, ctx.data_root, device) if dist.rank == 0 else None
     try:
-        ckpt = fit(params, inputs, run, device, teacher, dist.rank, dist.world, resume=state.has_checkpoint,
+        ckpt = fit(params, inputs, run_dir, device, teacher, dist.rank, dist.world, resume=state.has_checkpoint,
                    monitor=monitor)  # fmt: skip
     finally:
         if dist.world > 1:
             torch.distributed.destroy_process_group()
-    if not params.keep_optimizer and dist.rank == 0 and rundir.finished_for_good(run):
-        rundir.strip_optimizer_state(run)
+    if not params.keep_optimizer and dist.rank == 0 and rundir.finished_for_good(run_dir):
+        rundir.strip_optimizer_state(run_dir)
     log.info("run %s: checkpoint %s", params.run, ckpt)
-    return run
+    return run_dir
 
 
 def _online_teacher(params: TrainParams, device: str, offline: bool) -> Any:
