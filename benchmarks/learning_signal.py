@@ -74,7 +74,7 @@ def pretrain(config, inputs, run: Path, arm: str, seed: int, args) -> dict:
     update = {
         "run": run.name, "max_steps": args.steps, "batch_size": args.batch, "seed": seed, "points": args.points,
         "epochs": math.ceil(args.steps / per_epoch), "warmup_epochs": 0, "cosine_to_end": True,
-        "monitor_dataset": None, "num_workers": 0, **ARMS[arm][2],
+        "monitor_dataset": None, "num_workers": 0, "lr": args.lr, **ARMS[arm][2],
     }  # fmt: skip
     params = config.params("train").model_copy(update=update)
     from pipeline.storage import rundir
@@ -145,7 +145,7 @@ def report(results: dict, floor: float, teacher_probe: float | None, args, secon
     seeds = args.seed_list
     print(f"\n# learning signal: synthetic v{args.version}, {args.per_class} objects/class (test 20 %), "
           f"{args.steps} steps × batch {args.batch}, {args.points} points, model {args.arch} {ARCHS[args.arch] or ''}, "
-          f"lr 1e-3 constant (no warm-up), seeds {seeds}, SVM C={SVM_C} on {args.points} points, "
+          f"lr {args.lr:g} constant (no warm-up), seeds {seeds}, SVM C={SVM_C} on {args.points} points, "
           f"{torch.get_num_threads()} threads, {platform.machine()}, {seconds / 60:.1f} min")  # fmt: skip
     n_test = len(results["test_labels"])
     half = 100 * 1.96 * math.sqrt(0.25 / n_test)
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seeds", type=int, default=3, help="training and initialisation seeds 1..N")
     ap.add_argument("--steps", type=int, default=60, help="optimiser steps per run")
     ap.add_argument("--batch", type=int, default=16, help="objects per step")
+    ap.add_argument("--lr", type=float, default=1e-3, help="constant learning rate (the paper's peak: 1e-3)")
     ap.add_argument("--points", type=int, default=2048, help="points per object in training, views and features")
     ap.add_argument("--arch", choices=sorted(ARCHS), default="small", help="model size every arm shares")
     ap.add_argument("--per-class", type=int, default=30, help="synthetic objects per class")

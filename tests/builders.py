@@ -212,44 +212,15 @@ def toy_cloud(c: int, rng: np.random.Generator, P: int) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1).max()).astype(np.float32)
 
 
-def write_store(data_root: Path, name: str, per_class: dict[str, int], P: int = 64, **handling) -> Path:
-    """A complete points store in the real schema, written with the real StoreWriter."""
-    rng = np.random.default_rng(0)
-    fp = f"{abs(hash(name)) % 16**8:08x}" + "0" * 56
+def write_labelled_store(data_root: Path, name: str, fp: str, classes: list[str], clouds: dict[str, np.ndarray],
+                         labels: dict[str, np.ndarray], ids: dict[str, list[str]], **attrs) -> Path:
+    """A complete points store in the real schema, written with the real StoreWriter and bound as dataset
+    ``name``: per split, clouds (O, P, 3) float32, labels (O,) and ids (O,). ``attrs`` add store attrs."""
     path = data_root / "points" / f"{name}-{fp[:8]}.zarr"
-    handling = {"layout": "folder", "points": "sampled", "point_order": "fps", "n_points": P, **handling}
-    attrs = {"fingerprint": fp, "stage": "prepare", "params": {}, "upstream": {}, "dataset": name,
-             "layout": handling["layout"], "classes": CLASSES, "handling": handling}  # fmt: skip
-    writer = StoreWriter(path, attrs)
-    data = {s: np.arange(n * len(CLASSES)) % len(CLASSES) for s, n in per_class.items()}
-    writer.create({
-        s: (1, [per_object("points", (len(y), P, 3), len(y), "float32", ("object", "point", "xyz")),
-                ArraySpec("label", (len(y),), (len(y),), "int32", ("object",), -1),
-                ArraySpec("id", (len(y),), (len(y),), str, ("object",), "")])
-        for s, y in data.items()
-    })  # fmt: skip
-    for s, y in data.items():
-        writer.write(s, "points", 0, np.stack([toy_cloud(int(c), rng, P) for c in y]))
-        writer.write(s, "label", 0, y.astype(np.int32))
-        writer.write(s, "id", 0, np.array([f"{CLASSES[c]}/{s}{i}" for i, c in enumerate(y)]))
-        writer.mark_done(s, 0)
-    writer.finish({"failures": []})
-    return bind_dataset(data_root, name, path)
-
-
-def write_classes_store(
-    data_root: Path, name: str, per_split: dict[str, int], n_classes: int, P: int
-) -> Path:
-    """A complete points store (real StoreWriter) of ``n_classes`` jittered spheres scaled per class."""
-    rng = np.random.default_rng(0)
-    fp = "f" * 64
-    path = data_root / "points" / f"{name}-{fp[:8]}.zarr"
-    classes = [f"c{k}" for k in range(n_classes)]
-    handling = {"layout": "folder", "points": "sampled", "point_order": "fps", "n_points": P}
-    attrs = {"fingerprint": fp, "stage": "prepare", "params": {}, "upstream": {}, "dataset": name,
-             "source": "folder", "layout": "folder", "classes": classes, "handling": handling}  # fmt: skip
-    writer = StoreWriter(path, attrs)
-    labels = {s: np.arange(n * n_classes) % n_classes for s, n in per_split.items()}
+    P = next(iter(clouds.values())).shape[1]
+    handling = {"layout": "folder", "points": "sampled", "point_order": "fps", "n_points": P, **attrs.pop("handling", {})}
+    writer = StoreWriter(path, {"fingerprint": fp, "stage": "prepare", "params": {}, "upstream": {}, "dataset": name,
+                                "layout": handling["layout"], "classes": classes, "handling": handling, **attrs})  # fmt: skip
     writer.create({
         s: (1, [per_object("points", (len(y), P, 3), len(y), "float32", ("object", "point", "xyz")),
                 ArraySpec("label", (len(y),), (len(y),), "int32", ("object",), -1),
@@ -257,15 +228,39 @@ def write_classes_store(
         for s, y in labels.items()
     })  # fmt: skip
     for s, y in labels.items():
-        x = rng.normal(size=(len(y), P, 3))
-        x /= np.linalg.norm(x, axis=2, keepdims=True)
-        x *= (1 + y[:, None, None] * np.array([0.3, 0.0, -0.1]))[:, :, :]
-        writer.write(s, "points", 0, (x / np.abs(x).max()).astype(np.float32))
+        writer.write(s, "points", 0, clouds[s].astype(np.float32))
         writer.write(s, "label", 0, y.astype(np.int32))
-        writer.write(s, "id", 0, np.array([f"c{c}/{s}{i}" for i, c in enumerate(y)]))
+        writer.write(s, "id", 0, np.array(ids[s]))
         writer.mark_done(s, 0)
     writer.finish({"failures": []})
     return bind_dataset(data_root, name, path)
+
+
+def write_store(data_root: Path, name: str, per_class: dict[str, int], P: int = 64, **handling) -> Path:
+    """A complete points store of :data:`CLASSES` (:func:`toy_cloud`), ``per_class`` objects per split."""
+    rng = np.random.default_rng(0)
+    fp = f"{abs(hash(name)) % 16**8:08x}" + "0" * 56
+    labels = {s: np.arange(n * len(CLASSES)) % len(CLASSES) for s, n in per_class.items()}
+    clouds = {s: np.stack([toy_cloud(int(c), rng, P) for c in y]) for s, y in labels.items()}
+    ids = {s: [f"{CLASSES[c]}/{s}{i}" for i, c in enumerate(y)] for s, y in labels.items()}
+    return write_labelled_store(data_root, name, fp, CLASSES, clouds, labels, ids, handling=handling)
+
+
+def write_classes_store(
+    data_root: Path, name: str, per_split: dict[str, int], n_classes: int, P: int
+) -> Path:
+    """A complete points store (real StoreWriter) of ``n_classes`` jittered spheres scaled per class."""
+    rng = np.random.default_rng(0)
+    labels = {s: np.arange(n * n_classes) % n_classes for s, n in per_split.items()}
+    clouds = {}
+    for s, y in labels.items():
+        x = rng.normal(size=(len(y), P, 3))
+        x /= np.linalg.norm(x, axis=2, keepdims=True)
+        x *= (1 + y[:, None, None] * np.array([0.3, 0.0, -0.1]))[:, :, :]
+        clouds[s] = x / np.abs(x).max()
+    ids = {s: [f"c{c}/{s}{i}" for i, c in enumerate(y)] for s, y in labels.items()}
+    return write_labelled_store(data_root, name, "f" * 64, [f"c{k}" for k in range(n_classes)], clouds, labels, ids,
+                                source="folder")  # fmt: skip
 
 
 def bind_dataset(data_root: Path, name: str, path: Path) -> Path:

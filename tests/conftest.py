@@ -59,34 +59,15 @@ def blob_cloud(c: int, rng: np.random.Generator, P: int) -> np.ndarray:
 
 
 def write_points_store(data_root: Path, name: str, per_class: dict[str, int], P: int = 64) -> Path:
-    """A complete points store of 3 classes in the real schema (real StoreWriter), bound as dataset ``name``."""
-    from pipeline.storage import datasets
-    from pipeline.storage.store import ArraySpec, StoreWriter, per_object
+    """A complete points store of 3 classes (:func:`blob_cloud`) in the real schema, bound as dataset ``name``."""
+    from tests.builders import write_labelled_store
 
     rng = np.random.default_rng(0)
     fp = f"{sum(map(ord, name)):08x}" + "0" * 56
-    path = data_root / "points" / f"{name}-{fp[:8]}.zarr"
-    handling = {"layout": "folder", "points": "sampled", "point_order": "fps", "n_points": P}
-    attrs = {"fingerprint": fp, "stage": "prepare", "params": {}, "upstream": {}, "dataset": name,
-             "layout": "folder", "classes": ["ball", "disc", "needle"], "handling": handling}  # fmt: skip
-    writer = StoreWriter(path, attrs)
     labels = {s: np.arange(3 * n) % 3 for s, n in per_class.items()}
-    writer.create({
-        s: (1, [per_object("points", (len(y), P, 3), len(y), "float32", ("object", "point", "xyz")),
-                ArraySpec("label", (len(y),), (len(y),), "int32", ("object",), -1),
-                ArraySpec("id", (len(y),), (len(y),), str, ("object",), "")])
-        for s, y in labels.items()
-    })  # fmt: skip
-    for s, y in labels.items():
-        writer.write(s, "points", 0, np.stack([blob_cloud(int(c), rng, P) for c in y]))
-        writer.write(s, "label", 0, y.astype(np.int32))
-        writer.write(s, "id", 0, np.array([f"{c}/{s}{i}" for i, c in enumerate(y)]))
-        writer.mark_done(s, 0)
-    writer.finish({"failures": []})
-    record = datasets.DatasetRecord(name, {"source": "folder", "root": f"/{name}", "variant": None})
-    record.current["prepare"] = str(path.relative_to(data_root))
-    datasets.save(data_root, record)
-    return path
+    clouds = {s: np.stack([blob_cloud(int(c), rng, P) for c in y]) for s, y in labels.items()}
+    ids = {s: [f"{c}/{s}{i}" for i, c in enumerate(y)] for s, y in labels.items()}
+    return write_labelled_store(data_root, name, fp, ["ball", "disc", "needle"], clouds, labels, ids)
 
 
 @pytest.fixture(scope="session")
