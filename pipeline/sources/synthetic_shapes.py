@@ -267,7 +267,14 @@ def make_object(name: str, seed: int, index: int) -> trimesh.Trimesh:
     import trimesh
 
     rng = np.random.default_rng(object_seed(seed, f"synthetic/{name}/{index}"))
-    mesh = trimesh.util.concatenate(BUILDERS[name](rng))
+    return posed(trimesh.util.concatenate(BUILDERS[name](rng)), rng)
+
+
+def posed(mesh: trimesh.Trimesh, rng: np.random.Generator) -> trimesh.Trimesh:
+    """``mesh`` tilted by N(0, 0.05) rad about x and z, turned by U(−0.5, 0.5) rad about y and scaled by
+    U(0.5, 2): the pose every synthetic version draws last, in this order, from the object's generator."""
+    import trimesh
+
     tilt = trimesh.transformations.euler_matrix(rng.normal(0, 0.05), 0.0, rng.normal(0, 0.05))
     mesh.apply_transform(_yaw(rng.uniform(-0.5, 0.5)) @ tilt)
     return mesh.apply_scale(rng.uniform(0.5, 2.0))

@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline.sources.base import object_seed
 from pipeline.sources.primitives_v2 import boxes, grid_faces, loft, polar_prism, revolve, slab, struts, walls
+from pipeline.sources.synthetic_shapes import posed
 
 if TYPE_CHECKING:
     import trimesh
@@ -248,7 +249,4 @@ def make_object(name: str, seed: int, index: int) -> trimesh.Trimesh:
     import trimesh
 
     rng = np.random.default_rng(object_seed(seed, f"synthetic/{name}/{index}"))
-    mesh = trimesh.util.concatenate(BUILDERS[name](rng))
-    tilt = trimesh.transformations.euler_matrix(rng.normal(0, 0.05), 0.0, rng.normal(0, 0.05))
-    mesh.apply_transform(_rot((0, 1, 0), rng.uniform(-0.5, 0.5)) @ tilt)
-    return mesh.apply_scale(rng.uniform(0.5, 2.0))
+    return posed(trimesh.util.concatenate(BUILDERS[name](rng)), rng)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.sources.base import object_seed
-from pipeline.sources.synthetic_shapes import BUILDERS, _yaw
+from pipeline.sources.synthetic_shapes import BUILDERS, posed
 
 if TYPE_CHECKING:
     import trimesh
@@ -50,7 +50,4 @@ def make_object(name: str, seed: int, index: int) -> trimesh.Trimesh:
     vertices, faces = trimesh.remesh.subdivide_to_size(mesh.vertices, mesh.faces, max_edge=MAX_EDGE)
     mesh = trimesh.Trimesh(vertices, faces, process=False)
     normals = np.asarray(mesh.vertex_normals)
-    mesh = trimesh.Trimesh(vertices + normals * relief(vertices, rng)[:, None], faces, process=False)
-    tilt = trimesh.transformations.euler_matrix(rng.normal(0, 0.05), 0.0, rng.normal(0, 0.05))
-    mesh.apply_transform(_yaw(rng.uniform(-0.5, 0.5)) @ tilt)
-    return mesh.apply_scale(rng.uniform(0.5, 2.0))
+    return posed(trimesh.Trimesh(vertices + normals * relief(vertices, rng)[:, None], faces, process=False), rng)
