@@ -169,7 +169,11 @@ def report(results: dict, floor: float, teacher_probe: float | None, args, secon
     if teacher_probe is not None:
         for protocol in PROTOCOLS:
             a, d = np.mean(results["acc"]["a"][protocol]), np.mean(results["acc"]["d"][protocol])
-            share = (a - d) / (teacher_probe - d) if teacher_probe > d else float("nan")
+            if teacher_probe <= d:
+                print(f"teacher's test-view linear probe {100 * teacher_probe:.2f} % is not above random init under "
+                      f"{protocol} ({100 * d:.2f} %): it has no margin for arm a to inherit (arm a: {100 * a:.2f} %)")  # fmt: skip
+                continue
+            share = (a - d) / (teacher_probe - d)
             print(f"teacher's test-view linear probe {100 * teacher_probe:.2f} %; arm a under {protocol} inherits "
                   f"{100 * share:+.0f} % of its margin over random init ({100 * a:.2f} vs {100 * d:.2f} %)")  # fmt: skip
 
