@@ -151,7 +151,7 @@ def report(results: dict, floor: float, teacher_probe: float | None, args, secon
     half = 100 * 1.96 * math.sqrt(0.25 / n_test)
     print(f"test split: {n_test} objects (one object = {100 / n_test:.2f} %; 95 % binomial half-width at 50 %: ±{half:.1f} %)")
     print(f"\n{'arm':4s} {'what':52s} {'running %':>15s} {'reestimate %':>15s} {'loss_3d':>9s}")
-    for arm in ("a", "b", "c", "d"):
+    for arm in [a for a in "abcd" if results["acc"][a]["running"]]:
         what = ARMS[arm][0] if arm in ARMS else "random initialisation"
         acc = results["acc"][arm]
         loss = f"{np.mean(results['loss'][arm]):9.5f}" if arm in ARMS else f"{'–':>9s}"
@@ -159,11 +159,16 @@ def report(results: dict, floor: float, teacher_probe: float | None, args, secon
     print(f"{'':4s} {'no-input floor (best constant pattern, train split)':52s} {'':>15s} {'':>15s} {floor:9.5f}")
     print("\ndifferences (per seed, then mean ± std over seeds; points of accuracy)")
     for x, y in (("a", "d"), ("a", "c"), ("a", "b"), ("b", "d"), ("c", "d")):
+        if not (results["acc"][x]["running"] and results["acc"][y]["running"]):
+            continue  # an arm that did not run (--arms)
         cells = []
         for protocol in PROTOCOLS:
             diff = np.asarray(results["acc"][x][protocol]) - np.asarray(results["acc"][y][protocol])
             spread = diff.std(ddof=1) if len(diff) > 1 else 0.0
-            verdict = "beyond spread" if diff.mean() > 2 * spread and diff.mean() > 0 else "within spread" if diff.mean() > 0 else "no"
+            if len(diff) < 2:
+                verdict = "one seed: no spread"
+            else:
+                verdict = "beyond spread" if diff.mean() > 2 * spread and diff.mean() > 0 else "within spread" if diff.mean() > 0 else "no"
             cells.append(f"{protocol}: {100 * diff.mean():+6.2f} ± {100 * spread:4.2f} ({verdict})")
         print(f"  {x} − {y}:  " + ";  ".join(cells))
     if teacher_probe is not None:
