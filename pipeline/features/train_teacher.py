@@ -126,6 +126,7 @@ def fit(model: Any, images: np.ndarray, labels: np.ndarray, cfg: TeacherTraining
             return _fit(visual, images, labels, cfg)
     finally:
         visual.patch_dropout = torch.nn.Identity()  # the shipped model keeps every token
+        visual.output_tokens = False  # the dense loss's token output, also after an exception
 
 
 def _fit(visual: Any, images: np.ndarray, labels: np.ndarray, cfg: TeacherTraining) -> tuple[Any, list[float]]:

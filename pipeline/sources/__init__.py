@@ -29,7 +29,7 @@ from pipeline.sources.base import Catalog, Item
 __all__ = ["scan", "load_points", "default_dataset_name", "readable_name", "resolve_layout", "LAYOUTS"]
 
 LAYOUTS: dict[str, dict[str, str]] = {  # source → layout name → the paths it expects
-    "synthetic": {"synthetic": "generated under <data_root>/sources/synthetic[-v2]-<seed>-<per_class>"},
+    "synthetic": {"synthetic": "generated under <data_root>/sources/synthetic[-v<k>]-<seed>-<per_class>"},
     "shapenet": shapenet.LAYOUTS,
     "modelnet40": modelnet40.LAYOUTS,
     "scanobjectnn": scanobjectnn.LAYOUTS,

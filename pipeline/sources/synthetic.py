@@ -1,4 +1,4 @@
-"""The embedded default dataset: procedural meshes of 15 classes, in two generator versions.
+"""The embedded default dataset: procedural meshes of 15 classes, in three generator versions.
 
 Version 2 (the default, synthetic_shapes_v2.py) gives every class its own LOCAL geometry at the scale
 of a pre-training target (thin sheets and strands of class-specific orientation and spacing, teeth,
@@ -8,7 +8,8 @@ classes differ by structure, not by size) stays available: ``generator=1``. Ever
 random overall scale, proportions, optional parts and a small random pose, all seeded from
 (seed, class, index). Meshes are written as PLY under
 ``<data_root>/sources/<name>/<class>/{train,test}/<class>_<nnnn>.ply``, <name> being
-``synthetic-<seed>-<per_class>`` for version 1 and ``synthetic-v2-<seed>-<per_class>`` for version 2, and
+``synthetic-<seed>-<per_class>`` for version 1 and ``synthetic-v<k>-<seed>-<per_class>`` for version k ≥ 2
+(version 3, synthetic_shapes_v3.py: version 1's structures with a relief drawn per object), and
 then read by the same folder reader as users' data, so sampling takes the ordinary mesh code path.
 
 trimesh is imported by the functions that build meshes, so scanning a set that is already generated
