@@ -106,3 +106,13 @@ def test_help_and_status_do_not_import_torch(command):
         "assert 'open_clip' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
+
+
+def test_quick_settings_sit_under_the_users_own_set_values():
+    from cli import QUICK, _quick
+    from pipeline.core.config import load_config
+
+    config = _quick(load_config(None, ["train.run=mine", "eval.bn_stats=running"]))
+    assert config.params("train").run == "mine" and config.params("eval").bn_stats == "running"
+    assert config.params("cache-features").teacher == QUICK["cache-features"]["teacher"] == "tiny-synthetic"
+    assert config.params("prepare").synthetic_version == 3 and config.params("train").max_steps == 15
