@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from cli_options import DataRoot, Quiet, Sets, Verbose, build, context, say, session
-from pipeline.features.train_teacher import TeacherTraining
+from pipeline.features.tiny_teachers import TeacherTraining
 
 DEFAULTS = TeacherTraining()  # the one place the recipe's defaults are written
 
@@ -30,7 +30,7 @@ def train_command(
     """Train tiny-synthetic on depth views of a dataset's train split; write its weights and record."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
         from pipeline.features.tiny_teachers import packaged_weights, record_path
-        from pipeline.features.train_teacher import NAME, TeacherTraining, train_teacher
+        from pipeline.features.train_teacher import NAME, train_teacher
 
         given = {"steps": steps, "seed": seed, "draws": draws}
         training = TeacherTraining(**{k: v for k, v in given.items() if v is not None})

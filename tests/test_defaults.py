@@ -44,7 +44,7 @@ def test_cli_help_defaults_equal_the_params_defaults():
 
 
 def test_teacher_training_help_defaults_equal_the_recipe():
-    from pipeline.features.train_teacher import TeacherTraining
+    from pipeline.features.tiny_teachers import TeacherTraining
 
     helps = {name: text for command, name, text in command_options() if command == "teacher train"}
     for key in ("steps", "seed", "draws"):

@@ -197,7 +197,8 @@ def test_regeneration_is_seeded_and_loads(tmp_path):
     from typer.testing import CliRunner
 
     from cli import app
-    from pipeline.features.train_teacher import TeacherTraining, train_teacher
+    from pipeline.features.tiny_teachers import TeacherTraining
+    from pipeline.features.train_teacher import train_teacher
     from tests.builders import write_folder
 
     root = write_folder(tmp_path / "meshes", n_per_class=2, classes=("box", "cone"))

@@ -17,10 +17,36 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import TeacherError
+
+
+@dataclass(frozen=True)
+class TeacherTraining:
+    """How ``tiny-synthetic`` is trained (:mod:`pipeline.features.train_teacher`); every field is recorded
+    beside the weights. Kept here, without numpy or torch, so the CLI help can read its defaults."""
+
+    steps: int = 300  # optimiser steps
+    batch_size: int = 32  # views per step, drawn at random from every (object, draw, view) of the train split
+    lr: float = 1e-3  # AdamW peak learning rate
+    weight_decay: float = 0.05  # AdamW's decoupled decay, on every parameter
+    warmup: int = 10  # steps of linear warm-up, then cosine decay to 0 at `steps`
+    token_drop: float = 0.0  # share of patch tokens dropped per training view (open_clip's PatchDropout, as
+    # FLIP); > 0 trains the CLS loss alone (the kept tokens are not known); the shipped model sees all 196
+    patch_loss: float = 1.0  # weight of the per-patch class loss beside the CLS loss (0: CLS alone)
+    seed: int = 0  # the init (torch), batch order (numpy) and the render draws (seed, object id, k)
+    draws: int = 2  # augmented draws rendered per train object, 3 views each: 360 objects → 2,160 views
+    subset: int = 2048  # points per projected cloud (the render stage's default)
+    probe_draws: int = 1  # draws per object whose views the linear probe fits (train) and scores (test)
+
+    def __post_init__(self) -> None:
+        for field, low in (("steps", 1), ("batch_size", 1), ("draws", 1), ("subset", 16), ("probe_draws", 1)):
+            assert getattr(self, field) >= low, f"TeacherTraining.{field} = {getattr(self, field)} < {low}"
+        assert self.probe_draws <= self.draws, f"probe_draws {self.probe_draws} > draws {self.draws}"
+        assert 0 <= self.token_drop < 1, f"token_drop {self.token_drop} outside [0, 1)"
 
 TINY_MODEL = "i2p-tiny-random"  # the open_clip config name of the tiny random teacher
 TINY_SEED = 0  # torch seed of the tiny teachers' init: two builds give the same weights

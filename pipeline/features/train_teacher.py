@@ -25,7 +25,7 @@ import math
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,35 +33,19 @@ import numpy as np
 
 from pipeline.core.console import progress_bar
 from pipeline.features.teacher_weights import weights_sha256
-from pipeline.features.tiny_teachers import REGENERATE, SYNTH_MODEL, TINY_SEED, record_path, register
+from pipeline.features.tiny_teachers import (
+    REGENERATE,
+    SYNTH_MODEL,
+    TINY_SEED,
+    TeacherTraining,
+    record_path,
+    register,
+)
 
 log = logging.getLogger("i2p")
 
 NAME = "tiny-synthetic"
 
-
-@dataclass(frozen=True)
-class TeacherTraining:
-    """How ``tiny-synthetic`` is trained; every field is recorded beside the weights."""
-
-    steps: int = 300  # optimiser steps
-    batch_size: int = 32  # views per step, drawn at random from every (object, draw, view) of the train split
-    lr: float = 1e-3  # AdamW peak learning rate
-    weight_decay: float = 0.05  # AdamW's decoupled decay, on every parameter
-    warmup: int = 10  # steps of linear warm-up, then cosine decay to 0 at `steps`
-    token_drop: float = 0.0  # share of patch tokens dropped per training view (open_clip's PatchDropout, as
-    # FLIP); > 0 trains the CLS loss alone (the kept tokens are not known); the shipped model sees all 196
-    patch_loss: float = 1.0  # weight of the per-patch class loss beside the CLS loss (0: CLS alone)
-    seed: int = 0  # the init (torch), batch order (numpy) and the render draws (seed, object id, k)
-    draws: int = 2  # augmented draws rendered per train object, 3 views each: 360 objects → 2,160 views
-    subset: int = 2048  # points per projected cloud (the render stage's default)
-    probe_draws: int = 1  # draws per object whose views the linear probe fits (train) and scores (test)
-
-    def __post_init__(self) -> None:
-        for field, low in (("steps", 1), ("batch_size", 1), ("draws", 1), ("subset", 16), ("probe_draws", 1)):
-            assert getattr(self, field) >= low, f"TeacherTraining.{field} = {getattr(self, field)} < {low}"
-        assert self.probe_draws <= self.draws, f"probe_draws {self.probe_draws} > draws {self.draws}"
-        assert 0 <= self.token_drop < 1, f"token_drop {self.token_drop} outside [0, 1)"
 
 
 def render_split(
