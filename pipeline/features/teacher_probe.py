@@ -55,6 +55,13 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     return float((clf.predict(test_x) == test_y).mean())
 
 
+def occupied_patches(images: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(n, h·w) bool: the patches of views (n, H, W) that hold any object pixel (one that differs from
+    :data:`BACKGROUND`), in row-major order as the teacher's patch tokens."""
+    n, H, W = images.shape
+    return (images.reshape(n, h, H // h, w, W // w) != BACKGROUND).any(axis=(2, 4)).reshape(n, -1)
+
+
 def saliency_stats(saliency: np.ndarray, images: np.ndarray) -> dict[str, float]:
     """Statistics of CLS→patch saliency (n, h, w) over views (n, H, W) (H = h·patch).
 
@@ -68,8 +75,7 @@ def saliency_stats(saliency: np.ndarray, images: np.ndarray) -> dict[str, float]
     p = p / p.sum(axis=1, keepdims=True)
     entropy = -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=1)
     top = p.argmax(axis=1)
-    H, W = images.shape[-2:]
-    occupied = (images.reshape(n, h, H // h, w, W // w) != BACKGROUND).any(axis=(2, 4)).reshape(n, -1)
+    occupied = occupied_patches(images, h, w)
     return {
         "entropy_ratio": float(entropy.mean() / math.log(h * w)),
         "top_patch_share": float(p.max(axis=1).mean()),

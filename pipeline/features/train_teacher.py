@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.console import progress_bar
+from pipeline.features.teacher_probe import occupied_patches
 from pipeline.features.teacher_weights import weights_sha256
 from pipeline.features.tiny_teachers import (
     REGENERATE,
@@ -136,7 +137,8 @@ def _fit(visual: Any, images: np.ndarray, labels: np.ndarray, cfg: TeacherTraini
             pooled = out[0] if dense else out  # projected CLS (B, 512)
             loss = F.cross_entropy(head(pooled), view_labels[flat])
             if dense:
-                on = object_patches(images, flat, visual.patch_size[0])  # (B, 196) bool
+                grid = visual.grid_size
+                on = torch.from_numpy(occupied_patches(images.reshape(-1, *images.shape[-2:])[flat], *grid))  # (B, 196)
                 patch_logits = head(out[1] @ visual.proj)  # (B, 196, classes)
                 patch_labels = view_labels[flat][:, None].expand(on.shape)
                 loss = loss + cfg.patch_loss * F.cross_entropy(patch_logits[on], patch_labels[on])
@@ -151,16 +153,6 @@ def _fit(visual: Any, images: np.ndarray, labels: np.ndarray, cfg: TeacherTraini
     visual.eval().requires_grad_(False)
     return head.eval().requires_grad_(False), losses
 
-
-def object_patches(images: np.ndarray, flat: np.ndarray, patch: int) -> Any:
-    """(B, h·w) bool: the patches of views ``flat`` where some pixel differs from the background (0.5
-    after the sigmoid, method §5.2); images (O, K, V, H, W) flattened over (O, K, V) as in batch_images."""
-    import torch
-
-    grey = torch.from_numpy(images.reshape(-1, *images.shape[-2:])[flat]).float()  # (B, H, W)
-    B, H, W = grey.shape
-    cells = (grey != 0.5).reshape(B, H // patch, patch, W // patch, patch).any(dim=4).any(dim=2)
-    return cells.reshape(B, -1)
 
 
 def learning_rate(step: int, cfg: TeacherTraining) -> float:
