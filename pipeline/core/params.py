@@ -54,8 +54,15 @@ class StageParams(BaseModel):
             ) from None
 
     def fingerprint_params(self) -> dict[str, Any]:
-        """The params that define the stage's output (RUNTIME ones removed), JSON-ready."""
-        return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.RUNTIME}
+        """The params that define the stage's output, JSON-ready: RUNTIME ones removed, and those
+        :meth:`unhashed` names for these values."""
+        left_out = self.RUNTIME | self.unhashed()
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in left_out}
+
+    def unhashed(self) -> frozenset[str]:
+        """Params left out of the fingerprint for these values: a param added later hashes, at the
+        value outputs had before it existed, as those outputs did, so they stay up to date."""
+        return frozenset()
 
     def inert(self) -> dict[str, str]:
         """Params that these values make ineffective → what would make them count (for a warning
@@ -99,12 +106,9 @@ class PrepareParams(StageParams):
     scheduler: str | None = None  # address of an existing dask.distributed scheduler
     strict: bool = False  # stop at the first bad input instead of recording it
 
-    def fingerprint_params(self) -> dict[str, Any]:
-        """As the base, without ``synthetic_version`` for other sources (their fingerprints predate it)."""
-        values = super().fingerprint_params()
-        if self.source != "synthetic":
-            values.pop("synthetic_version")
-        return values
+    def unhashed(self) -> frozenset[str]:
+        """``synthetic_version`` for other sources (their fingerprints predate it)."""
+        return frozenset() if self.source == "synthetic" else frozenset({"synthetic_version"})
 
 
 class RenderParams(StageParams):
@@ -125,12 +129,9 @@ class RenderParams(StageParams):
     workers: int = Field(1, ge=1)
     scheduler: str | None = None
 
-    def fingerprint_params(self) -> dict[str, Any]:
+    def unhashed(self) -> frozenset[str]:
         """Fixed views hash as before ``views``/``draws`` existed, so older stores stay up to date."""
-        values = super().fingerprint_params()
-        if self.views == "fixed":
-            values.pop("views"), values.pop("draws")
-        return values
+        return frozenset({"views", "draws"}) if self.views == "fixed" else frozenset()
 
     def inert(self) -> dict[str, str]:
         return {"draws": "fixed views have no draws: add --set render.views=augmented"} if self.views == "fixed" else {}
@@ -219,12 +220,9 @@ class EvalParams(StageParams):
     batch_size: int = Field(64, ge=1)  # objects per forward, and per re-estimation batch
     device: str = "auto"
 
-    def fingerprint_params(self) -> dict[str, Any]:
+    def unhashed(self) -> frozenset[str]:
         """The default BatchNorm protocol hashes as before ``bn_stats`` existed: older evaluations stay up to date."""
-        values = super().fingerprint_params()
-        if self.bn_stats == BN_STATS_DEFAULT:
-            values.pop("bn_stats")
-        return values
+        return frozenset({"bn_stats"}) if self.bn_stats == BN_STATS_DEFAULT else frozenset()
 
 
 class FinetuneParams(StageParams):
