@@ -66,11 +66,11 @@ def build_stores(data_root: Path, teacher: str, sets: list[str]):
     return config, train_inputs(p)
 
 
-def pretrain(config, inputs, run: Path, arm: str, seed: int, args) -> dict:
+def pretrain(config, inputs, run: Path, arm: str, seed: int, n_train: int, args) -> dict:
     """One arm's run; returns its last loss_3d (mean of the last 5 steps) and seconds."""
     from pipeline.train.engine import fit
 
-    per_epoch = max(1, (args.per_class - round(args.per_class * 0.2)) * 15 // args.batch)
+    per_epoch = max(1, n_train // args.batch)  # steps per epoch over the train split
     update = {
         "run": run.name, "max_steps": args.steps, "batch_size": args.batch, "seed": seed, "points": args.points,
         "epochs": math.ceil(args.steps / per_epoch), "warmup_epochs": 0, "cosine_to_end": True,
@@ -115,13 +115,14 @@ def loss_floor(store, n_points: int, arch: dict, draws: int = 4) -> float:
     scaled and shifted as the training draws are (per axis U(2/3, 3/2), ±0.2; method §1.6) ``draws`` times:
     the loss_3d a model reaches without using its encoder (fitted by Adam on the model's Chamfer loss)."""
     from i2pmae.model import I2PMAE, I2PMAEConfig
-    from i2pmae.pretrain import SCALE_HIGH, SCALE_LOW, SHIFT
+    from i2pmae.pretrain import scale_and_translate
 
     model = I2PMAE(I2PMAEConfig(masking="random", targets="3d", **arch))
     gen = torch.Generator().manual_seed(0)
     xyz = torch.from_numpy(np.asarray(store.split("train").points[:, :n_points, :3])).float().repeat(draws, 1, 1)
-    scale = torch.rand(len(xyz), 1, 3, generator=gen) * (SCALE_HIGH - SCALE_LOW) + SCALE_LOW
-    xyz = xyz * scale + (torch.rand(len(xyz), 1, 3, generator=gen) * 2 - 1) * SHIFT
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        xyz = scale_and_translate(xyz)  # the draws' per-axis scale and shift (method §1.6)
     with torch.no_grad():
         groups = model.group(xyz)
         enc = model.forward_encoder(groups, model.random_mask(len(xyz), generator=gen))
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
             for arm in [a for a in args.arms if a in ARMS]:
                 config, inputs = built[ARMS[arm][1]]
                 run = root / "runs" / f"{arm}-seed{seed}"
-                out = pretrain(config, inputs, run, arm, seed, args)
+                out = pretrain(config, inputs, run, arm, seed, len(store.split("train").labels), args)
                 from pipeline.storage.checkpoints import load_encoder
 
                 model = load_encoder(run / "ckpt-last.pt").build_model("cpu")
