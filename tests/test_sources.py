@@ -13,7 +13,7 @@ import trimesh
 from pipeline import sources
 from pipeline.core.errors import BadInput
 from pipeline.core.params import PrepareParams
-from pipeline.sources import meshes, synthetic
+from pipeline.sources import meshes, synthetic, synthetic_shapes
 from pipeline.sources.base import Item
 from tests.builders import SOURCE_POINTS as P
 from tests.builders import assert_unit_sphere, box_off, source_params
@@ -231,7 +231,7 @@ def test_synthetic_same_seed_same_files(tmp_path):
     a = synthetic.ensure_dataset(tmp_path / "a", 3, 2, 0.2)
     b = synthetic.ensure_dataset(tmp_path / "b", 3, 2, 0.2)
     files = sorted(f.relative_to(a) for f in a.rglob("*.ply"))
-    assert len(files) == 2 * len(synthetic.CLASSES)
+    assert len(files) == 2 * len(synthetic.shapes(synthetic.VERSION).CLASSES)
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
     c = synthetic.ensure_dataset(tmp_path / "c", 4, 2, 0.2)
     assert (a / files[0]).read_bytes() != (c / files[0]).read_bytes()
@@ -242,11 +242,11 @@ def test_synthetic_classes_are_not_separable_by_bounding_box_alone():
     """Nearest-centroid on sorted bounding-box extents, trained on seed 0 and tested on seed 1."""
 
     def features(seed):
-        x = [np.sort(synthetic.make_object(c, seed, i).extents) for c in synthetic.CLASSES for i in range(12)]
-        return np.log(np.array(x)), np.repeat(np.arange(len(synthetic.CLASSES)), 12)
+        x = [np.sort(synthetic_shapes.make_object(c, seed, i).extents) for c in synthetic_shapes.CLASSES for i in range(12)]
+        return np.log(np.array(x)), np.repeat(np.arange(len(synthetic_shapes.CLASSES)), 12)
 
     (x_train, y_train), (x_test, y_test) = features(0), features(1)
-    centroids = np.stack([x_train[y_train == k].mean(axis=0) for k in range(len(synthetic.CLASSES))])
+    centroids = np.stack([x_train[y_train == k].mean(axis=0) for k in range(len(synthetic_shapes.CLASSES))])
     pred = np.argmin(((x_test[:, None] - centroids[None]) ** 2).sum(-1), axis=1)
     accuracy = float((pred == y_test).mean())
-    assert 1.5 / len(synthetic.CLASSES) < accuracy < 0.6, accuracy  # above chance, far from trivial
+    assert 1.5 / len(synthetic_shapes.CLASSES) < accuracy < 0.6, accuracy  # above chance, far from trivial

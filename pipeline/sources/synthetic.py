@@ -28,7 +28,6 @@ from pipeline.core.errors import ConfigError
 from pipeline.core.params import PrepareParams
 from pipeline.sources import folder, synthetic_shapes, synthetic_shapes_v2, synthetic_shapes_v3
 from pipeline.sources.base import Catalog
-from pipeline.sources.synthetic_shapes import CLASSES, make_object  # noqa: F401  version 1's names, for callers pinning it
 
 VERSION = 2  # the default generator; a new one gets a new number, module and folder name
 GENERATORS = {1: synthetic_shapes, 2: synthetic_shapes_v2, 3: synthetic_shapes_v3}  # version → module with CLASSES, make_object
