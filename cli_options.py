@@ -12,19 +12,29 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from pipeline.core import params as P
 from pipeline.core.errors import I2PError, Interrupted
 
 
 def default(stage: str, key: str) -> str:
-    """The default of ``stage.key`` as the params models hold it (the one place defaults are written)."""
-    return str(P.STAGES[stage].model_fields[key].default)
+    """The default of ``stage.key`` as the packaged stages.yaml declares it, which a test holds equal to the
+    params models (read as YAML so that ``i2p --help`` does not import pydantic and the models)."""
+    return str(_packaged_defaults()[stage]["params"][key])
+
+
+@cache
+def _packaged_defaults() -> dict[str, Any]:
+    import yaml
+
+    from pipeline.core.config import PACKAGED_STAGES
+
+    return yaml.safe_load(PACKAGED_STAGES.read_text())["stages"]
 
 DataRoot = Annotated[
     Path | None,
