@@ -213,7 +213,7 @@ def fewshot_command(
         if episodes is None and not _direct(run, ckpt, random_init, which, cx):
             return run_evaluation("fewshot", cx)
         from pipeline.evaluate.downstream import finetune_overrides
-        from pipeline.evaluate.finetuning import run_fewshot
+        from pipeline.evaluate.fewshot import run_fewshot
 
         params = config.params("fewshot")
         run = _encoder_run(cx, run, ckpt, random_init) if cx is not None else run

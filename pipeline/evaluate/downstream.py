@@ -49,7 +49,7 @@ def run_fewshot(plan: Plan, ctx: Context) -> Path:
     """The fewshot stage's body: way × shot × folds episodes on the planned run's encoder."""
     from pipeline.core.devices import resolve_device
     from pipeline.evaluate import extract as ev
-    from pipeline.evaluate.finetuning import run_fewshot
+    from pipeline.evaluate.fewshot import run_fewshot
 
     params, run = plan.params, plan.needs["train"].out
     store = ev.points_store(plan.needs["prepare"].out)

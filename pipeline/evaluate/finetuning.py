@@ -1,10 +1,9 @@
-"""Fine-tuning and few-shot glue: points stores (or Point-BERT few-shot pickles) → i2pmae.finetune → report.md.
+"""Fine-tuning glue: points stores → i2pmae.finetune → report.md; the pieces few-shot shares
+(:mod:`pipeline.evaluate.fewshot`): split tensors, one classifier's training, the metrics file.
 
 Recipes (method §9.2): ScanObjectNN stores use their variant's recipe (obj-bg, obj-only, pb-t50-rs);
 every other store uses ModelNet40's (1024 points, label smoothing 0.2, ScaleAndTranslate, voting);
-``--recipe`` overrides. Few-shot uses the ModelNet40 recipe with a ``way``-class head and, because
-I2P-MAE ships no few-shot config, Point-MAE's few-shot schedule (150 epochs, lr 5e-4, warm-up 10,
-batch 32, clip 10) and no voting.
+``--recipe`` overrides.
 """
 
 from __future__ import annotations
@@ -19,18 +18,14 @@ import numpy as np
 
 from pipeline.core.console import progress_bar
 from pipeline.core.errors import I2PError
-from pipeline.evaluate.encoders import Encoder, EvaluationError, checkpoint_path, report_path, resolve_encoder
+from pipeline.evaluate.encoders import EvaluationError, checkpoint_path, report_path, resolve_encoder
 from pipeline.evaluate.extract import PointsStore, check_points, labelled, require_splits
-from pipeline.evaluate.reports import append_report, fewshot_section, finetune_section, pct, table
-from pipeline.sources.fewshot_pickles import read_fewshot_pickle
+from pipeline.evaluate.reports import append_report, finetune_section, pct, table
 from pipeline.storage import rundir
 from pipeline.storage.checkpoints import is_classifier, load_classifier, open_checkpoint
 from pipeline.storage.store import atomic_write_bytes
 
 log = logging.getLogger("i2p")
-
-FEWSHOT_EPOCHS = 150  # Point-MAE's cfgs/fewshot.yaml (I2P-MAE ships no few-shot config, method §1.5)
-
 
 def recipe_for(store: PointsStore | None, requested: str | None):
     from i2pmae.recipes import RECIPES
@@ -92,7 +87,7 @@ def describe_optimisation(fcfg: Any) -> str:
     )
 
 
-def _train(model: Any, data: tuple, fcfg: Any, device: str, label: str) -> Any:
+def train_classifier(model: Any, data: tuple, fcfg: Any, device: str, label: str) -> Any:
     from i2pmae.finetune import finetune
     from pipeline.core.host_memory import return_freed_tensors
 
@@ -112,7 +107,7 @@ def _train(model: Any, data: tuple, fcfg: Any, device: str, label: str) -> Any:
             raise EvaluationError(f"fine-tuning {label}: {err}") from None
 
 
-def _metrics_file(report: Path, stem: str, payload: dict) -> Path:
+def metrics_file(report: Path, stem: str, payload: dict) -> Path:
     import time
 
     path = report.parent / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -155,10 +150,10 @@ def run_finetune(
     for seed in seeds:
         model = build_classifier(ccfg, state, seed)
         cfg = finetune_config(rec, **{**overrides, "seed": seed})
-        results.append(_train(model, (train[0], train[1], test[0], test[1]), cfg, device, f"seed {seed}"))
+        results.append(train_classifier(model, (train[0], train[1], test[0], test[1]), cfg, device, f"seed {seed}"))
         log.info("seed %d: last %s, best %s (epoch %d)", seed, pct(results[-1].last_acc),
                  pct(results[-1].best_acc), results[-1].best_epoch)  # fmt: skip
-    metrics = _metrics_file(report, f"finetune-{store.name}-{rec.name}", {
+    metrics = metrics_file(report, f"finetune-{store.name}-{rec.name}", {
         "dataset": store.name, "recipe": rec.name, "encoder": encoder.label, "finetune": asdict(fcfg),
         "classifier": asdict(ccfg), "results": [asdict(r) for r in results],
     })  # fmt: skip
@@ -199,69 +194,3 @@ def _evaluate_classifier(data_root, opened, store, rec, fcfg, device, report) ->
         f"## Fine-tuned classifier on {store.name}\n\n{table(rows)}\n\nNo training, no epoch selection.",
     )
     return FinetuneOutcome([], report, None, (acc, voted))
-
-
-# ---- few-shot -------------------------------------------------------------------------------------
-
-
-def run_fewshot(
-    data_root: Path, run: str | None, ckpt: Path | None, store: PointsStore | None, *, episodes: Path | None,
-    ways: list[int], shots: list[int], folds: int, seed: int, device: str, report: Path | None,
-    random_init: bool = False, **overrides: Any,
-) -> tuple[list, Path]:  # fmt: skip
-    """Fine-tune per fold with a ``way``-class head; mean ± std over folds per (way, shot)."""
-    import torch
-
-    from i2pmae.fewshot import make_episode
-    from i2pmae.finetune import build_classifier
-    from i2pmae.recipes import RECIPES, classifier_config, finetune_config
-
-    encoder: Encoder = resolve_encoder(data_root, run, ckpt, random_init=random_init, need_norms=False)
-    report = report_path(data_root, encoder, report)
-    rec = RECIPES["modelnet40"]
-    fcfg = finetune_config(rec, **{"epochs": FEWSHOT_EPOCHS, "votes": 0, **overrides, "seed": seed})
-    check_points(fcfg.points, encoder.config)
-    state = encoder.checkpoint.encoder_state if encoder.checkpoint else None
-    if episodes is None:  # labels only: each fold reads just its own objects' points
-        assert store is not None
-        train = split_labels(store, "train")
-        test = split_labels(store, "test") if "test" in store.splits else None
-        protocol = (f"drawn from {store.name}: `way` classes at random, `shot` train objects per class from "
-                    f"the train split, 20 test objects per class from the "
-                    f"{'test' if test else 'remaining train'} split; NumPy generator seeded by "
-                    f"(seed {seed}, way, shot, fold)")  # fmt: skip
-    else:
-        protocol = f"Point-BERT few-shot pickles from `{episodes}`"
-    settings, payload = [], []
-    for way in ways:
-        for shot in shots:
-            results = []
-            for fold in range(folds):
-                if episodes is None:
-                    ep = make_episode(train[2], None if test is None else test[2], way, shot, fold, seed)
-                    src = test if test is not None else train
-                    data = (rows_tensor(train[0], train[1][ep.train_idx]), torch.from_numpy(ep.train_label),
-                            rows_tensor(src[0], src[1][ep.test_idx]), torch.from_numpy(ep.test_label))  # fmt: skip
-                    classes = ep.classes
-                else:
-                    *data, classes = read_fewshot_pickle(episodes, way, shot, fold)
-                ccfg = classifier_config(rec, way, encoder.config, fcfg.points)
-                model = build_classifier(ccfg, state, seed)
-                res = _train(model, tuple(data), fcfg, device, f"{way}w{shot}s fold {fold}")
-                results.append(res)
-                payload.append(
-                    {"way": way, "shot": shot, "fold": fold, "classes": list(classes), **asdict(res)}
-                )
-            log.info("%d-way %d-shot: last %s", way, shot, pct(float(np.mean([r.last_acc for r in results]))))
-            settings.append((way, shot, results))
-    metrics = _metrics_file(report, f"fewshot-{store.name if store else 'episodes'}", {"encoder": encoder.label,
-                            "finetune": asdict(fcfg), "folds": payload})  # fmt: skip
-    ccfg = classifier_config(rec, ways[0], encoder.config, fcfg.points)
-    section = fewshot_section(
-        encoder=encoder.label, dataset=store.describe() if store else str(episodes), protocol=protocol,
-        recipe=describe_recipe(rec, ccfg, fcfg).replace(f"to {ways[0]} classes", "to `way` classes"),
-        optimisation=describe_optimisation(fcfg) + " (defaults from Point-MAE's few-shot config: I2P-MAE ships none)",
-        settings=settings, metrics_file=metrics.name,
-    )  # fmt: skip
-    append_report(report, section)
-    return settings, report
