@@ -45,7 +45,8 @@ from pipeline.core.config import load_config
 from pipeline.features.teachers import load_teacher
 from pipeline.runner.execute import run as run_plan
 from pipeline.runner.plan import Context, plan
-from pipeline.train.engine import TrainInputs, setup, train_step
+from pipeline.train.engine import train_step
+from pipeline.train.setup import TrainInputs, setup
 from pipeline.train.stage import train_inputs
 from pipeline.train.trainset import CachedShapes
 

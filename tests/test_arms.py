@@ -15,7 +15,8 @@ from i2pmae.pretrain import Batch, saliency_fn, target_fn
 from pipeline.runner.execute import run as run_plan
 from pipeline.runner.plan import Context, plan
 from pipeline.storage.fastread import ArrayReader
-from pipeline.train.engine import fit, setup, train_step
+from pipeline.train.engine import fit, train_step
+from pipeline.train.setup import setup
 from pipeline.train.stage import train_inputs
 from pipeline.train.trainset import CachedShapes, maps_used
 from tests.builders import SMALL, TRAIN_SETS, built_inputs, toy_config

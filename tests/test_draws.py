@@ -246,7 +246,8 @@ def test_the_training_step_augments_once_per_mode(stores, tmp_path):
     second augmentation); the loss is that of pretrain_forward(augment=False) on the same batch."""
     import copy
 
-    from pipeline.train.engine import setup, train_step
+    from pipeline.train.engine import train_step
+    from pipeline.train.setup import setup
 
     config, _, inputs = stores
     params = config.params("train").model_copy(update={"run": "once", "batch_size": 4})

@@ -288,7 +288,8 @@ def test_the_batch_is_the_total_over_ranks_and_the_steps_per_epoch_do_not_change
 
 
 def test_a_batch_that_does_not_split_over_the_ranks_is_an_error_naming_the_rule(stores, tmp_path):
-    from pipeline.train.engine import TrainingError, setup
+    from pipeline.train.engine import TrainingError
+    from pipeline.train.setup import setup
 
     config, _, inputs = stores
     params = config.params("train").model_copy(update={"batch_size": 3})

@@ -22,7 +22,7 @@ def train_inputs(plan: Plan):
     """The stores of a planned run (views/features None when the run reads none) and their fingerprints."""
     import zarr
 
-    from pipeline.train.engine import TrainInputs
+    from pipeline.train.setup import TrainInputs
 
     paths = {s: str(p.out) for s, p in plan.needs.items()}
     fps = {s: p.fingerprint for s, p in plan.needs.items()}
