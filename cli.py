@@ -32,7 +32,7 @@ from cli_options import (
     say,
     session,
     store_root,
-)  # fmt: skip
+)
 from pipeline.core.errors import I2PError
 from pipeline.storage.remote import is_url, location
 
@@ -82,7 +82,7 @@ def prepare(
     scheduler: Scheduler = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad input.")] = False,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
-) -> None:  # fmt: skip
+) -> None:
     """Sample point clouds from a dataset into points/<dataset>-<fp8>.zarr."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
         from pipeline import sources
@@ -90,7 +90,7 @@ def prepare(
         config = config.with_values(
             "prepare", source=source, root=str(root.expanduser().resolve()) if root else None, variant=variant,
             points=points, workers=workers, scheduler=scheduler, strict=strict or None,
-        )  # fmt: skip
+        )
         if name is None and (source or root):
             name = sources.default_dataset_name(config.params("prepare"))
         say(f"points store: {build('prepare', context(config, root_dir, name))}")
@@ -100,7 +100,7 @@ def prepare(
 def render(
     ctx: typer.Context, dataset: Dataset = None, workers: Workers = None, scheduler: Scheduler = None,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
-) -> None:  # fmt: skip
+) -> None:
     """Project every object into three depth views (method §5.2) → views/<dataset>-<fp8>.zarr."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
         config = config.with_values("render", workers=workers, scheduler=scheduler)
@@ -117,13 +117,13 @@ def cache_features(
     batch_size: Annotated[int | None, typer.Option(help="Images per teacher forward.")] = None,
     shard: Annotated[str | None, typer.Option(help="i/n: fill every n-th chunk from i (n processes share a store).")] = None,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
-) -> None:  # fmt: skip
+) -> None:
     """Run the frozen 2D teacher on every view once → features/<dataset>-<teacher>-<fp8>.zarr."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
         config = config.with_values(
             "cache-features", teacher=teacher, weights=str(weights.expanduser().resolve()) if weights else None,
             device=device, batch_size=batch_size, shard=shard,
-        )  # fmt: skip
+        )
         say(f"features store: {build('cache-features', context(config, root_dir, dataset))}")
 
 
@@ -138,7 +138,7 @@ def show(
     seed: Annotated[int, typer.Option(help="--run: seed of the mask draw.")] = 0,
     out: Annotated[Path | None, typer.Option(help="PNG to write (default <data-root>/show/<dataset>-<split>-<id>-<teacher>.png).")] = None,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
-) -> None:  # fmt: skip
+) -> None:
     """Write a PNG of an object's depth views with the teacher's saliency, or (--run) of a run's step on it."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
         if run_name:
@@ -172,7 +172,7 @@ def train(
     features: Annotated[str | None, typer.Option(help="Train on this features store (and its views and points; a folder or URL).")] = None,
     online_teacher: Annotated[str | None, typer.Option(help="The official step: project each step's augmented input and run this teacher on it.")] = None,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
-) -> None:  # fmt: skip
+) -> None:
     """Pre-train I2P-MAE from the cached stores (method §2–§9.1) into runs/<run>/."""
     done = "interrupted: the run keeps its last checkpoint; rerun the same command to continue"
     with session(ctx, data_root, sets, verbose, quiet, interrupted=done) as (config, root_dir):
@@ -182,7 +182,7 @@ def train(
             "train", run=run_name, epochs=epochs, max_steps=max_steps, batch_size=batch_size, device=device,
             seed=seed, resume=resume or None, masking=masking, mask_ratio=mask_ratio, targets=targets,
             online_teacher=online_teacher,
-        ).with_values("cache-features", teacher=teacher)  # fmt: skip
+        ).with_values("cache-features", teacher=teacher)
         pins = None
         if features:
             features = location(features) if is_url(features) else Path(features).expanduser().resolve()
@@ -197,7 +197,7 @@ def run(
     dataset: Dataset = None,
     quick: Annotated[bool, typer.Option("--quick", help="Offline short run: synthetic v3 data, the tiny-synthetic teacher, 15 steps.")] = False,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
-) -> None:  # fmt: skip
+) -> None:
     """Bring a stage and everything it needs up to date (as `dvc repro`); skips what is up to date."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
         from pipeline.runner.stages import DEFAULT_TARGETS, STAGES
@@ -233,7 +233,7 @@ def status(
     quick: Annotated[bool, typer.Option("--quick", help="Compare with the settings of `i2p run --quick`.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole state as JSON (schema: docs/pipeline.md).")] = False,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
-) -> None:  # fmt: skip
+) -> None:
     """Every stage per dataset (up to date, partial, missing, or which param changed), stores, runs."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
         from pipeline.runner.status import collect, render_json, render_tables
@@ -247,7 +247,7 @@ def gc(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", help="Remove what is listed (default: only list it).")] = False,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
-) -> None:  # fmt: skip
+) -> None:
     """List stores no dataset or run uses, and optimizer state of finished runs; remove them with --yes."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
         from pipeline.runner import gc as garbage

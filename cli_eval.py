@@ -42,7 +42,6 @@ Report = Annotated[Path | None, typer.Option("--report", help="Markdown file to 
 Epochs = Annotated[int | None, typer.Option("--epochs", help="Fine-tuning epochs (paper: 300; few-shot: 150).")]
 MaxSteps = Annotated[int | None, typer.Option("--max-steps", help="Stop each fine-tuning after this many steps (a quick check).")]
 INTERRUPTED = "interrupted: nothing of this evaluation is kept (report.md is written at its end); rerun to start it again"
-# fmt: off
 
 
 def _direct(run: str | None, ckpt: Path | None, random_init: bool, which: str, cx=None) -> bool:

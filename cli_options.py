@@ -45,7 +45,7 @@ StoreRoot = Annotated[
     typer.Option("--store-root", envvar="I2P_STORE_ROOT", show_envvar=True,
                  help="Where new stores go: a folder or an fsspec URL such as s3://bucket/prefix (default: the "
                       "data root). Dataset records, runs and locks stay in the data root."),
-]  # fmt: skip
+]
 Sets = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a stages.yaml value for this command: stage.key=value (repeatable)."),
@@ -69,7 +69,7 @@ Teacher = Annotated[
     str | None,
     typer.Option(help="Whose features: clip-vit-b16 | clip-vit-b32 | clip-vit-l14 | tiny-random | open_clip:MODEL/TAG "
                  "(default: the teacher last cached for the dataset)."),
-]  # fmt: skip
+]
 Run = Annotated[
     str | None, typer.Option("--run", help="Run name under <data-root>/runs (default: the dataset's last run).")
 ]
@@ -87,7 +87,7 @@ class Globals:
 def global_options(
     ctx: typer.Context, data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
     stages: Stages = None, store_root: StoreRoot = None,
-) -> None:  # fmt: skip
+) -> None:
     """Global options; each command also accepts them after its name (but --store-root: global only)."""
     ctx.obj = Globals(data_root, sets, verbose, quiet, stages)
     if store_root:  # one command per process: the option stands for the variable, read by store_root()
@@ -109,7 +109,7 @@ def say(text: str) -> None:
 @contextmanager
 def session(ctx: typer.Context, data_root: Path | None, sets: list[str] | None, verbose: int, quiet: bool,
             interrupted: str = "interrupted: finished chunks of stores are kept; rerun the command to continue",
-            ) -> Iterator[tuple[Any, Path]]:  # fmt: skip
+            ) -> Iterator[tuple[Any, Path]]:
     """Set up logging, load the config; print known errors as one red line plus a hint (exit 2)."""
     from pipeline.core.console import console, setup_logging
 
@@ -215,10 +215,10 @@ def result_lines(stage: str, record: dict[str, Any]) -> list[str]:
         notes = [f"  {who}: {b.note()}" for who, b in zip(("pre-trained", "random init"), bn.values(), strict=True) if b.note()]
         return [f"linear SVM {where}: [bold]{100 * r['accuracy']:.2f} %[/], random init "
                 f"{100 * r['random_init_accuracy']:.2f} % (C={r['svm_c']:g}, {r['points']} points, "
-                f"{bn['bn'].text()})", *notes]  # fmt: skip
+                f"{bn['bn'].text()})", *notes]
     if stage == "finetune":
         return [f"fine-tuning {where}: last epoch {mean_std(r['last_acc'])}, best epoch "
-                f"{mean_std(r['best_acc'])} (chosen on the test split)"]  # fmt: skip
+                f"{mean_std(r['best_acc'])} (chosen on the test split)"]
     return [f"{setting}: last epoch {mean_std(accs)}" for setting, accs in r.items()]
 
 

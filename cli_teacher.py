@@ -26,7 +26,7 @@ def train_command(
     draws: Annotated[int | None, typer.Option(min=1, help=f"Augmented draws per train object (default {DEFAULTS.draws}).")] = None,
     out: Annotated[Path | None, typer.Option(help="Weights to write (default: the file shipped in the package).")] = None,
     data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
-) -> None:  # fmt: skip
+) -> None:
     """Train tiny-synthetic on depth views of a dataset's train split; write its weights and record."""
     with session(ctx, data_root, sets, verbose, quiet) as (config, root_dir):
         from pipeline.features.tiny_teachers import packaged_weights, record_path

@@ -71,10 +71,10 @@ def measure(url: str, objects: int, chunk: int) -> None:
             r = read(where, order, values)
             rows.append((name, w, r))
             print(f"{name:5s} write {mib / w:8.1f} MiB/s ({w:.2f} s)   read {objects / r:8.1f} objects/s "
-                  f"({mib / r:7.1f} MiB/s)", flush=True)  # fmt: skip
+                  f"({mib / r:7.1f} MiB/s)", flush=True)
     (_, wd, rd), (_, ws, rs) = rows
     print(f"s3 / disk: write {wd / ws:.2f}×, per-object read {rd / rs:.3f}×  "
-          f"({objects} objects of {values[0].nbytes / 1024:.0f} KiB, load average {os.getloadavg()[0]:.1f})")  # fmt: skip
+          f"({objects} objects of {values[0].nbytes / 1024:.0f} KiB, load average {os.getloadavg()[0]:.1f})")
 
 
 def main() -> None:
@@ -93,7 +93,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, seaweed_s3(Path(tmp), args.bucket) as endpoint:
         os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-                          AWS_DEFAULT_REGION="us-east-1")  # fmt: skip
+                          AWS_DEFAULT_REGION="us-east-1")
         measure(url, args.objects, args.chunk)
 
 

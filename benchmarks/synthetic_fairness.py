@@ -205,12 +205,12 @@ def print_tables(rows: dict, args) -> None:
     cols = list(rows)
     head = f"{'':28s}" + "".join(f"{'v' + str(v):>10s}" for v in cols)
     print(f"seed {args.seed}, torch seed {args.torch_seed}, {args.per_class} objects/class, 2048 points, "
-          f"scale-1 targets (8 of 512 centres), mask ratio 0.8 random, {args.steps} Adam steps")  # fmt: skip
+          f"scale-1 targets (8 of 512 centres), mask ratio 0.8 random, {args.steps} Adam steps")
     print(f"\n(a) patch separability, mean Chamfer-L2 ({args.patches} patches/object)\n{head}")
     for key in ("same object", "same class", "other class", "all at centre"):
         print(f"{key:28s}" + "".join(f"{rows[v][key]:10.5f}" for v in cols))
     for name, a, b in (("other class / same object", "other class", "same object"),
-                       ("same class / same object", "same class", "same object")):  # fmt: skip
+                       ("same class / same object", "same class", "same object")):
         print(f"{name:28s}" + "".join(f"{rows[v][a] / rows[v][b]:10.2f}" for v in cols))
     print(f"\n(b) masked scale-1 loss on test objects (Chamfer-L2, the model's loss_3d)\n{head}")
     for key in ("constant (no input)", "copy nearest visible", "learnt (context PointNet)"):

@@ -220,13 +220,13 @@ def write_labelled_store(data_root: Path, name: str, fp: str, classes: list[str]
     P = next(iter(clouds.values())).shape[1]
     handling = {"layout": "folder", "points": "sampled", "point_order": "fps", "n_points": P, **attrs.pop("handling", {})}
     writer = StoreWriter(path, {"fingerprint": fp, "stage": "prepare", "params": {}, "upstream": {}, "dataset": name,
-                                "layout": handling["layout"], "classes": classes, "handling": handling, **attrs})  # fmt: skip
+                                "layout": handling["layout"], "classes": classes, "handling": handling, **attrs})
     writer.create({
         s: (1, [per_object("points", (len(y), P, 3), len(y), "float32", ("object", "point", "xyz")),
                 ArraySpec("label", (len(y),), (len(y),), "int32", ("object",), -1),
                 ArraySpec("id", (len(y),), (len(y),), str, ("object",), "")])
         for s, y in labels.items()
-    })  # fmt: skip
+    })
     for s, y in labels.items():
         writer.write(s, "points", 0, clouds[s].astype(np.float32))
         writer.write(s, "label", 0, y.astype(np.int32))
@@ -260,7 +260,7 @@ def write_classes_store(
         clouds[s] = x / np.abs(x).max()
     ids = {s: [f"c{c}/{s}{i}" for i, c in enumerate(y)] for s, y in labels.items()}
     return write_labelled_store(data_root, name, "f" * 64, [f"c{k}" for k in range(n_classes)], clouds, labels, ids,
-                                source="folder")  # fmt: skip
+                                source="folder")
 
 
 def bind_dataset(data_root: Path, name: str, path: Path) -> Path:

@@ -16,7 +16,7 @@ import yaml
 TINY_ENCODER = dict(
     num_groups=(16, 8, 4), group_sizes=(4, 2, 2), encoder_dims=(16, 32, 64), encoder_depths=(1, 1, 1),
     num_heads=2, decoder_dims=(64, 32), targets="3d", drop_path=0.0,
-)  # fmt: skip
+)
 
 
 @pytest.fixture(autouse=True)
@@ -85,5 +85,5 @@ def tiny_eval_root(tmp_path_factory, tiny_encoder) -> Path:
 
     torch.manual_seed(0)
     torch.save({"model": I2PMAE(tiny_encoder).state_dict(), "model_config": asdict(tiny_encoder),
-                "train_params": {"points": 64}, "epoch": 0, "step": 0}, run_dir / "ckpt-last.pt")  # fmt: skip
+                "train_params": {"points": 64}, "epoch": 0, "step": 0}, run_dir / "ckpt-last.pt")
     return root

@@ -139,7 +139,7 @@ def scanobjectnn(split_dir, suffix="", n=(6, 3)):
     "variant, folder, suffix",
     [("obj-bg", "main_split", ""), ("obj-only", "main_split_nobg", ""),
      ("pb-t50-rs", "main_split", "_augmentedrot_scale75")],
-)  # fmt: skip
+)
 def test_scanobjectnn_as_the_official_archive_unpacks(tmp_path, variant, folder, suffix):
     scanobjectnn(tmp_path / "ScanObjectNN" / "h5_files" / folder, suffix)
     p = source_params("scanobjectnn", tmp_path / "ScanObjectNN", variant=variant)

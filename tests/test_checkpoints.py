@@ -28,7 +28,7 @@ KEYS = Path(__file__).resolve().parent / "data" / "official_checkpoint_keys.json
 TINY = I2PMAEConfig(
     num_groups=(16, 8, 4), group_sizes=(4, 2, 2), encoder_dims=(16, 32, 64), encoder_depths=(1, 1, 1),
     num_heads=2, decoder_dims=(64, 32), targets="3d", drop_path=0.0,
-)  # fmt: skip
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def official_file(path: Path, state: dict[str, torch.Tensor], clip: bool = True)
         wrapped["module.clip_model.visual.proj"] = torch.randn(8, 4)
         wrapped["module.clip_model.token_embedding.weight"] = torch.randn(10, 8)  # 'token' in a teacher name
     torch.save({"base_model": wrapped, "optimizer": {"state": {}, "param_groups": []}, "epoch": 300,
-                "metrics": {"acc": 93.3}, "best_metrics": {"acc": 93.4}}, path)  # fmt: skip
+                "metrics": {"acc": 93.3}, "best_metrics": {"acc": 93.4}}, path)
     return path
 
 
@@ -133,7 +133,7 @@ def test_our_run_checkpoint_rebuilds_its_config(tmp_path):
         {"model": model.state_dict(), "model_config": asdict(TINY), "train_params": {"points": 256},
          "epoch": 4, "step": 40, "optimizer": {}, "scheduler": None, "rng": {"numpy": np.random.get_state()}},
         run_dir / "ckpt-last.pt",
-    )  # fmt: skip
+    )
     ck = load_encoder(run_checkpoint(tmp_path, "tiny"))
     assert ck.origin == "ours" and ck.config == TINY and ck.train_points == 256 and ck.run_dir == run_dir
     rebuilt = ck.build_model()
@@ -165,9 +165,9 @@ def test_paper_checkpoints_run_end_to_end(official_shapes, tmp_path):
 
     data = tmp_path / "data"
     write_store(data, "modelnet40", {"train": 2, "test": 1}, P=2048, layout="modelnet40_ply_hdf5_2048",
-                point_order="stored")  # fmt: skip
+                point_order="stored")
     write_store(data, "scanobjectnn-obj-bg", {"train": 1, "test": 1}, P=2048, layout="scanobjectnn_h5",
-                point_order="stored", variant="obj-bg")  # fmt: skip
+                point_order="stored", variant="obj-bg")
     pre = official_file(tmp_path / "pre-train.pth", random_state(official_shapes["pretrain"]["state_dict"]))
     out = invoke("eval", "svm", "--ckpt", pre, "-d", "modelnet40", "--data-root", data)
     assert out.exit_code == 0, out.output
@@ -220,7 +220,7 @@ def test_a_file_that_is_no_checkpoint_says_download_it_again(tmp_path, content, 
 @pytest.mark.parametrize("zipped", [True, False])
 def test_a_truncated_download_is_named_as_such(official_shapes, tmp_path, zipped):
     torch.save({"base_model": encoder_only(official_shapes)}, tmp_path / "full.pth",
-               _use_new_zipfile_serialization=zipped)  # fmt: skip
+               _use_new_zipfile_serialization=zipped)
     data = (tmp_path / "full.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 3])
     with pytest.raises(CheckpointError) as err:

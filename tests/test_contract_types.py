@@ -17,7 +17,7 @@ RUNNER = Path(__file__).resolve().parents[1] / "pipeline" / "runner"
 def test_stages_declares_no_any_typed_plan_or_context():
     tree = ast.parse((RUNNER / "stages.py").read_text())
     aliases = [t.id for node in ast.walk(tree) if isinstance(node, ast.Assign) for t in ast.walk(node)
-               if isinstance(t, ast.Name) and t.id in ("Plan", "Context")]  # fmt: skip
+               if isinstance(t, ast.Name) and t.id in ("Plan", "Context")]
     assert aliases == []
     assert inspect.isclass(Plan) and inspect.isclass(Context)
     hints = get_type_hints(Plan)

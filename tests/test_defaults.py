@@ -12,7 +12,7 @@ from pipeline.core import params as P
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND_STAGE = {"prepare": "prepare", "render": "render", "cache-features": "cache-features", "train": "train",
-                 "fewshot": "fewshot", "finetune": "finetune"}  # fmt: skip
+                 "fewshot": "fewshot", "finetune": "finetune"}
 
 
 def command_options():

@@ -56,7 +56,7 @@ def test_views_store_holds_k_seeded_draws_of_the_augmented_cloud(stores):
     views = zarr.open_group(inputs.views, mode="r")
     points = zarr.open_group(inputs.points, mode="r")["train/points"][:]
     assert views.attrs["draws"] == DRAWS and views["train/image"].metadata.dimension_names[:3] == (
-        "object", "draw", "view")  # fmt: skip
+        "object", "draw", "view")
     o, k = 1, 1
     subset, scale, shift = (views[f"train/{a}"][o, k] for a in ("subset", "scale", "shift"))
     assert np.all((scale >= 2 / 3) & (scale < 3 / 2)) and np.all(np.abs(shift) <= 0.2)
@@ -141,7 +141,7 @@ def test_online_step_is_the_official_order_computed_by_hand(stores, teacher):
     def saliency_fn(idx):
         centres = torch.gather(xyz, 1, idx[..., None].expand(-1, -1, 3))  # (B, G, 3)
         return torch.stack([torch.stack([s[:, 0] for s in dense_i2p(sal[b, :, None], centres[b], b)])
-                            for b in range(B)])  # (B, V, G)  # fmt: skip
+                            for b in range(B)])  # (B, V, G)
 
     def target_fn(batch_idx, member_idx):
         L, K = member_idx.shape

@@ -317,7 +317,7 @@ def test_classifier_forward_backward():
     cfg = ClassifierConfig(
         num_classes=7, pooling="concat", num_groups=(48, 24, 16), group_sizes=(8, 4, 4),
         local_radius=cfg.local_radius, encoder_dims=(24, 48, 96), encoder_depths=(1, 1, 1), num_heads=2,
-    )  # fmt: skip
+    )
     clf = PointClassifier(cfg)
     logits = clf(cloud())
     assert logits.shape == (B, 7) and torch.isfinite(logits).all()

@@ -18,7 +18,7 @@ CONFIG = {  # the shape of a run's config.yaml
     },
 }
 TINY = {"name": "tiny-random", "model_name": "i2p-tiny-random", "pretrained_tag": None,
-        "weights_sha256": None, "random_weights": True, "channels": 512}  # fmt: skip
+        "weights_sha256": None, "random_weights": True, "channels": 512}
 CODE = {"package": "0.1.0", "commit": "0123abcd" * 5, "dirty": True}
 MACHINE = {
     "hostname": "box",
@@ -52,7 +52,7 @@ def test_random_teacher_is_said_first_and_everything_is_named():
 
 def test_pretrained_teacher_names_its_weights_and_no_random_warning():
     clip = {**TINY, "name": "clip-vit-b16", "model_name": "ViT-B-16", "pretrained_tag": "openai",
-            "random_weights": False}  # fmt: skip
+            "random_weights": False}
     text = provenance_header(CONFIG, attrs(clip), CODE, MACHINE)
     assert text.startswith("## Provenance") and "Random teacher" not in text
     assert "clip-vit-b16 (open_clip `ViT-B-16`, pre-trained weights `openai`)" in text

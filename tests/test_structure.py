@@ -32,7 +32,7 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods else node.module
-                           for a in node.names]  # fmt: skip
+                           for a in node.names]
             for t in targets:
                 while t and t not in mods:
                     t = t.rpartition(".")[0]
@@ -60,7 +60,7 @@ def test_pipeline_holds_only_the_declared_packages():
 
 def test_pipeline_packages_import_only_packages_below_them():
     upward = [f"{a} → {b}" for a, deps in import_graph().items() for b in deps
-              if (pa := package(a)) and (pb := package(b)) and PACKAGES.index(pb) > PACKAGES.index(pa)]  # fmt: skip
+              if (pa := package(a)) and (pb := package(b)) and PACKAGES.index(pb) > PACKAGES.index(pa)]
     assert upward == []
 
 

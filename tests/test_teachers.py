@@ -204,7 +204,7 @@ def test_regeneration_is_seeded_and_loads(tmp_path):
     root = write_folder(tmp_path / "meshes", n_per_class=2, classes=("box", "cone"))
     args = ["teacher", "train", "--data-root", str(tmp_path / "data"), "--dataset", "toys", "--steps", "2",
             "--draws", "1", "--set", "prepare.source=folder", "--set", f"prepare.root={root}",
-            "--set", "prepare.points=512", "--out", str(tmp_path / "a.safetensors")]  # fmt: skip
+            "--set", "prepare.points=512", "--out", str(tmp_path / "a.safetensors")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "test-view linear probe" in result.output
@@ -230,7 +230,7 @@ def test_features_stores_pin_the_shipped_weights_and_say_what_the_teacher_knows(
     assert features_identity(FeaturesParams(teacher="tiny-synthetic", device="cpu"))["weights_sha256"] == sha
     assert "weights_sha256" not in features_identity(FeaturesParams(teacher="tiny-random", device="cpu"))
     sets = ["prepare.source=folder", "prepare.points=256", "render.subset=128", "render.views=fixed",
-            "cache-features.teacher=tiny-synthetic", "cache-features.num_workers=0", "cache-features.batch_size=6"]  # fmt: skip
+            "cache-features.teacher=tiny-synthetic", "cache-features.num_workers=0", "cache-features.batch_size=6"]
     done = build_stage("cache-features", toy_config(tmp_path, sets), tmp_path / "data", "toys")
     attrs = zarr.open_group(str(done["cache-features"]), mode="r").attrs
     assert attrs["teacher"]["weights_sha256"] == sha and not attrs["teacher"]["random_weights"]

@@ -321,7 +321,7 @@ def test_a_resumed_two_process_run_ends_with_the_same_parameters(stores, tmp_pat
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     runs = [(tmp_path / "a", {"run": "a"}, False), (tmp_path / "b", {"run": "b", "max_steps": 3}, False),
-            (tmp_path / "b", {"run": "b"}, True)]  # fmt: skip
+            (tmp_path / "b", {"run": "b"}, True)]
     mp.spawn(_ddp_worker, args=(port, base, inputs, runs), nprocs=2, join=True)
     a = torch.load(tmp_path / "a" / "ckpt-last.pt", weights_only=False)
     b = torch.load(tmp_path / "b" / "ckpt-last.pt", weights_only=False)
@@ -337,7 +337,7 @@ def test_a_default_run_trains_the_official_301_epochs_ending_at_the_unfinished_c
     params = load_config().params("train")
     assert params == TrainParams() and params.epochs == 301  # range(0, max_epoch + 1), method §9.1
     lrs = [epoch_lr(e, params.lr, params.epochs, params.warmup_epochs, params.schedule_epochs, params.warmup_lr,
-                    params.min_lr, params.cosine_to_end) for e in range(params.epochs)]  # fmt: skip
+                    params.min_lr, params.cosine_to_end) for e in range(params.epochs)]
     assert lrs[0] == lrs[1] == 1e-6 and lrs[-1] == pytest.approx(1.49e-4, rel=1e-2)  # the cosine over 400
 
 
@@ -348,7 +348,7 @@ def test_the_monitor_measures_the_encoder_keeps_best_and_epoch_checkpoints_and_c
 
     config, data_root, inputs = stores
     base = config.params("train").model_copy(update={"epochs": 2, "batch_size": 2, "keep_every": 1, "keep_from": 1,
-                                                     "monitor_dataset": "toys"})  # fmt: skip
+                                                     "monitor_dataset": "toys"})
     monitor = build_monitor(base, data_root, "cpu")
     assert monitor is not None and monitor.n_points == 1024 and monitor.c == 0.01
     fit(base.model_copy(update={"run": "mon"}), inputs, tmp_path / "mon", "cpu", arch=SMALL, monitor=monitor)

@@ -38,9 +38,9 @@ def run_finetune(plan: Plan, ctx: Context) -> Path:
     out = run_finetune(
         ctx.data_root, None, rundir.checkpoint(run), store, recipe=params.recipe, seeds=list(range(params.seeds)),
         device=resolve_device(params.device), report=start_report(run), **finetune_overrides(params),
-    )  # fmt: skip
+    )
     result = {"last_acc": [r.last_acc for r in out.results], "best_acc": [r.best_acc for r in out.results],
-              "last_vote_acc": [r.last_vote_acc for r in out.results]}  # fmt: skip
+              "last_vote_acc": [r.last_vote_acc for r in out.results]}
     rundir.write_eval(plan.out, eval_record(plan, "finetune", result))
     return plan.out
 
@@ -57,7 +57,7 @@ def run_fewshot(plan: Plan, ctx: Context) -> Path:
         ctx.data_root, None, rundir.checkpoint(run), store, episodes=None, ways=list(params.way),
         shots=list(params.shot), folds=params.folds, seed=params.seed, device=resolve_device(params.device),
         report=start_report(run), **finetune_overrides(params),
-    )  # fmt: skip
+    )
     result = {f"{w}-way {s}-shot": [r.last_acc for r in results] for w, s, results in settings}
     rundir.write_eval(plan.out, eval_record(plan, "fewshot", result))
     return plan.out

@@ -130,7 +130,7 @@ def require_splits(store: PointsStore, command: str) -> None:
     if store.attrs.get("source") == "folder":
         hint = ("give each class folder a test/ sub-folder beside train/, or put the files directly in the "
                 "class folders (no train/ or test/) so that prepare holds out a share of them: "
-                "`i2p prepare folder --root PATH --set prepare.test_fraction=0.2`")  # fmt: skip
+                "`i2p prepare folder --root PATH --set prepare.test_fraction=0.2`")
     raise EvaluationError(
         f"{command} needs a train and a test split; dataset {store.name} has "
         f"{', '.join(store.splits) or 'none'} (missing: {', '.join(missing)})",
@@ -157,7 +157,7 @@ def labelled(split: Split) -> np.ndarray:
 
 
 def features(model: Any, split: Split, rows: np.ndarray | None, n: int, how: str, params: EvalParams,
-             device: str, label: str) -> Any:  # fmt: skip
+             device: str, label: str) -> Any:
     """Global features of ``rows`` of a split (all rows when None), with a progress bar."""
     from i2pmae.evaluate import extract_features
 
@@ -167,7 +167,7 @@ def features(model: Any, split: Split, rows: np.ndarray | None, n: int, how: str
         return extract_features(
             model, source, n_points=n, selection=how, pooling=params.pooling,
             batch_size=params.batch_size, device=device, progress=advance,
-        )  # fmt: skip
+        )
 
 
 class _Rows:
@@ -208,7 +208,7 @@ def run_svm(
     train, test = store.split("train"), store.split("test")
     tr_rows, te_rows = labelled(train), labelled(test)
     with protocol_applied(model, train, params.bn_stats, n_points=n, selection=how, batch_size=params.batch_size,
-                          device=device) as bn:  # fmt: skip
+                          device=device) as bn:
         train_x = features(model, train, tr_rows, n, how, params, device, "train")
         test_x = features(model, test, te_rows, n, how, params, device, "test")
     try:
@@ -223,7 +223,7 @@ def run_svm(
         encoder=encoder.label, dataset=store.describe(), splits=splits, points=points_text,
         pooling=params.pooling, c=c, c_note=c_note, accuracy=result.accuracy, feature_dim=train_x.shape[1],
         bn=bn.text(), bn_detail=bn.detail(), bn_note=bn.note(),
-    )  # fmt: skip
+    )
     append_report(report, section)
     return SVMOutcome(result.accuracy, c, n, report, bn)
 
@@ -250,7 +250,7 @@ def run_embed(
     check_points(n, encoder.config)
     split, model = store.split(split_name), encoder.model(device)
     with protocol_applied(model, train_split(store), params.bn_stats, n_points=n, selection=how,
-                          batch_size=params.batch_size, device=device) as bn:  # fmt: skip
+                          batch_size=params.batch_size, device=device) as bn:
         feats = features(model, split, None, n, how, params, device, split_name).numpy()
     buffer = io.BytesIO()
     np.save(buffer, feats.astype(np.float32))

@@ -36,7 +36,7 @@ def run_fewshot(
     data_root: Path, run: str | None, ckpt: Path | None, store: PointsStore | None, *, episodes: Path | None,
     ways: list[int], shots: list[int], folds: int, seed: int, device: str, report: Path | None,
     random_init: bool = False, **overrides: Any,
-) -> tuple[list, Path]:  # fmt: skip
+) -> tuple[list, Path]:
     """Fine-tune per fold with a ``way``-class head; mean ± std over folds per (way, shot)."""
     import torch
 
@@ -57,7 +57,7 @@ def run_fewshot(
         protocol = (f"drawn from {store.name}: `way` classes at random, `shot` train objects per class from "
                     f"the train split, 20 test objects per class from the "
                     f"{'test' if test else 'remaining train'} split; NumPy generator seeded by "
-                    f"(seed {seed}, way, shot, fold)")  # fmt: skip
+                    f"(seed {seed}, way, shot, fold)")
     else:
         protocol = f"Point-BERT few-shot pickles from `{episodes}`"
     settings, payload = [], []
@@ -69,7 +69,7 @@ def run_fewshot(
                     ep = make_episode(train[2], None if test is None else test[2], way, shot, fold, seed)
                     src = test if test is not None else train
                     data = (rows_tensor(train[0], train[1][ep.train_idx]), torch.from_numpy(ep.train_label),
-                            rows_tensor(src[0], src[1][ep.test_idx]), torch.from_numpy(ep.test_label))  # fmt: skip
+                            rows_tensor(src[0], src[1][ep.test_idx]), torch.from_numpy(ep.test_label))
                     classes = ep.classes
                 else:
                     *data, classes = read_fewshot_pickle(episodes, way, shot, fold)
@@ -83,13 +83,13 @@ def run_fewshot(
             log.info("%d-way %d-shot: last %s", way, shot, pct(float(np.mean([r.last_acc for r in results]))))
             settings.append((way, shot, results))
     metrics = metrics_file(report, f"fewshot-{store.name if store else 'episodes'}", {"encoder": encoder.label,
-                            "finetune": asdict(fcfg), "folds": payload})  # fmt: skip
+                            "finetune": asdict(fcfg), "folds": payload})
     ccfg = classifier_config(rec, ways[0], encoder.config, fcfg.points)
     section = fewshot_section(
         encoder=encoder.label, dataset=store.describe() if store else str(episodes), protocol=protocol,
         recipe=describe_recipe(rec, ccfg, fcfg).replace(f"to {ways[0]} classes", "to `way` classes"),
         optimisation=describe_optimisation(fcfg) + " (defaults from Point-MAE's few-shot config: I2P-MAE ships none)",
         settings=settings, metrics_file=metrics.name,
-    )  # fmt: skip
+    )
     append_report(report, section)
     return settings, report

@@ -66,7 +66,7 @@ def rows_tensor(split: Any, rows: np.ndarray) -> Any:
 
 def describe_recipe(recipe: Any, ccfg: Any, fcfg: Any) -> str:
     aug = {"scale-translate": "ScaleAndTranslate(2/3–3/2, ±0.2)", "scale-rotate":
-           "ScaleAndTranslate(0.9–1.1, 0) + one y-rotation U(−π, π) per batch", "none": "none"}[fcfg.augment]  # fmt: skip
+           "ScaleAndTranslate(0.9–1.1, 0) + one y-rotation U(−π, π) per batch", "none": "none"}[fcfg.augment]
     return (
         f"{recipe.name}: {fcfg.points} points (train: FPS of a shuffled cloud to the pool, one random subset "
         f"per batch; test: FPS from index 0); groups {'/'.join(map(str, ccfg.num_groups))} × "
@@ -97,7 +97,7 @@ def train_classifier(model: Any, data: tuple, fcfg: Any, device: str, label: str
 
         def on_epoch(m: Any) -> None:
             log.debug("%s epoch %d: lr %.2e loss %.4f train %.4f test %.4f (%.1fs)",
-                      label, m.epoch, m.lr, m.loss, m.train_acc, m.test_acc, m.seconds)  # fmt: skip
+                      label, m.epoch, m.lr, m.loss, m.train_acc, m.test_acc, m.seconds)
 
         try:
             return finetune(model, *data, fcfg, device, on_epoch, advance)
@@ -126,7 +126,7 @@ class FinetuneOutcome:
 def run_finetune(
     data_root: Path, run: str | None, ckpt: Path | None, store: PointsStore, *, recipe: str | None,
     seeds: list[int], device: str, report: Path | None, random_init: bool = False, **overrides: Any,
-) -> FinetuneOutcome:  # fmt: skip
+) -> FinetuneOutcome:
     """Fine-tune the encoder once per seed; or, for a fine-tuned classifier checkpoint, evaluate it."""
     from i2pmae.finetune import build_classifier
     from i2pmae.recipes import classifier_config, finetune_config
@@ -152,15 +152,15 @@ def run_finetune(
         cfg = finetune_config(rec, **{**overrides, "seed": seed})
         results.append(train_classifier(model, (train[0], train[1], test[0], test[1]), cfg, device, f"seed {seed}"))
         log.info("seed %d: last %s, best %s (epoch %d)", seed, pct(results[-1].last_acc),
-                 pct(results[-1].best_acc), results[-1].best_epoch)  # fmt: skip
+                 pct(results[-1].best_acc), results[-1].best_epoch)
     metrics = metrics_file(report, f"finetune-{store.name}-{rec.name}", {
         "dataset": store.name, "recipe": rec.name, "encoder": encoder.label, "finetune": asdict(fcfg),
         "classifier": asdict(ccfg), "results": [asdict(r) for r in results],
-    })  # fmt: skip
+    })
     voting = (f"Voted: one pass of {fcfg.votes} votes (FPS pool, random subset, ScaleAndTranslate; logits "
               "averaged), never the maximum over repeated passes." if fcfg.votes else
               "Voting is not defined for this recipe (the paper's code raises for 2048-point inputs), so "
-              "only unvoted accuracies are given.")  # fmt: skip
+              "only unvoted accuracies are given.")
     dropped = train[2] + test[2]
     section = finetune_section(
         title=f"Fine-tuning on {store.name}", encoder=encoder.label, dataset=store.describe(),
@@ -168,7 +168,7 @@ def run_finetune(
         + (f"; {dropped} unlabelled objects left out" if dropped else ""),
         recipe=describe_recipe(rec, ccfg, fcfg), optimisation=describe_optimisation(fcfg), results=results,
         voting=voting, metrics_file=metrics.name,
-    )  # fmt: skip
+    )
     append_report(report, section)
     return FinetuneOutcome(results, report, metrics)
 
@@ -188,7 +188,7 @@ def _evaluate_classifier(data_root, opened, store, rec, fcfg, device, report) ->
             ("dataset", store.describe()), ("test objects", str(len(test_y))),
             ("recipe", describe_recipe(rec, model.cfg, fcfg)), ("**accuracy, unvoted**", f"**{pct(acc)}**"),
             ("**accuracy, voted**", f"**{pct(voted)}** (one pass of {fcfg.votes} votes)" if voted is not None
-             else "n/a (voting not defined for this recipe)")]  # fmt: skip
+             else "n/a (voting not defined for this recipe)")]
     append_report(
         report,
         f"## Fine-tuned classifier on {store.name}\n\n{table(rows)}\n\nNo training, no epoch selection.",

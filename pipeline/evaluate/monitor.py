@@ -82,7 +82,7 @@ class Monitor:
                     split = self.store.split(name)
                     rows = labelled(split)
                     xs.append(features(model, split, rows, self.n_points, self.selection, params, self.device,
-                                       f"monitor {name}"))  # fmt: skip
+                                       f"monitor {name}"))
                     ys.append(split.labels[rows])
             return svm_accuracy(xs[0], ys[0], xs[1], ys[1], self.c).accuracy, bn
         finally:
@@ -105,16 +105,16 @@ def build_monitor(params: TrainParams, data_root: Path, device: str) -> Monitor 
     if state is None or not state.complete:
         log.info("monitoring off: dataset %s is not prepared under %s; turn it on with `i2p prepare %s --root PATH` "
                  "(the ModelNet40 h5 release, method §9.1) or --set train.monitor_dataset=NAME", name, data_root,
-                 "modelnet40" if name == "modelnet40" else "SOURCE --dataset " + name)  # fmt: skip
+                 "modelnet40" if name == "modelnet40" else "SOURCE --dataset " + name)
         return None
     store = points_store(path)
     require_splits(store, "the training monitor")
     stored = int(store.split("train").points.shape[1])
     n, how, _ = feature_points(store, min(params.monitor_points, stored), params.points)
     monitor = Monitor(store, n, how, params.monitor_c, params.monitor_every, params.monitor_every_steps, device,
-                      params.monitor_bn_stats)  # fmt: skip
+                      params.monitor_bn_stats)
     log.info("monitor: linear SVM on %s (%d points, C = %g, bn_stats=%s) every %s", store.name, n, monitor.c,
-             monitor.bn_stats, _cadence(monitor))  # fmt: skip
+             monitor.bn_stats, _cadence(monitor))
     return monitor
 
 
@@ -124,7 +124,7 @@ def _cadence(m: Monitor) -> str:
 
 
 def check(monitor: Monitor | None, s: Any, params: TrainParams, run: Path, metrics: Any, epoch: int | None,
-          rng_states: list | None = None) -> None:  # fmt: skip
+          rng_states: list | None = None) -> None:
     """At a step (``epoch`` None) or an epoch end (the epoch that ended): measure if due, keep ckpt-best.pt."""
     step = s.position["step"]
     if monitor is None or not monitor.due(step, epoch):
@@ -135,16 +135,16 @@ def check(monitor: Monitor | None, s: Any, params: TrainParams, run: Path, metri
     monitor.measured.add(step)
     shown = epoch if epoch is not None else s.position["epoch"]
     metrics.write({"step": step, "epoch": shown, "svm_acc": acc, "svm_dataset": monitor.store.name,
-                   "bn_stats": bn.bn_stats, "bn_note": bn.note()})  # fmt: skip
+                   "bn_stats": bn.bn_stats, "bn_note": bn.note()})
     log.info("step %d (epoch %d): linear SVM on %s %s (%s)%s", step, shown, monitor.store.name, pct(acc), bn.text(),
-             f"; {bn.note()}" if bn.note() else "")  # fmt: skip
+             f"; {bn.note()}" if bn.note() else "")
     if acc > monitor.best and step > 0:
         monitor.best = acc
         save_checkpoint(rundir.checkpoint(run, "best"), s.model, s.optimizer, params, s.position,
-                        rng_states or [rng_state()])  # fmt: skip
+                        rng_states or [rng_state()])
         rundir.mark_best(run, {"checkpoint": rundir.checkpoint(run, "best").name, "step": step, "epoch": shown,
                                "svm_acc": acc, "dataset": monitor.store.name, "selected_on": "test split",
-                               "note": "chosen on the monitor dataset's test split, as the paper's runner (method §9.1)"})  # fmt: skip
+                               "note": "chosen on the monitor dataset's test split, as the paper's runner (method §9.1)"})
     rundir.write_monitor_plot(run)
 
 
@@ -177,15 +177,15 @@ def monitor_section(run: Path) -> str | None:
     lines = [f"## Monitoring during pre-training: linear SVM on {rows[-1]['svm_dataset']}", "",
              f"Every row with BatchNorm statistics bn_stats={' / '.join(protocols)} (step 0 included).", "",
              "| step | epoch | encoder | random initialisation (step 0) | BatchNorm statistics |",
-             "|---|---|---|---|---|"]  # fmt: skip
+             "|---|---|---|---|---|"]
     lines += [f"| {r['step']} | {r['epoch']} | {pct(r['svm_acc'])} | {pct(start)} | bn_stats={r.get('bn_stats', 'running')}"
-              + (f"; **{r['bn_note']}**" if r.get("bn_note") else "") + " |" for r in rows]  # fmt: skip
+              + (f"; **{r['bn_note']}**" if r.get("bn_note") else "") + " |" for r in rows]
     best = (rundir.read(run).config or {}).get("best")
     lines += ["", f"![monitor]({png.name})", ""]
     if best:
         lines.append(f"`{best['checkpoint']}` holds step {best['step']} (epoch {best['epoch']}, {pct(best['svm_acc'])}). "
                      "**It was selected on the test split**, as the paper's runner selects ckpt-best (§9.1), so its "
-                     "accuracy is optimistic; `ckpt-last.pt`, evaluated above, involves no choice on the test split.")  # fmt: skip
+                     "accuracy is optimistic; `ckpt-last.pt`, evaluated above, involves no choice on the test split.")
     gain = np.round(100 * (rows[-1]["svm_acc"] - start), 2) if start is not None else None
     if gain is not None:
         lines.append(f"From step 0 to step {rows[-1]['step']} the accuracy changed by {gain:+.2f} points.")

@@ -60,7 +60,7 @@ def table(rows: Sequence[tuple[str, str]]) -> str:
 def svm_section(
     *, encoder: str, dataset: str, splits: str, points: str, pooling: str, c: float, c_note: str,
     accuracy: float, feature_dim: int, bn: str, bn_detail: str, bn_note: str | None = None,
-) -> str:  # fmt: skip
+) -> str:
     """bn, bn_detail, bn_note: the BatchNorm protocol's name, how it was applied and its staleness warning
     (``pipeline.evaluate.bnstats.BNProtocol``: text, detail, note)."""
     rows = [
@@ -73,7 +73,7 @@ def svm_section(
         ("BatchNorm statistics", f"{bn}: {bn_detail}"),
         ("classifier", f'scikit-learn SVC(kernel="linear", C={c:g}): {c_note}'),
         ("**test accuracy**", f"**{pct(accuracy)}**, {bn}" + (f"; **{bn_note}**" if bn_note else "")),
-    ]  # fmt: skip
+    ]
     return (
         f"## Linear SVM ({_stamp()})\n\n{table(rows)}\n\n"
         "Trained once on the train split, scored once on the test split; no epoch or C was selected "
@@ -84,10 +84,10 @@ def svm_section(
 def finetune_section(
     *, title: str, encoder: str, dataset: str, splits: str, recipe: str, optimisation: str,
     results: Sequence, voting: str, metrics_file: str | None,
-) -> str:  # fmt: skip
+) -> str:
     """results: FinetuneResult per seed (or per fold, with ``seed`` holding the fold's label)."""
     rows = [("encoder", encoder), ("dataset", dataset), ("split sizes", splits), ("recipe", recipe),
-            ("optimisation", optimisation), ("seeds", ", ".join(str(r.seed) for r in results))]  # fmt: skip
+            ("optimisation", optimisation), ("seeds", ", ".join(str(r.seed) for r in results))]
     head = "| seed | last epoch | best epoch (epoch) | last epoch, voted | best epoch, voted |\n|---|---|---|---|---|"
     body = [
         f"| {r.seed} | {pct(r.last_acc)} | {pct(r.best_acc)} ({r.best_epoch}) | {pct(r.last_vote_acc)} "
@@ -112,10 +112,10 @@ def finetune_section(
 def fewshot_section(
     *, encoder: str, dataset: str, protocol: str, recipe: str, optimisation: str,
     settings: Sequence[tuple[int, int, Sequence]], metrics_file: str | None,
-) -> str:  # fmt: skip
+) -> str:
     """settings: (way, shot, FinetuneResult per fold) for each setting run."""
     rows = [("encoder", encoder), ("dataset", dataset), ("episodes", protocol), ("recipe", recipe),
-            ("optimisation", optimisation)]  # fmt: skip
+            ("optimisation", optimisation)]
     head = "| setting | folds | last epoch | best epoch |\n|---|---|---|---|"
     body = [
         f"| {way}-way {shot}-shot | {len(res)} | {mean_std([r.last_acc for r in res])} "

@@ -60,7 +60,7 @@ def run(plan: Plan, ctx: Context) -> Path:
         f"| same architecture, random initialisation (seed 0) | {pct(b)} | {_cell(bn_b)} |", "",
         f"Pre-training {verdict} random initialisation here ({pct(a)} vs {pct(b)}, one SVM fit each, both with "
         f"{params.bn_stats} BatchNorm statistics, no choice made on the test split).", "",
-    ]))  # fmt: skip
+    ]))
     section = monitor_section(run)  # the SVM accuracy during pre-training (train.monitor_*), if monitored
     if section:
         append_report(report, section)
@@ -68,9 +68,9 @@ def run(plan: Plan, ctx: Context) -> Path:
     rundir.write_eval(plan.out, eval_record(plan, "svm", {
         "accuracy": a, "random_init_accuracy": b, "svm_c": out.c, "points": out.n_points,
         "bn_stats": params.bn_stats, "bn": bn_a.record(), "random_init_bn": bn_b.record(),
-    }))  # fmt: skip
+    }))
     log.info("linear SVM on %s: pre-trained %s, random init %s, %s (report %s)", store.name, pct(a), pct(b),
-             bn_a.text(), report)  # fmt: skip
+             bn_a.text(), report)
     return plan.out
 
 

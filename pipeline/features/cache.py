@@ -50,7 +50,7 @@ def run(plan: Plan, ctx: Context) -> Path:
     """The cache-features stage's body: fill the planned features store from the views store it needs, with
     the identity the plan resolved (weights sha256, precision); returns it."""
     return cache_features(plan.params, plan.identity, plan.needs["render"].out, plan.fingerprint, plan.out,
-                          ctx.offline, ctx.dist)  # fmt: skip
+                          ctx.offline, ctx.dist)
 
 
 def cache_features(
@@ -140,7 +140,7 @@ def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter
                 per_object("saliency", (n, *lead, h, w), c, "float32", ("object", *where, "row", "col"),
                            per_draw=len(lead) == 2),
             ],
-        )  # fmt: skip
+        )
     writer.create(layout)
     return writer
 

@@ -82,7 +82,7 @@ def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, f
         "fingerprint": fp, "stage": "prepare", "params": values, "stage_params": values, "upstream": {},
         "dataset": dataset, "source": params.source, "layout": catalog.layout, "classes": list(catalog.classes),
         "handling": dict(catalog.handling),
-    })  # fmt: skip
+    })
     layout = {}
     for split, items in splits.items():
         n, c = len(items), params.chunk

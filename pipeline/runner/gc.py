@@ -54,7 +54,7 @@ def collect(data_root: Path) -> list[Garbage]:
         if rundir.finished_for_good(run.path) and ckpt.is_file() and rundir.has_optimizer_state(run.path):
             size = ckpt.stat().st_size
             found.append(Garbage(ckpt, "optimizer state", size * 2 // 3,
-                                 f"run {run.path.name} is finished; only extending it needs the optimizer state"))  # fmt: skip
+                                 f"run {run.path.name} is finished; only extending it needs the optimizer state"))
     return found
 
 

@@ -50,7 +50,7 @@ def features_dataset(features: Path, asked: str | None) -> str:
     owner = str((state.attrs if state else {}).get("dataset"))
     if asked is not None and asked != owner:
         raise StoreError(f"--features {features} belongs to dataset {owner}, not {asked}",
-                         f"drop --dataset, or pass --dataset {owner}")  # fmt: skip
+                         f"drop --dataset, or pass --dataset {owner}")
     return owner
 
 
@@ -65,5 +65,5 @@ def current_points(ctx: Context) -> Path:
     state = ctx.reads.state(p.out, progress=False)
     if state is None or not state.complete:
         raise StoreError(f"dataset {ctx.dataset} has no complete points store ({p.out})",
-                         "run `i2p prepare` for it (rerunning resumes an incomplete store)")  # fmt: skip
+                         "run `i2p prepare` for it (rerunning resumes an incomplete store)")
     return p.out

@@ -142,7 +142,7 @@ class RunOutput:
         if run.exists and run.identity != plan.fingerprint:
             why = changed(plan) if run.dataset in (None, plan.dataset) else f"run {run.path.name} was trained on {run.dataset}"
             refusal = ConfigError(f"run {plan.params.run} was trained with other settings: {why}",
-                                  "train this variant under its own name with --run NAME (or --set train.run=NAME)")  # fmt: skip
+                                  "train this variant under its own name with --run NAME (or --set train.run=NAME)")
             return OutputState(f"changed: {why}", {"conflict": True}, refusal)
         steps = {"steps_done": run.steps_logged, "max_steps": plan.params.max_steps, "epochs": plan.params.epochs}
         if reached_end(run.complete, plan.params):

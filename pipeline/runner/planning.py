@@ -133,7 +133,7 @@ def stage_params(spec: Stage, ctx: Context, recorded: Recorded | None) -> StageP
 
 
 def finish(spec: Stage, ctx: Context, params: StageParams, needs: dict[str, Plan], recorded: Recorded | None,
-           root: Path, from_run: bool = False) -> Plan:  # fmt: skip
+           root: Path, from_run: bool = False) -> Plan:
     """The plan: the recorded output kept as is when nothing the command sets differs, else a new identity."""
     upstream = {n: p.fingerprint for n, p in needs.items()}
     if recorded is not None and recorded.upstream == upstream and keeps(spec, ctx, recorded):

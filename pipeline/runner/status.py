@@ -26,7 +26,7 @@ STYLES = {"up to date": "green", "partial": "yellow", "missing": "red", "changed
 
 
 def stage_rows(config: Config, data_root: Path, dataset: str, store_root: Any = None,
-               reads: Reads | None = None) -> list[dict[str, Any]]:  # fmt: skip
+               reads: Reads | None = None) -> list[dict[str, Any]]:
     """One row per stage of the table: state, output, fingerprint (or the error planning gives).
     reads: what this command has already read (status reads each store and record once)."""
     ctx = Context(config, data_root, dataset, store_root=store_root, reads=reads or Reads())
@@ -36,7 +36,7 @@ def stage_rows(config: Config, data_root: Path, dataset: str, store_root: Any = 
             p = plan(stage, ctx, memo)
             state = output_state(p, ctx)
             rows.append({"stage": stage, "state": state.label, "output": relative(p.out, data_root),
-                         "fingerprint": p.fingerprint[:8], **state.detail})  # fmt: skip
+                         "fingerprint": p.fingerprint[:8], **state.detail})
         except I2PError as err:
             rows.append({"stage": stage, "state": f"error: {err.message}", "output": "", "fingerprint": ""})
     return rows
@@ -50,7 +50,7 @@ def store_rows(data_root: Path, store_root: Any = None, reads: Reads | None = No
             done, total = state.progress
             rows.append({"store": relative(state.path, data_root), "stage": stage, "dataset": state.attrs.get("dataset"),
                          "state": "complete" if state.complete else f"partial {done}/{total} chunks",
-                         "bytes": store_bytes(state.path)})  # fmt: skip
+                         "bytes": store_bytes(state.path)})
     return rows
 
 
@@ -61,13 +61,13 @@ def run_rows(config: Config, data_root: Path) -> list[dict[str, Any]]:
     for run in rundir.list_runs(data_root):
         differ = {k: v for k, v in run.params.items() if declared.get(k) != v}
         evals = [{"kind": e.get("kind"), "dataset": e.get("dataset"), "points_store": relative(e.get("points_store") or "", data_root),
-                  "result": e.get("result")} for e in rundir.list_evals(run.path)]  # fmt: skip
+                  "result": e.get("result")} for e in rundir.list_evals(run.path)]
         rows.append({
             "run": run.path.name, "dataset": run.dataset, "state": run.label, "steps_done": run.steps_logged,
             "max_steps": (run.config or {}).get("runtime", {}).get("max_steps"), "epochs": run.params.get("epochs"),
             "params_differ": differ, "checkpoints": sorted(p.name for p in run.path.glob("ckpt-*.pt")),
             "bytes": store_bytes(run.path), "evaluations": evals,
-        })  # fmt: skip
+        })
     return rows
 
 
@@ -76,7 +76,7 @@ def collect(config: Config, data_root: Path, dataset: str | None, store_root: An
     store_root: where stores live when not under the data root (a folder or an fsspec URL)."""
     if not Path(data_root).is_dir():
         raise ConfigError(f"data root {data_root} does not exist",
-                          "check --data-root / I2P_DATA_ROOT, or run `i2p run --quick` to create one")  # fmt: skip
+                          "check --data-root / I2P_DATA_ROOT, or run `i2p run --quick` to create one")
     known = datasets.names(data_root)
     if dataset is not None and dataset not in known and dataset != "synthetic":
         raise datasets.unknown_dataset(data_root, dataset)
@@ -85,9 +85,9 @@ def collect(config: Config, data_root: Path, dataset: str | None, store_root: An
     for name in names:
         record = reads.dataset(data_root, name)
         out.append({"name": name, "source": record.source if record else None,
-                    "stages": stage_rows(config, data_root, name, store_root, reads)})  # fmt: skip
+                    "stages": stage_rows(config, data_root, name, store_root, reads)})
     return {"data_root": str(data_root), "store_root": str(store_root or data_root), "stages_file": str(config.path), "datasets": out,
-            "stores": store_rows(data_root, store_root, reads), "runs": run_rows(config, data_root)}  # fmt: skip
+            "stores": store_rows(data_root, store_root, reads), "runs": run_rows(config, data_root)}
 
 
 def render_json(state: dict[str, Any]) -> str:
@@ -143,5 +143,5 @@ def render_tables(state: dict[str, Any]) -> None:
             differs = ", ".join(f"{k}={v}" for k, v in r["params_differ"].items())
             planned = f"/{r['max_steps']}" if r["max_steps"] else f" ({r['epochs']} epochs planned)"
             table.add_row(r["run"], str(r["dataset"]), r["state"], f"{r['steps_done']}{planned}", differs,
-                          _accuracy(r["evaluations"]), size_text(r["bytes"]))  # fmt: skip
+                          _accuracy(r["evaluations"]), size_text(r["bytes"]))
         out.print(table)

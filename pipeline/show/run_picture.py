@@ -137,12 +137,12 @@ def run_picture(
     low = [fig.add_subplot(2, 3, 4 + i, projection="3d") for i in range(3)]
     n_masked = int(masked.sum())
     _scatter(low[0], [(truth, "mistyrose", 3), (visible, VISIBLE, 4)],
-             f"encoder input: {len(masked) - n_masked} of {len(masked)} scale-{r} tokens kept")  # fmt: skip
+             f"encoder input: {len(masked) - n_masked} of {len(masked)} scale-{r} tokens kept")
     _scatter(
         low[1], [(visible, "lightgrey", 3), (truth, "tab:green", 5)], "ground truth of the masked patches"
     )
     _scatter(low[2], [(visible, "lightgrey", 3), (recon, "tab:purple", 5)],
-             f"reconstruction (Chamfer-L2 {loss_3d:.4f})")  # fmt: skip
+             f"reconstruction (Chamfer-L2 {loss_3d:.4f})")
     random = " — RANDOM weights" if teacher.get("random_weights") else ""
     fig.suptitle(
         f"run {run} (step {step}): {object_title(points, split, row)}\n"
@@ -156,6 +156,6 @@ def run_picture(
         "masking": model.cfg.masking, "visible_top_tokens": n_visible, "top_tokens": n_tokens,
         "masked_rec_tokens": n_masked, "loss_3d": loss_3d,
         "loss_2d": None if result.loss_2d is None else float(result.loss_2d), "seed": seed, "draw": draw,
-    }  # fmt: skip
+    }
     name = picture_name(points.attrs.get("dataset", "?"), split, ident, teacher.get("name"), run)
     return save_figure(fig, Path(out) if out else Path(out_dir) / name, record)

@@ -79,7 +79,7 @@ def draw_views(fig: Any, axes: Any, images: np.ndarray, saliency: np.ndarray | N
             shown = ax.imshow(
                 saliency[v], cmap="inferno", alpha=0.55, extent=(0, 224, 224, 0), interpolation="bicubic",
                 vmin=0.0, vmax=vmax,
-            )  # fmt: skip
+            )
         ax.set_xticks([])
         ax.set_yticks([])
     bar = fig.colorbar(shown, ax=list(axes), shrink=0.85, pad=0.02)

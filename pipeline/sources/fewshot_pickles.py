@@ -18,7 +18,7 @@ def read_fewshot_pickle(root: Path, way: int, shot: int, fold: int) -> tuple[Any
     import torch
 
     candidates = [Path(root) / f"{way}way_{shot}shot" / f"{fold}.pkl",
-                  Path(root) / "ModelNetFewshot" / f"{way}way_{shot}shot" / f"{fold}.pkl"]  # fmt: skip
+                  Path(root) / "ModelNetFewshot" / f"{way}way_{shot}shot" / f"{fold}.pkl"]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         raise LayoutError(

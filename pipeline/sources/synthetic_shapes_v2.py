@@ -61,7 +61,7 @@ def harp(rng):
         np.array([[-w, 0.1, 0], [-w, top[0], 0], [-w - 0.05, 0.0, 0]]),
         np.array([[w, 0.1, 0], [w, top[-1], 0], [-w - 0.05, top[0], 0]]),
         rng.uniform(0.03, 0.05), 8,
-    )  # fmt: skip
+    )
     return [strings, frame]
 
 
@@ -239,7 +239,7 @@ def _rot(axis, angle: float) -> np.ndarray:
 _ALL = (
     column, crown, crystal, fins, gear, grille, harp, honeycomb, louvre, propeller, stairs, star, twist,
     umbrella, washboard,
-)  # fmt: skip
+)
 BUILDERS = {f.__name__: f for f in _ALL}  # class name → builder(rng) -> parts (y up, about unit size)
 CLASSES = sorted(BUILDERS)
 

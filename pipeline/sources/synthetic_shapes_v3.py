@@ -37,7 +37,7 @@ def relief(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     freq, depth = rng.uniform(2.5, 4.5), rng.uniform(0.02, 0.045)  # cycles per unit length; unit-size objects
     p1, p2 = (2 * np.pi * freq * (points @ d) + rng.uniform(0, 2 * np.pi) for d in (d1, d2))
     wave = {"ridges": np.sin(p1), "bumps": np.sin(p1) * np.sin(p2), "grooves": 1.0 - 2.0 * np.abs(np.sin(p1)),
-            "terraces": np.sign(np.sin(p1)) * np.abs(np.sin(p1)) ** 0.2}[kind]  # fmt: skip
+            "terraces": np.sign(np.sin(p1)) * np.abs(np.sin(p1)) ** 0.2}[kind]
     return depth * wave
 
 

@@ -124,7 +124,7 @@ def _tensors_only(state: Mapping[str, Any], path: Path, key: str) -> dict[str, A
     if other:
         where = f"'{key}'" if key else "the state dict"
         log.warning("%s: %s holds %d non-tensor entries, left out: %s", path.name, where, len(other),
-                    ", ".join(other[:5]) + (" ..." if len(other) > 5 else ""))  # fmt: skip
+                    ", ".join(other[:5]) + (" ..." if len(other) > 5 else ""))
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 

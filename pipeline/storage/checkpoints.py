@@ -117,7 +117,7 @@ def infer_config(state: Mapping[str, Any]):
     return replace(
         base, encoder_dims=tuple(dims), encoder_depths=tuple(depths), mlp_ratio=ratio,
         decoder_dims=(dims[-1], dims[-2]), targets="3d",
-    )  # fmt: skip
+    )
 
 
 def config_from_dict(values: Mapping[str, Any]):
@@ -137,7 +137,7 @@ def config_from_dict(values: Mapping[str, Any]):
 def check_encoder_keys(
     found: Mapping[str, Any], expected: Mapping[str, Any], path: Path, what: str = "encoder",
     others: Any = (),
-) -> None:  # fmt: skip
+) -> None:
     """Raise giving how many encoder keys are missing, unexpected and mis-shaped and the first few of
     each (``SHOWN``); silent when they all match. ``others``: the file's other keys, summarised by
     prefix when it holds no encoder key at all."""
@@ -202,7 +202,7 @@ def load_encoder(source: Path | Opened, need_norms: bool = True) -> EncoderCheck
     return EncoderCheckpoint(
         path, "ours" if ours else "official", config, found, points, run_dir_of(path),
         int(epoch) if isinstance(epoch, int) else None, dict(ignored),
-    )  # fmt: skip
+    )
 
 
 def is_classifier(opened: Opened) -> bool:

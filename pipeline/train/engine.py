@@ -84,11 +84,11 @@ def stop_on_interrupt() -> Iterator[dict[str, Any]]:
 
 
 def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metrics: Any, flag: dict, world: int,
-                    on_step: Any = None) -> str:  # fmt: skip
+                    on_step: Any = None) -> str:
     """Train the epoch from ``s.position``; returns "epoch" (finished), "max_steps" or "interrupted".
     ``on_step()`` is called after each step's metrics row (the monitor's sub-epoch cadence)."""
     lr = epoch_lr(epoch, params.lr, params.epochs, params.warmup_epochs, params.schedule_epochs,
-                  params.warmup_lr, params.min_lr, params.cosine_to_end)  # fmt: skip
+                  params.warmup_lr, params.min_lr, params.cosine_to_end)
     for group in s.optimizer.param_groups:
         group["lr"] = lr
     start = s.position["batch"] if epoch == s.position["epoch"] else 0
@@ -111,7 +111,7 @@ def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metric
             if metrics:
                 metrics.write({"step": step, "epoch": epoch, "loss": out.loss.item(), "loss_3d": out.loss_3d.item(),
                                "loss_2d": None if out.loss_2d is None else out.loss_2d.item(), "lr": lr,
-                               "samples_per_s": round(params.batch_size / (time.perf_counter() - tic), 2)})  # fmt: skip
+                               "samples_per_s": round(params.batch_size / (time.perf_counter() - tic), 2)})
             if on_step:
                 on_step()
             advance(1, loss=round(out.loss.item(), 4))
@@ -124,7 +124,7 @@ def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metric
 
 
 def fit(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teacher: Any = None, rank: int = 0,
-        world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False, monitor: Any = None) -> Path:  # fmt: skip
+        world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False, monitor: Any = None) -> Path:
     """Train from the run's position to its end (epochs or ``max_steps``); returns ckpt-last.pt.
 
     ``monitor`` (rank 0; :func:`pipeline.evaluate.monitor.build_monitor`) measures the encoder at step 0 of a fresh

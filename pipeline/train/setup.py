@@ -42,7 +42,7 @@ def build_model(params: TrainParams, channels: int, arch: dict[str, Any] | None 
     """The paper's architecture with the run's ablation params; ``arch`` overrides config fields
     (smaller grouping for tests and benchmarks; checkpoints record the config used)."""
     cfg = I2PMAEConfig(drop_path=params.drop_path, mask_ratio=params.mask_ratio, masking=params.masking,
-                       targets=params.targets, feat_dim_2d=channels, **(arch or {}))  # fmt: skip
+                       targets=params.targets, feat_dim_2d=channels, **(arch or {}))
     return I2PMAE(cfg)
 
 
@@ -63,7 +63,7 @@ class Setup:
 
 
 def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teacher: Any = None, rank: int = 0,
-          world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False) -> Setup:  # fmt: skip
+          world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False) -> Setup:
     """Seed, build model and optimizer, restore ``ckpt-last.pt`` when ``resume``, build the loader.
 
     ``params.batch_size`` is the total over the ``world`` ranks (method §9.1: the official total batch is split
@@ -97,7 +97,7 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
             LossOnly(model), device_ids=[dev.index] if dev.type == "cuda" else None
         )
     dataset = CachedShapes(inputs.points, inputs.views, inputs.features, "train", params.points, params.seed,
-                           params.input_subset, maps_used(params.masking, params.targets))  # fmt: skip
+                           params.input_subset, maps_used(params.masking, params.targets))
     sampler = EpochSampler(len(dataset), params.batch_size, params.seed, rank, world)
     if sampler.batches_per_epoch() == 0:
         raise TrainingError(
@@ -106,5 +106,5 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
     loader = batch_loader(  # one worker reads this rank's share of a whole batch (pipeline/train/trainset.py)
         dataset, sampler, num_workers=min(params.num_workers, os.cpu_count() or 1),
         pin_memory=dev.type == "cuda", generator=torch.Generator(),  # own generator: keeps the global RNG exact
-    )  # fmt: skip
+    )
     return Setup(model, optimizer, dataset, sampler, loader, dev, call, teacher, position, params.precision)

@@ -32,7 +32,7 @@ def train_inputs(plan: Plan):
         channels = int(group[f"{group.attrs['splits'][0]}/feature"].shape[-3])  # (O, [K,] V, C, h, w)
         if group.attrs["teacher"].get("random_weights"):
             log.warning("training on features of a RANDOM-weight teacher (%s): fine for smoke runs only",
-                        group.attrs["teacher"].get("name"))  # fmt: skip
+                        group.attrs["teacher"].get("name"))
     return TrainInputs(paths["prepare"], paths.get("render"), paths.get("cache-features"), fps, channels)
 
 
@@ -45,13 +45,13 @@ def warn_if_warmup_only(params: TrainParams, n_objects: int, world: int = 1) -> 
     if params.max_steps is not None:
         last = min(last, (params.max_steps - 1) // per_epoch)
     lr = epoch_lr(last, params.lr, params.epochs, params.warmup_epochs, params.schedule_epochs,
-                  params.warmup_lr, params.min_lr, params.cosine_to_end)  # fmt: skip
+                  params.warmup_lr, params.min_lr, params.cosine_to_end)
     if params.warmup_epochs > 0 and last <= params.warmup_epochs and lr < 0.5 * params.lr:
         log.warning(
             "this run trains epochs 0..%d, inside the %d-epoch warm-up: lr stays ≤ %.2g (peak lr %.2g); "
             "for a short run use --set train.warmup_epochs=0 (and train.cosine_to_end=true)",
             last, params.warmup_epochs, lr, params.lr,
-        )  # fmt: skip
+        )
 
 
 def fit_to_store(params: TrainParams, n_objects: int, stored: int, world: int = 1) -> TrainParams:
@@ -61,15 +61,15 @@ def fit_to_store(params: TrainParams, n_objects: int, stored: int, world: int = 
     floor = TrainParams.model_fields["points"].metadata[0].ge  # the 512 scale-0 groups need 512 points
     if stored < floor:
         raise ConfigError(f"the points store holds {stored} points per object; training needs at least {floor}",
-                          f"prepare the dataset with --points {floor} or more")  # fmt: skip
+                          f"prepare the dataset with --points {floor} or more")
     if stored < params.points:
         log.warning("train.points=%d but the points store holds %d per object: each step uses all %d "
-                    "(a new run with --set train.points=%d says so explicitly)", params.points, stored, stored, stored)  # fmt: skip
+                    "(a new run with --set train.points=%d says so explicitly)", params.points, stored, stored, stored)
         params = params.model_copy(update={"points": stored})
     fitting = (n_objects // world) * world
     if 0 < fitting < params.batch_size:
         log.warning("train.batch_size=%d but the train split holds %d objects: each step uses %d "
-                    "(a new run with --batch-size %d says so explicitly)", params.batch_size, n_objects, fitting, fitting)  # fmt: skip
+                    "(a new run with --batch-size %d says so explicitly)", params.batch_size, n_objects, fitting, fitting)
         params = params.model_copy(update={"batch_size": fitting})
     return params
 
@@ -108,7 +108,7 @@ def run(plan: Plan, ctx: Context) -> Path:
     state = rundir.read(run_dir)
     if params.resume and not state.has_checkpoint:
         raise ConfigError(f"--resume: run {params.run} has no checkpoint to continue from",
-                          "drop --resume to start it, or name the run to continue with --run NAME")  # fmt: skip
+                          "drop --resume to start it, or name the run to continue with --run NAME")
     if state.exists and not state.has_checkpoint and dist.rank == 0:
         log.warning("run %s stopped before its first checkpoint; starting it from the beginning", params.run)
         rundir.clear(run_dir)
@@ -136,7 +136,7 @@ def run(plan: Plan, ctx: Context) -> Path:
     monitor = build_monitor(params, ctx.data_root, device) if dist.rank == 0 else None
     try:
         ckpt = fit(params, inputs, run_dir, device, teacher, dist.rank, dist.world, resume=state.has_checkpoint,
-                   monitor=monitor)  # fmt: skip
+                   monitor=monitor)
     finally:
         if dist.world > 1:
             torch.distributed.destroy_process_group()
