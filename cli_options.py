@@ -1,15 +1,17 @@
-"""The CLI layer's shared pieces: option types, global options, the session every command runs in, and
-how a command picks its dataset and builds its planning context.
+"""The CLI layer's shared pieces: option types, the global options (declared once, accepted before or
+after a command's name), the session every command runs in, and the request it hands the pipeline.
 
-Only the CLI layer (``cli.py``, ``cli_eval.py``, this module) reads the environment (``I2P_DATA_ROOT``,
-``I2P_STORE_ROOT``, ``I2P_DEBUG``, ``HF_HUB_OFFLINE``, torchrun's ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``) and imports typer.
-Results go to stdout (:func:`say`); logs, progress and errors to stderr.
+Only the CLI layer (``cli*.py``) reads the environment (``I2P_DATA_ROOT``, ``I2P_STORE_ROOT``,
+``I2P_DEBUG``, ``HF_HUB_OFFLINE``, torchrun's ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``) and imports typer.
+Results go to stdout (``cli_output``); logs, progress and errors to stderr.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -70,6 +72,7 @@ Teacher = Annotated[
     typer.Option(help="Whose features: clip-vit-b16 | clip-vit-b32 | clip-vit-l14 | tiny-random | open_clip:MODEL/TAG "
                  "(default: the teacher last cached for the dataset)."),
 ]
+Device = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
 Run = Annotated[
     str | None, typer.Option("--run", help="Run name under <data-root>/runs (default: the dataset's last run).")
 ]
@@ -83,6 +86,12 @@ class Globals:
     quiet: bool = False
     stages: Path | None = None
 
+    def merged(self, data_root: Path | None, sets: list[str] | None, verbose: int, quiet: bool) -> Globals:
+        """These (given before the command's name) with the same options given after it: its --data-root
+        wins, --set values add up, the louder -v counts and either -q."""
+        both = [*(self.sets or []), *(sets or [])]
+        return Globals(data_root or self.data_root, both, max(verbose, self.verbose), quiet or self.quiet, self.stages)
+
 
 def global_options(
     ctx: typer.Context, data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
@@ -94,32 +103,49 @@ def global_options(
         os.environ["I2P_STORE_ROOT"] = store_root
 
 
+# The global options a command also accepts after its name: (parameter, type, default).
+AFTER_NAME = (("data_root", DataRoot, None), ("sets", Sets, None), ("verbose", Verbose, 0), ("quiet", Quiet, False))
+
+
+def with_global_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (a command taking ``ctx``) as a command that also takes :data:`AFTER_NAME` after its name;
+    their values are merged into ``ctx.obj`` (:meth:`Globals.merged`) before ``fn`` runs, so the command
+    declares none of them and reads them through :func:`session`."""
+    signature = inspect.signature(fn, eval_str=True)
+    kind = inspect.Parameter.KEYWORD_ONLY
+    added = [inspect.Parameter(name, kind, default=d, annotation=t) for name, t, d in AFTER_NAME]
+
+    @functools.wraps(fn)
+    def command(**kwargs: Any) -> Any:
+        after = [kwargs.pop(name) for name, _, _ in AFTER_NAME]
+        ctx = kwargs["ctx"]
+        ctx.obj = (ctx.obj or Globals()).merged(*after)
+        return fn(**kwargs)
+
+    command.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *added])
+    return command
+
+
 def store_root() -> str | None:
     """``--store-root`` / ``I2P_STORE_ROOT``: where stores go when not under the data root (None: under it)."""
     return os.environ.get("I2P_STORE_ROOT") or None
 
 
-def say(text: str) -> None:
-    """A result line, on stdout (rich markup allowed; plain when stdout is not a terminal)."""
-    from rich.console import Console
-
-    Console(highlight=False, soft_wrap=True).print(text)
-
-
 @contextmanager
-def session(ctx: typer.Context, data_root: Path | None, sets: list[str] | None, verbose: int, quiet: bool,
-            interrupted: str = "interrupted: finished chunks of stores are kept; rerun the command to continue",
-            ) -> Iterator[tuple[Any, Path]]:
+def session(
+    ctx: typer.Context,
+    interrupted: str = "interrupted: finished chunks of stores are kept; rerun the command to continue",
+) -> Iterator[tuple[Any, Path]]:
     """Set up logging, load the config; print known errors as one red line plus a hint (exit 2)."""
     from pipeline.core.console import console, setup_logging
 
     g: Globals = ctx.obj or Globals()
-    setup_logging(-1 if (quiet or g.quiet) else max(verbose, g.verbose))
+    setup_logging(-1 if g.quiet else g.verbose)
     try:
         from pipeline.core.config import load_config
 
-        config = load_config(g.stages, [*(g.sets or []), *(sets or [])])
-        root = Path(data_root or g.data_root or "data").expanduser().resolve()
+        config = load_config(g.stages, g.sets or [])
+        root = Path(g.data_root or "data").expanduser().resolve()
         yield config, root
     except Interrupted as err:  # Ctrl-C that a stage turned into a message (e.g. the checkpoint it saved)
         console.print(f"[yellow]{err.message}[/]" + (f"\n[dim]hint:[/] {err.hint}" if err.hint else ""))
@@ -155,29 +181,12 @@ def distributed() -> Any:
     return Distributed(*(int(os.environ.get(k, d)) for k, d in keys))
 
 
-def context(config: Any, root: Path, dataset: str | None, run: str | None = None, pins: dict | None = None) -> Any:
-    """The planning context: which dataset (given; else the run's; else the only one prepared; else the
-    synthetic default), the data root, offline or not, torchrun's ranks."""
-    from pipeline.runner.plan import Context
-    from pipeline.storage import datasets, rundir
+def request(config: Any, root: Path, dataset: str | None = None, run: str | None = None) -> Any:
+    """The pipeline request of a command: its config (flags merged in), data root, the dataset and run it
+    names, and what the environment says (offline, torchrun's ranks, --store-root)."""
+    from pipeline.runner.request import Request
 
-    name = dataset
-    if name is None and run:
-        name = rundir.read(rundir.run_dir(root, run)).dataset
-    name = datasets.choose(root, name)
-    return Context(config, root, name, offline(), distributed(), dict(pins or {}), store_root())
-
-
-def build(stage: str, ctx: Any) -> Path:
-    """Plan ``stage`` (and what it needs), log which stores it uses, bring it up to date; its output."""
-    import logging
-
-    from pipeline.runner import execute
-    from pipeline.runner.plan import outputs_used, plan
-
-    p = plan(stage, ctx)
-    logging.getLogger("i2p").info("%s on %s uses %s", stage, p.dataset, outputs_used(p, ctx.data_root))
-    return execute.run(p, ctx)
+    return Request(config, root, dataset, run, offline(), distributed(), store_root())
 
 
 def hide_flag_types(command: Any, parent: Any = None) -> Any:
@@ -201,30 +210,3 @@ class FlagGroup(TyperGroup):
         if not getattr(self, "_flags_hidden", False):
             self._flags_hidden = hide_flag_types(self) is self
         return super().main(*args, **kwargs)
-
-
-def result_lines(stage: str, record: dict[str, Any]) -> list[str]:
-    """The lines an evaluation stage's ``evals/*.json`` record prints (eval, finetune, fewshot)."""
-    from pipeline.evaluate.reports import mean_std
-
-    r, where = record["result"], f"on {record.get('dataset')} (run {record.get('run')})"
-    if stage == "eval":
-        from pipeline.evaluate.bnstats import BNProtocol
-
-        bn = {k: BNProtocol.from_record(r.get(k)) for k in ("bn", "random_init_bn")}
-        notes = [f"  {who}: {b.note()}" for who, b in zip(("pre-trained", "random init"), bn.values(), strict=True) if b.note()]
-        return [f"linear SVM {where}: [bold]{100 * r['accuracy']:.2f} %[/], random init "
-                f"{100 * r['random_init_accuracy']:.2f} % (C={r['svm_c']:g}, {r['points']} points, "
-                f"{bn['bn'].text()})", *notes]
-    if stage == "finetune":
-        return [f"fine-tuning {where}: last epoch {mean_std(r['last_acc'])}, best epoch "
-                f"{mean_std(r['best_acc'])} (chosen on the test split)"]
-    return [f"{setting}: last epoch {mean_std(accs)}" for setting, accs in r.items()]
-
-
-def run_evaluation(stage: str, ctx: Any) -> None:
-    """Bring an evaluation stage of the context's run up to date and print its result."""
-    from pipeline.storage import rundir
-
-    for line in result_lines(stage, rundir.read_eval(build(stage, ctx))):
-        say(line)

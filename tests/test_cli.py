@@ -109,10 +109,10 @@ def test_help_and_status_do_not_import_torch(command):
 
 
 def test_quick_settings_sit_under_the_users_own_set_values():
-    from cli import QUICK, _quick
     from pipeline.core.config import load_config
+    from pipeline.core.quick import QUICK, with_quick
 
-    config = _quick(load_config(None, ["train.run=mine", "eval.bn_stats=running"]))
+    config = with_quick(load_config(None, ["train.run=mine", "eval.bn_stats=running"]))
     assert config.params("train").run == "mine" and config.params("eval").bn_stats == "running"
     assert config.params("cache-features").teacher == QUICK["cache-features"]["teacher"] == "tiny-synthetic"
     assert config.params("prepare").synthetic_version == 3 and config.params("train").max_steps == 15
