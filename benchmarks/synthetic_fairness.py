@@ -38,7 +38,8 @@ import torch
 from torch import nn
 
 from i2pmae.encoder import propagate_mask
-from i2pmae.model import I2PMAEConfig, random_mask
+from i2pmae.masking import random_mask
+from i2pmae.model import I2PMAEConfig
 from i2pmae.ops import chamfer_l2, knn
 from i2pmae.tokenizer import group_multiscale
 from pipeline.sources import synthetic

@@ -22,6 +22,7 @@ from i2pmae.decoder import FeaturePropagation, skip_features, top_sequence
 from i2pmae.encoder import EncoderOutput, HierarchicalEncoder
 from i2pmae.errors import InputError
 from i2pmae.layers import BlockStack, drop_path_rates, pos_mlp
+from i2pmae.masking import guided_mask, random_mask
 from i2pmae.ops import chamfer_l2
 from i2pmae.tokenizer import Groups, group_multiscale
 
@@ -67,34 +68,6 @@ class I2PMAEConfig:
     def rec_scale(self) -> int:
         """The scale where decoding stops and both reconstructions happen (1 by default)."""
         return len(self.num_groups) - len(self.decoder_dims)
-
-
-def guided_mask(saliency: Tensor, ratio: float, generator: torch.Generator | None = None) -> Tensor:
-    """2D-guided masking (method §4). saliency: (B, V, G) per-view values at the top-scale centres, or
-    (B, G) already combined -> mask (B, G) bool, True = masked.
-
-    Mean over views, softmax over tokens (temperature 1, no sharpening), a full permutation drawn by
-    ``torch.multinomial`` without replacement; the first G - int(ratio·G) drawn stay visible.
-    ``generator`` must live on saliency's device; None uses the global RNG.
-    """
-    s = saliency.mean(dim=1) if saliency.dim() == 3 else saliency  # (B, G)
-    if s.dim() != 2:
-        raise InputError(f"saliency must be (B, V, G) or (B, G), got shape {tuple(saliency.shape)}")
-    B, G = s.shape
-    num_keep = G - int(ratio * G)
-    p = F.softmax(s.float(), dim=1)  # (B, G)
-    drawn = torch.multinomial(p, G, replacement=False, generator=generator)  # (B, G) permutation
-    mask = torch.ones(B, G, dtype=torch.bool, device=s.device)
-    return mask.scatter_(1, drawn[:, :num_keep], False)
-
-
-def random_mask(
-    batch: int, num_tokens: int, ratio: float, device=None, generator: torch.Generator | None = None
-) -> Tensor:
-    """Uniform random masking of exactly int(ratio·G) tokens per sample (Point-M2AE) -> (B, G) bool."""
-    noise = torch.rand(batch, num_tokens, device=device, generator=generator)
-    chosen = noise.argsort(dim=1)[:, : int(ratio * num_tokens)]  # (B, num_mask)
-    return torch.zeros(batch, num_tokens, dtype=torch.bool, device=device).scatter_(1, chosen, True)
 
 
 @dataclass

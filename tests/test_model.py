@@ -12,7 +12,8 @@ import torch
 from i2pmae.classifier import ClassifierConfig, PointClassifier
 from i2pmae.encoder import TokenEmbed, pad_visible, propagate_mask, unpad_visible
 from i2pmae.layers import Attention, apply_pointwise
-from i2pmae.model import I2PMAE, I2PMAEConfig, guided_mask, random_mask
+from i2pmae.masking import guided_mask, random_mask
+from i2pmae.model import I2PMAE, I2PMAEConfig
 from i2pmae.ops import chamfer_l2
 
 # Names and shapes of the official models' state dicts (see its "about"); a copy kept with the tests.
