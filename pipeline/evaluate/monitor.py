@@ -28,7 +28,7 @@ import numpy as np
 
 from pipeline.core.params import EvalParams, TrainParams
 from pipeline.evaluate.reports import pct
-from pipeline.storage import rundir
+from pipeline.storage import run_plots, rundir
 
 log = logging.getLogger("i2p")
 
@@ -145,7 +145,7 @@ def check(monitor: Monitor | None, s: Any, params: TrainParams, run: Path, metri
         rundir.mark_best(run, {"checkpoint": rundir.checkpoint(run, "best").name, "step": step, "epoch": shown,
                                "svm_acc": acc, "dataset": monitor.store.name, "selected_on": "test split",
                                "note": "chosen on the monitor dataset's test split, as the paper's runner (method §9.1)"})
-    rundir.write_monitor_plot(run)
+    run_plots.write_monitor_plot(run)
 
 
 def is_kept(params: TrainParams, epoch: int) -> bool:
@@ -171,7 +171,7 @@ def monitor_section(run: Path) -> str | None:
     rows = rundir.monitor_rows(run)
     if not rows:
         return None
-    png = rundir.write_monitor_plot(run)
+    png = run_plots.write_monitor_plot(run)
     start = rows[0]["svm_acc"] if rows[0]["step"] == 0 else None
     protocols = sorted({r.get("bn_stats", "running") for r in rows})  # rows written before bn_stats: running
     lines = [f"## Monitoring during pre-training: linear SVM on {rows[-1]['svm_dataset']}", "",

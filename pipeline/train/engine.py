@@ -27,7 +27,7 @@ from pipeline.core.console import progress_bar
 from pipeline.core.errors import Interrupted
 from pipeline.core.params import TrainParams
 from pipeline.evaluate.monitor import check, keep_epoch
-from pipeline.storage import rundir
+from pipeline.storage import run_plots, rundir
 from pipeline.storage.train_state import TrainingError, gather_rng_states, save_checkpoint
 from pipeline.train.setup import Setup, TrainInputs, setup
 
@@ -169,5 +169,5 @@ def fit(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teache
         if metrics:
             metrics.close()
         if rank == 0:
-            rundir.write_loss_plot(run)
+            run_plots.write_loss_plot(run)
     return ckpt
