@@ -6,7 +6,8 @@ Per split the store holds ``points (S, P, 3) float32``, ``label (S,) int32`` and
 
 Bad inputs keep their row (zero points, label −1, empty id) while the store fills, so chunk i always
 covers the same rows and a resumed run writes the same bytes. When every chunk is done, splits that
-had failures are compacted (the bad rows removed) and the failures are listed in the attrs.
+had failures are compacted (the bad rows removed: :mod:`pipeline.prepare.compaction`) and the failures are
+listed in the attrs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pipeline.core.console import progress_bar
 from pipeline.core.errors import BadInput, I2PError
 from pipeline.core.parallel import run_tasks
 from pipeline.core.params import PrepareParams
+from pipeline.prepare.compaction import compact
 from pipeline.sources.base import Catalog, Item
 from pipeline.storage.contract import Context, Plan
 from pipeline.storage.store import (
@@ -143,7 +145,7 @@ def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, f
     failures = (
         catalog.failures + duplicates + [f for key in sorted(chunk_failures) for f in chunk_failures[key]]
     )
-    counts = _compact(writer, chunk_failures, params.chunk)
+    counts = compact(writer, chunk_failures, params.chunk, ARRAYS)
     warnings = [n for key in sorted(chunk_notes) for n in chunk_notes[key]]
     writer.finish({"failures": failures, "counts": counts, "warnings": warnings})
     log.info("prepare %s: wrote %s (%s; %d skipped)", dataset, path, _fmt_counts(counts), len(failures))
@@ -225,67 +227,6 @@ def _drop_duplicates(splits: dict[str, list[Item]]) -> tuple[dict[str, list[Item
             seen[item.id] = item
             kept[split].append(item)
     return kept, failures
-
-
-def _compact(writer: StoreWriter, chunk_failures: dict[str, list], chunk: int) -> dict[str, int]:
-    """Remove the rows of bad inputs from every split that has some; returns rows per split.
-
-    Through zarr's API only (no folder renames), so it works on object storage too. Idempotent under
-    interruption: (1) compacted copies are written as ``_compact-<name>``, (2) attr
-    ``compact-ready/<split>`` is set, (3) per array: ``<name>`` is recreated at the compacted shape and
-    filled from its copy, then the copy is deleted, (4) attr ``compacted/<split>`` is set. A rerun redoes
-    (1) if (2) is missing, else redoes (3) for every copy still there (a copy outlives its array's refill).
-    """
-    counts = {}
-    for split in writer.group.attrs["splits"]:
-        bad = sorted(
-            {f["row"] for key, fs in chunk_failures.items() if key.startswith(f"{split}/") for f in fs}
-        )
-        attrs = writer.group.attrs
-        if bad and not attrs.get(f"compacted/{split}"):
-            if not attrs.get(f"compact-ready/{split}"):
-                _write_compacted(writer, split, bad, chunk)
-                writer.update_attrs({f"compact-ready/{split}": True})
-            for name in ARRAYS:
-                if f"_compact-{name}" in writer.group[split]:
-                    _copy_back(writer.group[split], name, chunk)
-            writer.update_attrs({f"compacted/{split}": True})
-        counts[split] = int(writer.group[f"{split}/id"].shape[0])
-    return counts
-
-
-def _write_compacted(writer: StoreWriter, split: str, bad: list[int], chunk: int) -> None:
-    sub = writer.group[split]
-    keep = np.setdiff1d(np.arange(sub["id"].shape[0]), np.asarray(bad))
-    for name in ARRAYS:
-        new = _like(sub, f"_compact-{name}", sub[name], len(keep), chunk)  # replaces a half-written copy
-        for start in range(0, len(keep), chunk):
-            new[start : start + chunk] = sub[name].get_orthogonal_selection(keep[start : start + chunk])
-
-
-def _like(sub, name: str, old, rows: int, chunk: int):
-    """A new (overwritten) array ``name`` in ``sub`` with ``old``'s row shape, dtype, codecs and
-    dimension names, ``rows`` rows, and the store's chunking (``per_object`` shards or ``chunk`` rows)."""
-    sharded = old.shards is not None
-    return sub.create_array(
-        name,
-        shape=(rows, *old.shape[1:]),
-        chunks=old.chunks if sharded else (chunk, *old.shape[1:]),
-        shards=(chunk, *old.shape[1:]) if sharded else None,
-        dtype=old.dtype,
-        fill_value=old.fill_value,
-        dimension_names=old.metadata.dimension_names,
-        overwrite=True,
-    )
-
-
-def _copy_back(sub, name: str, chunk: int) -> None:
-    """Recreate array ``name`` from its compacted copy ``_compact-<name>``, then delete the copy."""
-    copy = sub[f"_compact-{name}"]
-    target = _like(sub, name, copy, copy.shape[0], chunk)
-    for start in range(0, copy.shape[0], chunk):
-        target[start : start + chunk] = copy[start : start + chunk]
-    del sub[f"_compact-{name}"]
 
 
 def _fmt_counts(counts: dict[str, int]) -> str:
