@@ -42,7 +42,12 @@ def train_sample(xyz: Tensor, points: int, generator: torch.Generator) -> Tensor
 def scale_and_translate(
     xyz: Tensor, generator: torch.Generator, low: float = 2 / 3, high: float = 3 / 2, shift: float = 0.2
 ) -> Tensor:
-    """Per object, per-axis scale U(low, high)³ and shift U(−shift, shift)³ (method §1.6)."""
+    """Per object, per-axis scale U(low, high)³ and shift U(−shift, shift)³ (method §1.6).
+
+    Pre-training's :func:`i2pmae.pretrain.scale_and_translate` draws the same distribution with
+    ``uniform_(low, high)`` from the global RNG on the input's device; this one computes
+    ``rand·(high − low) + low`` from an explicit CPU generator. The two round differently in the last bit,
+    so merging them would change the draws the tests and the audits pin."""
     B = xyz.shape[0]
     scale = torch.rand(B, 1, 3, generator=generator) * (high - low) + low
     offset = (torch.rand(B, 1, 3, generator=generator) * 2 - 1) * shift
