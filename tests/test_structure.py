@@ -100,6 +100,15 @@ def test_the_code_follows_the_linter_configuration():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_the_code_follows_the_formatter_configuration():
+    """``ruff format --check``: the layout is the formatter's (pyproject.toml), bar the few ``# fmt: skip`` tables."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "ruff", "format", "--check", str(ROOT)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 
 def suite_files(kind: str) -> dict[str, Path]:
     """Files under tests/ (relative posix path → Path) that pytest collects by its default ``python_files``
