@@ -57,11 +57,19 @@ Scheduler = Annotated[str | None, typer.Option(help="Address of a dask.distribut
 @with_global_options
 def prepare(
     ctx: typer.Context,
-    source: Annotated[str | None, typer.Argument(help="synthetic | shapenet | modelnet40 | scanobjectnn | folder")] = None,
-    root: Annotated[Path | None, typer.Option(help="Where the release or meshes lie (layout is detected).")] = None,
-    name: Annotated[str | None, typer.Option("--dataset", "-d", "--name", help="Dataset name (default: from the source).")] = None,
+    source: Annotated[
+        str | None, typer.Argument(help="synthetic | shapenet | modelnet40 | scanobjectnn | folder")
+    ] = None,
+    root: Annotated[
+        Path | None, typer.Option(help="Where the release or meshes lie (layout is detected).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--dataset", "-d", "--name", help="Dataset name (default: from the source).")
+    ] = None,
     variant: Annotated[str | None, typer.Option(help="ScanObjectNN: obj-bg | obj-only | pb-t50-rs.")] = None,
-    points: Annotated[int | None, typer.Option(help=f"Points per mesh object (default {default('prepare', 'points')}).")] = None,
+    points: Annotated[
+        int | None, typer.Option(help=f"Points per mesh object (default {default('prepare', 'points')}).")
+    ] = None,
     workers: Workers = None,
     scheduler: Scheduler = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad input.")] = False,
@@ -71,14 +79,24 @@ def prepare(
         from pipeline.runner import commands
 
         where = str(root.expanduser().resolve()) if root else None
-        config = config.with_values("prepare", source=source, root=where, variant=variant, points=points,
-                                    workers=workers, scheduler=scheduler, strict=strict or None)
+        config = config.with_values(
+            "prepare",
+            source=source,
+            root=where,
+            variant=variant,
+            points=points,
+            workers=workers,
+            scheduler=scheduler,
+            strict=strict or None,
+        )
         say(f"points store: {commands.prepare(request(config, root_dir, name), bool(source or root))}")
 
 
 @app.command()
 @with_global_options
-def render(ctx: typer.Context, dataset: Dataset = None, workers: Workers = None, scheduler: Scheduler = None) -> None:
+def render(
+    ctx: typer.Context, dataset: Dataset = None, workers: Workers = None, scheduler: Scheduler = None
+) -> None:
     """Project every object into three depth views (method §5.2) → views/<dataset>-<fp8>.zarr."""
     with session(ctx) as (config, root_dir):
         from pipeline.runner import commands
@@ -93,38 +111,60 @@ def cache_features(
     ctx: typer.Context,
     dataset: Dataset = None,
     teacher: Teacher = None,
-    weights: Annotated[Path | None, typer.Option(help="Local checkpoint for the teacher (.bin, .safetensors, .pt).")] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="Local checkpoint for the teacher (.bin, .safetensors, .pt).")
+    ] = None,
     device: Device = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per teacher forward.")] = None,
-    shard: Annotated[str | None, typer.Option(help="i/n: fill every n-th chunk from i (n processes share a store).")] = None,
+    shard: Annotated[
+        str | None, typer.Option(help="i/n: fill every n-th chunk from i (n processes share a store).")
+    ] = None,
 ) -> None:
     """Run the frozen 2D teacher on every view once → features/<dataset>-<teacher>-<fp8>.zarr."""
     with session(ctx) as (config, root_dir):
         from pipeline.runner import commands
 
         where = str(weights.expanduser().resolve()) if weights else None
-        config = config.with_values("cache-features", teacher=teacher, weights=where, device=device,
-                                    batch_size=batch_size, shard=shard)
-        say(f"features store: {commands.bring_up_to_date('cache-features', request(config, root_dir, dataset))}")
+        config = config.with_values(
+            "cache-features",
+            teacher=teacher,
+            weights=where,
+            device=device,
+            batch_size=batch_size,
+            shard=shard,
+        )
+        say(
+            f"features store: {commands.bring_up_to_date('cache-features', request(config, root_dir, dataset))}"
+        )
 
 
 @app.command()
 @with_global_options
 def show(
     ctx: typer.Context,
-    obj: Annotated[str, typer.Argument(metavar="OBJECT", help="Object id (e.g. chair/chair_0003) or row index.")],
+    obj: Annotated[
+        str, typer.Argument(metavar="OBJECT", help="Object id (e.g. chair/chair_0003) or row index.")
+    ],
     dataset: Dataset = None,
     split: Annotated[str, typer.Option(help="train | test")] = "train",
     teacher: Teacher = None,
-    run_name: Annotated[str | None, typer.Option("--run", help="Draw what this run does with the object: mask, tokens, reconstruction.")] = None,
+    run_name: Annotated[
+        str | None,
+        typer.Option("--run", help="Draw what this run does with the object: mask, tokens, reconstruction."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="--run: seed of the mask draw.")] = 0,
-    out: Annotated[Path | None, typer.Option(help="PNG to write (default <data-root>/show/<dataset>-<split>-<id>-<teacher>.png).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="PNG to write (default <data-root>/show/<dataset>-<split>-<id>-<teacher>.png)."),
+    ] = None,
 ) -> None:
     """Write a PNG of an object's depth views with the teacher's saliency, or (--run) of a run's step on it."""
     with session(ctx) as (config, root_dir):
         from pipeline.runner import commands
 
-        say(f"wrote {commands.show(request(config, root_dir, dataset), obj, split, teacher, run_name, seed, out)}")
+        say(
+            f"wrote {commands.show(request(config, root_dir, dataset), obj, split, teacher, run_name, seed, out)}"
+        )
 
 
 @app.command()
@@ -133,18 +173,37 @@ def train(
     ctx: typer.Context,
     dataset: Dataset = None,
     run_name: Run = None,
-    epochs: Annotated[int | None, typer.Option(help=f"Epochs (default {default('train', 'epochs')}).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help=f"Epochs (default {default('train', 'epochs')}).")
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (at least 1).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help=f"Objects per step (default {default('train', 'batch_size')}).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help=f"Objects per step (default {default('train', 'batch_size')}).")
+    ] = None,
     device: Device = None,
-    seed: Annotated[int | None, typer.Option(help=f"Random seed (default {default('train', 'seed')}).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run (it continues by itself when rerun).")] = False,
+    seed: Annotated[
+        int | None, typer.Option(help=f"Random seed (default {default('train', 'seed')}).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run (it continues by itself when rerun).")
+    ] = False,
     masking: Annotated[str | None, typer.Option(help="2d-guided | random")] = None,
-    mask_ratio: Annotated[float | None, typer.Option(help=f"Share of top-scale tokens masked (default {default('train', 'mask_ratio')}).")] = None,
+    mask_ratio: Annotated[
+        float | None,
+        typer.Option(help=f"Share of top-scale tokens masked (default {default('train', 'mask_ratio')})."),
+    ] = None,
     targets: Annotated[str | None, typer.Option(help="3d | 3d+2d")] = None,
     teacher: Teacher = None,
-    features: Annotated[str | None, typer.Option(help="Train on this features store (and its views and points; a folder or URL).")] = None,
-    online_teacher: Annotated[str | None, typer.Option(help="The official step: project each step's augmented input and run this teacher on it.")] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(help="Train on this features store (and its views and points; a folder or URL)."),
+    ] = None,
+    online_teacher: Annotated[
+        str | None,
+        typer.Option(
+            help="The official step: project each step's augmented input and run this teacher on it."
+        ),
+    ] = None,
 ) -> None:
     """Pre-train I2P-MAE from the cached stores (method §2–§9.1) into runs/<run>/."""
     done = "interrupted: the run keeps its last checkpoint; rerun the same command to continue"
@@ -152,8 +211,17 @@ def train(
         from pipeline.runner import commands
 
         config = config.with_values(
-            "train", run=run_name, epochs=epochs, max_steps=max_steps, batch_size=batch_size, device=device,
-            seed=seed, resume=resume or None, masking=masking, mask_ratio=mask_ratio, targets=targets,
+            "train",
+            run=run_name,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            device=device,
+            seed=seed,
+            resume=resume or None,
+            masking=masking,
+            mask_ratio=mask_ratio,
+            targets=targets,
             online_teacher=online_teacher,
         ).with_values("cache-features", teacher=teacher)
         say(f"run: {commands.train(request(config, root_dir, dataset, run_name), features)}")
@@ -163,9 +231,16 @@ def train(
 @with_global_options
 def run(
     ctx: typer.Context,
-    stage: Annotated[str | None, typer.Argument(help="Bring this stage up to date (default: eval, and all it needs).")] = None,
+    stage: Annotated[
+        str | None, typer.Argument(help="Bring this stage up to date (default: eval, and all it needs).")
+    ] = None,
     dataset: Dataset = None,
-    quick: Annotated[bool, typer.Option("--quick", help="Offline short run: synthetic v3 data, the tiny-synthetic teacher, 15 steps.")] = False,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick", help="Offline short run: synthetic v3 data, the tiny-synthetic teacher, 15 steps."
+        ),
+    ] = False,
 ) -> None:
     """Bring a stage and everything it needs up to date (as `dvc repro`); skips what is up to date."""
     with session(ctx) as (config, root_dir):

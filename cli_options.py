@@ -38,19 +38,26 @@ def _packaged_defaults() -> dict[str, Any]:
 
     return yaml.safe_load(PACKAGED_STAGES.read_text())["stages"]
 
+
 DataRoot = Annotated[
     Path | None,
     typer.Option("--data-root", envvar="I2P_DATA_ROOT", help="Where stores and runs live (default ./data)."),
 ]
 StoreRoot = Annotated[
     str | None,
-    typer.Option("--store-root", envvar="I2P_STORE_ROOT", show_envvar=True,
-                 help="Where new stores go: a folder or an fsspec URL such as s3://bucket/prefix (default: the "
-                      "data root). Dataset records, runs and locks stay in the data root."),
+    typer.Option(
+        "--store-root",
+        envvar="I2P_STORE_ROOT",
+        show_envvar=True,
+        help="Where new stores go: a folder or an fsspec URL such as s3://bucket/prefix (default: the "
+        "data root). Dataset records, runs and locks stay in the data root.",
+    ),
 ]
 Sets = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a stages.yaml value for this command: stage.key=value (repeatable)."),
+    typer.Option(
+        "--set", help="Override a stages.yaml value for this command: stage.key=value (repeatable)."
+    ),
 ]
 # Flags (bool or counted) take no value: metavar="" keeps the help from showing `<bool>` / `<int>`.
 Verbose = Annotated[
@@ -69,12 +76,15 @@ Dataset = Annotated[
 ]
 Teacher = Annotated[
     str | None,
-    typer.Option(help="Whose features: clip-vit-b16 | clip-vit-b32 | clip-vit-l14 | tiny-random | open_clip:MODEL/TAG "
-                 "(default: the teacher last cached for the dataset)."),
+    typer.Option(
+        help="Whose features: clip-vit-b16 | clip-vit-b32 | clip-vit-l14 | tiny-random | open_clip:MODEL/TAG "
+        "(default: the teacher last cached for the dataset)."
+    ),
 ]
 Device = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
 Run = Annotated[
-    str | None, typer.Option("--run", help="Run name under <data-root>/runs (default: the dataset's last run).")
+    str | None,
+    typer.Option("--run", help="Run name under <data-root>/runs (default: the dataset's last run)."),
 ]
 
 
@@ -90,12 +100,19 @@ class Globals:
         """These (given before the command's name) with the same options given after it: its --data-root
         wins, --set values add up, the louder -v counts and either -q."""
         both = [*(self.sets or []), *(sets or [])]
-        return Globals(data_root or self.data_root, both, max(verbose, self.verbose), quiet or self.quiet, self.stages)
+        return Globals(
+            data_root or self.data_root, both, max(verbose, self.verbose), quiet or self.quiet, self.stages
+        )
 
 
 def global_options(
-    ctx: typer.Context, data_root: DataRoot = None, sets: Sets = None, verbose: Verbose = 0, quiet: Quiet = False,
-    stages: Stages = None, store_root: StoreRoot = None,
+    ctx: typer.Context,
+    data_root: DataRoot = None,
+    sets: Sets = None,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+    stages: Stages = None,
+    store_root: StoreRoot = None,
 ) -> None:
     """Global options; each command also accepts them after its name (but --store-root: global only)."""
     ctx.obj = Globals(data_root, sets, verbose, quiet, stages)
@@ -104,7 +121,12 @@ def global_options(
 
 
 # The global options a command also accepts after its name: (parameter, type, default).
-AFTER_NAME = (("data_root", DataRoot, None), ("sets", Sets, None), ("verbose", Verbose, 0), ("quiet", Quiet, False))
+AFTER_NAME = (
+    ("data_root", DataRoot, None),
+    ("sets", Sets, None),
+    ("verbose", Verbose, 0),
+    ("quiet", Quiet, False),
+)
 
 
 def with_global_options(fn: Callable[..., Any]) -> Callable[..., Any]:

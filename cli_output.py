@@ -45,7 +45,10 @@ def lines(result: Any) -> list[str]:
     if isinstance(result, ev.FewshotResult):
         from pipeline.evaluate.reports import mean_std
 
-        settings = [f"{w}-way {s}-shot: last epoch {mean_std([r.last_acc for r in rs])}" for w, s, rs in result.settings]
+        settings = [
+            f"{w}-way {s}-shot: last epoch {mean_std([r.last_acc for r in rs])}"
+            for w, s, rs in result.settings
+        ]
         return [*settings, f"report → {_here(result.report)}"]
     raise TypeError(f"no output format for {type(result).__name__}")
 
@@ -59,13 +62,22 @@ def record_lines(stage: str, record: dict[str, Any]) -> list[str]:
         from pipeline.evaluate.bnstats import BNProtocol
 
         bn = {k: BNProtocol.from_record(r.get(k)) for k in ("bn", "random_init_bn")}
-        notes = [f"  {who}: {b.note()}" for who, b in zip(("pre-trained", "random init"), bn.values(), strict=True) if b.note()]
-        return [f"linear SVM {where}: [bold]{100 * r['accuracy']:.2f} %[/], random init "
-                f"{100 * r['random_init_accuracy']:.2f} % (C={r['svm_c']:g}, {r['points']} points, "
-                f"{bn['bn'].text()})", *notes]
+        notes = [
+            f"  {who}: {b.note()}"
+            for who, b in zip(("pre-trained", "random init"), bn.values(), strict=True)
+            if b.note()
+        ]
+        return [
+            f"linear SVM {where}: [bold]{100 * r['accuracy']:.2f} %[/], random init "
+            f"{100 * r['random_init_accuracy']:.2f} % (C={r['svm_c']:g}, {r['points']} points, "
+            f"{bn['bn'].text()})",
+            *notes,
+        ]
     if stage == "finetune":
-        return [f"fine-tuning {where}: last epoch {mean_std(r['last_acc'])}, best epoch "
-                f"{mean_std(r['best_acc'])} (chosen on the test split)"]
+        return [
+            f"fine-tuning {where}: last epoch {mean_std(r['last_acc'])}, best epoch "
+            f"{mean_std(r['best_acc'])} (chosen on the test split)"
+        ]
     return [f"{setting}: last epoch {mean_std(accs)}" for setting, accs in r.items()]
 
 
@@ -115,7 +127,9 @@ def _finetune_lines(result: Any) -> list[str]:
         vote = f", voted {100 * voted:.2f} %" if voted is not None else ""
         return [f"fine-tuned classifier on {result.store}: {100 * acc:.2f} %{vote} → {where}"]
     last, best = mean_std([r.last_acc for r in res.results]), mean_std([r.best_acc for r in res.results])
-    return [f"fine-tuning on {result.store}: last epoch {last}, best epoch {best} (chosen on the test split) → {where}"]
+    return [
+        f"fine-tuning on {result.store}: last epoch {last}, best epoch {best} (chosen on the test split) → {where}"
+    ]
 
 
 def _note(bn: Any) -> list[str]:

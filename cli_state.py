@@ -16,8 +16,12 @@ from cli_output import freed_line, garbage_lines, report, say
 def status(
     ctx: typer.Context,
     dataset: Dataset = None,
-    quick: Annotated[bool, typer.Option("--quick", help="Compare with the settings of `i2p run --quick`.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole state as JSON (schema: docs/pipeline.md).")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Compare with the settings of `i2p run --quick`.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole state as JSON (schema: docs/pipeline.md).")
+    ] = False,
 ) -> None:
     """Every stage per dataset (up to date, partial, missing, or which param changed), stores, runs."""
     with session(ctx) as (config, root_dir):
@@ -31,7 +35,9 @@ def status(
 @with_global_options
 def gc(
     ctx: typer.Context,
-    yes: Annotated[bool, typer.Option("--yes", help="Remove what is listed (default: only list it).")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Remove what is listed (default: only list it).")
+    ] = False,
 ) -> None:
     """List stores no dataset or run uses, and optimizer state of finished runs; remove them with --yes."""
     with session(ctx) as (_, root_dir):

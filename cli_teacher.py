@@ -22,11 +22,21 @@ teacher_app = typer.Typer(help="The tiny teachers i2p trains itself.", no_args_i
 @with_global_options
 def train_command(
     ctx: typer.Context,
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Labelled dataset whose train split it learns.")] = "synthetic",
-    steps: Annotated[int | None, typer.Option(min=1, help=f"Optimiser steps (default {DEFAULTS.steps}).")] = None,
-    seed: Annotated[int | None, typer.Option(help=f"Init, batch order and render draws (default {DEFAULTS.seed}).")] = None,
-    draws: Annotated[int | None, typer.Option(min=1, help=f"Augmented draws per train object (default {DEFAULTS.draws}).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Weights to write (default: the file shipped in the package).")] = None,
+    dataset: Annotated[
+        str, typer.Option("--dataset", "-d", help="Labelled dataset whose train split it learns.")
+    ] = "synthetic",
+    steps: Annotated[
+        int | None, typer.Option(min=1, help=f"Optimiser steps (default {DEFAULTS.steps}).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help=f"Init, batch order and render draws (default {DEFAULTS.seed}).")
+    ] = None,
+    draws: Annotated[
+        int | None, typer.Option(min=1, help=f"Augmented draws per train object (default {DEFAULTS.draws}).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Weights to write (default: the file shipped in the package).")
+    ] = None,
 ) -> None:
     """Train tiny-synthetic on depth views of a dataset's train split; write its weights and record."""
     with session(ctx) as (config, root_dir):

@@ -60,11 +60,19 @@ def build(data_root: Path, prepared: Path, views: str, k: int, teacher: str, wor
     group = zarr.open_group(str(vpath), mode="r")
     n = sum(group[f"{s}/image"].shape[0] for s in group.attrs["splits"])
     images = int(np.prod(group[f"{group.attrs['splits'][0]}/image"].shape[1:-2]))
-    return {"views": vpath, "features": fpath, "bytes": (store_bytes(vpath) + store_bytes(fpath)) / n,
-            "images": images, "seconds": seconds, "objects": n}
+    return {
+        "views": vpath,
+        "features": fpath,
+        "bytes": (store_bytes(vpath) + store_bytes(fpath)) / n,
+        "images": images,
+        "seconds": seconds,
+        "objects": n,
+    }
 
 
-def fidelity(points: Path, built: dict, teacher, n_objects: int, epochs: int, subset: str) -> tuple[float, float]:
+def fidelity(
+    points: Path, built: dict, teacher, n_objects: int, epochs: int, subset: str
+) -> tuple[float, float]:
     """(mean target cosine, mean top-13 IoU) of the cached 2D branch against the official online step."""
     import torch
     import torch.nn.functional as F
@@ -73,8 +81,9 @@ def fidelity(points: Path, built: dict, teacher, n_objects: int, epochs: int, su
     from i2pmae.pretrain import Batch, online_maps, saliency_fn, scale_and_translate, target_fn
     from pipeline.train.trainset import CachedShapes
 
-    data = CachedShapes(str(points), str(built["views"]), str(built["features"]), "train", 2048, seed=1,
-                        input_subset=subset)
+    data = CachedShapes(
+        str(points), str(built["views"]), str(built["features"]), "train", 2048, seed=1, input_subset=subset
+    )
     model = I2PMAE(I2PMAEConfig(feat_dim_2d=built["channels"])).eval()
     cosines, ious = [], []
     for epoch in range(epochs):
@@ -97,7 +106,9 @@ def fidelity(points: Path, built: dict, teacher, n_objects: int, epochs: int, su
             members = model.visible_members(groups, enc.masks)
             t_true, t_cached = target_fn(truth)(*members), target_fn(cached)(*members)  # (L, K, V·C)
             V, C = truth.feature.shape[1:3]
-            cos = F.cosine_similarity(t_true.reshape(*t_true.shape[:2], V, C), t_cached.reshape(*t_true.shape[:2], V, C), dim=-1)
+            cos = F.cosine_similarity(
+                t_true.reshape(*t_true.shape[:2], V, C), t_cached.reshape(*t_true.shape[:2], V, C), dim=-1
+            )
             cosines.append(cos.mean().item())
     return float(np.mean(cosines)), float(np.mean(ious))
 
@@ -129,26 +140,44 @@ def main() -> None:
         rows, builds = [], {}
         for views, k, subset in modes:
             if (views, k) not in builds:  # the fresh row reads the K-draw stores built above
-                builds[views, k] = {**build(root, prepared, views, k, args.teacher, args.workers),
-                                    "channels": teacher.channels}
+                builds[views, k] = {
+                    **build(root, prepared, views, k, args.teacher, args.workers),
+                    "channels": teacher.channels,
+                }
             built = builds[views, k]
             cos, iou = fidelity(prepared, built, teacher, args.objects, args.epochs, subset)
             rows.append((views, k, subset, built, cos, iou))
-        print(f"teacher {args.teacher} | {rows[0][3]['objects']} objects | fidelity on {args.objects} train "
-              f"objects × {args.epochs} epochs, against the official online step on the same input")
-        print(f"{'views':<22} {'KiB/object':>10} {'images/obj':>10} {'cache s':>8} {'s/object':>8} "
-              f"{'target cos':>10} {'top-13 IoU':>10} {'augmentations/301 ep':>20}")
+        print(
+            f"teacher {args.teacher} | {rows[0][3]['objects']} objects | fidelity on {args.objects} train "
+            f"objects × {args.epochs} epochs, against the official online step on the same input"
+        )
+        print(
+            f"{'views':<22} {'KiB/object':>10} {'images/obj':>10} {'cache s':>8} {'s/object':>8} "
+            f"{'target cos':>10} {'top-13 IoU':>10} {'augmentations/301 ep':>20}"
+        )
         for views, k, subset, b, cos, iou in rows:
-            name = "fixed" if views == "fixed" else f"augmented K={k}" + (" fresh" if subset == "fresh" else "")
-            diversity = "301 (3D only)" if views == "fixed" else (f"{k} (subsets: 301)" if subset == "fresh" else str(k))
-            print(f"{name:<22} {b['bytes'] / 1024:>10.0f} {b['images']:>10} {b['seconds']:>8.1f} "
-                  f"{b['seconds'] / b['objects']:>8.2f} {cos:>10.4f} {iou:>10.3f} {diversity:>20}")
-        print("online (official step)  no store; the teacher runs 3 images per object and step (301 × 3 "
-              "per object over the paper's schedule)")
+            name = (
+                "fixed" if views == "fixed" else f"augmented K={k}" + (" fresh" if subset == "fresh" else "")
+            )
+            diversity = (
+                "301 (3D only)"
+                if views == "fixed"
+                else (f"{k} (subsets: 301)" if subset == "fresh" else str(k))
+            )
+            print(
+                f"{name:<22} {b['bytes'] / 1024:>10.0f} {b['images']:>10} {b['seconds']:>8.1f} "
+                f"{b['seconds'] / b['objects']:>8.2f} {cos:>10.4f} {iou:>10.3f} {diversity:>20}"
+            )
+        print(
+            "online (official step)  no store; the teacher runs 3 images per object and step (301 × 3 "
+            "per object over the paper's schedule)"
+        )
         per_draw = rows[1][3]["bytes"] if rows[1][1] == 1 else None
         if per_draw:
-            print(f"ShapeNet-55 (52,470 objects) estimate: {per_draw * 52470 / 1e9:.1f} GB per draw "
-                  f"(× K for K draws); fixed views {rows[0][3]['bytes'] * 52470 / 1e9:.1f} GB")
+            print(
+                f"ShapeNet-55 (52,470 objects) estimate: {per_draw * 52470 / 1e9:.1f} GB per draw "
+                f"(× K for K draws); fixed views {rows[0][3]['bytes'] * 52470 / 1e9:.1f} GB"
+            )
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

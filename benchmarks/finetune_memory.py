@@ -55,8 +55,11 @@ def run(recompute: bool, fixed: bool, args: argparse.Namespace) -> dict:
     res = json.loads(out.stdout.strip().splitlines()[-1])
     res["load"] = os.getloadavg()[0]
     name = f"embedding {'recomputed' if recompute else 'kept      '}, mmap threshold {'fixed' if fixed else 'glibc'}"
-    print(f"{name}: peak RSS {res['peak_gb']:.2f} GB, {res['wall_s']:.2f} s/step wall, "
-          f"{res['cpu_s']:.2f} CPU s/step (load {res['load']:.1f})", flush=True)
+    print(
+        f"{name}: peak RSS {res['peak_gb']:.2f} GB, {res['wall_s']:.2f} s/step wall, "
+        f"{res['cpu_s']:.2f} CPU s/step (load {res['load']:.1f})",
+        flush=True,
+    )
     return res
 
 
@@ -68,13 +71,17 @@ def main() -> None:
     args = ap.parse_args()
     r = {(rc, fx): run(rc, fx, args) for rc in (False, True) for fx in (False, True)}
     base, new = r[(False, False)], r[(True, True)]
-    print(f"peak RSS: {base['peak_gb']:.2f} → {new['peak_gb']:.2f} GB ({new['peak_gb'] / base['peak_gb']:.2f}×); "
-          f"recomputing alone {r[(True, False)]['peak_gb']:.2f}, the fixed threshold alone {r[(False, True)]['peak_gb']:.2f}")
+    print(
+        f"peak RSS: {base['peak_gb']:.2f} → {new['peak_gb']:.2f} GB ({new['peak_gb'] / base['peak_gb']:.2f}×); "
+        f"recomputing alone {r[(True, False)]['peak_gb']:.2f}, the fixed threshold alone {r[(False, True)]['peak_gb']:.2f}"
+    )
     for key, what in (("cpu_s", "CPU"), ("wall_s", "wall")):
-        print(f"{what} time per step, recomputed / kept: {r[(True, True)][key] / r[(False, True)][key]:.2f}× "
-              f"(threshold fixed), {r[(True, False)][key] / r[(False, False)][key]:.2f}× (glibc); "
-              f"fixed / glibc threshold: {r[(False, True)][key] / r[(False, False)][key]:.2f}× (kept), "
-              f"{r[(True, True)][key] / r[(True, False)][key]:.2f}× (recomputed)")
+        print(
+            f"{what} time per step, recomputed / kept: {r[(True, True)][key] / r[(False, True)][key]:.2f}× "
+            f"(threshold fixed), {r[(True, False)][key] / r[(False, False)][key]:.2f}× (glibc); "
+            f"fixed / glibc threshold: {r[(False, True)][key] / r[(False, False)][key]:.2f}× (kept), "
+            f"{r[(True, True)][key] / r[(True, False)][key]:.2f}× (recomputed)"
+        )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ def write(path: str, values: np.ndarray, chunk: int) -> float:
     n = len(values)
     start = time.perf_counter()
     writer = StoreWriter(path, {"fingerprint": "bench", "stage": "cache-features"})
-    spec = per_object("feature", (n, *SHAPE), chunk, "float16", ("object", "view", "channel", "row", "col"), False)
+    spec = per_object(
+        "feature", (n, *SHAPE), chunk, "float16", ("object", "view", "channel", "row", "col"), False
+    )
     writer.create({"train": (-(-n // chunk), [spec])})
     for i, lo in enumerate(range(0, n, chunk)):
         writer.write("train", "feature", lo, values[lo : lo + chunk])
@@ -70,11 +72,16 @@ def measure(url: str, objects: int, chunk: int) -> None:
             w = write(where, values, chunk)
             r = read(where, order, values)
             rows.append((name, w, r))
-            print(f"{name:5s} write {mib / w:8.1f} MiB/s ({w:.2f} s)   read {objects / r:8.1f} objects/s "
-                  f"({mib / r:7.1f} MiB/s)", flush=True)
+            print(
+                f"{name:5s} write {mib / w:8.1f} MiB/s ({w:.2f} s)   read {objects / r:8.1f} objects/s "
+                f"({mib / r:7.1f} MiB/s)",
+                flush=True,
+            )
     (_, wd, rd), (_, ws, rs) = rows
-    print(f"s3 / disk: write {wd / ws:.2f}×, per-object read {rd / rs:.3f}×  "
-          f"({objects} objects of {values[0].nbytes / 1024:.0f} KiB, load average {os.getloadavg()[0]:.1f})")
+    print(
+        f"s3 / disk: write {wd / ws:.2f}×, per-object read {rd / rs:.3f}×  "
+        f"({objects} objects of {values[0].nbytes / 1024:.0f} KiB, load average {os.getloadavg()[0]:.1f})"
+    )
 
 
 def main() -> None:
@@ -92,8 +99,12 @@ def main() -> None:
     from tests.s3server import seaweed_s3
 
     with tempfile.TemporaryDirectory() as tmp, seaweed_s3(Path(tmp), args.bucket) as endpoint:
-        os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-                          AWS_DEFAULT_REGION="us-east-1")
+        os.environ.update(
+            AWS_ENDPOINT_URL=endpoint,
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
         measure(url, args.objects, args.chunk)
 
 

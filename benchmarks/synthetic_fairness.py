@@ -178,7 +178,9 @@ def main() -> None:
     ap.add_argument("--k-visible", type=int, default=4, help="visible patches the predictor sees")
     ap.add_argument("--steps", type=int, default=1500, help="Adam steps for the constant and the predictor")
     ap.add_argument("--batch", type=int, default=256, help="masked patches per step")
-    ap.add_argument("--versions", type=int, nargs="+", default=[1, 2, 3], help="generator versions to compare")
+    ap.add_argument(
+        "--versions", type=int, nargs="+", default=[1, 2, 3], help="generator versions to compare"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
@@ -205,19 +207,27 @@ def print_tables(rows: dict, args) -> None:
     """One column per generator version: measure (a), measure (b), generation time."""
     cols = list(rows)
     head = f"{'':28s}" + "".join(f"{'v' + str(v):>10s}" for v in cols)
-    print(f"seed {args.seed}, torch seed {args.torch_seed}, {args.per_class} objects/class, 2048 points, "
-          f"scale-1 targets (8 of 512 centres), mask ratio 0.8 random, {args.steps} Adam steps")
+    print(
+        f"seed {args.seed}, torch seed {args.torch_seed}, {args.per_class} objects/class, 2048 points, "
+        f"scale-1 targets (8 of 512 centres), mask ratio 0.8 random, {args.steps} Adam steps"
+    )
     print(f"\n(a) patch separability, mean Chamfer-L2 ({args.patches} patches/object)\n{head}")
     for key in ("same object", "same class", "other class", "all at centre"):
         print(f"{key:28s}" + "".join(f"{rows[v][key]:10.5f}" for v in cols))
-    for name, a, b in (("other class / same object", "other class", "same object"),
-                       ("same class / same object", "same class", "same object")):
+    for name, a, b in (
+        ("other class / same object", "other class", "same object"),
+        ("same class / same object", "same class", "same object"),
+    ):
         print(f"{name:28s}" + "".join(f"{rows[v][a] / rows[v][b]:10.2f}" for v in cols))
     print(f"\n(b) masked scale-1 loss on test objects (Chamfer-L2, the model's loss_3d)\n{head}")
     for key in ("constant (no input)", "copy nearest visible", "learnt (context PointNet)"):
         print(f"{key:28s}" + "".join(f"{rows[v][key]:10.5f}" for v in cols))
-    print(f"{'learnt / constant':28s}"
-          + "".join(f"{rows[v]['learnt (context PointNet)'] / rows[v]['constant (no input)']:10.2f}" for v in cols))
+    print(
+        f"{'learnt / constant':28s}"
+        + "".join(
+            f"{rows[v]['learnt (context PointNet)'] / rows[v]['constant (no input)']:10.2f}" for v in cols
+        )
+    )
     print(f"\n{'generate + sample, s':28s}" + "".join(f"{rows[v]['gen+sample s']:10.1f}" for v in cols))
 
 

@@ -98,8 +98,12 @@ def precision_check(params, inputs, batches, data_root, device) -> None:
     losses, seconds = {}, {}
     cuda = device.type == "cuda"
     for precision in ("fp32", "bf16"):
-        s = setup(params.model_copy(update={"precision": precision if cuda else "fp32"}), inputs,
-                  data_root / "runs" / "bench", str(device))
+        s = setup(
+            params.model_copy(update={"precision": precision if cuda else "fp32"}),
+            inputs,
+            data_root / "runs" / "bench",
+            str(device),
+        )
         s.precision = precision  # on CPU: bf16 autocast of the same step (i2p train refuses it there: slow)
         times, losses[precision] = [], []
         for k, item in enumerate(batches):
@@ -113,20 +117,27 @@ def precision_check(params, inputs, batches, data_root, device) -> None:
                 times.append(time.perf_counter() - tic)
         seconds[precision] = sum(times) / len(times)
     rel = [abs(b - a) / abs(a) for a, b in zip(losses["fp32"], losses["bf16"], strict=True)]
-    print(f"precision check: fp32 {seconds['fp32']:.3f} s/step, bf16 {seconds['bf16']:.3f} s/step "
-          f"(bf16 speed-up {seconds['fp32'] / seconds['bf16']:.2f}×)")
+    print(
+        f"precision check: fp32 {seconds['fp32']:.3f} s/step, bf16 {seconds['bf16']:.3f} s/step "
+        f"(bf16 speed-up {seconds['fp32'] / seconds['bf16']:.2f}×)"
+    )
     print("  loss per step fp32: " + " ".join(f"{x:.4f}" for x in losses["fp32"]))
     print("  loss per step bf16: " + " ".join(f"{x:.4f}" for x in losses["bf16"]))
-    print(f"  relative loss difference: first step {rel[0]:.2e}, mean {sum(rel) / len(rel):.2e}, max {max(rel):.2e}")
+    print(
+        f"  relative loss difference: first step {rel[0]:.2e}, mean {sum(rel) / len(rel):.2e}, max {max(rel):.2e}"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--repeats", "--steps", type=int, default=5,
-                    help="timed steps per variant (after one warm-up round)")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 on CPU, torch's own on CUDA)")
+    ap.add_argument(
+        "--repeats", "--steps", type=int, default=5, help="timed steps per variant (after one warm-up round)"
+    )
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: 1 on CPU, torch's own on CUDA)"
+    )
     ap.add_argument("--no-online", action="store_true", help="skip the online step (the slowest on a CPU)")
     ap.add_argument("--teacher", default="random:ViT-B-16-quickgelu", help="online teacher")
     ap.add_argument("--per-class", type=int, default=4, help="synthetic objects per class")
@@ -139,8 +150,11 @@ def main() -> None:
         help="default: fp32, as i2p train (train.precision); bf16 is refused on CPU",
     )
     ap.add_argument("--stage-workers", type=int, default=1, help="prepare/render workers for the stores")
-    ap.add_argument("--precision-check", action="store_true",
-                    help="fp32 vs bf16 steps and losses (on CPU: the losses under CPU autocast only)")
+    ap.add_argument(
+        "--precision-check",
+        action="store_true",
+        help="fp32 vs bf16 steps and losses (on CPU: the losses under CPU autocast only)",
+    )
     args = ap.parse_args()
     device = torch.device(args.device)
     if args.threads or device.type == "cpu":
@@ -161,10 +175,14 @@ def main() -> None:
     for need in p.needs.values():
         run_plan(need, ctx)
     inputs = train_inputs(p)
-    params = config.params("train").model_copy(update={"batch_size": args.batch_size})  # setup checks full batches
+    params = config.params("train").model_copy(
+        update={"batch_size": args.batch_size}
+    )  # setup checks full batches
     n = args.batch_size
     cached = CachedShapes(inputs.points, inputs.views, inputs.features, "train", params.points, params.seed)
-    points_only = CachedShapes(inputs.points, None, None, "train", params.points, params.seed)  # 3D-only, online
+    points_only = CachedShapes(
+        inputs.points, None, None, "train", params.points, params.seed
+    )  # 3D-only, online
     collate = torch.utils.data.default_collate
     rounds = min(args.repeats + 1, len(cached) // n)  # distinct batches; the rounds reuse them in turn
     cached_batches = [collate([cached[i] for i in range(k * n, (k + 1) * n)]) for k in range(rounds)]
@@ -176,7 +194,9 @@ def main() -> None:
     variants = [v for v in VARIANTS if v != "online" or not args.no_online]
     teacher = None
     if "online" in variants:
-        teacher = load_teacher(args.teacher, None, str(device), "fp16" if device.type == "cuda" else "fp32", offline=True)
+        teacher = load_teacher(
+            args.teacher, None, str(device), "fp16" if device.type == "cuda" else "fp32", offline=True
+        )
     points_inputs = TrainInputs(inputs.points, None, None, inputs.fingerprints, inputs.feature_channels)
     batches = {"3d-only": point_batches, "cached": cached_batches, "online": point_batches}
     load_before = os.getloadavg()
@@ -185,9 +205,18 @@ def main() -> None:
         run_params = params.model_copy(update={"precision": precision})  # fp32 (the paper's) | bf16
         setups = {}
         for v in variants:  # seeds, model, optimizer: the same initial weights for the shared parameters
-            arm = run_params.model_copy(update={"masking": "random", "targets": "3d"}) if v == "3d-only" else run_params
-            setups[v] = setup(arm, points_inputs if v == "3d-only" else inputs, data_root / "runs" / "bench",
-                              str(device), teacher=teacher if v == "online" else None)
+            arm = (
+                run_params.model_copy(update={"masking": "random", "targets": "3d"})
+                if v == "3d-only"
+                else run_params
+            )
+            setups[v] = setup(
+                arm,
+                points_inputs if v == "3d-only" else inputs,
+                data_root / "runs" / "bench",
+                str(device),
+                teacher=teacher if v == "online" else None,
+            )
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         times = interleaved(setups, {v: batches[v] for v in variants}, args.repeats, device)
@@ -210,22 +239,30 @@ def main() -> None:
             break
     loader_rate = seen / (time.perf_counter() - tic) if seen else float("nan")
     step_rate = max(n / results["cached", p] for p in precisions)
-    print(f"machine {machine(device)} | device {device} | torch threads {torch.get_num_threads()} | "
-          f"batch {n} × {params.points} points | online teacher {args.teacher}")
-    print(f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after | {args.repeats} interleaved "
-          f"steps per variant after one warm-up round; medians")
+    print(
+        f"machine {machine(device)} | device {device} | torch threads {torch.get_num_threads()} | "
+        f"batch {n} × {params.points} points | online teacher {args.teacher}"
+    )
+    print(
+        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after | {args.repeats} interleaved "
+        f"steps per variant after one warm-up round; medians"
+    )
     for p in precisions:
         peak = f" | peak GPU memory of the three {peaks[p]:.1f} GiB" if p in peaks else ""
         print(f"precision {p}{peak}")
         print("  variant   median wall s (min–max)    samples/s  ÷ 3d-only | median CPU s  ÷ 3d-only")
         for v in variants:
             wall, cpu, (lo, hi) = results[v, p], results[v, p, "cpu"], results[v, p, "spread"]
-            print(f"  {v:<8} {wall:8.3f} ({lo:7.3f}–{hi:7.3f}) {n / wall:9.2f}  {wall / results['3d-only', p]:9.3f} |"
-                  f" {cpu:12.3f}  {cpu / results['3d-only', p, 'cpu']:9.3f}")
+            print(
+                f"  {v:<8} {wall:8.3f} ({lo:7.3f}–{hi:7.3f}) {n / wall:9.2f}  {wall / results['3d-only', p]:9.3f} |"
+                f" {cpu:12.3f}  {cpu / results['3d-only', p, 'cpu']:9.3f}"
+            )
         for v in variants[1:]:
-            print(f"  {v} ÷ 3d-only: {results[v, p] / results['3d-only', p]:.3f} wall, "
-                  f"{results[v, p, 'cpu'] / results['3d-only', p, 'cpu']:.3f} CPU"
-                  + (" (goal ≤ 1.05)" if v == "cached" else ""))
+            print(
+                f"  {v} ÷ 3d-only: {results[v, p] / results['3d-only', p]:.3f} wall, "
+                f"{results[v, p, 'cpu'] / results['3d-only', p, 'cpu']:.3f} CPU"
+                + (" (goal ≤ 1.05)" if v == "cached" else "")
+            )
     print(
         f"loader ({args.workers} workers) {loader_rate:8.1f} samples/s = {loader_rate / step_rate:.1f}× "
         "what the fastest cached step consumes"

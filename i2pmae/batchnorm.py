@@ -104,8 +104,14 @@ def reestimate_batchnorm(
     return n_objects
 
 
-def variance_ratio(model: I2PMAE, points: Any, *, n_points: int, selection: Selection = "first",
-                   device: str | torch.device = "cpu") -> float:
+def variance_ratio(
+    model: I2PMAE,
+    points: Any,
+    *,
+    n_points: int,
+    selection: Selection = "first",
+    device: str | torch.device = "cpu",
+) -> float:
     """Median over every encoder BatchNorm channel of running var / var re-estimated on ``points``.
 
     points: (O, P, 3), one batch (a few dozen objects suffice: each layer sees O·G·K members). ≈ 1 when
@@ -116,9 +122,14 @@ def variance_ratio(model: I2PMAE, points: Any, *, n_points: int, selection: Sele
     layers = encoder_batchnorms(model)
     running = [m.running_var.detach().clone() + m.eps for m in layers]
     with buffers_kept(model.h_encoder):
-        reestimate_batchnorm(model, points, n_points=n_points, selection=selection,
-                             batch_size=max(1, points.shape[0] if hasattr(points, "shape") else len(points)),
-                             device=device)
+        reestimate_batchnorm(
+            model,
+            points,
+            n_points=n_points,
+            selection=selection,
+            batch_size=max(1, points.shape[0] if hasattr(points, "shape") else len(points)),
+            device=device,
+        )
         fresh = [m.running_var.detach().clone() + m.eps for m in layers]
     ratios = torch.cat([(r / f).flatten().double().cpu() for r, f in zip(running, fresh, strict=True)])
     return float(ratios.median()) if ratios.numel() else 1.0

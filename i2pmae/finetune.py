@@ -51,7 +51,9 @@ class FinetuneConfig:
     seed: int = 0
     max_steps: int | None = None  # stop after this many optimiser steps (a quick check; None: all epochs)
     precision: str = "fp32"  # "fp32" as the paper (§9.2); "bf16": the training forward under bf16 autocast
-    recompute_embed: bool = True  # recompute the scale-0 token embedding in backward: less memory, same numbers
+    recompute_embed: bool = (
+        True  # recompute the scale-0 token embedding in backward: less memory, same numbers
+    )
 
 
 @dataclass
@@ -234,7 +236,9 @@ def finetune(
             group["lr"] = lr
         try:
             left = None if cfg.max_steps is None else cfg.max_steps - steps
-            loss, train_acc, taken = train_epoch(model, optimizer, train_x, train_y, cfg, g, device, on_batch, left)
+            loss, train_acc, taken = train_epoch(
+                model, optimizer, train_x, train_y, cfg, g, device, on_batch, left
+            )
             steps += taken
         except FloatingPointError as err:
             raise FloatingPointError(f"epoch {epoch}: {err}") from None

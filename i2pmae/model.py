@@ -95,8 +95,13 @@ class I2PMAE(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or I2PMAEConfig()
         self.h_encoder = HierarchicalEncoder(
-            cfg.encoder_dims, cfg.encoder_depths, cfg.num_heads, cfg.mlp_ratio, cfg.drop_path,
-            cfg.local_radius, cfg.index0_quirk,
+            cfg.encoder_dims,
+            cfg.encoder_depths,
+            cfg.num_heads,
+            cfg.mlp_ratio,
+            cfg.drop_path,
+            cfg.local_radius,
+            cfg.index0_quirk,
         )
         dd = cfg.decoder_dims
         self.mask_token = nn.Parameter(torch.zeros(1, dd[0]))

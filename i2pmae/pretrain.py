@@ -46,7 +46,9 @@ class Batch:
 SCALE_LOW, SCALE_HIGH, SHIFT = 2 / 3, 3 / 2, 0.2  # PointcloudScaleAndTranslate's defaults (method §1.6)
 
 
-def scale_and_translate(xyz: Tensor, low: float = SCALE_LOW, high: float = SCALE_HIGH, shift: float = SHIFT) -> Tensor:
+def scale_and_translate(
+    xyz: Tensor, low: float = SCALE_LOW, high: float = SCALE_HIGH, shift: float = SHIFT
+) -> Tensor:
     """Method §1.6: per sample, per-axis scale U(low, high)³ and shift U(−shift, shift)³. (B,N,3) → (B,N,3)."""
     B = xyz.shape[0]
     scale = torch.empty(B, 1, 3, device=xyz.device).uniform_(low, high)
@@ -118,8 +120,12 @@ def online_maps(batch: Batch, teacher: Callable[[Tensor], tuple[Tensor, Tensor]]
     )
 
 
-def official_step(model: I2PMAE, batch: Batch, teacher: Callable[[Tensor], tuple[Tensor, Tensor]],
-                  call: Callable[..., Any] | None = None) -> Any:
+def official_step(
+    model: I2PMAE,
+    batch: Batch,
+    teacher: Callable[[Tensor], tuple[Tensor, Tensor]],
+    call: Callable[..., Any] | None = None,
+) -> Any:
     """The official pre-training step (method §1.6, §4, §5, §8): augment the normalised input, project
     the augmented cloud, run the teacher on its views, mask and look up on that same cloud."""
     augmented = online_maps(Batch(scale_and_translate(batch.xyz), None), teacher)

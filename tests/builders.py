@@ -92,7 +92,9 @@ STAGE_SETS = [
 ]
 
 
-def build_stage(stage: str, config: Any, data_root: Path, dataset: str, store_root: Any = None) -> dict[str, Path]:
+def build_stage(
+    stage: str, config: Any, data_root: Path, dataset: str, store_root: Any = None
+) -> dict[str, Path]:
     """Bring ``stage`` up to date for ``dataset`` through the runner (plan, then run); {stage: output} for it
     and its needs. store_root: where stores go when not under the data root (a folder or an fsspec URL)."""
     from pipeline.runner.execute import run
@@ -212,21 +214,54 @@ def toy_cloud(c: int, rng: np.random.Generator, P: int) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1).max()).astype(np.float32)
 
 
-def write_labelled_store(data_root: Path, name: str, fp: str, classes: list[str], clouds: dict[str, np.ndarray],
-                         labels: dict[str, np.ndarray], ids: dict[str, list[str]], **attrs) -> Path:
+def write_labelled_store(
+    data_root: Path,
+    name: str,
+    fp: str,
+    classes: list[str],
+    clouds: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    ids: dict[str, list[str]],
+    **attrs,
+) -> Path:
     """A complete points store in the real schema, written with the real StoreWriter and bound as dataset
     ``name``: per split, clouds (O, P, 3) float32, labels (O,) and ids (O,). ``attrs`` add store attrs."""
     path = data_root / "points" / f"{name}-{fp[:8]}.zarr"
     P = next(iter(clouds.values())).shape[1]
-    handling = {"layout": "folder", "points": "sampled", "point_order": "fps", "n_points": P, **attrs.pop("handling", {})}
-    writer = StoreWriter(path, {"fingerprint": fp, "stage": "prepare", "params": {}, "upstream": {}, "dataset": name,
-                                "layout": handling["layout"], "classes": classes, "handling": handling, **attrs})
-    writer.create({
-        s: (1, [per_object("points", (len(y), P, 3), len(y), "float32", ("object", "point", "xyz")),
-                ArraySpec("label", (len(y),), (len(y),), "int32", ("object",), -1),
-                ArraySpec("id", (len(y),), (len(y),), str, ("object",), "")])
-        for s, y in labels.items()
-    })
+    handling = {
+        "layout": "folder",
+        "points": "sampled",
+        "point_order": "fps",
+        "n_points": P,
+        **attrs.pop("handling", {}),
+    }
+    writer = StoreWriter(
+        path,
+        {
+            "fingerprint": fp,
+            "stage": "prepare",
+            "params": {},
+            "upstream": {},
+            "dataset": name,
+            "layout": handling["layout"],
+            "classes": classes,
+            "handling": handling,
+            **attrs,
+        },
+    )
+    writer.create(
+        {
+            s: (
+                1,
+                [
+                    per_object("points", (len(y), P, 3), len(y), "float32", ("object", "point", "xyz")),
+                    ArraySpec("label", (len(y),), (len(y),), "int32", ("object",), -1),
+                    ArraySpec("id", (len(y),), (len(y),), str, ("object",), ""),
+                ],
+            )
+            for s, y in labels.items()
+        }
+    )
     for s, y in labels.items():
         writer.write(s, "points", 0, clouds[s].astype(np.float32))
         writer.write(s, "label", 0, y.astype(np.int32))
@@ -259,8 +294,9 @@ def write_classes_store(
         x *= (1 + y[:, None, None] * np.array([0.3, 0.0, -0.1]))[:, :, :]
         clouds[s] = x / np.abs(x).max()
     ids = {s: [f"c{c}/{s}{i}" for i, c in enumerate(y)] for s, y in labels.items()}
-    return write_labelled_store(data_root, name, "f" * 64, [f"c{k}" for k in range(n_classes)], clouds, labels, ids,
-                                source="folder")
+    return write_labelled_store(
+        data_root, name, "f" * 64, [f"c{k}" for k in range(n_classes)], clouds, labels, ids, source="folder"
+    )
 
 
 def bind_dataset(data_root: Path, name: str, path: Path) -> Path:

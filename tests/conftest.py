@@ -14,8 +14,14 @@ import pytest
 import yaml
 
 TINY_ENCODER = dict(
-    num_groups=(16, 8, 4), group_sizes=(4, 2, 2), encoder_dims=(16, 32, 64), encoder_depths=(1, 1, 1),
-    num_heads=2, decoder_dims=(64, 32), targets="3d", drop_path=0.0,
+    num_groups=(16, 8, 4),
+    group_sizes=(4, 2, 2),
+    encoder_dims=(16, 32, 64),
+    encoder_depths=(1, 1, 1),
+    num_heads=2,
+    decoder_dims=(64, 32),
+    targets="3d",
+    drop_path=0.0,
 )
 
 
@@ -84,6 +90,14 @@ def tiny_eval_root(tmp_path_factory, tiny_encoder) -> Path:
     from i2pmae.model import I2PMAE
 
     torch.manual_seed(0)
-    torch.save({"model": I2PMAE(tiny_encoder).state_dict(), "model_config": asdict(tiny_encoder),
-                "train_params": {"points": 64}, "epoch": 0, "step": 0}, run_dir / "ckpt-last.pt")
+    torch.save(
+        {
+            "model": I2PMAE(tiny_encoder).state_dict(),
+            "model_config": asdict(tiny_encoder),
+            "train_params": {"points": 64},
+            "epoch": 0,
+            "step": 0,
+        },
+        run_dir / "ckpt-last.pt",
+    )
     return root

@@ -19,8 +19,18 @@ from pathlib import Path
 
 # Every port the all-in-one server opens (gRPC ports included), so none collides with a busy default.
 PORTS = (
-    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
-    "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "iam.port", "metricsPort",
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "s3.port.iceberg",
+    "s3.port.lance",
+    "iam.port",
+    "metricsPort",
 )
 
 
@@ -43,14 +53,28 @@ def seaweed_s3(folder: Path, bucket: str = "i2p-test", timeout_s: float = 60.0) 
     import s3fs
 
     ports = {name: _free_port() for name in PORTS}
-    cmd = [weed_binary(), "server", f"-dir={folder}", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-           "-volume.max=32", "-master.volumeSizeLimitMB=64", *[f"-{k}={v}" for k, v in ports.items()]]
+    cmd = [
+        weed_binary(),
+        "server",
+        f"-dir={folder}",
+        "-s3",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-volume.max=32",
+        "-master.volumeSizeLimitMB=64",
+        *[f"-{k}={v}" for k, v in ports.items()],
+    ]
     log = open(folder / "weed.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{ports['s3.port']}"
     try:
-        fs = s3fs.S3FileSystem(endpoint_url=endpoint, key="test", secret="test", skip_instance_cache=True,
-                               config_kwargs={"retries": {"max_attempts": 1}})
+        fs = s3fs.S3FileSystem(
+            endpoint_url=endpoint,
+            key="test",
+            secret="test",
+            skip_instance_cache=True,
+            config_kwargs={"retries": {"max_attempts": 1}},
+        )
         deadline = time.monotonic() + timeout_s
         while True:
             try:

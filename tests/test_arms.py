@@ -55,7 +55,9 @@ def test_each_arm_names_the_maps_it_uses():
 @pytest.mark.parametrize(("masking", "targets"), ARMS)
 def test_the_loader_of_a_run_reads_only_the_arrays_of_its_arm(stores, reads, tmp_path, masking, targets):
     config, _, inputs = stores
-    params = config.params("train").model_copy(update={"masking": masking, "targets": targets, "batch_size": 2})
+    params = config.params("train").model_copy(
+        update={"masking": masking, "targets": targets, "batch_size": 2}
+    )
     s = setup(params, inputs, tmp_path / "run", "cpu", arch=SMALL)
     batch = next(iter(s.loader))
     expected = {"feature", "saliency"} & set(maps_used(masking, targets))
@@ -68,10 +70,14 @@ def test_an_arm_that_reads_fewer_maps_trains_as_when_it_read_every_map(stores, t
     """A step from the same seed on the arm's batch and on a batch of every array (what the loader read
     before): the same loss and weights, bit for bit."""
     config, _, inputs = stores
-    params = config.params("train").model_copy(update={"masking": masking, "targets": targets, "batch_size": 2})
+    params = config.params("train").model_copy(
+        update={"masking": masking, "targets": targets, "batch_size": 2}
+    )
     results = []
     for maps in (maps_used(masking, targets), ("feature", "saliency")):
-        data = CachedShapes(inputs.points, inputs.views, inputs.features, "train", 1024, params.seed, maps=maps)
+        data = CachedShapes(
+            inputs.points, inputs.views, inputs.features, "train", 1024, params.seed, maps=maps
+        )
         s = setup(params, inputs, tmp_path / "-".join(maps), "cpu", arch=SMALL)
         out, finite = train_step(s, data[(0, [0, 1])])  # a batch as the run's DataLoader reads it
         assert finite
@@ -102,7 +108,9 @@ def test_a_3d_only_run_needs_and_reads_the_points_store_alone(tmp_path, reads):
 def test_2d_targets_do_not_depend_on_the_order_of_their_rows(stores):
     _, _, inputs = stores
     data = CachedShapes(inputs.points, inputs.views, inputs.features, "train", 1024, seed=1)
-    batch = Batch.from_item(torch.utils.data.default_collate([data[i] for i in range(4)]), torch.device("cpu"))
+    batch = Batch.from_item(
+        torch.utils.data.default_collate([data[i] for i in range(4)]), torch.device("cpu")
+    )
     from i2pmae.model import I2PMAE, I2PMAEConfig
 
     torch.manual_seed(0)

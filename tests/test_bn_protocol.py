@@ -130,8 +130,20 @@ def test_svm_and_embed_name_the_protocol_and_warn_about_stale_statistics_only_un
         text.count(f"**, bn_stats=running; **{STALE}") == 2
         and "reestimate (train split, 24 objects); **" not in text
     )
-    out = cli(root, "embed", "--run", "fresh", "-d", "blobs", "--split", "test", "--out", tmp_path / "e.npy",
-              "--bn-stats", "reestimate")
+    out = cli(
+        root,
+        "embed",
+        "--run",
+        "fresh",
+        "-d",
+        "blobs",
+        "--split",
+        "test",
+        "--out",
+        tmp_path / "e.npy",
+        "--bn-stats",
+        "reestimate",
+    )
     assert out.exit_code == 0 and "bn_stats=reestimate (train split, 24 objects))" in out.stdout, out.output
     rows = np.load(tmp_path / "e.npy")
     out = cli(root, "embed", "--run", "fresh", "-d", "blobs", "--split", "test", "--out", tmp_path / "r.npy")

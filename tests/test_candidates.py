@@ -137,8 +137,11 @@ def scanobjectnn(split_dir, suffix="", n=(6, 3)):
 
 @pytest.mark.parametrize(
     "variant, folder, suffix",
-    [("obj-bg", "main_split", ""), ("obj-only", "main_split_nobg", ""),
-     ("pb-t50-rs", "main_split", "_augmentedrot_scale75")],
+    [
+        ("obj-bg", "main_split", ""),
+        ("obj-only", "main_split_nobg", ""),
+        ("pb-t50-rs", "main_split", "_augmentedrot_scale75"),
+    ],
 )
 def test_scanobjectnn_as_the_official_archive_unpacks(tmp_path, variant, folder, suffix):
     scanobjectnn(tmp_path / "ScanObjectNN" / "h5_files" / folder, suffix)
@@ -189,7 +192,9 @@ def test_single_precision_far_from_the_origin_is_warned_and_recorded(tmp_path):
     np.save(tmp_path / "far" / "scan" / "near32.npy", cloud.astype(np.float32))
     far_box = trimesh.creation.box().apply_translation((2e6, 0, 0))
     (tmp_path / "far" / "scan" / "far.stl").write_bytes(far_box.export(file_type="stl"))  # binary: float32
-    _, failures, attrs = stored(prepare(source_params(root=tmp_path / "far", test_fraction=0.0), tmp_path / "data"))
+    _, failures, attrs = stored(
+        prepare(source_params(root=tmp_path / "far", test_fraction=0.0), tmp_path / "data")
+    )
     assert failures == []
     warned = {w["id"]: w["warning"] for w in attrs["warnings"]}
     assert warned.keys() == {"scan/utm32", "scan/far"}
@@ -198,7 +203,8 @@ def test_single_precision_far_from_the_origin_is_warned_and_recorded(tmp_path):
 
 def test_default_names_stay_readable_and_distinct_for_non_latin_folders(tmp_path):
     names = [
-        sources.default_dataset_name(source_params(root=tmp_path / n)) for n in ("数据集", "データ", "Café (v2)")
+        sources.default_dataset_name(source_params(root=tmp_path / n))
+        for n in ("数据集", "データ", "Café (v2)")
     ]
     assert names == ["数据集", "データ", "Café-v2"]
     nfd = "Cafe\u0301"  # macOS spells é as e + combining accent

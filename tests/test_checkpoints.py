@@ -26,8 +26,14 @@ from pipeline.storage.checkpoints import (
 # Names and shapes of the official models' state dicts (see its "about"); a copy kept with the tests.
 KEYS = Path(__file__).resolve().parent / "data" / "official_checkpoint_keys.json"
 TINY = I2PMAEConfig(
-    num_groups=(16, 8, 4), group_sizes=(4, 2, 2), encoder_dims=(16, 32, 64), encoder_depths=(1, 1, 1),
-    num_heads=2, decoder_dims=(64, 32), targets="3d", drop_path=0.0,
+    num_groups=(16, 8, 4),
+    group_sizes=(4, 2, 2),
+    encoder_dims=(16, 32, 64),
+    encoder_depths=(1, 1, 1),
+    num_heads=2,
+    decoder_dims=(64, 32),
+    targets="3d",
+    drop_path=0.0,
 )
 
 
@@ -58,8 +64,16 @@ def official_file(path: Path, state: dict[str, torch.Tensor], clip: bool = True)
         wrapped["module.clip_model.visual.conv1.weight"] = torch.randn(8, 3, 4, 4)
         wrapped["module.clip_model.visual.proj"] = torch.randn(8, 4)
         wrapped["module.clip_model.token_embedding.weight"] = torch.randn(10, 8)  # 'token' in a teacher name
-    torch.save({"base_model": wrapped, "optimizer": {"state": {}, "param_groups": []}, "epoch": 300,
-                "metrics": {"acc": 93.3}, "best_metrics": {"acc": 93.4}}, path)
+    torch.save(
+        {
+            "base_model": wrapped,
+            "optimizer": {"state": {}, "param_groups": []},
+            "epoch": 300,
+            "metrics": {"acc": 93.3},
+            "best_metrics": {"acc": 93.4},
+        },
+        path,
+    )
     return path
 
 
@@ -130,8 +144,16 @@ def test_our_run_checkpoint_rebuilds_its_config(tmp_path):
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"params": {"points": 256}}))
     torch.save(
-        {"model": model.state_dict(), "model_config": asdict(TINY), "train_params": {"points": 256},
-         "epoch": 4, "step": 40, "optimizer": {}, "scheduler": None, "rng": {"numpy": np.random.get_state()}},
+        {
+            "model": model.state_dict(),
+            "model_config": asdict(TINY),
+            "train_params": {"points": 256},
+            "epoch": 4,
+            "step": 40,
+            "optimizer": {},
+            "scheduler": None,
+            "rng": {"numpy": np.random.get_state()},
+        },
         run_dir / "ckpt-last.pt",
     )
     ck = load_encoder(run_checkpoint(tmp_path, "tiny"))
@@ -164,10 +186,23 @@ def test_paper_checkpoints_run_end_to_end(official_shapes, tmp_path):
     from tests.builders import invoke, write_store
 
     data = tmp_path / "data"
-    write_store(data, "modelnet40", {"train": 2, "test": 1}, P=2048, layout="modelnet40_ply_hdf5_2048",
-                point_order="stored")
-    write_store(data, "scanobjectnn-obj-bg", {"train": 1, "test": 1}, P=2048, layout="scanobjectnn_h5",
-                point_order="stored", variant="obj-bg")
+    write_store(
+        data,
+        "modelnet40",
+        {"train": 2, "test": 1},
+        P=2048,
+        layout="modelnet40_ply_hdf5_2048",
+        point_order="stored",
+    )
+    write_store(
+        data,
+        "scanobjectnn-obj-bg",
+        {"train": 1, "test": 1},
+        P=2048,
+        layout="scanobjectnn_h5",
+        point_order="stored",
+        variant="obj-bg",
+    )
     pre = official_file(tmp_path / "pre-train.pth", random_state(official_shapes["pretrain"]["state_dict"]))
     out = invoke("eval", "svm", "--ckpt", pre, "-d", "modelnet40", "--data-root", data)
     assert out.exit_code == 0, out.output
@@ -219,8 +254,11 @@ def test_a_file_that_is_no_checkpoint_says_download_it_again(tmp_path, content, 
 
 @pytest.mark.parametrize("zipped", [True, False])
 def test_a_truncated_download_is_named_as_such(official_shapes, tmp_path, zipped):
-    torch.save({"base_model": encoder_only(official_shapes)}, tmp_path / "full.pth",
-               _use_new_zipfile_serialization=zipped)
+    torch.save(
+        {"base_model": encoder_only(official_shapes)},
+        tmp_path / "full.pth",
+        _use_new_zipfile_serialization=zipped,
+    )
     data = (tmp_path / "full.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 3])
     with pytest.raises(CheckpointError) as err:

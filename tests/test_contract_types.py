@@ -16,8 +16,13 @@ RUNNER = Path(__file__).resolve().parents[1] / "pipeline" / "runner"
 
 def test_stages_declares_no_any_typed_plan_or_context():
     tree = ast.parse((RUNNER / "stages.py").read_text())
-    aliases = [t.id for node in ast.walk(tree) if isinstance(node, ast.Assign) for t in ast.walk(node)
-               if isinstance(t, ast.Name) and t.id in ("Plan", "Context")]
+    aliases = [
+        t.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        for t in ast.walk(node)
+        if isinstance(t, ast.Name) and t.id in ("Plan", "Context")
+    ]
     assert aliases == []
     assert inspect.isclass(Plan) and inspect.isclass(Context)
     hints = get_type_hints(Plan)
@@ -33,14 +38,22 @@ def _string_comparisons(path: Path, names: set[str]) -> list[str]:
                 consts = [part] if isinstance(part, ast.Constant) else list(getattr(part, "elts", []))
                 hit = [c.value for c in consts if isinstance(c, ast.Constant) and c.value in names]
                 found += [f"{path.name}:{node.lineno} {v!r}" for v in hit]
-        elif isinstance(node, ast.MatchValue) and isinstance(node.value, ast.Constant) and node.value.value in names:
+        elif (
+            isinstance(node, ast.MatchValue)
+            and isinstance(node.value, ast.Constant)
+            and node.value.value in names
+        ):
             found.append(f"{path.name}:{node.lineno} {node.value.value!r}")
     return found
 
 
 def test_the_runner_compares_no_stage_name_or_kind():
     names = set(STAGES) | {spec.output.kind for spec in STAGES.values()}
-    found = [f for module in ("plan.py", "execute.py", "status.py") for f in _string_comparisons(RUNNER / module, names)]
+    found = [
+        f
+        for module in ("plan.py", "execute.py", "status.py")
+        for f in _string_comparisons(RUNNER / module, names)
+    ]
     assert found == []
 
 

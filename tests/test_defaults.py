@@ -11,8 +11,14 @@ import cli
 from pipeline.core import params as P
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMAND_STAGE = {"prepare": "prepare", "render": "render", "cache-features": "cache-features", "train": "train",
-                 "fewshot": "fewshot", "finetune": "finetune"}
+COMMAND_STAGE = {
+    "prepare": "prepare",
+    "render": "render",
+    "cache-features": "cache-features",
+    "train": "train",
+    "fewshot": "fewshot",
+    "finetune": "finetune",
+}
 
 
 def command_options():
@@ -58,7 +64,9 @@ def test_no_help_quotes_a_default_by_hand_from_stages_yaml():
 def test_there_is_one_stages_yaml_and_it_holds_the_params_defaults():
     import yaml
 
-    copies = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.rglob("stages.yaml") if ".git" not in p.parts)
+    copies = sorted(
+        p.relative_to(ROOT).as_posix() for p in ROOT.rglob("stages.yaml") if ".git" not in p.parts
+    )
     assert copies == ["pipeline/stages.yaml"]
     declared = yaml.safe_load((ROOT / "pipeline" / "stages.yaml").read_text())["stages"]
     for stage, model in P.STAGES.items():

@@ -20,18 +20,26 @@ TRACKER = re.compile(r"\bissues?\s*(?:#?\d|[:\"“])|(?<![\w&/#])#\d+\b", re.I)
 
 
 def code_files() -> list[Path]:
-    return [*ROOT.glob("cli*.py"), *(p for d in ("pipeline", "i2pmae", "benchmarks") for p in (ROOT / d).rglob("*.py"))]
+    return [
+        *ROOT.glob("cli*.py"),
+        *(p for d in ("pipeline", "i2pmae", "benchmarks") for p in (ROOT / d).rglob("*.py")),
+    ]
 
 
 def other_test_files() -> list[Path]:
-    return [p for p in ROOT.glob("tests/*.py") if p.name != Path(__file__).name]  # this file quotes what it forbids
+    return [
+        p for p in ROOT.glob("tests/*.py") if p.name != Path(__file__).name
+    ]  # this file quotes what it forbids
 
 
 def prose(path: Path) -> list[tuple[int, str]]:
     """(line, text) of every comment and docstring of a Python file."""
     src = path.read_text()
-    out = [(t.start[0], t.string) for t in tokenize.generate_tokens(io.StringIO(src).readline)
-           if t.type == tokenize.COMMENT]
+    out = [
+        (t.start[0], t.string)
+        for t in tokenize.generate_tokens(io.StringIO(src).readline)
+        if t.type == tokenize.COMMENT
+    ]
     for node in ast.walk(ast.parse(src)):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             doc = ast.get_docstring(node, clean=False)
@@ -42,11 +50,28 @@ def prose(path: Path) -> list[tuple[int, str]]:
 
 def test_docs_site_builds_in_strict_mode(tmp_path):
     # strict: a warning fails the build; mkdocs.yml turns broken links and anchors into warnings
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
-                           "--site-dir", str(tmp_path / "site")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "--site-dir",
+            str(tmp_path / "site"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     built = {p.parent.name for p in (tmp_path / "site").glob("*/index.html")}
-    assert built >= {p.stem for p in DOCS.glob("*.md") if p.stem != "index"}, f"pages left out of the site: {built}"
+    assert built >= {p.stem for p in DOCS.glob("*.md") if p.stem != "index"}, (
+        f"pages left out of the site: {built}"
+    )
 
 
 def test_every_page_is_in_the_nav():
@@ -57,9 +82,21 @@ def test_every_page_is_in_the_nav():
 
 def test_every_cited_section_is_a_heading_of_the_method_page():
     headings = set(HEADING.findall((DOCS / "method.md").read_text()))
-    citing = [*code_files(), *other_test_files(), ROOT / "pipeline" / "stages.yaml", ROOT / "README.md", *DOCS.glob("*.md")]
-    missing = sorted({f"§{n} ({p.relative_to(ROOT)})" for p in citing for n in SECTION.findall(p.read_text())
-                      if n not in headings})
+    citing = [
+        *code_files(),
+        *other_test_files(),
+        ROOT / "pipeline" / "stages.yaml",
+        ROOT / "README.md",
+        *DOCS.glob("*.md"),
+    ]
+    missing = sorted(
+        {
+            f"§{n} ({p.relative_to(ROOT)})"
+            for p in citing
+            for n in SECTION.findall(p.read_text())
+            if n not in headings
+        }
+    )
     assert missing == [], f"docs/method.md needs a heading '## §N …' / '### §N.M …' for: {missing}"
 
 
@@ -71,15 +108,22 @@ def test_the_method_page_states_the_errata_where_they_apply():
 
 
 def test_code_prose_cites_neither_design_md_nor_tracker_issues():
-    hits = [f"{p.relative_to(ROOT)}:{line}: {m.group(0)!r}"
-            for p in [*code_files(), *other_test_files()] for line, text in prose(p)
-            for m in [*re.finditer(r"design\.md", text), *TRACKER.finditer(text)]]
+    hits = [
+        f"{p.relative_to(ROOT)}:{line}: {m.group(0)!r}"
+        for p in [*code_files(), *other_test_files()]
+        for line, text in prose(p)
+        for m in [*re.finditer(r"design\.md", text), *TRACKER.finditer(text)]
+    ]
     assert hits == [], f"point to the docs page (docs/…md) or say what was meant instead: {hits}"
 
 
 def test_code_prose_calls_the_method_page_method_not_spec():
-    hits = [f"{p.relative_to(ROOT)}:{line}" for p in [*code_files(), *other_test_files()]
-            for line, text in prose(p) if re.search(r"\bspec(?:'s)? §", text, re.I)]
+    hits = [
+        f"{p.relative_to(ROOT)}:{line}"
+        for p in [*code_files(), *other_test_files()]
+        for line, text in prose(p)
+        if re.search(r"\bspec(?:'s)? §", text, re.I)
+    ]
     assert hits == [], f"write 'method §N' (docs/method.md): {hits}"
 
 

@@ -29,7 +29,13 @@ from pipeline.train.trainset import CachedShapes
 from tests.builders import TRAIN_SETS, built_inputs, toy_config
 
 DRAWS = 2
-AUGMENTED = [*TRAIN_SETS, "prepare.points=2048", f"render.draws={DRAWS}", "render.chunk=2", "cache-features.chunk=2"]  # stages.yaml's default views: augmented
+AUGMENTED = [
+    *TRAIN_SETS,
+    "prepare.points=2048",
+    f"render.draws={DRAWS}",
+    "render.chunk=2",
+    "cache-features.chunk=2",
+]  # stages.yaml's default views: augmented
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +51,9 @@ def teacher():
 
 
 def items(inputs, input_subset="draw", n=4, epoch=0):
-    data = CachedShapes(inputs.points, inputs.views, inputs.features, "train", 1024, seed=1, input_subset=input_subset)
+    data = CachedShapes(
+        inputs.points, inputs.views, inputs.features, "train", 1024, seed=1, input_subset=input_subset
+    )
     data.set_epoch(epoch)
     rows = [data[i] for i in range(n)]
     return data, rows, Batch.from_item(torch.utils.data.default_collate(rows), torch.device("cpu"))
@@ -56,7 +64,10 @@ def test_views_store_holds_k_seeded_draws_of_the_augmented_cloud(stores):
     views = zarr.open_group(inputs.views, mode="r")
     points = zarr.open_group(inputs.points, mode="r")["train/points"][:]
     assert views.attrs["draws"] == DRAWS and views["train/image"].metadata.dimension_names[:3] == (
-        "object", "draw", "view")
+        "object",
+        "draw",
+        "view",
+    )
     o, k = 1, 1
     subset, scale, shift = (views[f"train/{a}"][o, k] for a in ("subset", "scale", "shift"))
     assert np.all((scale >= 2 / 3) & (scale < 3 / 2)) and np.all(np.abs(shift) <= 0.2)
@@ -91,7 +102,9 @@ def test_cached_draw_and_online_baseline_give_the_same_masks_and_losses(stores, 
     """For the same draw, the cached mode and the official online step agree within fp16 storage."""
     _, _, inputs = stores
     _, _, cached = items(inputs, "draw")
-    online = online_maps(Batch(cached.xyz.clone(), None), teacher)  # the official 2D branch on the draw's cloud
+    online = online_maps(
+        Batch(cached.xyz.clone(), None), teacher
+    )  # the official 2D branch on the draw's cloud
     assert torch.equal(online.proj, cached.proj)  # the same cloud, projected the same way
     # images and maps are stored in float16 (steps of 2⁻¹¹ relative): measured max error 0.006 at |f| ≤ 4.7
     assert torch.allclose(online.feature, cached.feature.float(), atol=1e-2, rtol=2e-3)
@@ -113,7 +126,9 @@ def test_online_step_is_the_official_order_computed_by_hand(stores, teacher):
     at the augmented centres and members → 2D-guided masks and losses."""
     _, _, inputs = stores
     data = CachedShapes(inputs.points, None, None, "train", 1024, seed=1)  # the online mode reads points only
-    batch = Batch.from_item(torch.utils.data.default_collate([data[i] for i in range(4)]), torch.device("cpu"))
+    batch = Batch.from_item(
+        torch.utils.data.default_collate([data[i] for i in range(4)]), torch.device("cpu")
+    )
     torch.manual_seed(0)
     model = I2PMAE(I2PMAEConfig(feat_dim_2d=512)).eval()
     torch.manual_seed(11)
@@ -140,8 +155,9 @@ def test_online_step_is_the_official_order_computed_by_hand(stores, teacher):
 
     def saliency_fn(idx):
         centres = torch.gather(xyz, 1, idx[..., None].expand(-1, -1, 3))  # (B, G, 3)
-        return torch.stack([torch.stack([s[:, 0] for s in dense_i2p(sal[b, :, None], centres[b], b)])
-                            for b in range(B)])  # (B, V, G)
+        return torch.stack(
+            [torch.stack([s[:, 0] for s in dense_i2p(sal[b, :, None], centres[b], b)]) for b in range(B)]
+        )  # (B, V, G)
 
     def target_fn(batch_idx, member_idx):
         L, K = member_idx.shape
@@ -196,7 +212,11 @@ def test_input_subset_draw_needs_the_draws_point_count(stores):
 
 
 def test_fixed_views_keep_their_fingerprint_and_older_stores_stay_up_to_date(tmp_path, caplog, monkeypatch):
-    assert RenderParams(views="fixed", draws=8).fingerprint_params() == {"subset": 2048, "seed": 0, "chunk": 16}
+    assert RenderParams(views="fixed", draws=8).fingerprint_params() == {
+        "subset": 2048,
+        "seed": 0,
+        "chunk": 16,
+    }
     config = toy_config(tmp_path, [*TRAIN_SETS, "render.views=fixed"])
     ctx = Context(config, tmp_path / "data", "toys")
     from pipeline.runner.execute import run as run_plan
@@ -205,12 +225,16 @@ def test_fixed_views_keep_their_fingerprint_and_older_stores_stay_up_to_date(tmp
     run_plan(built.needs["prepare"], ctx)
     run_plan(built, ctx)
     assert "views" not in zarr.open_group(str(built.out), mode="r").attrs["stage_params"]  # as older stores
-    default = toy_config(tmp_path, TRAIN_SETS)  # stages.yaml: views augmented; the dataset keeps what it built
+    default = toy_config(
+        tmp_path, TRAIN_SETS
+    )  # stages.yaml: views augmented; the dataset keeps what it built
     again = plan("render", Context(default, tmp_path / "data", "toys"))
     assert again.out == built.out and output_state(again).label == "up to date"
     asked = toy_config(tmp_path, [*TRAIN_SETS, "render.views=augmented"])  # asked for explicitly: a new store
     assert plan("render", Context(asked, tmp_path / "data", "toys")).out != built.out
-    draws_only = toy_config(tmp_path, [*TRAIN_SETS, "render.draws=8"])  # not enough to leave fixed views: said
+    draws_only = toy_config(
+        tmp_path, [*TRAIN_SETS, "render.draws=8"]
+    )  # not enough to leave fixed views: said
     import logging
 
     monkeypatch.setattr(logging.getLogger("i2p"), "propagate", True)  # a CLI test may have turned it off

@@ -31,8 +31,15 @@ def test_test_passes_and_votes_run_at_the_given_batch_size():
     from i2pmae.model import I2PMAEConfig
     from i2pmae.recipes import classifier_config
 
-    tiny = I2PMAEConfig(num_groups=(16, 8, 4), group_sizes=(4, 2, 2), encoder_dims=(16, 32, 64),
-                        encoder_depths=(1, 1, 1), num_heads=2, decoder_dims=(64, 32), targets="3d")
+    tiny = I2PMAEConfig(
+        num_groups=(16, 8, 4),
+        group_sizes=(4, 2, 2),
+        encoder_dims=(16, 32, 64),
+        encoder_depths=(1, 1, 1),
+        num_heads=2,
+        decoder_dims=(64, 32),
+        targets="3d",
+    )
     rec = RECIPES["modelnet40"]
     cfg = finetune_config(rec, batch_size=4, epochs=1, points=32, votes=2)
     model = build_classifier(classifier_config(rec, 3, tiny, 32), None, seed=0)
@@ -79,11 +86,34 @@ def test_a_fewshot_fold_at_batch_8_fits_in_a_few_gb(tmp_path):
     glibc's mmap threshold is fixed (pipeline.core.host_memory): measured 2.75 GB.
     """
     write_classes_store(tmp_path / "data", "fs", {"train": 10, "test": 20}, n_classes=5, P=8192)
-    args = ["fewshot", "--random-init", "-d", "fs", "--way", "5", "--shot", "10", "--folds", "1",
-            "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--data-root", str(tmp_path / "data")]
+    args = [
+        "fewshot",
+        "--random-init",
+        "-d",
+        "fs",
+        "--way",
+        "5",
+        "--shot",
+        "10",
+        "--folds",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--data-root",
+        str(tmp_path / "data"),
+    ]
     code = PROBE.format(root=str(ROOT), args=args)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1200,
-                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "2"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "2"},
+    )
     assert "EXIT 0" in done.stdout, done.stdout + done.stderr
     peak = float(done.stdout.split("PEAK_GB")[1].split()[0])
     print(json.dumps({"peak_rss_gb": peak}))

@@ -24,8 +24,14 @@ from pipeline.sources.fewshot_pickles import read_fewshot_pickle
 from tests.builders import invoke, toy_cloud, write_store
 
 TINY = I2PMAEConfig(
-    num_groups=(16, 8, 4), group_sizes=(4, 2, 2), encoder_dims=(16, 32, 64), encoder_depths=(1, 1, 1),
-    num_heads=2, decoder_dims=(64, 32), targets="3d", drop_path=0.0,
+    num_groups=(16, 8, 4),
+    group_sizes=(4, 2, 2),
+    encoder_dims=(16, 32, 64),
+    encoder_depths=(1, 1, 1),
+    num_heads=2,
+    decoder_dims=(64, 32),
+    targets="3d",
+    drop_path=0.0,
 )
 
 
@@ -39,8 +45,19 @@ def data_root(tmp_path_factory) -> Path:
     run_dir = root / "runs" / "tiny"
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"params": {"points": 64}}))
-    torch.save({"model": I2PMAE(TINY).state_dict(), "model_config": asdict(TINY), "train_params": {"points": 64},
-                "epoch": 2, "step": 6, "optimizer": {}, "scheduler": None, "rng": {}}, run_dir / "ckpt-last.pt")
+    torch.save(
+        {
+            "model": I2PMAE(TINY).state_dict(),
+            "model_config": asdict(TINY),
+            "train_params": {"points": 64},
+            "epoch": 2,
+            "step": 6,
+            "optimizer": {},
+            "scheduler": None,
+            "rng": {},
+        },
+        run_dir / "ckpt-last.pt",
+    )
     return root
 
 
@@ -93,16 +110,40 @@ def test_eval_svm_appends_every_field_to_the_run_report(data_root):
     assert "linear SVM on toys" in out.output
     report = (data_root / "runs" / "tiny" / "report.md").read_text()
     assert report.count("## Linear SVM") == 2
-    for field in ("run tiny, ckpt-last.pt", "toys (", "train 18, test 9 objects; 3 classes", "64: all stored points",
-                  "max-pooled", "C=0.5", "**test accuracy**"):
+    for field in (
+        "run tiny, ckpt-last.pt",
+        "toys (",
+        "train 18, test 9 objects; 3 classes",
+        "64: all stored points",
+        "max-pooled",
+        "C=0.5",
+        "**test accuracy**",
+    ):
         assert field in report, field
     assert not list((data_root / "runs" / "tiny").glob(".*tmp*"))  # atomic: no temporary left
 
 
 def test_random_init_baseline_and_errors(data_root, tmp_path):
     target = tmp_path / "baseline.md"
-    out = invoke("eval", "svm", "--run", "tiny", "--random-init", "--seed", "3", "-d", "toys", "--data-root",
-                 data_root, "--points", "32", "--set", "eval.batch_size=4", "--report", target)
+    out = invoke(
+        "eval",
+        "svm",
+        "--run",
+        "tiny",
+        "--random-init",
+        "--seed",
+        "3",
+        "-d",
+        "toys",
+        "--data-root",
+        data_root,
+        "--points",
+        "32",
+        "--set",
+        "eval.batch_size=4",
+        "--report",
+        target,
+    )
     assert out.exit_code == 0, out.output
     report = target.read_text()
     assert "random initialisation (seed 3, architecture of run tiny, ckpt-last.pt" in report
@@ -140,15 +181,41 @@ def test_embed_writes_one_row_per_object_in_store_order(data_root, tmp_path):
 
 
 def test_finetune_reports_last_best_voted_unvoted_and_seeds(data_root):
-    out = invoke("finetune", "--run", "tiny", "-d", "toys", "--data-root", data_root, "--epochs", "1",
-                 "--seeds", "2", "--points", "32", "--batch-size", "6", "--votes", "2")
+    out = invoke(
+        "finetune",
+        "--run",
+        "tiny",
+        "-d",
+        "toys",
+        "--data-root",
+        data_root,
+        "--epochs",
+        "1",
+        "--seeds",
+        "2",
+        "--points",
+        "32",
+        "--batch-size",
+        "6",
+        "--votes",
+        "2",
+    )
     assert out.exit_code == 0, out.output
     report = (data_root / "runs" / "tiny" / "report.md").read_text()
     section = report[report.index("## Fine-tuning on toys") :]
-    for field in ("train 18, test 9 objects, 3 classes; no validation split", "| seeds | 0, 1 |", "label smoothing 0.2",
-                  "| last epoch | best epoch (epoch) | last epoch, voted | best epoch, voted |", "**mean ± std**",
-                  "(n=2)", "Best epochs were chosen on the test split", "one pass of 2 votes",
-                  "never the maximum over repeated passes", "grad-norm clip 10", "lr 0.0005"):
+    for field in (
+        "train 18, test 9 objects, 3 classes; no validation split",
+        "| seeds | 0, 1 |",
+        "label smoothing 0.2",
+        "| last epoch | best epoch (epoch) | last epoch, voted | best epoch, voted |",
+        "**mean ± std**",
+        "(n=2)",
+        "Best epochs were chosen on the test split",
+        "one pass of 2 votes",
+        "never the maximum over repeated passes",
+        "grad-norm clip 10",
+        "lr 0.0005",
+    ):
         assert field in section, field
     metrics = json.loads(
         next((data_root / "runs" / "tiny").glob("finetune-toys-modelnet40-*.json")).read_text()
@@ -232,8 +299,25 @@ def test_fewshot_episodes_are_deterministic_balanced_and_disjoint():
 
 
 def test_fewshot_command_reports_mean_and_std_over_folds(data_root):
-    out = invoke("fewshot", "--run", "tiny", "-d", "fs", "--data-root", data_root, "--way", "2", "--shot", "2",
-                 "--folds", "2", "--epochs", "1", "--points", "32")
+    out = invoke(
+        "fewshot",
+        "--run",
+        "tiny",
+        "-d",
+        "fs",
+        "--data-root",
+        data_root,
+        "--way",
+        "2",
+        "--shot",
+        "2",
+        "--folds",
+        "2",
+        "--epochs",
+        "1",
+        "--points",
+        "32",
+    )
     assert out.exit_code == 0, out.output
     report = (data_root / "runs" / "tiny" / "report.md").read_text()
     section = report[report.index("## Few-shot classification") :]

@@ -72,7 +72,9 @@ def test_store_equals_one_forward_per_object_whatever_the_batches_and_workers(vi
         assert np.array_equal(store["train/feature"][o], f.numpy().astype(np.float16))
         assert np.array_equal(store["train/saliency"][o], s.numpy().astype(np.float32))
     if workers:  # and the batch size does not change the bytes (on CPU: the forward is per image)
-        other = build_store("cache-features", params.model_copy(update={"batch_size": 64}), path, tmp_path / "b")
+        other = build_store(
+            "cache-features", params.model_copy(update={"batch_size": 64}), path, tmp_path / "b"
+        )
         assert array_bytes(other) == array_bytes(written)
 
 

@@ -20,7 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 EXAMPLE = re.compile(r"`i2p ([a-z][a-z-]*)(?: ([a-z-]+))?([^`]*)`")
 GLOBAL = {"--help"}
-EXTERNAL = {"--porcelain", "--untracked-files", "--nproc-per-node"}  # git's (provenance.py) and torchrun's own options
+EXTERNAL = {
+    "--porcelain",
+    "--untracked-files",
+    "--nproc-per-node",
+}  # git's (provenance.py) and torchrun's own options
 
 
 def commands() -> dict[str, set[str]]:

@@ -29,8 +29,9 @@ def load_benchmark():
 @pytest.mark.slow
 def test_pretraining_with_the_knowing_teacher_beats_random_initialisation(tmp_path):
     bench = load_benchmark()
-    results = bench.main(["--seeds", "2", "--steps", "40", "--per-class", "12", "--arms", "ad",
-                          "--data-root", str(tmp_path)])
+    results = bench.main(
+        ["--seeds", "2", "--steps", "40", "--per-class", "12", "--arms", "ad", "--data-root", str(tmp_path)]
+    )
     a = np.mean(results["acc"]["a"]["reestimate"])
     d = np.mean(results["acc"]["d"]["reestimate"])
     assert a > d, f"pre-trained {a:.3f} ≤ random init {d:.3f} (re-estimated BatchNorm statistics)"

@@ -316,8 +316,14 @@ def test_eval_path(small_model):
 def test_classifier_forward_backward():
     cfg = ClassifierConfig.scanobjectnn("obj-bg")
     cfg = ClassifierConfig(
-        num_classes=7, pooling="concat", num_groups=(48, 24, 16), group_sizes=(8, 4, 4),
-        local_radius=cfg.local_radius, encoder_dims=(24, 48, 96), encoder_depths=(1, 1, 1), num_heads=2,
+        num_classes=7,
+        pooling="concat",
+        num_groups=(48, 24, 16),
+        group_sizes=(8, 4, 4),
+        local_radius=cfg.local_radius,
+        encoder_dims=(24, 48, 96),
+        encoder_depths=(1, 1, 1),
+        num_heads=2,
     )
     clf = PointClassifier(cfg)
     logits = clf(cloud())

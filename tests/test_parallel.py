@@ -65,4 +65,6 @@ def test_render_on_a_dask_cluster_gives_the_same_bytes(tmp_path):
     rendered = build_store("render", VIEWS, one.path, tmp_path / "one")
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
         dask_views = VIEWS.model_copy(update={"scheduler": cluster.scheduler_address})
-        assert array_bytes(rendered) == array_bytes(build_store("render", dask_views, one.path, tmp_path / "dask"))
+        assert array_bytes(rendered) == array_bytes(
+            build_store("render", dask_views, one.path, tmp_path / "dask")
+        )

@@ -141,9 +141,15 @@ def test_an_interrupted_compaction_finishes_on_rerun(folder, tmp_path, swapped):
     group.attrs.update({"complete": False, "compacted/train": False})
     for name in ("points", "label", "id")[swapped:]:
         done = group[f"train/{name}"]
-        copy = group["train"].create_array(f"_compact-{name}", shape=done.shape, chunks=done.chunks,
-                                           shards=done.shards, dtype=done.dtype, fill_value=done.fill_value,
-                                           dimension_names=done.metadata.dimension_names)
+        copy = group["train"].create_array(
+            f"_compact-{name}",
+            shape=done.shape,
+            chunks=done.chunks,
+            shards=done.shards,
+            dtype=done.dtype,
+            fill_value=done.fill_value,
+            dimension_names=done.metadata.dimension_names,
+        )
         copy[:] = done[:]
         done[:1] = done.fill_value  # the refill stopped after its first write
     again = prepare(params(folder), tmp_path / "data", "toys")

@@ -14,11 +14,20 @@ CONFIG = {  # the shape of a run's config.yaml
     "stores": {
         "prepare": {"path": "/d/points/toys-aaaaaaaa.zarr", "fingerprint": FP["prepare"]},
         "render": {"path": "/d/views/toys-bbbbbbbb.zarr", "fingerprint": FP["render"]},
-        "cache-features": {"path": "/d/features/toys-tiny-random-cccccccc.zarr", "fingerprint": FP["cache-features"]},
+        "cache-features": {
+            "path": "/d/features/toys-tiny-random-cccccccc.zarr",
+            "fingerprint": FP["cache-features"],
+        },
     },
 }
-TINY = {"name": "tiny-random", "model_name": "i2p-tiny-random", "pretrained_tag": None,
-        "weights_sha256": None, "random_weights": True, "channels": 512}
+TINY = {
+    "name": "tiny-random",
+    "model_name": "i2p-tiny-random",
+    "pretrained_tag": None,
+    "weights_sha256": None,
+    "random_weights": True,
+    "channels": 512,
+}
 CODE = {"package": "0.1.0", "commit": "0123abcd" * 5, "dirty": True}
 MACHINE = {
     "hostname": "box",
@@ -51,8 +60,13 @@ def test_random_teacher_is_said_first_and_everything_is_named():
 
 
 def test_pretrained_teacher_names_its_weights_and_no_random_warning():
-    clip = {**TINY, "name": "clip-vit-b16", "model_name": "ViT-B-16", "pretrained_tag": "openai",
-            "random_weights": False}
+    clip = {
+        **TINY,
+        "name": "clip-vit-b16",
+        "model_name": "ViT-B-16",
+        "pretrained_tag": "openai",
+        "random_weights": False,
+    }
     text = provenance_header(CONFIG, attrs(clip), CODE, MACHINE)
     assert text.startswith("## Provenance") and "Random teacher" not in text
     assert "clip-vit-b16 (open_clip `ViT-B-16`, pre-trained weights `openai`)" in text
@@ -84,7 +98,9 @@ def test_the_views_the_teacher_saw_are_named():
     text = provenance_header(CONFIG, drawn, CODE, MACHINE)
     assert "| views | augmented: 4 seeded draws per object; 3D input: the draw's own cloud |" in text
     fresh = {**CONFIG, "params": {**CONFIG["params"], "input_subset": "fresh"}}
-    assert "3D input: a fresh subset with the draw's scale and shift" in provenance_header(fresh, drawn, CODE, MACHINE)
+    assert "3D input: a fresh subset with the draw's scale and shift" in provenance_header(
+        fresh, drawn, CODE, MACHINE
+    )
 
 
 def test_code_version_and_machine_of_this_checkout():

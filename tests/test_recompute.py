@@ -12,8 +12,15 @@ from i2pmae.finetune import build_classifier, finetune, smooth_cross_entropy
 from i2pmae.model import I2PMAEConfig
 from i2pmae.recipes import RECIPES, classifier_config, finetune_config
 
-TINY = I2PMAEConfig(num_groups=(32, 16, 8), group_sizes=(8, 4, 4), encoder_dims=(16, 32, 64),
-                    encoder_depths=(1, 1, 1), num_heads=2, decoder_dims=(64, 32), targets="3d")
+TINY = I2PMAEConfig(
+    num_groups=(32, 16, 8),
+    group_sizes=(8, 4, 4),
+    encoder_dims=(16, 32, 64),
+    encoder_depths=(1, 1, 1),
+    num_heads=2,
+    decoder_dims=(64, 32),
+    targets="3d",
+)
 P = 96
 
 

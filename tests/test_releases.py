@@ -84,9 +84,19 @@ def test_modelnet40_h5_used_as_stored(tmp_path):
     p = source_params("modelnet40", tmp_path)
     catalog = sources.scan(p, tmp_path / "data")
     assert catalog.layout == "modelnet40_ply_hdf5_2048" and catalog.classes == ["airplane", "bathtub", "bed"]
-    assert [it.id for it in catalog.splits["train"]][:4] == ["ply_data_train2/0", "ply_data_train2/1", "ply_data_train2/2", "ply_data_train10/0"]
+    assert [it.id for it in catalog.splits["train"]][:4] == [
+        "ply_data_train2/0",
+        "ply_data_train2/1",
+        "ply_data_train2/2",
+        "ply_data_train10/0",
+    ]
     assert len(catalog.splits["test"]) == 3
-    assert catalog.handling == {"layout": "modelnet40_ply_hdf5_2048", "points": "as stored", "point_order": "stored", "n_points": 64}
+    assert catalog.handling == {
+        "layout": "modelnet40_ply_hdf5_2048",
+        "points": "as stored",
+        "point_order": "stored",
+        "n_points": 64,
+    }
     item = catalog.splits["train"][3]
     with h5py.File(base / "ply_data_train10.h5") as f:
         assert sources.load_points(item, p).tobytes() == f["data"][0].tobytes()
@@ -97,7 +107,10 @@ def test_modelnet40_h5_used_as_stored(tmp_path):
 def test_modelnet40_h5_wrong_keys_and_nan_rows(tmp_path):
     write_h5(tmp_path / "ply_data_train0.h5", 2, keys=("points", "label"))
     write_h5(tmp_path / "ply_data_test0.h5", 2)
-    with pytest.raises(LayoutError, match=r"ply_data_train0\.h5: h5 keys found \['label', 'points'\], expected \['data', 'label'\]"):
+    with pytest.raises(
+        LayoutError,
+        match=r"ply_data_train0\.h5: h5 keys found \['label', 'points'\], expected \['data', 'label'\]",
+    ):
         sources.scan(source_params("modelnet40", tmp_path), tmp_path)
     write_h5(tmp_path / "ply_data_train0.h5", 2)
     with h5py.File(tmp_path / "ply_data_train0.h5", "a") as f:
@@ -142,7 +155,9 @@ def test_modelnet40_resampled_uses_fps_caches(tmp_path):
     stored = pickle.loads((base / "modelnet40_test_8192pts_fps.dat").read_bytes())[0][1][:, :3].astype(
         np.float64
     )
-    np.testing.assert_allclose(points, (stored - stored.mean(0)) / np.linalg.norm(stored - stored.mean(0), axis=1).max(), atol=1e-6)
+    np.testing.assert_allclose(
+        points, (stored - stored.mean(0)) / np.linalg.norm(stored - stored.mean(0), axis=1).max(), atol=1e-6
+    )
 
 
 def test_modelnet40_off_meshes(tmp_path):

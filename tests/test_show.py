@@ -22,10 +22,21 @@ from pipeline.train.stage import run_config, train_inputs
 from tests.builders import toy_config
 
 SETS = [
-    "prepare.source=folder", "prepare.points=512", "prepare.oversample=2", "prepare.chunk=4",
-    "render.subset=512", "render.chunk=4", "cache-features.teacher=tiny-random", "cache-features.chunk=4",
-    "cache-features.num_workers=0", "train.points=512", "train.batch_size=2", "train.num_workers=0",
-    "train.warmup_epochs=0", "train.max_steps=1", "train.run=tiny",
+    "prepare.source=folder",
+    "prepare.points=512",
+    "prepare.oversample=2",
+    "prepare.chunk=4",
+    "render.subset=512",
+    "render.chunk=4",
+    "cache-features.teacher=tiny-random",
+    "cache-features.chunk=4",
+    "cache-features.num_workers=0",
+    "train.points=512",
+    "train.batch_size=2",
+    "train.num_workers=0",
+    "train.warmup_epochs=0",
+    "train.max_steps=1",
+    "train.run=tiny",
 ]
 ARCH = {"num_groups": (64, 32, 16)}  # the paper's layers on fewer groups: 16 top-scale tokens, 4 kept
 
@@ -40,7 +51,9 @@ def built(tmp_path_factory):
     for need in p.needs.values():
         run_plan(need, ctx)
     inputs = train_inputs(p)
-    rundir.write_config(p.out, run_config(p, inputs))  # what `i2p train` writes, then its loop on fewer groups
+    rundir.write_config(
+        p.out, run_config(p, inputs)
+    )  # what `i2p train` writes, then its loop on fewer groups
     fit(p.params, inputs, p.out, "cpu", arch=ARCH)
     done = {s: q.out for s, q in p.needs.items()}
     sets = [a for s in [*SETS, f"prepare.root={config.params('prepare').root}"] for a in ("--set", s)]

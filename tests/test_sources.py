@@ -154,8 +154,13 @@ def test_folder_with_split_dirs(tmp_path):
         s: ["chair/c1", "chair/c2", "cup/u1", "cup/u2", "cup/u3"] for s in ("train", "test")
     }
     assert [it.label for it in catalog.splits["train"]] == [0, 0, 1, 1, 1]
-    assert catalog.handling == {"layout": "folder", "points": "sampled", "point_order": "fps", "n_points": P,
-                                "ignored_companion_files": {".md": 2}}
+    assert catalog.handling == {
+        "layout": "folder",
+        "points": "sampled",
+        "point_order": "fps",
+        "n_points": P,
+        "ignored_companion_files": {".md": 2},
+    }
     assert catalog.failures == []
     first = load_all(catalog, p)
     for points in first["train"] + first["test"]:
@@ -242,7 +247,11 @@ def test_synthetic_classes_are_not_separable_by_bounding_box_alone():
     """Nearest-centroid on sorted bounding-box extents, trained on seed 0 and tested on seed 1."""
 
     def features(seed):
-        x = [np.sort(synthetic_shapes.make_object(c, seed, i).extents) for c in synthetic_shapes.CLASSES for i in range(12)]
+        x = [
+            np.sort(synthetic_shapes.make_object(c, seed, i).extents)
+            for c in synthetic_shapes.CLASSES
+            for i in range(12)
+        ]
         return np.log(np.array(x)), np.repeat(np.arange(len(synthetic_shapes.CLASSES)), 12)
 
     (x_train, y_train), (x_test, y_test) = features(0), features(1)

@@ -22,11 +22,26 @@ from cli import app
 from tests.builders import write_folder
 
 BASE = [
-    "prepare.source=folder", "prepare.points=512", "prepare.oversample=1", "prepare.chunk=4",
-    "render.subset=512", "render.chunk=4", "cache-features.teacher=tiny-random", "cache-features.chunk=4",
-    "cache-features.num_workers=0", "train.points=512", "train.batch_size=2", "train.num_workers=0",
-    "train.warmup_epochs=0", "train.max_steps=1", "eval.batch_size=4",
-    "finetune.epochs=1", "finetune.points=512", "finetune.batch_size=2", "fewshot.folds=1", "train.run=default",
+    "prepare.source=folder",
+    "prepare.points=512",
+    "prepare.oversample=1",
+    "prepare.chunk=4",
+    "render.subset=512",
+    "render.chunk=4",
+    "cache-features.teacher=tiny-random",
+    "cache-features.chunk=4",
+    "cache-features.num_workers=0",
+    "train.points=512",
+    "train.batch_size=2",
+    "train.num_workers=0",
+    "train.warmup_epochs=0",
+    "train.max_steps=1",
+    "eval.batch_size=4",
+    "finetune.epochs=1",
+    "finetune.points=512",
+    "finetune.batch_size=2",
+    "fewshot.folds=1",
+    "train.run=default",
 ]
 
 
@@ -67,7 +82,9 @@ def test_after_run_every_built_stage_is_up_to_date(built):
     )
     assert rows["finetune"] == rows["fewshot"] == "missing"
     plain = status(data)  # no settings at all: the dataset's own stores and last run
-    assert all(plain[s] == "up to date" for s in ("prepare", "render", "cache-features", "train", "eval")), plain
+    assert all(plain[s] == "up to date" for s in ("prepare", "render", "cache-features", "train", "eval")), (
+        plain
+    )
 
 
 CHANGES = [  # (stage, --set, what status names)
@@ -82,7 +99,9 @@ SLOW_CHANGES = [  # fine-tuning twice takes minutes on 2 cores
 ]
 
 
-@pytest.mark.parametrize("stage, change, words", [*CHANGES, *SLOW_CHANGES], ids=[c[0] for c in CHANGES] + ["finetune"])
+@pytest.mark.parametrize(
+    "stage, change, words", [*CHANGES, *SLOW_CHANGES], ids=[c[0] for c in CHANGES] + ["finetune"]
+)
 def test_a_changed_param_is_named_then_running_it_is_up_to_date(built, stage, change, words):
     _, data, _ = built
     if stage == "finetune":  # a first fine-tuning to compare with
@@ -155,19 +174,30 @@ def test_an_encoder_and_its_random_init_baseline_share_one_bn_protocol_named_bes
     assert "random init: running BN statistics stale: 0 steps since init; var ratio" in default.stdout
     assert "pre-trained: running BN statistics stale: " in default.stdout  # one training step
     changed = status(data, "-d", "toys", *sets("eval.bn_stats=reestimate"))["eval"]
-    assert changed.startswith("changed: bn_stats None → 'reestimate'"), changed  # the default hashes as before
+    assert changed.startswith("changed: bn_stats None → 'reestimate'"), (
+        changed
+    )  # the default hashes as before
     out = cli(data, "run", "eval", "-d", "toys", *sets("eval.bn_stats=reestimate"))
-    assert out.exit_code == 0 and "bn_stats=reestimate (train split, " in out.stdout and "stale" not in out.stdout
+    assert (
+        out.exit_code == 0
+        and "bn_stats=reestimate (train split, " in out.stdout
+        and "stale" not in out.stdout
+    )
     records = [json.loads(p.read_text()) for p in (run / "evals").glob("svm-toys-*.json")]
     by = {r["params"].get("bn_stats", "running"): r["result"] for r in records}
     for protocol, result in by.items():  # the baseline always under the pre-trained encoder's protocol
-        assert result["bn_stats"] == result["bn"]["bn_stats"] == result["random_init_bn"]["bn_stats"] == protocol
+        assert (
+            result["bn_stats"] == result["bn"]["bn_stats"] == result["random_init_bn"]["bn_stats"] == protocol
+        )
     assert by["reestimate"]["bn"]["objects"] == by["reestimate"]["random_init_bn"]["objects"] > 0
     assert by["running"]["random_init_bn"]["updates"] == 0 and by["running"]["random_init_bn"]["stale"]
     assert by["reestimate"]["random_init_bn"]["note"] is None
     report = (run / "report.md").read_text()
     assert "| encoder | linear-SVM test accuracy | BatchNorm statistics |" in report
-    assert "both with reestimate BatchNorm statistics" in report and "both with running BatchNorm statistics" in report
+    assert (
+        "both with reestimate BatchNorm statistics" in report
+        and "both with running BatchNorm statistics" in report
+    )
     assert status(data, "-d", "toys", *sets())["eval"] == "up to date"
 
 
@@ -204,11 +234,16 @@ def test_gc_strips_the_optimizer_state_of_a_run_at_its_last_epoch_only(tmp_path)
     for name, done_epoch in (("finished", 2), ("stopped", 1)):
         run = rundir.run_dir(data, name)
         rundir.write_config(run, {"identity": "f" * 64, "params": {"epochs": 2}, "stores": {}})
-        torch.save({"model": {"w": torch.zeros(4)}, "optimizer": {"state": {0: torch.zeros(10_000)}}},
-                   rundir.checkpoint(run))
+        torch.save(
+            {"model": {"w": torch.zeros(4)}, "optimizer": {"state": {0: torch.zeros(10_000)}}},
+            rundir.checkpoint(run),
+        )
         rundir.mark_complete(run, done_epoch, 10)
     listed = {g.path.parent.name: g.kind for g in gc.collect(data)}
     assert listed == {"finished": "optimizer state"}  # "stopped" ended at --max-steps: it may go on
     gc.remove(gc.collect(data))
-    assert torch.load(rundir.checkpoint(rundir.run_dir(data, "finished")), weights_only=False)["optimizer"] is None
+    assert (
+        torch.load(rundir.checkpoint(rundir.run_dir(data, "finished")), weights_only=False)["optimizer"]
+        is None
+    )
     assert gc.collect(data) == []

@@ -9,7 +9,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"i2pmae": 0, "pipeline": 1, "cli": 2}  # a module may import its own layer or a lower one
 # pipeline's sub-packages, bottom to top: a package imports itself or the packages before it, never after.
-PACKAGES = ["core", "storage", "sources", "prepare", "render", "features", "evaluate", "train", "show", "runner"]
+PACKAGES = [
+    "core",
+    "storage",
+    "sources",
+    "prepare",
+    "render",
+    "features",
+    "evaluate",
+    "train",
+    "show",
+    "runner",
+]
 
 
 def modules() -> dict[str, Path]:
@@ -18,7 +29,13 @@ def modules() -> dict[str, Path]:
 
 
 def layer(module: str) -> int:
-    return LAYERS["i2pmae"] if module.startswith("i2pmae") else LAYERS["pipeline"] if module.startswith("pipeline") else LAYERS["cli"]
+    return (
+        LAYERS["i2pmae"]
+        if module.startswith("i2pmae")
+        else LAYERS["pipeline"]
+        if module.startswith("pipeline")
+        else LAYERS["cli"]
+    )
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -31,8 +48,10 @@ def import_graph() -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods else node.module
-                           for a in node.names]
+                targets = [
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods else node.module
+                    for a in node.names
+                ]
             for t in targets:
                 while t and t not in mods:
                     t = t.rpartition(".")[0]
@@ -59,8 +78,12 @@ def test_pipeline_holds_only_the_declared_packages():
 
 
 def test_pipeline_packages_import_only_packages_below_them():
-    upward = [f"{a} → {b}" for a, deps in import_graph().items() for b in deps
-              if (pa := package(a)) and (pb := package(b)) and PACKAGES.index(pb) > PACKAGES.index(pa)]
+    upward = [
+        f"{a} → {b}"
+        for a, deps in import_graph().items()
+        for b in deps
+        if (pa := package(a)) and (pb := package(b)) and PACKAGES.index(pb) > PACKAGES.index(pa)
+    ]
     assert upward == []
 
 
@@ -71,7 +94,7 @@ def test_there_is_no_import_cycle():
         state[node] = "open"
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                cycles.append(" → ".join([*path[path.index(nxt):], nxt]))
+                cycles.append(" → ".join([*path[path.index(nxt) :], nxt]))
             elif nxt not in state:
                 visit(nxt, [*path, nxt])
         state[node] = "done"
@@ -83,7 +106,11 @@ def test_there_is_no_import_cycle():
 
 
 def test_typer_lives_only_in_the_cli_layer():
-    users = [m for m, deps in import_graph().items() if layer(m) < LAYERS["cli"] and "typer" in modules()[m].read_text()]
+    users = [
+        m
+        for m, deps in import_graph().items()
+        if layer(m) < LAYERS["cli"] and "typer" in modules()[m].read_text()
+    ]
     assert users == []
 
 
@@ -96,7 +123,9 @@ def test_the_code_follows_the_linter_configuration():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "ruff", "check", "--quiet", str(ROOT)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--quiet", str(ROOT)], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -105,9 +134,10 @@ def test_the_code_follows_the_formatter_configuration():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "ruff", "format", "--check", str(ROOT)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", str(ROOT)], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
-
 
 
 def suite_files(kind: str) -> dict[str, Path]:

@@ -149,9 +149,14 @@ def test_tiny_synthetic_loads_offline_from_the_shipped_file(synthetic, images):
 
     record, path = packaged_record("tiny-synthetic"), packaged_weights("tiny-synthetic")
     assert synthetic.weights_path == str(path) and not synthetic.random_weights
-    assert synthetic.weights_sha256 == hashlib.sha256(path.read_bytes()).hexdigest() == record["weights_sha256"]
+    assert (
+        synthetic.weights_sha256 == hashlib.sha256(path.read_bytes()).hexdigest() == record["weights_sha256"]
+    )
     assert path.stat().st_size == record["weights_bytes"] <= 2.5e6
-    assert record["data"]["split"] == "train" and record["accuracy"]["test_views_probe"] > 2 * record["accuracy"]["chance"]
+    assert (
+        record["data"]["split"] == "train"
+        and record["accuracy"]["test_views_probe"] > 2 * record["accuracy"]["chance"]
+    )
     assert "test-view linear probe" in synthetic.note and synthetic.describe()["note"] == synthetic.note
     features, saliency = synthetic(images)
     assert features.shape == (3, 512, 14, 14) and saliency.shape == (3, 14, 14)
@@ -170,7 +175,9 @@ def _views(name, indices):
 
     clouds = []
     for index in indices:
-        points = trimesh.sample.sample_surface(make_object(name, 0, index), 2048, seed=index)[0].astype(np.float32)
+        points = trimesh.sample.sample_surface(make_object(name, 0, index), 2048, seed=index)[0].astype(
+            np.float32
+        )
         centre, radius = norm_stats(points)
         clouds.append((points - centre) / radius)
     images, _ = project(torch.from_numpy(np.stack(clouds)))  # (n, 3, 224, 224)
@@ -202,9 +209,26 @@ def test_regeneration_is_seeded_and_loads(tmp_path):
     from tests.builders import write_folder
 
     root = write_folder(tmp_path / "meshes", n_per_class=2, classes=("box", "cone"))
-    args = ["teacher", "train", "--data-root", str(tmp_path / "data"), "--dataset", "toys", "--steps", "2",
-            "--draws", "1", "--set", "prepare.source=folder", "--set", f"prepare.root={root}",
-            "--set", "prepare.points=512", "--out", str(tmp_path / "a.safetensors")]
+    args = [
+        "teacher",
+        "train",
+        "--data-root",
+        str(tmp_path / "data"),
+        "--dataset",
+        "toys",
+        "--steps",
+        "2",
+        "--draws",
+        "1",
+        "--set",
+        "prepare.source=folder",
+        "--set",
+        f"prepare.root={root}",
+        "--set",
+        "prepare.points=512",
+        "--out",
+        str(tmp_path / "a.safetensors"),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "test-view linear probe" in result.output
@@ -229,8 +253,15 @@ def test_features_stores_pin_the_shipped_weights_and_say_what_the_teacher_knows(
     sha = packaged_record("tiny-synthetic")["weights_sha256"]
     assert features_identity(FeaturesParams(teacher="tiny-synthetic", device="cpu"))["weights_sha256"] == sha
     assert "weights_sha256" not in features_identity(FeaturesParams(teacher="tiny-random", device="cpu"))
-    sets = ["prepare.source=folder", "prepare.points=256", "render.subset=128", "render.views=fixed",
-            "cache-features.teacher=tiny-synthetic", "cache-features.num_workers=0", "cache-features.batch_size=6"]
+    sets = [
+        "prepare.source=folder",
+        "prepare.points=256",
+        "render.subset=128",
+        "render.views=fixed",
+        "cache-features.teacher=tiny-synthetic",
+        "cache-features.num_workers=0",
+        "cache-features.batch_size=6",
+    ]
     done = build_stage("cache-features", toy_config(tmp_path, sets), tmp_path / "data", "toys")
     attrs = zarr.open_group(str(done["cache-features"]), mode="r").attrs
     assert attrs["teacher"]["weights_sha256"] == sha and not attrs["teacher"]["random_weights"]

@@ -147,7 +147,9 @@ def test_cli_train_then_resume_continues_the_step_count(stores):
     again = CliRunner().invoke(app, [*common, "--max-steps", "1"], catch_exceptions=False)
     assert again.exit_code == 0 and "up to date" in again.output  # a finished identical run is a stage
     resumed = CliRunner().invoke(app, [*common, "--resume"], catch_exceptions=False)
-    assert resumed.exit_code == 0 and (run / "ckpt-last.pt").read_bytes() == ckpt  # --resume of a finished run
+    assert (
+        resumed.exit_code == 0 and (run / "ckpt-last.pt").read_bytes() == ckpt
+    )  # --resume of a finished run
     other = CliRunner().invoke(app, [*common, "--set", "train.lr=0.5"], catch_exceptions=False)
     assert other.exit_code == 2 and "lr 0.001 → 0.5" in other.output  # never overwrites another run
     zero = CliRunner().invoke(app, [*common, "--max-steps", "0"], catch_exceptions=False)
@@ -246,7 +248,14 @@ def test_a_non_finite_loss_names_the_step_as_metrics_numbers_it(stores, tmp_path
 
     config, _, inputs = stores
     params = config.params("train").model_copy(
-        update={"run": "nan", "max_steps": 4, "batch_size": 2, "warmup_lr": 1e12, "min_lr": 1e12, "warmup_epochs": 1}
+        update={
+            "run": "nan",
+            "max_steps": 4,
+            "batch_size": 2,
+            "warmup_lr": 1e12,
+            "min_lr": 1e12,
+            "warmup_epochs": 1,
+        }
     )
     with pytest.raises(TrainingError) as err:
         fit(params, inputs, tmp_path / "nan", "cpu", arch=SMALL)
@@ -262,11 +271,22 @@ def test_precision_is_fp32_by_default_part_of_the_identity_and_bf16_is_refused_o
     config, data_root, inputs = stores
     assert config.params("train").precision == "fp32" and config.params("finetune").precision == "fp32"
     bf16 = config.with_values("train", precision="bf16")
-    fp = {c.params("train").precision: plan("train", Context(c, data_root, "toys")).fingerprint for c in (config, bf16)}
+    fp = {
+        c.params("train").precision: plan("train", Context(c, data_root, "toys")).fingerprint
+        for c in (config, bf16)
+    }
     assert fp["fp32"] != fp["bf16"]  # another precision is another run
     with pytest.raises(ConfigError) as err:
-        fit(bf16.params("train").model_copy(update={"run": "bf16"}), inputs, tmp_path / "bf16", "cpu", arch=SMALL)
-    assert "train.precision=bf16 needs a CUDA device" in err.value.message and "precision=fp32" in err.value.hint
+        fit(
+            bf16.params("train").model_copy(update={"run": "bf16"}),
+            inputs,
+            tmp_path / "bf16",
+            "cpu",
+            arch=SMALL,
+        )
+    assert (
+        "train.precision=bf16 needs a CUDA device" in err.value.message and "precision=fp32" in err.value.hint
+    )
     with pytest.raises(ConfigError, match="finetune.precision=bf16"):
         finetune_overrides(FinetuneParams(precision="bf16", device="cpu"))
     assert finetune_overrides(FinetuneParams(device="cpu"))["precision"] == "fp32"
@@ -304,7 +324,16 @@ def _ddp_worker(rank, port, params, inputs, runs):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         for name, update, resume in runs:
-            fit(params.model_copy(update=update), inputs, name, "cpu", rank=rank, world=2, arch=SMALL, resume=resume)
+            fit(
+                params.model_copy(update=update),
+                inputs,
+                name,
+                "cpu",
+                rank=rank,
+                world=2,
+                arch=SMALL,
+                resume=resume,
+            )
     finally:
         dist.destroy_process_group()
 
@@ -316,12 +345,17 @@ def test_a_resumed_two_process_run_ends_with_the_same_parameters(stores, tmp_pat
     import torch.multiprocessing as mp
 
     config, _, inputs = stores
-    base = config.params("train").model_copy(update={"epochs": 3, "batch_size": 2})  # 2 steps per epoch, 1 per rank
+    base = config.params("train").model_copy(
+        update={"epochs": 3, "batch_size": 2}
+    )  # 2 steps per epoch, 1 per rank
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    runs = [(tmp_path / "a", {"run": "a"}, False), (tmp_path / "b", {"run": "b", "max_steps": 3}, False),
-            (tmp_path / "b", {"run": "b"}, True)]
+    runs = [
+        (tmp_path / "a", {"run": "a"}, False),
+        (tmp_path / "b", {"run": "b", "max_steps": 3}, False),
+        (tmp_path / "b", {"run": "b"}, True),
+    ]
     mp.spawn(_ddp_worker, args=(port, base, inputs, runs), nprocs=2, join=True)
     a = torch.load(tmp_path / "a" / "ckpt-last.pt", weights_only=False)
     b = torch.load(tmp_path / "b" / "ckpt-last.pt", weights_only=False)
@@ -336,19 +370,33 @@ def test_a_default_run_trains_the_official_301_epochs_ending_at_the_unfinished_c
 
     params = load_config().params("train")
     assert params == TrainParams() and params.epochs == 301  # range(0, max_epoch + 1), method §9.1
-    lrs = [epoch_lr(e, params.lr, params.epochs, params.warmup_epochs, params.schedule_epochs, params.warmup_lr,
-                    params.min_lr, params.cosine_to_end) for e in range(params.epochs)]
+    lrs = [
+        epoch_lr(
+            e,
+            params.lr,
+            params.epochs,
+            params.warmup_epochs,
+            params.schedule_epochs,
+            params.warmup_lr,
+            params.min_lr,
+            params.cosine_to_end,
+        )
+        for e in range(params.epochs)
+    ]
     assert lrs[0] == lrs[1] == 1e-6 and lrs[-1] == pytest.approx(1.49e-4, rel=1e-2)  # the cosine over 400
 
 
-def test_the_monitor_measures_the_encoder_keeps_best_and_epoch_checkpoints_and_changes_no_weight(stores, tmp_path):
+def test_the_monitor_measures_the_encoder_keeps_best_and_epoch_checkpoints_and_changes_no_weight(
+    stores, tmp_path
+):
     from pipeline.core.params import TrainParams
     from pipeline.evaluate.monitor import build_monitor, is_kept, monitor_section
     from pipeline.storage import rundir
 
     config, data_root, inputs = stores
-    base = config.params("train").model_copy(update={"epochs": 2, "batch_size": 2, "keep_every": 1, "keep_from": 1,
-                                                     "monitor_dataset": "toys"})
+    base = config.params("train").model_copy(
+        update={"epochs": 2, "batch_size": 2, "keep_every": 1, "keep_from": 1, "monitor_dataset": "toys"}
+    )
     monitor = build_monitor(base, data_root, "cpu")
     assert monitor is not None and monitor.n_points == 1024 and monitor.c == 0.01
     fit(base.model_copy(update={"run": "mon"}), inputs, tmp_path / "mon", "cpu", arch=SMALL, monitor=monitor)
@@ -369,7 +417,9 @@ def test_the_monitor_measures_the_encoder_keeps_best_and_epoch_checkpoints_and_c
     assert torch.load(tmp_path / "mon" / "ckpt-best.pt", weights_only=False)["step"] == top["step"]
     section = monitor_section(tmp_path / "mon")
     assert "| 4 | 1 |" in section and "selected on the test split" in section and "monitor.png" in section
-    assert (tmp_path / "mon" / "monitor.png").stat().st_size > 0 and not (tmp_path / "plain" / "ckpt-best.pt").exists()
+    assert (tmp_path / "mon" / "monitor.png").stat().st_size > 0 and not (
+        tmp_path / "plain" / "ckpt-best.pt"
+    ).exists()
     assert [e for e in range(301) if is_kept(TrainParams(), e)] == [250, 275, 300]  # the official cadence
 
 
@@ -386,9 +436,13 @@ def test_monitoring_is_off_with_one_line_when_its_dataset_is_not_prepared(stores
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        assert build_monitor(TrainParams(), data_root, "cpu") is None  # default: modelnet40, not prepared here
+        assert (
+            build_monitor(TrainParams(), data_root, "cpu") is None
+        )  # default: modelnet40, not prepared here
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
     lines = [r.getMessage() for r in records]
-    assert len(lines) == 1 and "monitoring off" in lines[0] and "i2p prepare modelnet40 --root PATH" in lines[0]
+    assert (
+        len(lines) == 1 and "monitoring off" in lines[0] and "i2p prepare modelnet40 --root PATH" in lines[0]
+    )

@@ -31,7 +31,6 @@ def built(tmp_path_factory):
     return config, tmp / "data", build_stage("cache-features", config, tmp / "data", "toys")
 
 
-
 def test_views_store_schema(built):
     _, _, done = built
     views = zarr.open_group(str(done["render"]), mode="r")
@@ -120,7 +119,9 @@ def test_two_shards_fill_the_same_store_as_one_process(built, tmp_path):
         for store in (done["prepare"] if kind == "points" else done["render"]).parent.glob("*.zarr"):
             (data / kind / store.name).symlink_to(store)
     p = plan("cache-features", Context(config, data, "toys"))  # what the shard processes will plan
-    one = cache_features(p.params, p.identity, done["render"], p.fingerprint, tmp_path / "one" / p.out.name, True)
+    one = cache_features(
+        p.params, p.identity, done["render"], p.fingerprint, tmp_path / "one" / p.out.name, True
+    )
     two = data / "features" / one.name
     first = subprocess.run([*cmd, "--shard", "0/2"], capture_output=True, timeout=300)
     assert first.returncode == 0, first.stderr.decode()

@@ -50,7 +50,8 @@ class StageParams(BaseModel):
                 close = difflib.get_close_matches(str(first.get("input")), choices, n=1, cutoff=0.6)
                 hint = f"did you mean {close[0]}?" if close else f"choose one of {', '.join(choices)}"
             raise ConfigError(
-                f"invalid value for {cls.STAGE}.{key} in {source}: {first['msg']} (got {first.get('input')!r})", hint
+                f"invalid value for {cls.STAGE}.{key} in {source}: {first['msg']} (got {first.get('input')!r})",
+                hint,
             ) from None
 
     def fingerprint_params(self) -> dict[str, Any]:
@@ -99,7 +100,9 @@ class PrepareParams(StageParams):
     fps: Literal["bucket", "exact"] = "bucket"  # fpsample's kd-line bucket FPS (fast) or the classic loop
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)  # folder sources without train/test sub-folders
     synthetic_per_class: int = Field(30, ge=2)  # objects generated per synthetic class
-    synthetic_version: Literal[1, 2, 3] = 2  # synthetic generator: 2 class-specific local geometry; 1 the original
+    synthetic_version: Literal[1, 2, 3] = (
+        2  # synthetic generator: 2 class-specific local geometry; 1 the original
+    )
     seed: int = 0  # per-object randomness is seeded from (seed, object id)
     chunk: int = Field(32, ge=1)  # objects per chunk: the unit of work, of resume and of zarr chunking
     workers: int = Field(1, ge=1)  # local dask workers (processes); 1 runs in-process
@@ -134,7 +137,11 @@ class RenderParams(StageParams):
         return frozenset({"views", "draws"}) if self.views == "fixed" else frozenset()
 
     def inert(self) -> dict[str, str]:
-        return {"draws": "fixed views have no draws: add --set render.views=augmented"} if self.views == "fixed" else {}
+        return (
+            {"draws": "fixed views have no draws: add --set render.views=augmented"}
+            if self.views == "fixed"
+            else {}
+        )
 
 
 class FeaturesParams(StageParams):
@@ -160,8 +167,16 @@ class FeaturesParams(StageParams):
 BNStats = Literal["running", "reestimate"]
 BN_STATS_DEFAULT: BNStats = "running"
 
-MONITOR_KEYS = ("monitor_dataset", "monitor_every", "monitor_every_steps", "monitor_points", "monitor_c",
-                "monitor_bn_stats", "keep_every", "keep_from")  # they watch and keep, never change the trained weights: runtime
+MONITOR_KEYS = (
+    "monitor_dataset",
+    "monitor_every",
+    "monitor_every_steps",
+    "monitor_points",
+    "monitor_c",
+    "monitor_bn_stats",
+    "keep_every",
+    "keep_from",
+)  # they watch and keep, never change the trained weights: runtime
 
 
 class TrainParams(StageParams):
@@ -190,7 +205,9 @@ class TrainParams(StageParams):
     masking: Literal["2d-guided", "random"] = "2d-guided"
     targets: Literal["3d", "3d+2d"] = "3d+2d"
     online_teacher: str | None = None  # the official step: project the augmented input, run this teacher
-    input_subset: Literal["draw", "fresh"] = "draw"  # augmented views: the draw's own cloud, or a fresh subset
+    input_subset: Literal["draw", "fresh"] = (
+        "draw"  # augmented views: the draw's own cloud, or a fresh subset
+    )
     precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.1); bf16: autocast on CUDA (speed)
     seed: int = 1
     monitor_dataset: str | None = "modelnet40"  # linear SVM on this prepared dataset (§9.1); None: off
@@ -204,7 +221,9 @@ class TrainParams(StageParams):
     device: str = "auto"
     num_workers: int = Field(4, ge=0)
     resume: bool = False
-    keep_optimizer: bool = True  # false: a finished run's ckpt-last.pt drops its optimizer state (≈ 2/3 of it)
+    keep_optimizer: bool = (
+        True  # false: a finished run's ckpt-last.pt drops its optimizer state (≈ 2/3 of it)
+    )
 
 
 class EvalParams(StageParams):

@@ -18,8 +18,17 @@ from pipeline.core.config import Config
 QUICK = {
     "prepare": {"synthetic_version": 3},
     "cache-features": {"teacher": "tiny-synthetic"},
-    "train": {"run": "quick-v3", "epochs": 1, "max_steps": 15, "batch_size": 16, "warmup_epochs": 0, "cosine_to_end": True,
-              "monitor_dataset": "synthetic", "monitor_every_steps": 7, "monitor_bn_stats": "reestimate"},  # steps 0, 7, 14
+    "train": {
+        "run": "quick-v3",
+        "epochs": 1,
+        "max_steps": 15,
+        "batch_size": 16,
+        "warmup_epochs": 0,
+        "cosine_to_end": True,
+        "monitor_dataset": "synthetic",
+        "monitor_every_steps": 7,
+        "monitor_bn_stats": "reestimate",
+    },  # steps 0, 7, 14
     "eval": {"bn_stats": "reestimate"},
 }
 

@@ -51,11 +51,19 @@ class BNProtocol:
     def detail(self) -> str:
         """How the statistics were obtained, for the report's table."""
         if self.bn_stats == "reestimate":
-            return (f"reset, then re-estimated as a cumulative average over every object of the {self.split} split "
-                    f"({self.objects}, {self.batch_size} per batch, store order), BatchNorm in train mode, no "
-                    f"gradient, no mask; weights unchanged ({self.updates} training updates before)")
-        probe = (f"; median running / re-estimated variance {self.var_ratio:.3g}× on the first {self.objects} "
-                 "train objects") if self.var_ratio is not None else ""
+            return (
+                f"reset, then re-estimated as a cumulative average over every object of the {self.split} split "
+                f"({self.objects}, {self.batch_size} per batch, store order), BatchNorm in train mode, no "
+                f"gradient, no mask; weights unchanged ({self.updates} training updates before)"
+            )
+        probe = (
+            (
+                f"; median running / re-estimated variance {self.var_ratio:.3g}× on the first {self.objects} "
+                "train objects"
+            )
+            if self.var_ratio is not None
+            else ""
+        )
         return f"the checkpoint's running statistics, as the paper evaluates ({self.updates} training updates{probe})"
 
     def note(self) -> str | None:
@@ -80,8 +88,9 @@ class BNProtocol:
 
 
 @contextmanager
-def protocol_applied(model: Any, train: Any, bn_stats: str, *, n_points: int, selection: str, batch_size: int,
-                     device: str) -> Iterator[BNProtocol]:
+def protocol_applied(
+    model: Any, train: Any, bn_stats: str, *, n_points: int, selection: str, batch_size: int, device: str
+) -> Iterator[BNProtocol]:
     """Put ``model``'s BatchNorm statistics in the state ``bn_stats`` asks for, yield what was done, and
     restore every encoder buffer on exit.
 
@@ -95,15 +104,23 @@ def protocol_applied(model: Any, train: Any, bn_stats: str, *, n_points: int, se
     if train is None and bn_stats == "reestimate":
         raise EvaluationError(
             f"bn_stats=reestimate re-estimates BatchNorm statistics on the {REESTIMATE_SPLIT} split, which this "
-            "dataset does not have", "use --set eval.bn_stats=running, or a dataset with a train split",
+            "dataset does not have",
+            "use --set eval.bn_stats=running, or a dataset with a train split",
         )
     model = model.to(device)
     updates = bn_updates(model)
     with buffers_kept(model.h_encoder):
         if bn_stats == "reestimate":
             with progress_bar(f"batchnorm statistics {REESTIMATE_SPLIT}", train.points.shape[0]) as advance:
-                objects = reestimate_batchnorm(model, train.points, n_points=n_points, selection=selection,
-                                               batch_size=batch_size, device=device, progress=advance)
+                objects = reestimate_batchnorm(
+                    model,
+                    train.points,
+                    n_points=n_points,
+                    selection=selection,
+                    batch_size=batch_size,
+                    device=device,
+                    progress=advance,
+                )
             yield BNProtocol(bn_stats, REESTIMATE_SPLIT, objects, batch_size, updates, None, False)
             return
         probe = train.points[:PROBE_OBJECTS] if train is not None and train.points.shape[0] else None

@@ -36,11 +36,21 @@ def run_finetune(plan: Plan, ctx: Context) -> Path:
     params, run = plan.params, plan.needs["train"].out
     store = ev.points_store(plan.needs["prepare"].out)
     out = run_finetune(
-        ctx.data_root, None, rundir.checkpoint(run), store, recipe=params.recipe, seeds=list(range(params.seeds)),
-        device=resolve_device(params.device), report=start_report(run), **finetune_overrides(params),
+        ctx.data_root,
+        None,
+        rundir.checkpoint(run),
+        store,
+        recipe=params.recipe,
+        seeds=list(range(params.seeds)),
+        device=resolve_device(params.device),
+        report=start_report(run),
+        **finetune_overrides(params),
     )
-    result = {"last_acc": [r.last_acc for r in out.results], "best_acc": [r.best_acc for r in out.results],
-              "last_vote_acc": [r.last_vote_acc for r in out.results]}
+    result = {
+        "last_acc": [r.last_acc for r in out.results],
+        "best_acc": [r.best_acc for r in out.results],
+        "last_vote_acc": [r.last_vote_acc for r in out.results],
+    }
     rundir.write_eval(plan.out, eval_record(plan, "finetune", result))
     return plan.out
 
@@ -54,9 +64,18 @@ def run_fewshot(plan: Plan, ctx: Context) -> Path:
     params, run = plan.params, plan.needs["train"].out
     store = ev.points_store(plan.needs["prepare"].out)
     settings, _ = run_fewshot(
-        ctx.data_root, None, rundir.checkpoint(run), store, episodes=None, ways=list(params.way),
-        shots=list(params.shot), folds=params.folds, seed=params.seed, device=resolve_device(params.device),
-        report=start_report(run), **finetune_overrides(params),
+        ctx.data_root,
+        None,
+        rundir.checkpoint(run),
+        store,
+        episodes=None,
+        ways=list(params.way),
+        shots=list(params.shot),
+        folds=params.folds,
+        seed=params.seed,
+        device=resolve_device(params.device),
+        report=start_report(run),
+        **finetune_overrides(params),
     )
     result = {f"{w}-way {s}-shot": [r.last_acc for r in results] for w, s, results in settings}
     rundir.write_eval(plan.out, eval_record(plan, "fewshot", result))

@@ -50,8 +50,15 @@ def checkpoint_path(data_root: Path, run: str | None, ckpt: Path | None, which: 
 
 
 def resolve_encoder(
-    data_root: Path, run: str | None, ckpt: Path | None, *, random_init: bool = False, seed: int = 0,
-    need_norms: bool = True, which: str = "last", opened: Opened | None = None,
+    data_root: Path,
+    run: str | None,
+    ckpt: Path | None,
+    *,
+    random_init: bool = False,
+    seed: int = 0,
+    need_norms: bool = True,
+    which: str = "last",
+    opened: Opened | None = None,
 ) -> Encoder:
     """The encoder of ``--run`` / ``--ckpt``; with ``random_init`` the same architecture (or the paper's
     when neither is given) freshly initialised with ``seed``. ``opened``: the checkpoint, already read."""

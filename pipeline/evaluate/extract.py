@@ -100,8 +100,14 @@ def points_store(path: Path) -> PointsStore:
 
     state = read_state(location(path), progress=False)
     if state is None or state.attrs.get("stage") != "prepare" or not state.complete:
-        what = "no store" if state is None else ("incomplete" if state.attrs.get("stage") == "prepare" else "not a points store")
-        raise StoreError(f"{path}: {what}", "run `i2p prepare` for its dataset (rerunning resumes an incomplete one)")
+        what = (
+            "no store"
+            if state is None
+            else ("incomplete" if state.attrs.get("stage") == "prepare" else "not a points store")
+        )
+        raise StoreError(
+            f"{path}: {what}", "run `i2p prepare` for its dataset (rerunning resumes an incomplete one)"
+        )
     return PointsStore(str(state.attrs.get("dataset")), location(path), state.attrs)
 
 
@@ -128,9 +134,11 @@ def require_splits(store: PointsStore, command: str) -> None:
         return
     hint = "prepare the dataset again from a release that has both splits"
     if store.attrs.get("source") == "folder":
-        hint = ("give each class folder a test/ sub-folder beside train/, or put the files directly in the "
-                "class folders (no train/ or test/) so that prepare holds out a share of them: "
-                "`i2p prepare folder --root PATH --set prepare.test_fraction=0.2`")
+        hint = (
+            "give each class folder a test/ sub-folder beside train/, or put the files directly in the "
+            "class folders (no train/ or test/) so that prepare holds out a share of them: "
+            "`i2p prepare folder --root PATH --set prepare.test_fraction=0.2`"
+        )
     raise EvaluationError(
         f"{command} needs a train and a test split; dataset {store.name} has "
         f"{', '.join(store.splits) or 'none'} (missing: {', '.join(missing)})",
@@ -156,8 +164,16 @@ def labelled(split: Split) -> np.ndarray:
 # ---- linear SVM and embeddings ----------------------------------------------------------------------
 
 
-def features(model: Any, split: Split, rows: np.ndarray | None, n: int, how: str, params: EvalParams,
-             device: str, label: str) -> Any:
+def features(
+    model: Any,
+    split: Split,
+    rows: np.ndarray | None,
+    n: int,
+    how: str,
+    params: EvalParams,
+    device: str,
+    label: str,
+) -> Any:
     """Global features of ``rows`` of a split (all rows when None), with a progress bar."""
     from i2pmae.evaluate import extract_features
 
@@ -165,8 +181,14 @@ def features(model: Any, split: Split, rows: np.ndarray | None, n: int, how: str
     total = source.shape[0]
     with progress_bar(f"features {label}", total, "objects") as advance:
         return extract_features(
-            model, source, n_points=n, selection=how, pooling=params.pooling,
-            batch_size=params.batch_size, device=device, progress=advance,
+            model,
+            source,
+            n_points=n,
+            selection=how,
+            pooling=params.pooling,
+            batch_size=params.batch_size,
+            device=device,
+            progress=advance,
         )
 
 
@@ -207,8 +229,9 @@ def run_svm(
     model = encoder.model(device)
     train, test = store.split("train"), store.split("test")
     tr_rows, te_rows = labelled(train), labelled(test)
-    with protocol_applied(model, train, params.bn_stats, n_points=n, selection=how, batch_size=params.batch_size,
-                          device=device) as bn:
+    with protocol_applied(
+        model, train, params.bn_stats, n_points=n, selection=how, batch_size=params.batch_size, device=device
+    ) as bn:
         train_x = features(model, train, tr_rows, n, how, params, device, "train")
         test_x = features(model, test, te_rows, n, how, params, device, "test")
     try:
@@ -220,9 +243,18 @@ def run_svm(
     if dropped:
         splits += f"; {dropped} unlabelled objects left out"
     section = svm_section(
-        encoder=encoder.label, dataset=store.describe(), splits=splits, points=points_text,
-        pooling=params.pooling, c=c, c_note=c_note, accuracy=result.accuracy, feature_dim=train_x.shape[1],
-        bn=bn.text(), bn_detail=bn.detail(), bn_note=bn.note(),
+        encoder=encoder.label,
+        dataset=store.describe(),
+        splits=splits,
+        points=points_text,
+        pooling=params.pooling,
+        c=c,
+        c_note=c_note,
+        accuracy=result.accuracy,
+        feature_dim=train_x.shape[1],
+        bn=bn.text(),
+        bn_detail=bn.detail(),
+        bn_note=bn.note(),
     )
     append_report(report, section)
     return SVMOutcome(result.accuracy, c, n, report, bn)
@@ -249,8 +281,15 @@ def run_embed(
     n, how, points_text = feature_points(store, params.points, encoder.train_points)
     check_points(n, encoder.config)
     split, model = store.split(split_name), encoder.model(device)
-    with protocol_applied(model, train_split(store), params.bn_stats, n_points=n, selection=how,
-                          batch_size=params.batch_size, device=device) as bn:
+    with protocol_applied(
+        model,
+        train_split(store),
+        params.bn_stats,
+        n_points=n,
+        selection=how,
+        batch_size=params.batch_size,
+        device=device,
+    ) as bn:
         feats = features(model, split, None, n, how, params, device, split_name).numpy()
     buffer = io.BytesIO()
     np.save(buffer, feats.astype(np.float32))

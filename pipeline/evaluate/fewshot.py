@@ -33,9 +33,20 @@ FEWSHOT_EPOCHS = 150  # Point-MAE's cfgs/fewshot.yaml (I2P-MAE ships no few-shot
 
 
 def run_fewshot(
-    data_root: Path, run: str | None, ckpt: Path | None, store: PointsStore | None, *, episodes: Path | None,
-    ways: list[int], shots: list[int], folds: int, seed: int, device: str, report: Path | None,
-    random_init: bool = False, **overrides: Any,
+    data_root: Path,
+    run: str | None,
+    ckpt: Path | None,
+    store: PointsStore | None,
+    *,
+    episodes: Path | None,
+    ways: list[int],
+    shots: list[int],
+    folds: int,
+    seed: int,
+    device: str,
+    report: Path | None,
+    random_init: bool = False,
+    **overrides: Any,
 ) -> tuple[list, Path]:
     """Fine-tune per fold with a ``way``-class head; mean ± std over folds per (way, shot)."""
     import torch
@@ -54,10 +65,12 @@ def run_fewshot(
         assert store is not None
         train = split_labels(store, "train")
         test = split_labels(store, "test") if "test" in store.splits else None
-        protocol = (f"drawn from {store.name}: `way` classes at random, `shot` train objects per class from "
-                    f"the train split, 20 test objects per class from the "
-                    f"{'test' if test else 'remaining train'} split; NumPy generator seeded by "
-                    f"(seed {seed}, way, shot, fold)")
+        protocol = (
+            f"drawn from {store.name}: `way` classes at random, `shot` train objects per class from "
+            f"the train split, 20 test objects per class from the "
+            f"{'test' if test else 'remaining train'} split; NumPy generator seeded by "
+            f"(seed {seed}, way, shot, fold)"
+        )
     else:
         protocol = f"Point-BERT few-shot pickles from `{episodes}`"
     settings, payload = [], []
@@ -68,8 +81,12 @@ def run_fewshot(
                 if episodes is None:
                     ep = make_episode(train[2], None if test is None else test[2], way, shot, fold, seed)
                     src = test if test is not None else train
-                    data = (rows_tensor(train[0], train[1][ep.train_idx]), torch.from_numpy(ep.train_label),
-                            rows_tensor(src[0], src[1][ep.test_idx]), torch.from_numpy(ep.test_label))
+                    data = (
+                        rows_tensor(train[0], train[1][ep.train_idx]),
+                        torch.from_numpy(ep.train_label),
+                        rows_tensor(src[0], src[1][ep.test_idx]),
+                        torch.from_numpy(ep.test_label),
+                    )
                     classes = ep.classes
                 else:
                     *data, classes = read_fewshot_pickle(episodes, way, shot, fold)
@@ -82,14 +99,21 @@ def run_fewshot(
                 )
             log.info("%d-way %d-shot: last %s", way, shot, pct(float(np.mean([r.last_acc for r in results]))))
             settings.append((way, shot, results))
-    metrics = metrics_file(report, f"fewshot-{store.name if store else 'episodes'}", {"encoder": encoder.label,
-                            "finetune": asdict(fcfg), "folds": payload})
+    metrics = metrics_file(
+        report,
+        f"fewshot-{store.name if store else 'episodes'}",
+        {"encoder": encoder.label, "finetune": asdict(fcfg), "folds": payload},
+    )
     ccfg = classifier_config(rec, ways[0], encoder.config, fcfg.points)
     section = fewshot_section(
-        encoder=encoder.label, dataset=store.describe() if store else str(episodes), protocol=protocol,
+        encoder=encoder.label,
+        dataset=store.describe() if store else str(episodes),
+        protocol=protocol,
         recipe=describe_recipe(rec, ccfg, fcfg).replace(f"to {ways[0]} classes", "to `way` classes"),
-        optimisation=describe_optimisation(fcfg) + " (defaults from Point-MAE's few-shot config: I2P-MAE ships none)",
-        settings=settings, metrics_file=metrics.name,
+        optimisation=describe_optimisation(fcfg)
+        + " (defaults from Point-MAE's few-shot config: I2P-MAE ships none)",
+        settings=settings,
+        metrics_file=metrics.name,
     )
     append_report(report, section)
     return settings, report

@@ -27,6 +27,7 @@ from pipeline.storage.store import atomic_write_bytes
 
 log = logging.getLogger("i2p")
 
+
 def recipe_for(store: PointsStore | None, requested: str | None):
     from i2pmae.recipes import RECIPES
 
@@ -65,8 +66,11 @@ def rows_tensor(split: Any, rows: np.ndarray) -> Any:
 
 
 def describe_recipe(recipe: Any, ccfg: Any, fcfg: Any) -> str:
-    aug = {"scale-translate": "ScaleAndTranslate(2/3–3/2, ±0.2)", "scale-rotate":
-           "ScaleAndTranslate(0.9–1.1, 0) + one y-rotation U(−π, π) per batch", "none": "none"}[fcfg.augment]
+    aug = {
+        "scale-translate": "ScaleAndTranslate(2/3–3/2, ±0.2)",
+        "scale-rotate": "ScaleAndTranslate(0.9–1.1, 0) + one y-rotation U(−π, π) per batch",
+        "none": "none",
+    }[fcfg.augment]
     return (
         f"{recipe.name}: {fcfg.points} points (train: FPS of a shuffled cloud to the pool, one random subset "
         f"per batch; test: FPS from index 0); groups {'/'.join(map(str, ccfg.num_groups))} × "
@@ -96,8 +100,16 @@ def train_classifier(model: Any, data: tuple, fcfg: Any, device: str, label: str
     with progress_bar(f"finetune {label}", fcfg.epochs * per_epoch, "batches") as advance:
 
         def on_epoch(m: Any) -> None:
-            log.debug("%s epoch %d: lr %.2e loss %.4f train %.4f test %.4f (%.1fs)",
-                      label, m.epoch, m.lr, m.loss, m.train_acc, m.test_acc, m.seconds)
+            log.debug(
+                "%s epoch %d: lr %.2e loss %.4f train %.4f test %.4f (%.1fs)",
+                label,
+                m.epoch,
+                m.lr,
+                m.loss,
+                m.train_acc,
+                m.test_acc,
+                m.seconds,
+            )
 
         try:
             return finetune(model, *data, fcfg, device, on_epoch, advance)
@@ -124,8 +136,17 @@ class FinetuneOutcome:
 
 
 def run_finetune(
-    data_root: Path, run: str | None, ckpt: Path | None, store: PointsStore, *, recipe: str | None,
-    seeds: list[int], device: str, report: Path | None, random_init: bool = False, **overrides: Any,
+    data_root: Path,
+    run: str | None,
+    ckpt: Path | None,
+    store: PointsStore,
+    *,
+    recipe: str | None,
+    seeds: list[int],
+    device: str,
+    report: Path | None,
+    random_init: bool = False,
+    **overrides: Any,
 ) -> FinetuneOutcome:
     """Fine-tune the encoder once per seed; or, for a fine-tuned classifier checkpoint, evaluate it."""
     from i2pmae.finetune import build_classifier
@@ -150,24 +171,47 @@ def run_finetune(
     for seed in seeds:
         model = build_classifier(ccfg, state, seed)
         cfg = finetune_config(rec, **{**overrides, "seed": seed})
-        results.append(train_classifier(model, (train[0], train[1], test[0], test[1]), cfg, device, f"seed {seed}"))
-        log.info("seed %d: last %s, best %s (epoch %d)", seed, pct(results[-1].last_acc),
-                 pct(results[-1].best_acc), results[-1].best_epoch)
-    metrics = metrics_file(report, f"finetune-{store.name}-{rec.name}", {
-        "dataset": store.name, "recipe": rec.name, "encoder": encoder.label, "finetune": asdict(fcfg),
-        "classifier": asdict(ccfg), "results": [asdict(r) for r in results],
-    })
-    voting = (f"Voted: one pass of {fcfg.votes} votes (FPS pool, random subset, ScaleAndTranslate; logits "
-              "averaged), never the maximum over repeated passes." if fcfg.votes else
-              "Voting is not defined for this recipe (the paper's code raises for 2048-point inputs), so "
-              "only unvoted accuracies are given.")
+        results.append(
+            train_classifier(model, (train[0], train[1], test[0], test[1]), cfg, device, f"seed {seed}")
+        )
+        log.info(
+            "seed %d: last %s, best %s (epoch %d)",
+            seed,
+            pct(results[-1].last_acc),
+            pct(results[-1].best_acc),
+            results[-1].best_epoch,
+        )
+    metrics = metrics_file(
+        report,
+        f"finetune-{store.name}-{rec.name}",
+        {
+            "dataset": store.name,
+            "recipe": rec.name,
+            "encoder": encoder.label,
+            "finetune": asdict(fcfg),
+            "classifier": asdict(ccfg),
+            "results": [asdict(r) for r in results],
+        },
+    )
+    voting = (
+        f"Voted: one pass of {fcfg.votes} votes (FPS pool, random subset, ScaleAndTranslate; logits "
+        "averaged), never the maximum over repeated passes."
+        if fcfg.votes
+        else "Voting is not defined for this recipe (the paper's code raises for 2048-point inputs), so "
+        "only unvoted accuracies are given."
+    )
     dropped = train[2] + test[2]
     section = finetune_section(
-        title=f"Fine-tuning on {store.name}", encoder=encoder.label, dataset=store.describe(),
+        title=f"Fine-tuning on {store.name}",
+        encoder=encoder.label,
+        dataset=store.describe(),
         splits=f"train {len(train[1])}, test {len(test[1])} objects, {n_classes} classes; no validation split"
         + (f"; {dropped} unlabelled objects left out" if dropped else ""),
-        recipe=describe_recipe(rec, ccfg, fcfg), optimisation=describe_optimisation(fcfg), results=results,
-        voting=voting, metrics_file=metrics.name,
+        recipe=describe_recipe(rec, ccfg, fcfg),
+        optimisation=describe_optimisation(fcfg),
+        results=results,
+        voting=voting,
+        metrics_file=metrics.name,
     )
     append_report(report, section)
     return FinetuneOutcome(results, report, metrics)
@@ -184,11 +228,19 @@ def _evaluate_classifier(data_root, opened, store, rec, fcfg, device, report) ->
     model = load_classifier(opened, classifier_config(rec, n_classes, I2PMAEConfig(), fcfg.points))
     acc, voted = evaluate_classifier(model, test_x, test_y, fcfg, device)
     report = Path(report) if report else rundir.report(rundir.run_dir(data_root, opened.path.stem))
-    rows = [("classifier", f"{opened.path.name} (fine-tuned checkpoint, evaluated as is)"),
-            ("dataset", store.describe()), ("test objects", str(len(test_y))),
-            ("recipe", describe_recipe(rec, model.cfg, fcfg)), ("**accuracy, unvoted**", f"**{pct(acc)}**"),
-            ("**accuracy, voted**", f"**{pct(voted)}** (one pass of {fcfg.votes} votes)" if voted is not None
-             else "n/a (voting not defined for this recipe)")]
+    rows = [
+        ("classifier", f"{opened.path.name} (fine-tuned checkpoint, evaluated as is)"),
+        ("dataset", store.describe()),
+        ("test objects", str(len(test_y))),
+        ("recipe", describe_recipe(rec, model.cfg, fcfg)),
+        ("**accuracy, unvoted**", f"**{pct(acc)}**"),
+        (
+            "**accuracy, voted**",
+            f"**{pct(voted)}** (one pass of {fcfg.votes} votes)"
+            if voted is not None
+            else "n/a (voting not defined for this recipe)",
+        ),
+    ]
     append_report(
         report,
         f"## Fine-tuned classifier on {store.name}\n\n{table(rows)}\n\nNo training, no epoch selection.",

@@ -76,13 +76,30 @@ class Monitor:
         params = EvalParams(points=self.n_points, svm_c=self.c, bn_stats=self.bn_stats)
         try:
             xs, ys = [], []
-            with protocol_applied(model, self.store.split("train"), self.bn_stats, n_points=self.n_points,
-                                  selection=self.selection, batch_size=params.batch_size, device=self.device) as bn:
+            with protocol_applied(
+                model,
+                self.store.split("train"),
+                self.bn_stats,
+                n_points=self.n_points,
+                selection=self.selection,
+                batch_size=params.batch_size,
+                device=self.device,
+            ) as bn:
                 for name in ("train", "test"):
                     split = self.store.split(name)
                     rows = labelled(split)
-                    xs.append(features(model, split, rows, self.n_points, self.selection, params, self.device,
-                                       f"monitor {name}"))
+                    xs.append(
+                        features(
+                            model,
+                            split,
+                            rows,
+                            self.n_points,
+                            self.selection,
+                            params,
+                            self.device,
+                            f"monitor {name}",
+                        )
+                    )
                     ys.append(split.labels[rows])
             return svm_accuracy(xs[0], ys[0], xs[1], ys[1], self.c).accuracy, bn
         finally:
@@ -103,18 +120,36 @@ def build_monitor(params: TrainParams, data_root: Path, device: str) -> Monitor 
     path = record.output(data_root, "prepare") if record else None
     state = read_state(path, progress=False) if path is not None else None
     if state is None or not state.complete:
-        log.info("monitoring off: dataset %s is not prepared under %s; turn it on with `i2p prepare %s --root PATH` "
-                 "(the ModelNet40 h5 release, method §9.1) or --set train.monitor_dataset=NAME", name, data_root,
-                 "modelnet40" if name == "modelnet40" else "SOURCE --dataset " + name)
+        log.info(
+            "monitoring off: dataset %s is not prepared under %s; turn it on with `i2p prepare %s --root PATH` "
+            "(the ModelNet40 h5 release, method §9.1) or --set train.monitor_dataset=NAME",
+            name,
+            data_root,
+            "modelnet40" if name == "modelnet40" else "SOURCE --dataset " + name,
+        )
         return None
     store = points_store(path)
     require_splits(store, "the training monitor")
     stored = int(store.split("train").points.shape[1])
     n, how, _ = feature_points(store, min(params.monitor_points, stored), params.points)
-    monitor = Monitor(store, n, how, params.monitor_c, params.monitor_every, params.monitor_every_steps, device,
-                      params.monitor_bn_stats)
-    log.info("monitor: linear SVM on %s (%d points, C = %g, bn_stats=%s) every %s", store.name, n, monitor.c,
-             monitor.bn_stats, _cadence(monitor))
+    monitor = Monitor(
+        store,
+        n,
+        how,
+        params.monitor_c,
+        params.monitor_every,
+        params.monitor_every_steps,
+        device,
+        params.monitor_bn_stats,
+    )
+    log.info(
+        "monitor: linear SVM on %s (%d points, C = %g, bn_stats=%s) every %s",
+        store.name,
+        n,
+        monitor.c,
+        monitor.bn_stats,
+        _cadence(monitor),
+    )
     return monitor
 
 
@@ -123,8 +158,15 @@ def _cadence(m: Monitor) -> str:
     return " and ".join(parts + ([f"{m.every_steps} steps"] if m.every_steps else []))
 
 
-def check(monitor: Monitor | None, s: Any, params: TrainParams, run: Path, metrics: Any, epoch: int | None,
-          rng_states: list | None = None) -> None:
+def check(
+    monitor: Monitor | None,
+    s: Any,
+    params: TrainParams,
+    run: Path,
+    metrics: Any,
+    epoch: int | None,
+    rng_states: list | None = None,
+) -> None:
     """At a step (``epoch`` None) or an epoch end (the epoch that ended): measure if due, keep ckpt-best.pt."""
     step = s.position["step"]
     if monitor is None or not monitor.due(step, epoch):
@@ -134,17 +176,47 @@ def check(monitor: Monitor | None, s: Any, params: TrainParams, run: Path, metri
     acc, bn = monitor.accuracy(s.model)
     monitor.measured.add(step)
     shown = epoch if epoch is not None else s.position["epoch"]
-    metrics.write({"step": step, "epoch": shown, "svm_acc": acc, "svm_dataset": monitor.store.name,
-                   "bn_stats": bn.bn_stats, "bn_note": bn.note()})
-    log.info("step %d (epoch %d): linear SVM on %s %s (%s)%s", step, shown, monitor.store.name, pct(acc), bn.text(),
-             f"; {bn.note()}" if bn.note() else "")
+    metrics.write(
+        {
+            "step": step,
+            "epoch": shown,
+            "svm_acc": acc,
+            "svm_dataset": monitor.store.name,
+            "bn_stats": bn.bn_stats,
+            "bn_note": bn.note(),
+        }
+    )
+    log.info(
+        "step %d (epoch %d): linear SVM on %s %s (%s)%s",
+        step,
+        shown,
+        monitor.store.name,
+        pct(acc),
+        bn.text(),
+        f"; {bn.note()}" if bn.note() else "",
+    )
     if acc > monitor.best and step > 0:
         monitor.best = acc
-        save_checkpoint(rundir.checkpoint(run, "best"), s.model, s.optimizer, params, s.position,
-                        rng_states or [rng_state()])
-        rundir.mark_best(run, {"checkpoint": rundir.checkpoint(run, "best").name, "step": step, "epoch": shown,
-                               "svm_acc": acc, "dataset": monitor.store.name, "selected_on": "test split",
-                               "note": "chosen on the monitor dataset's test split, as the paper's runner (method §9.1)"})
+        save_checkpoint(
+            rundir.checkpoint(run, "best"),
+            s.model,
+            s.optimizer,
+            params,
+            s.position,
+            rng_states or [rng_state()],
+        )
+        rundir.mark_best(
+            run,
+            {
+                "checkpoint": rundir.checkpoint(run, "best").name,
+                "step": step,
+                "epoch": shown,
+                "svm_acc": acc,
+                "dataset": monitor.store.name,
+                "selected_on": "test split",
+                "note": "chosen on the monitor dataset's test split, as the paper's runner (method §9.1)",
+            },
+        )
     run_plots.write_monitor_plot(run)
 
 
@@ -174,18 +246,28 @@ def monitor_section(run: Path) -> str | None:
     png = run_plots.write_monitor_plot(run)
     start = rows[0]["svm_acc"] if rows[0]["step"] == 0 else None
     protocols = sorted({r.get("bn_stats", "running") for r in rows})  # rows written before bn_stats: running
-    lines = [f"## Monitoring during pre-training: linear SVM on {rows[-1]['svm_dataset']}", "",
-             f"Every row with BatchNorm statistics bn_stats={' / '.join(protocols)} (step 0 included).", "",
-             "| step | epoch | encoder | random initialisation (step 0) | BatchNorm statistics |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['step']} | {r['epoch']} | {pct(r['svm_acc'])} | {pct(start)} | bn_stats={r.get('bn_stats', 'running')}"
-              + (f"; **{r['bn_note']}**" if r.get("bn_note") else "") + " |" for r in rows]
+    lines = [
+        f"## Monitoring during pre-training: linear SVM on {rows[-1]['svm_dataset']}",
+        "",
+        f"Every row with BatchNorm statistics bn_stats={' / '.join(protocols)} (step 0 included).",
+        "",
+        "| step | epoch | encoder | random initialisation (step 0) | BatchNorm statistics |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['step']} | {r['epoch']} | {pct(r['svm_acc'])} | {pct(start)} | bn_stats={r.get('bn_stats', 'running')}"
+        + (f"; **{r['bn_note']}**" if r.get("bn_note") else "")
+        + " |"
+        for r in rows
+    ]
     best = (rundir.read(run).config or {}).get("best")
     lines += ["", f"![monitor]({png.name})", ""]
     if best:
-        lines.append(f"`{best['checkpoint']}` holds step {best['step']} (epoch {best['epoch']}, {pct(best['svm_acc'])}). "
-                     "**It was selected on the test split**, as the paper's runner selects ckpt-best (§9.1), so its "
-                     "accuracy is optimistic; `ckpt-last.pt`, evaluated above, involves no choice on the test split.")
+        lines.append(
+            f"`{best['checkpoint']}` holds step {best['step']} (epoch {best['epoch']}, {pct(best['svm_acc'])}). "
+            "**It was selected on the test split**, as the paper's runner selects ckpt-best (§9.1), so its "
+            "accuracy is optimistic; `ckpt-last.pt`, evaluated above, involves no choice on the test split."
+        )
     gain = np.round(100 * (rows[-1]["svm_acc"] - start), 2) if start is not None else None
     if gain is not None:
         lines.append(f"From step 0 to step {rows[-1]['step']} the accuracy changed by {gain:+.2f} points.")

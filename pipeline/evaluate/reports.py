@@ -23,6 +23,7 @@ BEST_ON_TEST = (
     "(method §12.4)."
 )
 
+
 def append_report(path: Path, section: str) -> Path:
     """Append ``section`` to the markdown file at ``path`` (created with a title when missing)."""
     path = Path(path)
@@ -58,8 +59,19 @@ def table(rows: Sequence[tuple[str, str]]) -> str:
 
 
 def svm_section(
-    *, encoder: str, dataset: str, splits: str, points: str, pooling: str, c: float, c_note: str,
-    accuracy: float, feature_dim: int, bn: str, bn_detail: str, bn_note: str | None = None,
+    *,
+    encoder: str,
+    dataset: str,
+    splits: str,
+    points: str,
+    pooling: str,
+    c: float,
+    c_note: str,
+    accuracy: float,
+    feature_dim: int,
+    bn: str,
+    bn_detail: str,
+    bn_note: str | None = None,
 ) -> str:
     """bn, bn_detail, bn_note: the BatchNorm protocol's name, how it was applied and its staleness warning
     (``pipeline.evaluate.bnstats.BNProtocol``: text, detail, note)."""
@@ -68,8 +80,11 @@ def svm_section(
         ("dataset", dataset),
         ("split sizes", splits),
         ("points per object", points),
-        ("feature", f"{pooling}-pooled LayerNorm-ed top-scale tokens ({feature_dim}-d), encoder frozen in "
-                    "eval mode, no masking, no augmentation, no feature scaling"),
+        (
+            "feature",
+            f"{pooling}-pooled LayerNorm-ed top-scale tokens ({feature_dim}-d), encoder frozen in "
+            "eval mode, no masking, no augmentation, no feature scaling",
+        ),
         ("BatchNorm statistics", f"{bn}: {bn_detail}"),
         ("classifier", f'scikit-learn SVC(kernel="linear", C={c:g}): {c_note}'),
         ("**test accuracy**", f"**{pct(accuracy)}**, {bn}" + (f"; **{bn_note}**" if bn_note else "")),
@@ -82,12 +97,26 @@ def svm_section(
 
 
 def finetune_section(
-    *, title: str, encoder: str, dataset: str, splits: str, recipe: str, optimisation: str,
-    results: Sequence, voting: str, metrics_file: str | None,
+    *,
+    title: str,
+    encoder: str,
+    dataset: str,
+    splits: str,
+    recipe: str,
+    optimisation: str,
+    results: Sequence,
+    voting: str,
+    metrics_file: str | None,
 ) -> str:
     """results: FinetuneResult per seed (or per fold, with ``seed`` holding the fold's label)."""
-    rows = [("encoder", encoder), ("dataset", dataset), ("split sizes", splits), ("recipe", recipe),
-            ("optimisation", optimisation), ("seeds", ", ".join(str(r.seed) for r in results))]
+    rows = [
+        ("encoder", encoder),
+        ("dataset", dataset),
+        ("split sizes", splits),
+        ("recipe", recipe),
+        ("optimisation", optimisation),
+        ("seeds", ", ".join(str(r.seed) for r in results)),
+    ]
     head = "| seed | last epoch | best epoch (epoch) | last epoch, voted | best epoch, voted |\n|---|---|---|---|---|"
     body = [
         f"| {r.seed} | {pct(r.last_acc)} | {pct(r.best_acc)} ({r.best_epoch}) | {pct(r.last_vote_acc)} "
@@ -110,12 +139,23 @@ def finetune_section(
 
 
 def fewshot_section(
-    *, encoder: str, dataset: str, protocol: str, recipe: str, optimisation: str,
-    settings: Sequence[tuple[int, int, Sequence]], metrics_file: str | None,
+    *,
+    encoder: str,
+    dataset: str,
+    protocol: str,
+    recipe: str,
+    optimisation: str,
+    settings: Sequence[tuple[int, int, Sequence]],
+    metrics_file: str | None,
 ) -> str:
     """settings: (way, shot, FinetuneResult per fold) for each setting run."""
-    rows = [("encoder", encoder), ("dataset", dataset), ("episodes", protocol), ("recipe", recipe),
-            ("optimisation", optimisation)]
+    rows = [
+        ("encoder", encoder),
+        ("dataset", dataset),
+        ("episodes", protocol),
+        ("recipe", recipe),
+        ("optimisation", optimisation),
+    ]
     head = "| setting | folds | last epoch | best epoch |\n|---|---|---|---|"
     body = [
         f"| {way}-way {shot}-shot | {len(res)} | {mean_std([r.last_acc for r in res])} "

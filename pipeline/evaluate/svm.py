@@ -47,30 +47,59 @@ def run(plan: Plan, ctx: Context) -> Path:
     report = start_report(run)
     results = {}
     for label, random_init in (("pre-trained", False), ("random initialisation", True)):
-        encoder = resolve_encoder(ctx.data_root, None, rundir.checkpoint(run), random_init=random_init, seed=0)
+        encoder = resolve_encoder(
+            ctx.data_root, None, rundir.checkpoint(run), random_init=random_init, seed=0
+        )
         results[label] = ev.run_svm(encoder, store, params, device, report)
     a, b = results["pre-trained"].accuracy, results["random initialisation"].accuracy
     bn_a, bn_b = results["pre-trained"].bn, results["random initialisation"].bn
     verdict = "beats" if a > b else ("ties with" if a == b else "does NOT beat")
     name = run.name
-    append_report(report, "\n".join([
-        f"## Summary: pre-trained vs random initialisation on {store.name}", "",
-        "| encoder | linear-SVM test accuracy | BatchNorm statistics |", "|---|---|---|",
-        f"| pre-trained (run {name}) | {pct(a)} | {_cell(bn_a)} |",
-        f"| same architecture, random initialisation (seed 0) | {pct(b)} | {_cell(bn_b)} |", "",
-        f"Pre-training {verdict} random initialisation here ({pct(a)} vs {pct(b)}, one SVM fit each, both with "
-        f"{params.bn_stats} BatchNorm statistics, no choice made on the test split).", "",
-    ]))
+    append_report(
+        report,
+        "\n".join(
+            [
+                f"## Summary: pre-trained vs random initialisation on {store.name}",
+                "",
+                "| encoder | linear-SVM test accuracy | BatchNorm statistics |",
+                "|---|---|---|",
+                f"| pre-trained (run {name}) | {pct(a)} | {_cell(bn_a)} |",
+                f"| same architecture, random initialisation (seed 0) | {pct(b)} | {_cell(bn_b)} |",
+                "",
+                f"Pre-training {verdict} random initialisation here ({pct(a)} vs {pct(b)}, one SVM fit each, both with "
+                f"{params.bn_stats} BatchNorm statistics, no choice made on the test split).",
+                "",
+            ]
+        ),
+    )
     section = monitor_section(run)  # the SVM accuracy during pre-training (train.monitor_*), if monitored
     if section:
         append_report(report, section)
     out = results["pre-trained"]
-    rundir.write_eval(plan.out, eval_record(plan, "svm", {
-        "accuracy": a, "random_init_accuracy": b, "svm_c": out.c, "points": out.n_points,
-        "bn_stats": params.bn_stats, "bn": bn_a.record(), "random_init_bn": bn_b.record(),
-    }))
-    log.info("linear SVM on %s: pre-trained %s, random init %s, %s (report %s)", store.name, pct(a), pct(b),
-             bn_a.text(), report)
+    rundir.write_eval(
+        plan.out,
+        eval_record(
+            plan,
+            "svm",
+            {
+                "accuracy": a,
+                "random_init_accuracy": b,
+                "svm_c": out.c,
+                "points": out.n_points,
+                "bn_stats": params.bn_stats,
+                "bn": bn_a.record(),
+                "random_init_bn": bn_b.record(),
+            },
+        ),
+    )
+    log.info(
+        "linear SVM on %s: pre-trained %s, random init %s, %s (report %s)",
+        store.name,
+        pct(a),
+        pct(b),
+        bn_a.text(),
+        report,
+    )
     return plan.out
 
 

@@ -49,12 +49,24 @@ def parse_shard(shard: str | None, dist: Distributed = Distributed()) -> tuple[i
 def run(plan: Plan, ctx: Context) -> Path:
     """The cache-features stage's body: fill the planned features store from the views store it needs, with
     the identity the plan resolved (weights sha256, precision); returns it."""
-    return cache_features(plan.params, plan.identity, plan.needs["render"].out, plan.fingerprint, plan.out,
-                          ctx.offline, ctx.dist)
+    return cache_features(
+        plan.params,
+        plan.identity,
+        plan.needs["render"].out,
+        plan.fingerprint,
+        plan.out,
+        ctx.offline,
+        ctx.dist,
+    )
 
 
 def cache_features(
-    params: FeaturesParams, values: dict[str, Any], views_path: Path, fp: str, path: Path, offline: bool,
+    params: FeaturesParams,
+    values: dict[str, Any],
+    views_path: Path,
+    fp: str,
+    path: Path,
+    offline: bool,
     dist: Distributed = Distributed(),
 ) -> Path:
     """Fill the features store ``path`` (fingerprint ``fp`` of the identity ``values``, planned by the
@@ -135,10 +147,23 @@ def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter
         layout[split] = (
             max(1, -(-n // c)),
             [
-                per_object("feature", (n, *lead, ch, h, w), c, "float16", ("object", *where, "channel", "row", "col"),
-                           compress=False, per_draw=len(lead) == 2),
-                per_object("saliency", (n, *lead, h, w), c, "float32", ("object", *where, "row", "col"),
-                           per_draw=len(lead) == 2),
+                per_object(
+                    "feature",
+                    (n, *lead, ch, h, w),
+                    c,
+                    "float16",
+                    ("object", *where, "channel", "row", "col"),
+                    compress=False,
+                    per_draw=len(lead) == 2,
+                ),
+                per_object(
+                    "saliency",
+                    (n, *lead, h, w),
+                    c,
+                    "float32",
+                    ("object", *where, "row", "col"),
+                    per_draw=len(lead) == 2,
+                ),
             ],
         )
     writer.create(layout)

@@ -47,7 +47,6 @@ TEACHERS: dict[str, tuple[str, str | None]] = {
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
-
 def resolve_teacher(name: str) -> tuple[str, str | None]:
     """Teacher name -> (open_clip model name, pretrained tag or None). Raises TeacherError if unknown."""
     if name in TEACHERS:

@@ -10,7 +10,9 @@ import numpy as np
 from pipeline.storage.store import StoreWriter
 
 
-def compact(writer: StoreWriter, chunk_failures: dict[str, list], chunk: int, arrays: tuple[str, ...]) -> dict[str, int]:
+def compact(
+    writer: StoreWriter, chunk_failures: dict[str, list], chunk: int, arrays: tuple[str, ...]
+) -> dict[str, int]:
     """Remove the rows of bad inputs from the ``arrays`` of every split that has some; returns rows per split.
 
     Through zarr's API only (no folder renames), so it works on object storage too. Idempotent under
@@ -37,7 +39,9 @@ def compact(writer: StoreWriter, chunk_failures: dict[str, list], chunk: int, ar
     return counts
 
 
-def _write_compacted(writer: StoreWriter, split: str, bad: list[int], chunk: int, arrays: tuple[str, ...]) -> None:
+def _write_compacted(
+    writer: StoreWriter, split: str, bad: list[int], chunk: int, arrays: tuple[str, ...]
+) -> None:
     sub = writer.group[split]
     keep = np.setdiff1d(np.arange(sub["id"].shape[0]), np.asarray(bad))
     for name in arrays:

@@ -80,11 +80,21 @@ def fill_points_store(params: PrepareParams, data_root: Path, dataset: str, fp: 
 def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, fp: str, path: Path) -> int:
     splits, duplicates = _drop_duplicates(catalog.splits)
     n_points = int(catalog.handling["n_points"])
-    writer = StoreWriter(path, {
-        "fingerprint": fp, "stage": "prepare", "params": values, "stage_params": values, "upstream": {},
-        "dataset": dataset, "source": params.source, "layout": catalog.layout, "classes": list(catalog.classes),
-        "handling": dict(catalog.handling),
-    })
+    writer = StoreWriter(
+        path,
+        {
+            "fingerprint": fp,
+            "stage": "prepare",
+            "params": values,
+            "stage_params": values,
+            "upstream": {},
+            "dataset": dataset,
+            "source": params.source,
+            "layout": catalog.layout,
+            "classes": list(catalog.classes),
+            "handling": dict(catalog.handling),
+        },
+    )
     layout = {}
     for split, items in splits.items():
         n, c = len(items), params.chunk

@@ -29,7 +29,9 @@ from i2pmae.pretrain import SCALE_HIGH, SCALE_LOW, SHIFT
 from pipeline.sources.base import object_rng
 
 
-def draw(seed: int, object_id: str, k: int, n_points: int, subset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def draw(
+    seed: int, object_id: str, k: int, n_points: int, subset: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw k of one object: (subset (R,) int32 sorted indices into its P stored points, scale (3,)
     float32 in [2/3, 3/2), shift (3,) float32 in [−0.2, 0.2)), from (seed, object id, k) only."""
     rng = object_rng(seed, f"{object_id}\x00draw{k}")
@@ -47,8 +49,9 @@ def norm_stats(points: np.ndarray) -> tuple[np.ndarray, np.float32]:
     return centre.astype(np.float32), np.float32(np.sqrt((centred**2).sum(axis=1)).max())
 
 
-def frame(points: np.ndarray, centre: np.ndarray, radius: float, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+def frame(
+    points: np.ndarray, centre: np.ndarray, radius: float, scale: np.ndarray, shift: np.ndarray
+) -> np.ndarray:
     """Points (N, 3) of the stored cloud in a draw's augmented frame: (p − centre) / radius · scale +
     shift, float32. With the draw's own subset and statistics this is the official augmented input."""
     return ((points - centre) / radius * scale + shift).astype(np.float32, copy=False)
-

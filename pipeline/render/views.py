@@ -32,7 +32,10 @@ log = logging.getLogger("i2p")
 N_VIEWS = 3
 IMAGE_SIZE = 224
 AUGMENTATION = ("scale", "shift", "centre")  # (O, K, 3) each, with radius (O, K): a draw's frame
-ARRAYS = {"fixed": ("image", "proj", "subset"), "augmented": ("image", "proj", "subset", *AUGMENTATION, "radius")}
+ARRAYS = {
+    "fixed": ("image", "proj", "subset"),
+    "augmented": ("image", "proj", "subset", *AUGMENTATION, "radius"),
+}
 
 
 def run(plan: Plan, ctx: Context) -> Path:
@@ -67,7 +70,11 @@ def render(params: RenderParams, points_path: Path, fp: str, path: Path) -> Path
             from i2pmae.pretrain import SCALE_HIGH, SCALE_LOW, SHIFT
 
             attrs["draws"] = params.draws
-            attrs["augmentation"] = {"scale": [SCALE_LOW, SCALE_HIGH], "shift": SHIFT, "seeded_by": "seed, id, draw"}
+            attrs["augmentation"] = {
+                "scale": [SCALE_LOW, SCALE_HIGH],
+                "shift": SHIFT,
+                "seeded_by": "seed, id, draw",
+            }
         writer = StoreWriter(path, attrs)
         layout, tasks = {}, []
         draws = params.draws if params.views == "augmented" else None
@@ -80,7 +87,9 @@ def render(params: RenderParams, points_path: Path, fp: str, path: Path) -> Path
             n = points[f"{split}/points"].shape[0]
             for i in np.flatnonzero(~writer.done(split)).tolist():
                 stop = min(n, (i + 1) * params.chunk)
-                tasks.append((str(points_path), split, i * params.chunk, stop, params.subset, params.seed, draws))
+                tasks.append(
+                    (str(points_path), split, i * params.chunk, stop, params.subset, params.seed, draws)
+                )
         total = sum(points[f"{s}/points"].shape[0] for s in layout)
         todo = sum(t[3] - t[2] for t in tasks)
         with progress_bar(f"render {dataset}", total, "objects", done=total - todo) as advance:
@@ -165,7 +174,9 @@ def render_chunk(
             chosen[o, k], aug["scale"][o, k], aug["shift"][o, k] = draw(seed, str(ident), k, n_points, subset)
             cloud = points[o][chosen[o, k]]
             aug["centre"][o, k], radius[o, k] = norm_stats(cloud)
-            clouds[o, k] = frame(cloud, aug["centre"][o, k], radius[o, k], aug["scale"][o, k], aug["shift"][o, k])
+            clouds[o, k] = frame(
+                cloud, aug["centre"][o, k], radius[o, k], aug["scale"][o, k], aug["shift"][o, k]
+            )
     with torch.no_grad():
         images, proj = project(torch.from_numpy(clouds.reshape(n * draws, r, 3)))
     images = images.numpy().astype(np.float16).reshape(n, draws, *images.shape[1:])

@@ -80,8 +80,12 @@ def svm(req: Request, enc: EncoderChoice, report: Path | None) -> Recorded | SVM
     params = req.config.params("eval")
     run = _encoder_run(cx, req.run, enc)
     store = ev.points_store(_points(cx, run, enc.ckpt))
-    encoder = resolve_encoder(req.data_root, run, enc.ckpt, random_init=enc.random_init, seed=enc.seed, which=enc.which)
-    out = ev.run_svm(encoder, store, params, resolve_device(params.device), report_path(req.data_root, encoder, report))
+    encoder = resolve_encoder(
+        req.data_root, run, enc.ckpt, random_init=enc.random_init, seed=enc.seed, which=enc.which
+    )
+    out = ev.run_svm(
+        encoder, store, params, resolve_device(params.device), report_path(req.data_root, encoder, report)
+    )
     return SVMResult(store.name, out, encoder.label)
 
 
@@ -95,7 +99,9 @@ def embed(req: Request, enc: EncoderChoice, split: str, out: Path) -> EmbedResul
     cx = req.context()
     run = _encoder_run(cx, req.run, enc)
     store = ev.points_store(_points(cx, run, enc.ckpt))
-    encoder = resolve_encoder(req.data_root, run, enc.ckpt, random_init=enc.random_init, seed=enc.seed, which=enc.which)
+    encoder = resolve_encoder(
+        req.data_root, run, enc.ckpt, random_init=enc.random_init, seed=enc.seed, which=enc.which
+    )
     path, shape, how, bn = ev.run_embed(encoder, store, split, params, resolve_device(params.device), out)
     return EmbedResult(path, shape, how, bn, store.name, split)
 
@@ -116,13 +122,24 @@ def finetune(req: Request, enc: EncoderChoice, report: Path | None) -> Recorded 
     run = _encoder_run(cx, req.run, enc)
     store = ev.points_store(_points(cx, run, enc.ckpt))
     path = checkpoint_path(req.data_root, run, enc.ckpt, enc.which)
-    res = run_finetune(req.data_root, None, path, store, recipe=params.recipe, seeds=list(range(params.seeds)),
-                       device=resolve_device(params.device), report=report, random_init=enc.random_init,
-                       **finetune_overrides(params))
+    res = run_finetune(
+        req.data_root,
+        None,
+        path,
+        store,
+        recipe=params.recipe,
+        seeds=list(range(params.seeds)),
+        device=resolve_device(params.device),
+        report=report,
+        random_init=enc.random_init,
+        **finetune_overrides(params),
+    )
     return FinetuneResult(store.name, res)
 
 
-def fewshot(req: Request, enc: EncoderChoice, report: Path | None, episodes: Path | None) -> Recorded | FewshotResult:
+def fewshot(
+    req: Request, enc: EncoderChoice, report: Path | None, episodes: Path | None
+) -> Recorded | FewshotResult:
     """Few-shot classification (method §1.5): way × shot × folds episodes, fine-tuned per fold; on
     Point-BERT's episode pickles (``episodes``) instead of the dataset's when given."""
     from pipeline.core.devices import resolve_device
@@ -139,10 +156,21 @@ def fewshot(req: Request, enc: EncoderChoice, report: Path | None, episodes: Pat
     run = _encoder_run(cx, req.run, enc) if cx is not None else req.run
     store = None if cx is None else ev.points_store(_points(cx, run, enc.ckpt))
     path = checkpoint_path(req.data_root, run, enc.ckpt, enc.which)
-    settings, out = run_fewshot(req.data_root, None, path, store, episodes=episodes, ways=list(params.way),
-                                shots=list(params.shot), folds=params.folds, seed=params.seed,
-                                device=resolve_device(params.device), report=report, random_init=enc.random_init,
-                                **finetune_overrides(params))
+    settings, out = run_fewshot(
+        req.data_root,
+        None,
+        path,
+        store,
+        episodes=episodes,
+        ways=list(params.way),
+        shots=list(params.shot),
+        folds=params.folds,
+        seed=params.seed,
+        device=resolve_device(params.device),
+        report=report,
+        random_init=enc.random_init,
+        **finetune_overrides(params),
+    )
     return FewshotResult(settings, out)
 
 

@@ -63,7 +63,12 @@ def _left_to_rank_0(plan: Plan, ctx: Context) -> bool:
     """Under torchrun, rank 0 alone builds the stores (cache-features with ``--shard auto``: every rank
     fills its shard); the other ranks wait for them."""
     spec = STAGES[plan.stage]
-    return ctx.dist.world > 1 and ctx.dist.rank != 0 and spec.output.rank_0_builds and not spec.shared_by_ranks(plan.params)
+    return (
+        ctx.dist.world > 1
+        and ctx.dist.rank != 0
+        and spec.output.rank_0_builds
+        and not spec.shared_by_ranks(plan.params)
+    )
 
 
 def _wait_until_complete(plan: Plan, poll_s: float = 2.0) -> None:

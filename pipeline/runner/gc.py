@@ -44,17 +44,29 @@ def collect(data_root: Path) -> list[Garbage]:
         folder = Path(data_root) / kind
         for store in sorted(folder.glob("*.zarr")) if folder.is_dir() else []:
             if store.resolve() not in used:
-                found.append(Garbage(store, "store", store_bytes(store), "no dataset's current stage and no run uses it"))
+                found.append(
+                    Garbage(
+                        store, "store", store_bytes(store), "no dataset's current stage and no run uses it"
+                    )
+                )
         for lock in sorted(folder.glob("*.lock")) if folder.is_dir() else []:
             stem = Path(str(lock).split(".zarr")[0] + ".zarr")
             if not stem.exists() or stem.resolve() not in used:
-                found.append(Garbage(lock, "lock", lock.stat().st_size, "lock file of a store that is gone or unused"))
+                found.append(
+                    Garbage(lock, "lock", lock.stat().st_size, "lock file of a store that is gone or unused")
+                )
     for run in rundir.list_runs(data_root):
         ckpt = rundir.checkpoint(run.path)
         if rundir.finished_for_good(run.path) and ckpt.is_file() and rundir.has_optimizer_state(run.path):
             size = ckpt.stat().st_size
-            found.append(Garbage(ckpt, "optimizer state", size * 2 // 3,
-                                 f"run {run.path.name} is finished; only extending it needs the optimizer state"))
+            found.append(
+                Garbage(
+                    ckpt,
+                    "optimizer state",
+                    size * 2 // 3,
+                    f"run {run.path.name} is finished; only extending it needs the optimizer state",
+                )
+            )
     return found
 
 

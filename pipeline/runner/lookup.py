@@ -33,8 +33,15 @@ def features_pins(features: Path) -> dict[str, Path]:
 
     state = read_state(features, progress=False)
     if state is None or state.attrs.get("stage") != "cache-features" or not state.complete:
-        what = "no store" if state is None else (
-            "incomplete" if state.attrs.get("stage") == "cache-features" else f"a {state.attrs.get('stage')} store")
+        what = (
+            "no store"
+            if state is None
+            else (
+                "incomplete"
+                if state.attrs.get("stage") == "cache-features"
+                else f"a {state.attrs.get('stage')} store"
+            )
+        )
         raise StoreError(
             f"--features {features}: {what}; training needs a complete cache-features store",
             "run `i2p cache-features` (all shards) first, or pick a store listed by `i2p status`",
@@ -49,8 +56,10 @@ def features_dataset(features: Path, asked: str | None) -> str:
     state = read_state(features, progress=False)
     owner = str((state.attrs if state else {}).get("dataset"))
     if asked is not None and asked != owner:
-        raise StoreError(f"--features {features} belongs to dataset {owner}, not {asked}",
-                         f"drop --dataset, or pass --dataset {owner}")
+        raise StoreError(
+            f"--features {features} belongs to dataset {owner}, not {asked}",
+            f"drop --dataset, or pass --dataset {owner}",
+        )
     return owner
 
 
@@ -64,6 +73,8 @@ def current_points(ctx: Context) -> Path:
     p = plan("prepare", ctx)
     state = ctx.reads.state(p.out, progress=False)
     if state is None or not state.complete:
-        raise StoreError(f"dataset {ctx.dataset} has no complete points store ({p.out})",
-                         "run `i2p prepare` for it (rerunning resumes an incomplete store)")
+        raise StoreError(
+            f"dataset {ctx.dataset} has no complete points store ({p.out})",
+            "run `i2p prepare` for it (rerunning resumes an incomplete store)",
+        )
     return p.out

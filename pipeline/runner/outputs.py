@@ -40,7 +40,11 @@ class StoreOutput:
             recorded = self.recorded(ctx.pins[spec.name], ctx)
         else:
             record = ctx.reads.dataset(ctx.data_root, ctx.dataset)
-            recorded = None if record is None else self.recorded(record.output(ctx.data_root, spec.keys(hint)[-1]), ctx)
+            recorded = (
+                None
+                if record is None
+                else self.recorded(record.output(ctx.data_root, spec.keys(hint)[-1]), ctx)
+            )
         if spec.binds_source and recorded is None:
             check_source(spec, ctx)
         params = stage_params(spec, ctx, recorded)
@@ -82,7 +86,9 @@ def reached_end(done: dict[str, Any] | None, params: Any) -> bool:
     """complete.json says the run reached its epochs, or at least this plan's ``max_steps``."""
     if done is None:
         return False
-    return done["epoch"] >= params.epochs or (params.max_steps is not None and done["step"] >= params.max_steps)
+    return done["epoch"] >= params.epochs or (
+        params.max_steps is not None and done["step"] >= params.max_steps
+    )
 
 
 @dataclass(frozen=True)
@@ -105,12 +111,16 @@ class RunOutput:
         recorded = self._recorded(state)
         sub = ctx
         if state.exists and (any_dataset or state.dataset in (None, ctx.dataset)):
-            pins = {s: location(v["path"]) for s, v in state.stores.items() if v and location(v["path"]).exists()}
+            pins = {
+                s: location(v["path"]) for s, v in state.stores.items() if v and location(v["path"]).exists()
+            }
             sub = replace(ctx, dataset=state.dataset or ctx.dataset, pins={**pins, **ctx.pins})
             walk = walk.fresh()
         config = sub.config.with_values(spec.name, run=name)
         if state.exists and "max_steps" not in ctx.config.overrides.get(spec.name, {}):  # a run keeps its end
-            config = config.with_values(spec.name, max_steps=(state.config.get("runtime") or {}).get("max_steps"))
+            config = config.with_values(
+                spec.name, max_steps=(state.config.get("runtime") or {}).get("max_steps")
+            )
         sub = replace(sub, config=config)
         params = stage_params(spec, sub, recorded)
         needs = {n: walk.plan(n, sub) for n in spec.needs(params)}
@@ -140,11 +150,21 @@ class RunOutput:
     def state(self, plan: Plan, reads: Reads) -> OutputState:
         run = rundir.read(plan.out)
         if run.exists and run.identity != plan.fingerprint:
-            why = changed(plan) if run.dataset in (None, plan.dataset) else f"run {run.path.name} was trained on {run.dataset}"
-            refusal = ConfigError(f"run {plan.params.run} was trained with other settings: {why}",
-                                  "train this variant under its own name with --run NAME (or --set train.run=NAME)")
+            why = (
+                changed(plan)
+                if run.dataset in (None, plan.dataset)
+                else f"run {run.path.name} was trained on {run.dataset}"
+            )
+            refusal = ConfigError(
+                f"run {plan.params.run} was trained with other settings: {why}",
+                "train this variant under its own name with --run NAME (or --set train.run=NAME)",
+            )
             return OutputState(f"changed: {why}", {"conflict": True}, refusal)
-        steps = {"steps_done": run.steps_logged, "max_steps": plan.params.max_steps, "epochs": plan.params.epochs}
+        steps = {
+            "steps_done": run.steps_logged,
+            "max_steps": plan.params.max_steps,
+            "epochs": plan.params.epochs,
+        }
         if reached_end(run.complete, plan.params):
             return OutputState("up to date", steps)
         if run.has_checkpoint:
@@ -170,7 +190,9 @@ class EvalOutput:
     is_input: bool = False
 
     def plan(self, walk: Walk, spec: Stage, ctx: Context) -> Plan:
-        named = bool(ctx.config.overrides.get(self.run, {}).get("run"))  # --run NAME: that run, on any dataset
+        named = bool(
+            ctx.config.overrides.get(self.run, {}).get("run")
+        )  # --run NAME: that run, on any dataset
         if self.run not in walk.memo:
             run_spec = walk.table[self.run]
             walk.memo[self.run] = run_spec.output.plan_run(walk, run_spec, ctx, any_dataset=named)
@@ -185,7 +207,11 @@ class EvalOutput:
 
     def recorded(self, path: Path | None, ctx: Context) -> Recorded | None:
         done = None if path is None else rundir.read_eval(path)
-        return None if done is None else Recorded(Path(path), done["fingerprint"], done["params"], done["upstream"])
+        return (
+            None
+            if done is None
+            else Recorded(Path(path), done["fingerprint"], done["params"], done["upstream"])
+        )
 
     def state(self, plan: Plan, reads: Reads) -> OutputState:
         done = rundir.read_eval(plan.out)
@@ -203,7 +229,11 @@ class EvalOutput:
 def _last_eval(plan: Plan) -> Recorded | None:
     """The newest evaluation of the same kind and dataset in the run (what "changed: …" compares with)."""
     kind = plan.out.name.split("-", 1)[0]
-    same = [e for e in rundir.list_evals(plan.out.parent.parent) if e.get("kind") == kind and e.get("dataset") == plan.dataset]
+    same = [
+        e
+        for e in rundir.list_evals(plan.out.parent.parent)
+        if e.get("kind") == kind and e.get("dataset") == plan.dataset
+    ]
     if not same:
         return None
     last = same[-1]

@@ -76,7 +76,9 @@ class Stage:
     out: Callable[[Path, str, str, Any, dict[str, Plan]], Path]  # (root, dataset, fp, params, needs) → output
     body: str  # "module:function" of its StageBody, imported when it runs (planning stays cheap)
     output: Output
-    record_keys: Callable[[dict[str, Any]], tuple[str, ...]] | None = None  # dataset-record keys; default (name,)
+    record_keys: Callable[[dict[str, Any]], tuple[str, ...]] | None = (
+        None  # dataset-record keys; default (name,)
+    )
     weights: Callable[[dict[str, Any]], str | None] = given_weights  # the weight file a recorded output used
     binds_source: bool = False  # its params bind a dataset name to a source (checked before it runs)
     shared_by_ranks: Callable[[Any], bool] = never  # every torchrun rank fills its share (e.g. --shard auto)
@@ -122,7 +124,9 @@ def stage_params(spec: Stage, ctx: Context, recorded: Recorded | None) -> StageP
     model, stage = spec.params, spec.name
     values = dict(ctx.config.stages[stage].params) if stage in ctx.config.stages else {}
     if recorded is not None:
-        values.update({k: v for k, v in recorded.params.items() if k in model.model_fields and k not in model.RUNTIME})
+        values.update(
+            {k: v for k, v in recorded.params.items() if k in model.model_fields and k not in model.RUNTIME}
+        )
         values.update({k: v for k, v in model.LEGACY.items() if k not in recorded.params})
     values.update(ctx.config.overrides.get(stage, {}))
     params = model.build(values, where=str(ctx.config.path), origins=ctx.config.origins.get(stage, {}))
@@ -132,8 +136,15 @@ def stage_params(spec: Stage, ctx: Context, recorded: Recorded | None) -> StageP
     return params
 
 
-def finish(spec: Stage, ctx: Context, params: StageParams, needs: dict[str, Plan], recorded: Recorded | None,
-           root: Path, from_run: bool = False) -> Plan:
+def finish(
+    spec: Stage,
+    ctx: Context,
+    params: StageParams,
+    needs: dict[str, Plan],
+    recorded: Recorded | None,
+    root: Path,
+    from_run: bool = False,
+) -> Plan:
     """The plan: the recorded output kept as is when nothing the command sets differs, else a new identity."""
     upstream = {n: p.fingerprint for n, p in needs.items()}
     if recorded is not None and recorded.upstream == upstream and keeps(spec, ctx, recorded):

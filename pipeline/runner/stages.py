@@ -87,7 +87,9 @@ def _run_out(data_root: Path, dataset: str, fp: str, params: P.TrainParams, need
 
 def _eval_out(kind: str) -> Callable[..., Path]:
     """``runs/<run>/evals/<kind>-<dataset>-<fp8>.json``, in the directory of the evaluated run."""
-    return lambda data_root, dataset, fp, params, needs: rundir.eval_path(needs["train"].out, kind, dataset, fp)
+    return lambda data_root, dataset, fp, params, needs: rundir.eval_path(
+        needs["train"].out, kind, dataset, fp
+    )
 
 
 # ---- per-stage facts -----------------------------------------------------------------------------
@@ -95,7 +97,11 @@ def _eval_out(kind: str) -> Callable[..., Path]:
 
 def _features_keys(values: dict[str, Any]) -> tuple[str, ...]:
     """Features are recorded as the dataset's current ones and as its current ones of their teacher."""
-    return ("cache-features", f"cache-features/{values['teacher']}") if "teacher" in values else ("cache-features",)
+    return (
+        ("cache-features", f"cache-features/{values['teacher']}")
+        if "teacher" in values
+        else ("cache-features",)
+    )
 
 
 def _features_weights(recorded_params: dict[str, Any]) -> str | None:

@@ -25,8 +25,9 @@ from pipeline.storage.store import STORE_KINDS, list_states, store_bytes
 STYLES = {"up to date": "green", "partial": "yellow", "missing": "red", "changed": "magenta", "error": "red"}
 
 
-def stage_rows(config: Config, data_root: Path, dataset: str, store_root: Any = None,
-               reads: Reads | None = None) -> list[dict[str, Any]]:
+def stage_rows(
+    config: Config, data_root: Path, dataset: str, store_root: Any = None, reads: Reads | None = None
+) -> list[dict[str, Any]]:
     """One row per stage of the table: state, output, fingerprint (or the error planning gives).
     reads: what this command has already read (status reads each store and record once)."""
     ctx = Context(config, data_root, dataset, store_root=store_root, reads=reads or Reads())
@@ -35,8 +36,15 @@ def stage_rows(config: Config, data_root: Path, dataset: str, store_root: Any = 
         try:
             p = plan(stage, ctx, memo)
             state = output_state(p, ctx)
-            rows.append({"stage": stage, "state": state.label, "output": relative(p.out, data_root),
-                         "fingerprint": p.fingerprint[:8], **state.detail})
+            rows.append(
+                {
+                    "stage": stage,
+                    "state": state.label,
+                    "output": relative(p.out, data_root),
+                    "fingerprint": p.fingerprint[:8],
+                    **state.detail,
+                }
+            )
         except I2PError as err:
             rows.append({"stage": stage, "state": f"error: {err.message}", "output": "", "fingerprint": ""})
     return rows
@@ -48,9 +56,15 @@ def store_rows(data_root: Path, store_root: Any = None, reads: Reads | None = No
     for stage in STORE_KINDS:
         for state in list_states(store_root or data_root, stage, read=read):
             done, total = state.progress
-            rows.append({"store": relative(state.path, data_root), "stage": stage, "dataset": state.attrs.get("dataset"),
-                         "state": "complete" if state.complete else f"partial {done}/{total} chunks",
-                         "bytes": store_bytes(state.path)})
+            rows.append(
+                {
+                    "store": relative(state.path, data_root),
+                    "stage": stage,
+                    "dataset": state.attrs.get("dataset"),
+                    "state": "complete" if state.complete else f"partial {done}/{total} chunks",
+                    "bytes": store_bytes(state.path),
+                }
+            )
     return rows
 
 
@@ -60,14 +74,29 @@ def run_rows(config: Config, data_root: Path) -> list[dict[str, Any]]:
     rows = []
     for run in rundir.list_runs(data_root):
         differ = {k: v for k, v in run.params.items() if declared.get(k) != v}
-        evals = [{"kind": e.get("kind"), "dataset": e.get("dataset"), "points_store": relative(e.get("points_store") or "", data_root),
-                  "result": e.get("result")} for e in rundir.list_evals(run.path)]
-        rows.append({
-            "run": run.path.name, "dataset": run.dataset, "state": run.label, "steps_done": run.steps_logged,
-            "max_steps": (run.config or {}).get("runtime", {}).get("max_steps"), "epochs": run.params.get("epochs"),
-            "params_differ": differ, "checkpoints": sorted(p.name for p in run.path.glob("ckpt-*.pt")),
-            "bytes": store_bytes(run.path), "evaluations": evals,
-        })
+        evals = [
+            {
+                "kind": e.get("kind"),
+                "dataset": e.get("dataset"),
+                "points_store": relative(e.get("points_store") or "", data_root),
+                "result": e.get("result"),
+            }
+            for e in rundir.list_evals(run.path)
+        ]
+        rows.append(
+            {
+                "run": run.path.name,
+                "dataset": run.dataset,
+                "state": run.label,
+                "steps_done": run.steps_logged,
+                "max_steps": (run.config or {}).get("runtime", {}).get("max_steps"),
+                "epochs": run.params.get("epochs"),
+                "params_differ": differ,
+                "checkpoints": sorted(p.name for p in run.path.glob("ckpt-*.pt")),
+                "bytes": store_bytes(run.path),
+                "evaluations": evals,
+            }
+        )
     return rows
 
 
@@ -75,8 +104,10 @@ def collect(config: Config, data_root: Path, dataset: str | None, store_root: An
     """The whole state: {data_root, stages_file, datasets: [{name, source, stages}], stores, runs}.
     store_root: where stores live when not under the data root (a folder or an fsspec URL)."""
     if not Path(data_root).is_dir():
-        raise ConfigError(f"data root {data_root} does not exist",
-                          "check --data-root / I2P_DATA_ROOT, or run `i2p run --quick` to create one")
+        raise ConfigError(
+            f"data root {data_root} does not exist",
+            "check --data-root / I2P_DATA_ROOT, or run `i2p run --quick` to create one",
+        )
     known = datasets.names(data_root)
     if dataset is not None and dataset not in known and dataset != "synthetic":
         raise datasets.unknown_dataset(data_root, dataset)
@@ -84,10 +115,21 @@ def collect(config: Config, data_root: Path, dataset: str | None, store_root: An
     out, reads = [], Reads()
     for name in names:
         record = reads.dataset(data_root, name)
-        out.append({"name": name, "source": record.source if record else None,
-                    "stages": stage_rows(config, data_root, name, store_root, reads)})
-    return {"data_root": str(data_root), "store_root": str(store_root or data_root), "stages_file": str(config.path), "datasets": out,
-            "stores": store_rows(data_root, store_root, reads), "runs": run_rows(config, data_root)}
+        out.append(
+            {
+                "name": name,
+                "source": record.source if record else None,
+                "stages": stage_rows(config, data_root, name, store_root, reads),
+            }
+        )
+    return {
+        "data_root": str(data_root),
+        "store_root": str(store_root or data_root),
+        "stages_file": str(config.path),
+        "datasets": out,
+        "stores": store_rows(data_root, store_root, reads),
+        "runs": run_rows(config, data_root),
+    }
 
 
 def render_json(state: dict[str, Any]) -> str:
@@ -142,6 +184,13 @@ def render_tables(state: dict[str, Any]) -> None:
         for r in state["runs"]:
             differs = ", ".join(f"{k}={v}" for k, v in r["params_differ"].items())
             planned = f"/{r['max_steps']}" if r["max_steps"] else f" ({r['epochs']} epochs planned)"
-            table.add_row(r["run"], str(r["dataset"]), r["state"], f"{r['steps_done']}{planned}", differs,
-                          _accuracy(r["evaluations"]), size_text(r["bytes"]))
+            table.add_row(
+                r["run"],
+                str(r["dataset"]),
+                r["state"],
+                f"{r['steps_done']}{planned}",
+                differs,
+                _accuracy(r["evaluations"]),
+                size_text(r["bytes"]),
+            )
         out.print(table)

@@ -55,8 +55,13 @@ def forward_one(model: Any, config: dict, split: str, row: int, seed: int) -> tu
             "cache the run's teacher with `i2p cache-features --teacher NAME` and train a run from it",
         )
     data = CachedShapes(
-        stores["points"], stores.get("views"), stores.get("features"), split,
-        (config.get("effective") or {}).get("points", params["points"]), seed, params.get("input_subset", "draw"),
+        stores["points"],
+        stores.get("views"),
+        stores.get("features"),
+        split,
+        (config.get("effective") or {}).get("points", params["points"]),
+        seed,
+        params.get("input_subset", "draw"),
     )
     item = data[row]
     draw = int(item.pop("draw")[0]) if "draw" in item else None
@@ -116,7 +121,9 @@ def run_picture(
 
     fig = plt.figure(figsize=(11, 7.6), layout="constrained")
     top = [fig.add_subplot(2, 3, v + 1) for v in range(3)]
-    views = zarr.open_group(stores["views"], mode="r")[f"{split}/image"][row].astype(np.float32)  # ([K,] V, H, W)
+    views = zarr.open_group(stores["views"], mode="r")[f"{split}/image"][row].astype(
+        np.float32
+    )  # ([K,] V, H, W)
     views = views if draw is None else views[draw]
     saliency = batch.saliency[0].numpy() if batch.saliency is not None else None
     draw_views(fig, top, views, saliency)
@@ -136,13 +143,19 @@ def run_picture(
     loss_3d = float(result.loss_3d)
     low = [fig.add_subplot(2, 3, 4 + i, projection="3d") for i in range(3)]
     n_masked = int(masked.sum())
-    _scatter(low[0], [(truth, "mistyrose", 3), (visible, VISIBLE, 4)],
-             f"encoder input: {len(masked) - n_masked} of {len(masked)} scale-{r} tokens kept")
+    _scatter(
+        low[0],
+        [(truth, "mistyrose", 3), (visible, VISIBLE, 4)],
+        f"encoder input: {len(masked) - n_masked} of {len(masked)} scale-{r} tokens kept",
+    )
     _scatter(
         low[1], [(visible, "lightgrey", 3), (truth, "tab:green", 5)], "ground truth of the masked patches"
     )
-    _scatter(low[2], [(visible, "lightgrey", 3), (recon, "tab:purple", 5)],
-             f"reconstruction (Chamfer-L2 {loss_3d:.4f})")
+    _scatter(
+        low[2],
+        [(visible, "lightgrey", 3), (recon, "tab:purple", 5)],
+        f"reconstruction (Chamfer-L2 {loss_3d:.4f})",
+    )
     random = " — RANDOM weights" if teacher.get("random_weights") else ""
     fig.suptitle(
         f"run {run} (step {step}): {object_title(points, split, row)}\n"
@@ -152,10 +165,20 @@ def run_picture(
     )
     ident = str(points[f"{split}/id"][row])
     record = {
-        "run": run, "step": step, "object": ident, "row": row, "split": split, "teacher": teacher or None,
-        "masking": model.cfg.masking, "visible_top_tokens": n_visible, "top_tokens": n_tokens,
-        "masked_rec_tokens": n_masked, "loss_3d": loss_3d,
-        "loss_2d": None if result.loss_2d is None else float(result.loss_2d), "seed": seed, "draw": draw,
+        "run": run,
+        "step": step,
+        "object": ident,
+        "row": row,
+        "split": split,
+        "teacher": teacher or None,
+        "masking": model.cfg.masking,
+        "visible_top_tokens": n_visible,
+        "top_tokens": n_tokens,
+        "masked_rec_tokens": n_masked,
+        "loss_3d": loss_3d,
+        "loss_2d": None if result.loss_2d is None else float(result.loss_2d),
+        "seed": seed,
+        "draw": draw,
     }
     name = picture_name(points.attrs.get("dataset", "?"), split, ident, teacher.get("name"), run)
     return save_figure(fig, Path(out) if out else Path(out_dir) / name, record)

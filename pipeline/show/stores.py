@@ -77,8 +77,13 @@ def draw_views(fig: Any, axes: Any, images: np.ndarray, saliency: np.ndarray | N
         ax.set_title(VIEW_NAMES[v], fontsize=9)
         if saliency is not None:
             shown = ax.imshow(
-                saliency[v], cmap="inferno", alpha=0.55, extent=(0, 224, 224, 0), interpolation="bicubic",
-                vmin=0.0, vmax=vmax,
+                saliency[v],
+                cmap="inferno",
+                alpha=0.55,
+                extent=(0, 224, 224, 0),
+                interpolation="bicubic",
+                vmin=0.0,
+                vmax=vmax,
             )
         ax.set_xticks([])
         ax.set_yticks([])

@@ -17,8 +17,10 @@ def read_fewshot_pickle(root: Path, way: int, shot: int, fold: int) -> tuple[Any
     unit sphere as the paper's loader does (method §1.5)."""
     import torch
 
-    candidates = [Path(root) / f"{way}way_{shot}shot" / f"{fold}.pkl",
-                  Path(root) / "ModelNetFewshot" / f"{way}way_{shot}shot" / f"{fold}.pkl"]
+    candidates = [
+        Path(root) / f"{way}way_{shot}shot" / f"{fold}.pkl",
+        Path(root) / "ModelNetFewshot" / f"{way}way_{shot}shot" / f"{fold}.pkl",
+    ]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         raise LayoutError(

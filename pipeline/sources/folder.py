@@ -90,14 +90,18 @@ def unread_files(class_dir: Path, taken: set[str], ignored: Counter) -> list[dic
             continue
         ext = path.suffix.lower()[1:]
         if ext in MESH_EXTS + POINT_EXTS:
-            reason = (f"not read: lies in {rel.parent}/, but only <class>/ and <class>/{{train,test}}/ are read"
-                      f" (and <class>/ itself only when it has no train/ or test/ sub-folder)")
+            reason = (
+                f"not read: lies in {rel.parent}/, but only <class>/ and <class>/{{train,test}}/ are read"
+                f" (and <class>/ itself only when it has no train/ or test/ sub-folder)"
+            )
         elif ext in COMPANIONS:
             ignored[f".{ext}"] += 1
             continue
         else:
-            reason = (f"not read: no reader takes the extension '{path.suffix or '(none)'}' (meshes: "
-                      f"{', '.join(MESH_EXTS)}; point files: {', '.join(POINT_EXTS)})")
+            reason = (
+                f"not read: no reader takes the extension '{path.suffix or '(none)'}' (meshes: "
+                f"{', '.join(MESH_EXTS)}; point files: {', '.join(POINT_EXTS)})"
+            )
         failures.append(scan_failure(f"{rel.parent}/{path.name}", path, reason))
     return failures
 
@@ -138,10 +142,17 @@ def scan(params: PrepareParams, root: Path, source: str = "folder", layout: str 
     handling = {"layout": layout, "points": "sampled", "point_order": "fps", "n_points": params.points}
     if failures:
         by_ext = Counter(Path(f["path"]).suffix.lower() or "(none)" for f in failures)
-        log.warning("%s: %d files under class folders are not read (%s); see the store's failures", source,
-                    len(failures), ", ".join(f"{ext} {n}" for ext, n in sorted(by_ext.items())))
+        log.warning(
+            "%s: %d files under class folders are not read (%s); see the store's failures",
+            source,
+            len(failures),
+            ", ".join(f"{ext} {n}" for ext, n in sorted(by_ext.items())),
+        )
     if ignored:
         handling["ignored_companion_files"] = dict(sorted(ignored.items()))
-        log.info("%s: not read, as companions of meshes: %s", source,
-                 ", ".join(f"{n} {ext}" for ext, n in sorted(ignored.items())))
+        log.info(
+            "%s: not read, as companions of meshes: %s",
+            source,
+            ", ".join(f"{n} {ext}" for ext, n in sorted(ignored.items())),
+        )
     return Catalog(source, layout, str(root), classes, splits, handling, failures)

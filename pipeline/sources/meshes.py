@@ -205,7 +205,12 @@ def cloud_to_points(points: np.ndarray, n_points: int, fps: str) -> np.ndarray:
 
 
 def sample_mesh_file(
-    path: Path, n_points: int, oversample: int, fps: str, seed: int, object_id: str,
+    path: Path,
+    n_points: int,
+    oversample: int,
+    fps: str,
+    seed: int,
+    object_id: str,
     notes: list[str] | None = None,
 ) -> np.ndarray:
     """A mesh file → (n_points, 3) float32: surface samples seeded by (seed, id), FPS, unit sphere.

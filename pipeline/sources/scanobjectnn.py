@@ -57,8 +57,10 @@ def expected_files(root: Path, variant: str) -> str:
     found = sorted(
         str(p.relative_to(root)) for p in root.rglob("*.h5") if len(p.relative_to(root).parts) <= 3
     )
-    return (f"{root / folder}/{{{names}}} (or in {root / 'h5_files' / folder}/, or in the root itself) "
-            f"for variant {variant}; h5 files found: {', '.join(found[:6]) or 'none'}")
+    return (
+        f"{root / folder}/{{{names}}} (or in {root / 'h5_files' / folder}/, or in the root itself) "
+        f"for variant {variant}; h5 files found: {', '.join(found[:6]) or 'none'}"
+    )
 
 
 def detect(root: Path, variant: str) -> list[str]:

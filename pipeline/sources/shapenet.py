@@ -138,8 +138,10 @@ def scan_meshes(root: Path, n_points: int) -> Catalog:
 
 def _no_mesh_reason(model: Path) -> str:
     found = sorted(p.name + ("/" if p.is_dir() else "") for p in model.iterdir())[:5]
-    return (f"no {'/'.join(MESH_PATH)} in the model folder (it holds: {', '.join(found) or 'nothing'}); "
-            "ShapeNetCore.v2 ships some models without it")
+    return (
+        f"no {'/'.join(MESH_PATH)} in the model folder (it holds: {', '.join(found) or 'nothing'}); "
+        "ShapeNetCore.v2 ships some models without it"
+    )
 
 
 def scan(params: PrepareParams, root: Path, layout: str) -> Catalog:

@@ -30,7 +30,11 @@ from pipeline.sources import folder, synthetic_shapes, synthetic_shapes_v2, synt
 from pipeline.sources.base import Catalog
 
 VERSION = 2  # the default generator; a new one gets a new number, module and folder name
-GENERATORS = {1: synthetic_shapes, 2: synthetic_shapes_v2, 3: synthetic_shapes_v3}  # version → module with CLASSES, make_object
+GENERATORS = {
+    1: synthetic_shapes,
+    2: synthetic_shapes_v2,
+    3: synthetic_shapes_v3,
+}  # version → module with CLASSES, make_object
 MARKER = "COMPLETE.json"
 
 

@@ -130,9 +130,7 @@ def bed(rng):
     if rng.random() < 0.5:
         parts.append(box(w * 1.04, fh + mh + hh * 0.4, 0.05, y=(fh + mh + hh * 0.4) / 2, z=length / 2))
     n = int(rng.integers(0, 3))  # pillows
-    parts += [
-        box(w / n * 0.8, 0.06, 0.15, (k + 0.5) * w / n - w / 2, 0.08 + fh + mh, -0.4) for k in range(n)
-    ]
+    parts += [box(w / n * 0.8, 0.06, 0.15, (k + 0.5) * w / n - w / 2, 0.08 + fh + mh, -0.4) for k in range(n)]
     return parts + legs(rng, 4, w, length, 0.05, 0.05)
 
 

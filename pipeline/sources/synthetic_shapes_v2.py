@@ -60,7 +60,8 @@ def harp(rng):
     frame = struts(
         np.array([[-w, 0.1, 0], [-w, top[0], 0], [-w - 0.05, 0.0, 0]]),
         np.array([[w, 0.1, 0], [w, top[-1], 0], [-w - 0.05, top[0], 0]]),
-        rng.uniform(0.03, 0.05), 8,
+        rng.uniform(0.03, 0.05),
+        8,
     )
     return [strings, frame]
 
@@ -237,8 +238,21 @@ def _rot(axis, angle: float) -> np.ndarray:
 
 
 _ALL = (
-    column, crown, crystal, fins, gear, grille, harp, honeycomb, louvre, propeller, stairs, star, twist,
-    umbrella, washboard,
+    column,
+    crown,
+    crystal,
+    fins,
+    gear,
+    grille,
+    harp,
+    honeycomb,
+    louvre,
+    propeller,
+    stairs,
+    star,
+    twist,
+    umbrella,
+    washboard,
 )
 BUILDERS = {f.__name__: f for f in _ALL}  # class name → builder(rng) -> parts (y up, about unit size)
 CLASSES = sorted(BUILDERS)

@@ -36,8 +36,12 @@ def relief(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     d1, d2 = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 3)))
     freq, depth = rng.uniform(2.5, 4.5), rng.uniform(0.02, 0.045)  # cycles per unit length; unit-size objects
     p1, p2 = (2 * np.pi * freq * (points @ d) + rng.uniform(0, 2 * np.pi) for d in (d1, d2))
-    wave = {"ridges": np.sin(p1), "bumps": np.sin(p1) * np.sin(p2), "grooves": 1.0 - 2.0 * np.abs(np.sin(p1)),
-            "terraces": np.sign(np.sin(p1)) * np.abs(np.sin(p1)) ** 0.2}[kind]
+    wave = {
+        "ridges": np.sin(p1),
+        "bumps": np.sin(p1) * np.sin(p2),
+        "grooves": 1.0 - 2.0 * np.abs(np.sin(p1)),
+        "terraces": np.sign(np.sin(p1)) * np.abs(np.sin(p1)) ** 0.2,
+    }[kind]
     return depth * wave
 
 
@@ -50,4 +54,6 @@ def make_object(name: str, seed: int, index: int) -> trimesh.Trimesh:
     vertices, faces = trimesh.remesh.subdivide_to_size(mesh.vertices, mesh.faces, max_edge=MAX_EDGE)
     mesh = trimesh.Trimesh(vertices, faces, process=False)
     normals = np.asarray(mesh.vertex_normals)
-    return posed(trimesh.Trimesh(vertices + normals * relief(vertices, rng)[:, None], faces, process=False), rng)
+    return posed(
+        trimesh.Trimesh(vertices + normals * relief(vertices, rng)[:, None], faces, process=False), rng
+    )

@@ -123,8 +123,13 @@ def _tensors_only(state: Mapping[str, Any], path: Path, key: str) -> dict[str, A
     other = [f"{k} ({type(v).__name__})" for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if other:
         where = f"'{key}'" if key else "the state dict"
-        log.warning("%s: %s holds %d non-tensor entries, left out: %s", path.name, where, len(other),
-                    ", ".join(other[:5]) + (" ..." if len(other) > 5 else ""))
+        log.warning(
+            "%s: %s holds %d non-tensor entries, left out: %s",
+            path.name,
+            where,
+            len(other),
+            ", ".join(other[:5]) + (" ..." if len(other) > 5 else ""),
+        )
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 

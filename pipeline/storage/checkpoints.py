@@ -115,8 +115,12 @@ def infer_config(state: Mapping[str, Any]):
             f"the encoder has {len(dims)} scales; i2p builds the paper's {len(base.num_groups)}"
         )
     return replace(
-        base, encoder_dims=tuple(dims), encoder_depths=tuple(depths), mlp_ratio=ratio,
-        decoder_dims=(dims[-1], dims[-2]), targets="3d",
+        base,
+        encoder_dims=tuple(dims),
+        encoder_depths=tuple(depths),
+        mlp_ratio=ratio,
+        decoder_dims=(dims[-1], dims[-2]),
+        targets="3d",
     )
 
 
@@ -135,7 +139,10 @@ def config_from_dict(values: Mapping[str, Any]):
 
 
 def check_encoder_keys(
-    found: Mapping[str, Any], expected: Mapping[str, Any], path: Path, what: str = "encoder",
+    found: Mapping[str, Any],
+    expected: Mapping[str, Any],
+    path: Path,
+    what: str = "encoder",
     others: Any = (),
 ) -> None:
     """Raise giving how many encoder keys are missing, unexpected and mis-shaped and the first few of
@@ -200,8 +207,14 @@ def load_encoder(source: Path | Opened, need_norms: bool = True) -> EncoderCheck
     if ignored:
         log.debug("%s: ignored %s", path.name, ", ".join(f"{k}.* ({n})" for k, n in sorted(ignored.items())))
     return EncoderCheckpoint(
-        path, "ours" if ours else "official", config, found, points, run_dir_of(path),
-        int(epoch) if isinstance(epoch, int) else None, dict(ignored),
+        path,
+        "ours" if ours else "official",
+        config,
+        found,
+        points,
+        run_dir_of(path),
+        int(epoch) if isinstance(epoch, int) else None,
+        dict(ignored),
     )
 
 

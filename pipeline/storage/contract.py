@@ -68,8 +68,12 @@ class Context:
     offline: bool = False
     dist: Distributed = Distributed()
     pins: dict[str, Path] = field(default_factory=dict)  # stage → an output to use as is (a run's stores)
-    store_root: Path | str | None = None  # where new stores go (a folder or an fsspec URL); None: the data root
-    reads: Reads = field(default_factory=Reads, compare=False, repr=False)  # shared by contexts derived from it
+    store_root: Path | str | None = (
+        None  # where new stores go (a folder or an fsspec URL); None: the data root
+    )
+    reads: Reads = field(
+        default_factory=Reads, compare=False, repr=False
+    )  # shared by contexts derived from it
 
     def stores_under(self) -> Path:
         """The root new stores go under: ``store_root`` made absolute, else the data root."""
@@ -84,7 +88,9 @@ class Recorded:
     fingerprint: str
     params: dict[str, Any]
     upstream: dict[str, str]
-    identity: dict[str, Any] = field(default_factory=dict)  # what the fingerprint hashed (e.g. weights_sha256)
+    identity: dict[str, Any] = field(
+        default_factory=dict
+    )  # what the fingerprint hashed (e.g. weights_sha256)
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,9 @@ def binding_of(params: dict[str, Any]) -> dict[str, Any]:
     return binding
 
 
-def check_binding(data_root: Path, name: str, params: dict[str, Any], record: DatasetRecord | None = None) -> None:
+def check_binding(
+    data_root: Path, name: str, params: dict[str, Any], record: DatasetRecord | None = None
+) -> None:
     """A name maps to one source: raise when ``name`` is bound to another source/root/variant
     (``record``: the dataset's record when already read)."""
     record = record or load(data_root, name)
@@ -129,5 +131,6 @@ def choose(data_root: Path, name: str | None, default: str = "synthetic") -> str
     if not known:
         return default
     raise ConfigError(
-        f"several datasets are prepared under {data_root}: {', '.join(known)}", "choose one with --dataset NAME"
+        f"several datasets are prepared under {data_root}: {', '.join(known)}",
+        "choose one with --dataset NAME",
     )

@@ -140,7 +140,9 @@ class ArrayReader:
                 self._arrays[name] = zarr.open_array(f"{self.store}/{self.split}/{name}", mode="r")
         return self._arrays[name]
 
-    def get(self, name: str, index: int, out: np.ndarray | None = None, draw: int | None = None) -> np.ndarray:
+    def get(
+        self, name: str, index: int, out: np.ndarray | None = None, draw: int | None = None
+    ) -> np.ndarray:
         """Object ``index`` of array ``name`` (only its ``draw`` when given: arrays with a draw
         dimension second); written into ``out`` (and returned) when given."""
         array = self._array(name)

@@ -76,12 +76,18 @@ def _views_text(config: Mapping[str, Any], store_attrs: Mapping[str, Mapping[str
     """Which views the teacher saw (docs/training.md, "Which views the teacher sees")."""
     params = config.get("params") or {}
     if params.get("online_teacher"):
-        return "online: each step's augmented input, projected and run through the teacher (the official step)"
+        return (
+            "online: each step's augmented input, projected and run through the teacher (the official step)"
+        )
     render = store_attrs.get("render") or {}
     if not render:
         return "none"
     if render.get("draws"):
-        fed = "the draw's own cloud" if params.get("input_subset", "draw") == "draw" else "a fresh subset with the draw's scale and shift"
+        fed = (
+            "the draw's own cloud"
+            if params.get("input_subset", "draw") == "draw"
+            else "a fresh subset with the draw's scale and shift"
+        )
         return f"augmented: {render['draws']} seeded draws per object; 3D input: {fed}"
     return "fixed: one unaugmented subset per object (2D targets do not follow the 3D augmentation)"
 
@@ -191,6 +197,8 @@ def start_report(run: Path) -> Path:
         state = read_state(location(store["path"]), progress=False) if isinstance(store, Mapping) else None
         if state is not None:
             attrs[stage] = {**state.attrs, "complete": state.complete}
-    header = provenance_header(config, attrs, config.get("code") or code_version(), config.get("machine") or machine_info())
+    header = provenance_header(
+        config, attrs, config.get("code") or code_version(), config.get("machine") or machine_info()
+    )
     atomic_write_bytes(report, f"# Evaluation report: {Path(run).name}\n\n{header}".encode())
     return report

@@ -38,7 +38,9 @@ def write_monitor_plot(run: Path) -> Path | None:
     plt, fig, ax = _figure()
     ax.plot([r["step"] for r in rows], [100 * r["svm_acc"] for r in rows], marker="o", label="encoder")
     if rows[0]["step"] == 0:
-        ax.axhline(100 * rows[0]["svm_acc"], linestyle="--", color="grey", label="random initialisation (step 0)")
+        ax.axhline(
+            100 * rows[0]["svm_acc"], linestyle="--", color="grey", label="random initialisation (step 0)"
+        )
     ax.set_xlabel("step")
     ax.set_ylabel(f"linear-SVM test accuracy on {rows[-1].get('svm_dataset')} (%)")
     ax.legend()

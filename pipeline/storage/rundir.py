@@ -31,7 +31,13 @@ import yaml
 
 from pipeline.storage.store import atomic_write_bytes
 
-CONFIG, METRICS, COMPLETE, REPORT, LOSS_PNG = "config.yaml", "metrics.jsonl", "complete.json", "report.md", "loss.png"
+CONFIG, METRICS, COMPLETE, REPORT, LOSS_PNG = (
+    "config.yaml",
+    "metrics.jsonl",
+    "complete.json",
+    "report.md",
+    "loss.png",
+)
 MONITOR_PNG = "monitor.png"
 
 

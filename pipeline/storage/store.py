@@ -70,7 +70,12 @@ class ArraySpec:
 
 
 def per_object(
-    name: str, shape: tuple[int, ...], chunk: int, dtype: Any, dims: tuple[str, ...], compress: bool = True,
+    name: str,
+    shape: tuple[int, ...],
+    chunk: int,
+    dtype: Any,
+    dims: tuple[str, ...],
+    compress: bool = True,
     per_draw: bool = False,
 ) -> ArraySpec:
     """An array read one object at a time: shards of ``chunk`` objects holding one-object chunks
@@ -116,7 +121,9 @@ def read_state(path: Path, progress: bool = True) -> StoreState | None:
     return StoreState(path=path, attrs=attrs, complete=bool(attrs.get("complete")), done=done)
 
 
-def list_states(data_root: Path, stage: str, progress: bool = True, read: Any = read_state) -> list[StoreState]:
+def list_states(
+    data_root: Path, stage: str, progress: bool = True, read: Any = read_state
+) -> list[StoreState]:
     """Every store of one stage under the data root, newest first (``read``: how a state is read)."""
     folder = location(data_root) / STORE_KINDS[stage]
     states = [read(p, progress) for p in sorted(folder.glob("*.zarr"))] if folder.is_dir() else []

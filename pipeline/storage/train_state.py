@@ -67,12 +67,28 @@ def restore_rng(state: dict[str, Any], rank: int, world: int) -> None:
     set_rng_state(states[rank])
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: Any, params: Any, position: dict,
-                    rng_states: list[dict[str, Any]]) -> None:
+def save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: Any,
+    params: Any,
+    position: dict,
+    rng_states: list[dict[str, Any]],
+) -> None:
     """model, optimizer, every rank's RNG state, position {epoch, batch, step} and config, written atomically."""
     core = model.module if hasattr(model, "module") else model
     buffer = io.BytesIO()
-    torch.save({"model": core.state_dict(), "model_config": asdict(core.cfg), "train_params": params.model_dump(),
-                "optimizer": optimizer.state_dict(), "scaler": None, "rng": rng_states[0], "rng_ranks": rng_states,
-                **position}, buffer)
+    torch.save(
+        {
+            "model": core.state_dict(),
+            "model_config": asdict(core.cfg),
+            "train_params": params.model_dump(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": None,
+            "rng": rng_states[0],
+            "rng_ranks": rng_states,
+            **position,
+        },
+        buffer,
+    )
     rundir.write_atomic(path, buffer.getvalue())

@@ -83,12 +83,28 @@ def stop_on_interrupt() -> Iterator[dict[str, Any]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metrics: Any, flag: dict, world: int,
-                    on_step: Any = None) -> str:
+def train_one_epoch(
+    s: Setup,
+    epoch: int,
+    params: TrainParams,
+    run: Path,
+    metrics: Any,
+    flag: dict,
+    world: int,
+    on_step: Any = None,
+) -> str:
     """Train the epoch from ``s.position``; returns "epoch" (finished), "max_steps" or "interrupted".
     ``on_step()`` is called after each step's metrics row (the monitor's sub-epoch cadence)."""
-    lr = epoch_lr(epoch, params.lr, params.epochs, params.warmup_epochs, params.schedule_epochs,
-                  params.warmup_lr, params.min_lr, params.cosine_to_end)
+    lr = epoch_lr(
+        epoch,
+        params.lr,
+        params.epochs,
+        params.warmup_epochs,
+        params.schedule_epochs,
+        params.warmup_lr,
+        params.min_lr,
+        params.cosine_to_end,
+    )
     for group in s.optimizer.param_groups:
         group["lr"] = lr
     start = s.position["batch"] if epoch == s.position["epoch"] else 0
@@ -105,13 +121,23 @@ def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metric
                 raise TrainingError(
                     f"non-finite loss at step {step} (epoch {epoch}, batch {b}; this process: {out.loss.item()}); "
                     f"metrics.jsonl holds the steps before it",
-                    f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet",
+                    f"the last good checkpoint is {last}"
+                    if last.exists()
+                    else "no checkpoint was written yet",
                 )
             s.position = {"epoch": epoch, "batch": b + 1, "step": step}
             if metrics:
-                metrics.write({"step": step, "epoch": epoch, "loss": out.loss.item(), "loss_3d": out.loss_3d.item(),
-                               "loss_2d": None if out.loss_2d is None else out.loss_2d.item(), "lr": lr,
-                               "samples_per_s": round(params.batch_size / (time.perf_counter() - tic), 2)})
+                metrics.write(
+                    {
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": out.loss.item(),
+                        "loss_3d": out.loss_3d.item(),
+                        "loss_2d": None if out.loss_2d is None else out.loss_2d.item(),
+                        "lr": lr,
+                        "samples_per_s": round(params.batch_size / (time.perf_counter() - tic), 2),
+                    }
+                )
             if on_step:
                 on_step()
             advance(1, loss=round(out.loss.item(), 4))
@@ -123,8 +149,18 @@ def train_one_epoch(s: Setup, epoch: int, params: TrainParams, run: Path, metric
     return "epoch"
 
 
-def fit(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teacher: Any = None, rank: int = 0,
-        world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False, monitor: Any = None) -> Path:
+def fit(
+    params: TrainParams,
+    inputs: TrainInputs,
+    run: Path,
+    device: str,
+    teacher: Any = None,
+    rank: int = 0,
+    world: int = 1,
+    arch: dict[str, Any] | None = None,
+    resume: bool = False,
+    monitor: Any = None,
+) -> Path:
     """Train from the run's position to its end (epochs or ``max_steps``); returns ckpt-last.pt.
 
     ``monitor`` (rank 0; :func:`pipeline.evaluate.monitor.build_monitor`) measures the encoder at step 0 of a fresh
@@ -145,7 +181,9 @@ def fit(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teache
     try:
         with stop_on_interrupt() as flag:
             watch()  # step 0 of a fresh run: the initial (random) weights
-            done = params.max_steps is not None and s.position["step"] >= params.max_steps  # e.g. stopped past it
+            done = (
+                params.max_steps is not None and s.position["step"] >= params.max_steps
+            )  # e.g. stopped past it
             for epoch in range(s.position["epoch"], params.epochs if not done else s.position["epoch"]):
                 how = train_one_epoch(s, epoch, params, run, metrics, flag, world, watch)
                 rng_states = gather_rng_states(world)  # every rank's stream, for an exact resume

@@ -41,8 +41,14 @@ class TrainInputs:
 def build_model(params: TrainParams, channels: int, arch: dict[str, Any] | None = None) -> I2PMAE:
     """The paper's architecture with the run's ablation params; ``arch`` overrides config fields
     (smaller grouping for tests and benchmarks; checkpoints record the config used)."""
-    cfg = I2PMAEConfig(drop_path=params.drop_path, mask_ratio=params.mask_ratio, masking=params.masking,
-                       targets=params.targets, feat_dim_2d=channels, **(arch or {}))
+    cfg = I2PMAEConfig(
+        drop_path=params.drop_path,
+        mask_ratio=params.mask_ratio,
+        masking=params.masking,
+        targets=params.targets,
+        feat_dim_2d=channels,
+        **(arch or {}),
+    )
     return I2PMAE(cfg)
 
 
@@ -62,8 +68,17 @@ class Setup:
     precision: str = "fp32"  # "bf16": the forward under bf16 autocast (CUDA only)
 
 
-def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teacher: Any = None, rank: int = 0,
-          world: int = 1, arch: dict[str, Any] | None = None, resume: bool = False) -> Setup:
+def setup(
+    params: TrainParams,
+    inputs: TrainInputs,
+    run: Path,
+    device: str,
+    teacher: Any = None,
+    rank: int = 0,
+    world: int = 1,
+    arch: dict[str, Any] | None = None,
+    resume: bool = False,
+) -> Setup:
     """Seed, build model and optimizer, restore ``ckpt-last.pt`` when ``resume``, build the loader.
 
     ``params.batch_size`` is the total over the ``world`` ranks (method §9.1: the official total batch is split
@@ -80,7 +95,9 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
         seed_fn(params.seed + rank)
     dev = torch.device(device)
     model = build_model(params, inputs.feature_channels, arch).to(dev)
-    optimizer = torch.optim.AdamW(param_groups(model, params.weight_decay, params.decay_token_fix), lr=params.lr)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, params.weight_decay, params.decay_token_fix), lr=params.lr
+    )
     position = {"epoch": 0, "batch": 0, "step": 0}
     if resume:
         state = torch.load(rundir.checkpoint(run), map_location="cpu", weights_only=False)  # RNG stays on CPU
@@ -88,7 +105,9 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
         if state.get("optimizer") is not None:
             optimizer.load_state_dict(state["optimizer"])
         else:  # stripped by `i2p gc` or train.keep_optimizer=false: not an exact continuation
-            log.warning("%s holds no optimizer state: AdamW's moments restart from zero", rundir.checkpoint(run))
+            log.warning(
+                "%s holds no optimizer state: AdamW's moments restart from zero", rundir.checkpoint(run)
+            )
         restore_rng(state, rank, world)
         position = {k: state[k] for k in position}
     call = None
@@ -96,15 +115,26 @@ def setup(params: TrainParams, inputs: TrainInputs, run: Path, device: str, teac
         call = torch.nn.parallel.DistributedDataParallel(
             LossOnly(model), device_ids=[dev.index] if dev.type == "cuda" else None
         )
-    dataset = CachedShapes(inputs.points, inputs.views, inputs.features, "train", params.points, params.seed,
-                           params.input_subset, maps_used(params.masking, params.targets))
+    dataset = CachedShapes(
+        inputs.points,
+        inputs.views,
+        inputs.features,
+        "train",
+        params.points,
+        params.seed,
+        params.input_subset,
+        maps_used(params.masking, params.targets),
+    )
     sampler = EpochSampler(len(dataset), params.batch_size, params.seed, rank, world)
     if sampler.batches_per_epoch() == 0:
         raise TrainingError(
             f"{len(dataset)} training objects make no full batch of {params.batch_size}", "lower --batch-size"
         )
     loader = batch_loader(  # one worker reads this rank's share of a whole batch (pipeline/train/trainset.py)
-        dataset, sampler, num_workers=min(params.num_workers, os.cpu_count() or 1),
-        pin_memory=dev.type == "cuda", generator=torch.Generator(),  # own generator: keeps the global RNG exact
+        dataset,
+        sampler,
+        num_workers=min(params.num_workers, os.cpu_count() or 1),
+        pin_memory=dev.type == "cuda",
+        generator=torch.Generator(),  # own generator: keeps the global RNG exact
     )
     return Setup(model, optimizer, dataset, sampler, loader, dev, call, teacher, position, params.precision)

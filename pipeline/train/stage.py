@@ -31,8 +31,10 @@ def train_inputs(plan: Plan):
         group = zarr.open_group(paths["cache-features"], mode="r")
         channels = int(group[f"{group.attrs['splits'][0]}/feature"].shape[-3])  # (O, [K,] V, C, h, w)
         if group.attrs["teacher"].get("random_weights"):
-            log.warning("training on features of a RANDOM-weight teacher (%s): fine for smoke runs only",
-                        group.attrs["teacher"].get("name"))
+            log.warning(
+                "training on features of a RANDOM-weight teacher (%s): fine for smoke runs only",
+                group.attrs["teacher"].get("name"),
+            )
     return TrainInputs(paths["prepare"], paths.get("render"), paths.get("cache-features"), fps, channels)
 
 
@@ -44,13 +46,24 @@ def warn_if_warmup_only(params: TrainParams, n_objects: int, world: int = 1) -> 
     last = params.epochs - 1
     if params.max_steps is not None:
         last = min(last, (params.max_steps - 1) // per_epoch)
-    lr = epoch_lr(last, params.lr, params.epochs, params.warmup_epochs, params.schedule_epochs,
-                  params.warmup_lr, params.min_lr, params.cosine_to_end)
+    lr = epoch_lr(
+        last,
+        params.lr,
+        params.epochs,
+        params.warmup_epochs,
+        params.schedule_epochs,
+        params.warmup_lr,
+        params.min_lr,
+        params.cosine_to_end,
+    )
     if params.warmup_epochs > 0 and last <= params.warmup_epochs and lr < 0.5 * params.lr:
         log.warning(
             "this run trains epochs 0..%d, inside the %d-epoch warm-up: lr stays ≤ %.2g (peak lr %.2g); "
             "for a short run use --set train.warmup_epochs=0 (and train.cosine_to_end=true)",
-            last, params.warmup_epochs, lr, params.lr,
+            last,
+            params.warmup_epochs,
+            lr,
+            params.lr,
         )
 
 
@@ -60,16 +73,30 @@ def fit_to_store(params: TrainParams, n_objects: int, stored: int, world: int = 
     with a warning that names the explicit setting. The run's identity keeps the params as given."""
     floor = TrainParams.model_fields["points"].metadata[0].ge  # the 512 scale-0 groups need 512 points
     if stored < floor:
-        raise ConfigError(f"the points store holds {stored} points per object; training needs at least {floor}",
-                          f"prepare the dataset with --points {floor} or more")
+        raise ConfigError(
+            f"the points store holds {stored} points per object; training needs at least {floor}",
+            f"prepare the dataset with --points {floor} or more",
+        )
     if stored < params.points:
-        log.warning("train.points=%d but the points store holds %d per object: each step uses all %d "
-                    "(a new run with --set train.points=%d says so explicitly)", params.points, stored, stored, stored)
+        log.warning(
+            "train.points=%d but the points store holds %d per object: each step uses all %d "
+            "(a new run with --set train.points=%d says so explicitly)",
+            params.points,
+            stored,
+            stored,
+            stored,
+        )
         params = params.model_copy(update={"points": stored})
     fitting = (n_objects // world) * world
     if 0 < fitting < params.batch_size:
-        log.warning("train.batch_size=%d but the train split holds %d objects: each step uses %d "
-                    "(a new run with --batch-size %d says so explicitly)", params.batch_size, n_objects, fitting, fitting)
+        log.warning(
+            "train.batch_size=%d but the train split holds %d objects: each step uses %d "
+            "(a new run with --batch-size %d says so explicitly)",
+            params.batch_size,
+            n_objects,
+            fitting,
+            fitting,
+        )
         params = params.model_copy(update={"batch_size": fitting})
     return params
 
@@ -107,8 +134,10 @@ def run(plan: Plan, ctx: Context) -> Path:
     params, dist, run_dir = plan.params, ctx.dist, plan.out
     state = rundir.read(run_dir)
     if params.resume and not state.has_checkpoint:
-        raise ConfigError(f"--resume: run {params.run} has no checkpoint to continue from",
-                          "drop --resume to start it, or name the run to continue with --run NAME")
+        raise ConfigError(
+            f"--resume: run {params.run} has no checkpoint to continue from",
+            "drop --resume to start it, or name the run to continue with --run NAME",
+        )
     if state.exists and not state.has_checkpoint and dist.rank == 0:
         log.warning("run %s stopped before its first checkpoint; starting it from the beginning", params.run)
         rundir.clear(run_dir)
@@ -121,7 +150,9 @@ def run(plan: Plan, ctx: Context) -> Path:
     inputs = train_inputs(plan)
     teacher = _online_teacher(params, device, ctx.offline)
     if teacher is not None:
-        inputs = type(inputs)(**{**inputs.__dict__, "feature_channels": teacher.channels})  # e.g. 768 for ViT-L/14
+        inputs = type(inputs)(
+            **{**inputs.__dict__, "feature_channels": teacher.channels}
+        )  # e.g. 768 for ViT-L/14
     n_objects, stored = zarr.open_group(inputs.points, mode="r")["train/points"].shape[:2]
     params = fit_to_store(params, int(n_objects), int(stored), dist.world)
     warn_if_warmup_only(params, n_objects, dist.world)
@@ -132,11 +163,22 @@ def run(plan: Plan, ctx: Context) -> Path:
         config["effective"] = {"points": params.points, "batch_size": params.batch_size}
         rundir.write_config(run_dir, config)
         rundir.forget_stripped(run_dir)
-    log.info("run %s: %s", params.run, "continuing from its checkpoint" if state.has_checkpoint else "starting")
+    log.info(
+        "run %s: %s", params.run, "continuing from its checkpoint" if state.has_checkpoint else "starting"
+    )
     monitor = build_monitor(params, ctx.data_root, device) if dist.rank == 0 else None
     try:
-        ckpt = fit(params, inputs, run_dir, device, teacher, dist.rank, dist.world, resume=state.has_checkpoint,
-                   monitor=monitor)
+        ckpt = fit(
+            params,
+            inputs,
+            run_dir,
+            device,
+            teacher,
+            dist.rank,
+            dist.world,
+            resume=state.has_checkpoint,
+            monitor=monitor,
+        )
     finally:
         if dist.world > 1:
             torch.distributed.destroy_process_group()
@@ -152,7 +194,11 @@ def _online_teacher(params: TrainParams, device: str, offline: bool) -> Any:
     from pipeline.core.devices import resolve_precision
     from pipeline.features.teachers import load_teacher
 
-    teacher = load_teacher(params.online_teacher, None, device, resolve_precision("auto", device), offline=offline)
+    teacher = load_teacher(
+        params.online_teacher, None, device, resolve_precision("auto", device), offline=offline
+    )
     if teacher.random_weights:
-        log.warning("online teacher %s has RANDOM weights: for timing and smoke runs only", params.online_teacher)
+        log.warning(
+            "online teacher %s has RANDOM weights: for timing and smoke runs only", params.online_teacher
+        )
     return teacher

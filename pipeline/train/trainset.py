@@ -58,9 +58,15 @@ class CachedShapes(torch.utils.data.Dataset):
         import zarr
 
         unknown = set(maps) - {"feature", "saliency"}
-        assert not unknown, f"maps names arrays of the features store (feature, saliency), got {sorted(unknown)}"
+        assert not unknown, (
+            f"maps names arrays of the features store (feature, saliency), got {sorted(unknown)}"
+        )
         self.maps = tuple(maps) if features_path else ()  # features-store arrays read, in this order
-        self.paths = {"points": points_path, "views": views_path, "features": features_path if self.maps else None}
+        self.paths = {
+            "points": points_path,
+            "views": views_path,
+            "features": features_path if self.maps else None,
+        }
         self.split, self.n_points, self.seed, self.input_subset = split, n_points, seed, input_subset
         self.epoch = 0
         group = zarr.open_group(points_path, mode="r")
@@ -139,7 +145,9 @@ class CachedShapes(torch.utils.data.Dataset):
         for name in self.maps:  # feature (V, C, h, w) float16, saliency (V, h, w) float32: read in place
             r["features"].get(name, index, out[name])
 
-    def _fill_draw(self, index: int, k: int, stored: np.ndarray, chosen: np.ndarray, rng: Any, out: dict) -> None:
+    def _fill_draw(
+        self, index: int, k: int, stored: np.ndarray, chosen: np.ndarray, rng: Any, out: dict
+    ) -> None:
         """Augmented views: the fields of draw k (``pipeline.render.draws``); ``rng`` the item's generator."""
         from pipeline.render.draws import frame
 
@@ -148,7 +156,9 @@ class CachedShapes(torch.utils.data.Dataset):
         if self.input_subset == "draw":  # the draw's own cloud, exactly the input its views show, in a
             subset = r["views"].get("subset", index, draw=k)  # fresh random order (FPS starts at point 0)
             points = stored[subset[rng.permutation(len(subset))]]
-            out["xyz"][...] = out["canonical"][...] = frame(points, w["centre"][index, k], w["radius"][index, k], scale, shift)
+            out["xyz"][...] = out["canonical"][...] = frame(
+                points, w["centre"][index, k], w["radius"][index, k], scale, shift
+            )
         else:  # a fresh subset, normalised as the paper's input; looked up in the draw's frame
             points = stored[chosen]
             out["xyz"][...] = normalise_unit_sphere(points) * scale + shift  # its own pc_norm (§1.1, §1.6)
