@@ -34,7 +34,7 @@ def default(stage: str, key: str) -> str:
 def _packaged_defaults() -> dict[str, Any]:
     import yaml
 
-    from pipeline.core.config import PACKAGED_STAGES
+    from pipeline import PACKAGED_STAGES
 
     return yaml.safe_load(PACKAGED_STAGES.read_text())["stages"]
 

@@ -1,5 +1,6 @@
-"""What the commands print on stdout: every result goes through :func:`report`, which turns it into lines
-(:func:`lines`) and prints them with :func:`say`. Logs, progress bars and errors go to stderr
+"""What the commands print on stdout: results go through :func:`report`, which turns them into lines
+(:func:`lines`) and prints them with :func:`say` (``i2p status`` prints its rich tables itself, from
+``pipeline.runner.status``). Logs, progress bars and errors go to stderr
 (``pipeline.core.console``). The pipeline types are imported where they are matched, so importing this
 module costs only rich.
 """

@@ -40,10 +40,10 @@ def gc(
     ] = False,
 ) -> None:
     """List stores no dataset or run uses, and optimizer state of finished runs; remove them with --yes."""
-    with session(ctx) as (_, root_dir):
-        from pipeline.runner import gc as garbage
+    with session(ctx) as (config, root_dir):
+        from pipeline.runner import commands
 
-        items = garbage.collect(root_dir)
+        items, freed = commands.gc(request(config, root_dir, None), yes)
         report(garbage_lines(items, root_dir))
         if items:
-            say(freed_line(items, garbage.remove(items) if yes else None))
+            say(freed_line(items, freed))

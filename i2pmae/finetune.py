@@ -51,9 +51,8 @@ class FinetuneConfig:
     seed: int = 0
     max_steps: int | None = None  # stop after this many optimiser steps (a quick check; None: all epochs)
     precision: str = "fp32"  # "fp32" as the paper (§9.2); "bf16": the training forward under bf16 autocast
-    recompute_embed: bool = (
-        True  # recompute the scale-0 token embedding in backward: less memory, same numbers
-    )
+    # recompute the scale-0 token embedding in backward: less memory, same numbers
+    recompute_embed: bool = True
 
 
 @dataclass

@@ -135,7 +135,7 @@ def test_an_interrupted_compaction_finishes_on_rerun(folder, tmp_path, swapped):
     write_bad_inputs(folder)
     reference = prepare(params(folder), tmp_path / "ref", "toys")
     result = prepare(params(folder), tmp_path / "data", "toys")
-    # rewind to a state between the steps of `_compact`: copies ready, `swapped` of 3 arrays refilled
+    # rewind to a state between the steps of `compaction.compact`: copies ready, `swapped` of 3 arrays refilled
     # from their copy (copy deleted); the others half refilled (their copy still there)
     group = zarr.open_group(str(result.path), mode="r+")
     group.attrs.update({"complete": False, "compacted/train": False})

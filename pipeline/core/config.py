@@ -13,10 +13,9 @@ from typing import Any
 
 import yaml
 
+from pipeline import PACKAGED_STAGES
 from pipeline.core.errors import ConfigError
 from pipeline.core.params import STAGES, StageParams
-
-PACKAGED_STAGES = Path(__file__).resolve().parents[1] / "stages.yaml"  # pipeline/stages.yaml
 
 
 def find_stages_file(explicit: Path | None = None) -> Path:

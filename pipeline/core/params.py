@@ -90,9 +90,8 @@ class PrepareParams(StageParams):
     LEGACY: ClassVar[dict[str, Any]] = {"synthetic_version": 1}  # stores written before the v2 generator
 
     source: Literal["synthetic", "shapenet", "modelnet40", "scanobjectnn", "folder"] = "synthetic"
-    root: str | None = (
-        None  # where the release / meshes lie; None for synthetic (generated under the data root)
-    )
+    # where the release / meshes lie; None for synthetic (generated under the data root)
+    root: str | None = None
     layout: str = "auto"  # detected from the files under root; recorded in the store attrs
     variant: Literal["obj-bg", "obj-only", "pb-t50-rs"] = "obj-bg"  # ScanObjectNN split family (method §1.4)
     points: int = Field(8192, ge=16)  # P for mesh sources; point releases keep their own count
@@ -100,9 +99,8 @@ class PrepareParams(StageParams):
     fps: Literal["bucket", "exact"] = "bucket"  # fpsample's kd-line bucket FPS (fast) or the classic loop
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)  # folder sources without train/test sub-folders
     synthetic_per_class: int = Field(30, ge=2)  # objects generated per synthetic class
-    synthetic_version: Literal[1, 2, 3] = (
-        2  # synthetic generator: 2 class-specific local geometry; 1 the original
-    )
+    # synthetic generator: 2 class-specific local geometry; 1 the original
+    synthetic_version: Literal[1, 2, 3] = 2
     seed: int = 0  # per-object randomness is seeded from (seed, object id)
     chunk: int = Field(32, ge=1)  # objects per chunk: the unit of work, of resume and of zarr chunking
     workers: int = Field(1, ge=1)  # local dask workers (processes); 1 runs in-process
@@ -205,9 +203,8 @@ class TrainParams(StageParams):
     masking: Literal["2d-guided", "random"] = "2d-guided"
     targets: Literal["3d", "3d+2d"] = "3d+2d"
     online_teacher: str | None = None  # the official step: project the augmented input, run this teacher
-    input_subset: Literal["draw", "fresh"] = (
-        "draw"  # augmented views: the draw's own cloud, or a fresh subset
-    )
+    # augmented views: the draw's own cloud, or a fresh subset
+    input_subset: Literal["draw", "fresh"] = "draw"
     precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.1); bf16: autocast on CUDA (speed)
     seed: int = 1
     monitor_dataset: str | None = "modelnet40"  # linear SVM on this prepared dataset (§9.1); None: off
@@ -221,9 +218,8 @@ class TrainParams(StageParams):
     device: str = "auto"
     num_workers: int = Field(4, ge=0)
     resume: bool = False
-    keep_optimizer: bool = (
-        True  # false: a finished run's ckpt-last.pt drops its optimizer state (≈ 2/3 of it)
-    )
+    # false: a finished run's ckpt-last.pt drops its optimizer state (≈ 2/3 of it)
+    keep_optimizer: bool = True
 
 
 class EvalParams(StageParams):

@@ -1,5 +1,5 @@
 """The one pipeline call behind each stage command of the CLI (prepare, render, cache-features, show,
-train, run, status, teacher train): each takes a :class:`~pipeline.runner.request.Request` and returns
+train, run, status, gc, teacher train): each takes a :class:`~pipeline.runner.request.Request` and returns
 what the command prints. torch, zarr and dask are imported by the stages these reach, not here, so
 ``i2p status`` stays light.
 """
@@ -93,3 +93,12 @@ def train_tiny_teacher(req: Request, training: Any, out: Path | None) -> tuple[P
     points = bring_up_to_date("prepare", req)
     target = out.expanduser().resolve() if out else packaged_weights(NAME)
     return target, train_teacher(points, target, training)
+
+
+def gc(req: Request, remove: bool) -> tuple[list[Any], int | None]:
+    """What nothing in the data root uses (stores, optimizer state of finished runs); removed when
+    ``remove``. Returns (items, bytes freed: None when only listed)."""
+    from pipeline.runner import gc as garbage
+
+    items = garbage.collect(req.data_root)
+    return items, (garbage.remove(items) if remove and items else None)

@@ -76,9 +76,8 @@ class Stage:
     out: Callable[[Path, str, str, Any, dict[str, Plan]], Path]  # (root, dataset, fp, params, needs) → output
     body: str  # "module:function" of its StageBody, imported when it runs (planning stays cheap)
     output: Output
-    record_keys: Callable[[dict[str, Any]], tuple[str, ...]] | None = (
-        None  # dataset-record keys; default (name,)
-    )
+    # dataset-record keys; default (name,)
+    record_keys: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
     weights: Callable[[dict[str, Any]], str | None] = given_weights  # the weight file a recorded output used
     binds_source: bool = False  # its params bind a dataset name to a source (checked before it runs)
     shared_by_ranks: Callable[[Any], bool] = never  # every torchrun rank fills its share (e.g. --shard auto)

@@ -68,9 +68,8 @@ class Context:
     offline: bool = False
     dist: Distributed = Distributed()
     pins: dict[str, Path] = field(default_factory=dict)  # stage → an output to use as is (a run's stores)
-    store_root: Path | str | None = (
-        None  # where new stores go (a folder or an fsspec URL); None: the data root
-    )
+    # where new stores go (a folder or an fsspec URL); None: the data root
+    store_root: Path | str | None = None
     reads: Reads = field(
         default_factory=Reads, compare=False, repr=False
     )  # shared by contexts derived from it

@@ -1,4 +1,4 @@
-"""The train stage: a planned run → device, DDP, online teacher, config.yaml → :func:`pretrain_engine.fit`.
+"""The train stage: a planned run → device, DDP, online teacher, config.yaml → :func:`pipeline.train.engine.fit`.
 
 A run behaves like a stage (the runner skips it when it is up to date): an unfinished run with a
 checkpoint continues from it, exactly; a run that never wrote a checkpoint starts again.
