@@ -4,6 +4,8 @@ other command's; only its train split is shown to the teacher."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -44,5 +46,7 @@ def train_command(
 
         given = {"steps": steps, "seed": seed, "draws": draws}
         training = TeacherTraining(**{k: v for k, v in given.items() if v is not None})
-        target, record = commands.train_tiny_teacher(request(config, root_dir, dataset), training, out)
+        target, record = commands.train_tiny_teacher(
+            request(config, root_dir, dataset), training, out, shlex.join(["i2p", *sys.argv[1:]])
+        )
         report(teacher_lines(target, record))

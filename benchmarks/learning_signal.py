@@ -32,6 +32,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,7 +46,9 @@ ARMS = {  # arm → (what it is, teacher whose features it reads, train params)
     "a": ("knowing teacher (tiny-synthetic), 2D-guided, 3D+2D", "tiny-synthetic", {"masking": "2d-guided", "targets": "3d+2d"}),
     "b": ("random teacher (tiny-random), 2D-guided, 3D+2D", "tiny-random", {"masking": "2d-guided", "targets": "3d+2d"}),
     "c": ("3D only: random masking, 3D targets", "tiny-random", {"masking": "random", "targets": "3d"}),
+    "o": ("control: a perfect teacher (class codes), as a", "tiny-synthetic", {"masking": "2d-guided", "targets": "3d+2d"}),
 }  # fmt: skip
+ORDER = "abcod"  # the table's row order
 ARCHS = {"paper": {}, "small": {"num_groups": (128, 64, 16)}}  # same layers; small: 4× fewer groups
 SVM_C = 0.01
 PROTOCOLS = ("running", "reestimate")
@@ -66,6 +69,32 @@ def build_stores(data_root: Path, teacher: str, sets: list[str]):
     return config, train_inputs(p)
 
 
+def oracle_store(features: str, out: Path) -> tuple[str, float]:
+    """Positive control: a copy of a features store whose train features are one random 512-d code per class
+    at every pixel of every view (scaled to the teacher features' std), saliency kept. Its 2D targets tell
+    each visible point its object's class, whatever pixel it projects to: a teacher that knows everything.
+    Returns (path, loss_2d of the best class-agnostic prediction: the codes' variance around their mean)."""
+    import shutil
+
+    import zarr
+
+    if not out.exists():
+        shutil.copytree(features, out)
+    feature = zarr.open_group(str(out), mode="r+")["train/feature"]  # (O, K, V, C, 14, 14)
+    labels = zarr.open_group(str(out), mode="r")["train/label"][:]
+    std = float(np.asarray(feature[0]).astype(np.float32).std())
+    codes = (
+        np.random.default_rng(0).normal(size=(int(labels.max()) + 1, feature.shape[3])).astype(np.float32)
+        * std
+    )
+    for o in range(feature.shape[0]):
+        feature[o] = np.broadcast_to(codes[labels[o]][None, None, :, None, None], feature.shape[1:]).astype(
+            np.float16
+        )
+    per_object = codes[labels]  # (O, C)
+    return str(out), float(((per_object - per_object.mean(0)) ** 2).mean())
+
+
 def pretrain(config, inputs, run: Path, arm: str, seed: int, n_train: int, args) -> dict:
     """One arm's run; returns its last loss_3d (mean of the last 5 steps) and seconds."""
     from pipeline.train.engine import fit
@@ -76,6 +105,9 @@ def pretrain(config, inputs, run: Path, arm: str, seed: int, n_train: int, args)
         "epochs": math.ceil(args.steps / per_epoch), "warmup_epochs": 0, "cosine_to_end": True,
         "monitor_dataset": None, "num_workers": 0, "lr": args.lr, **ARMS[arm][2],
     }  # fmt: skip
+    if args.monitor_every:  # the learning curve: linear SVM every N steps, re-estimated BN statistics
+        update |= {"monitor_dataset": "synthetic", "monitor_every": 0, "monitor_every_steps": args.monitor_every,
+                   "monitor_points": args.points, "monitor_bn_stats": "reestimate"}  # fmt: skip
     params = config.params("train").model_copy(update=update)
     from pipeline.storage import rundir
 
@@ -83,10 +115,21 @@ def pretrain(config, inputs, run: Path, arm: str, seed: int, n_train: int, args)
     rundir.write_config(run, {"benchmark": "learning_signal", "arm": arm, "arch": ARCHS[args.arch],
                               "params": params.model_dump(mode="json")})  # fmt: skip
     started = time.perf_counter()
-    fit(params, inputs, run, "cpu", arch=ARCHS[args.arch])
+    from pipeline.evaluate.monitor import build_monitor
+
+    monitor = build_monitor(params, run.parents[1], "cpu")  # None unless --monitor-every
+    fit(params, inputs, run, "cpu", arch=ARCHS[args.arch], monitor=monitor)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss_3d"] for r in rows if "loss_3d" in r]
-    return {"loss_3d": float(np.mean(losses[-5:])), "seconds": time.perf_counter() - started}
+    losses_2d = [r["loss_2d"] for r in rows if r.get("loss_2d") is not None]
+    curve = {r["step"]: r["svm_acc"] for r in rows if "svm_acc" in r}
+    return {
+        "loss_3d": float(np.mean(losses[-5:])),
+        "loss_2d": float(np.mean(losses_2d[-5:])) if losses_2d else None,
+        "loss_2d_first": float(np.mean(losses_2d[:5])) if losses_2d else None,
+        "seconds": time.perf_counter() - started,
+        "curve": curve,
+    }
 
 
 def svm_both(model, store, n_points: int) -> dict[str, float]:
@@ -97,8 +140,13 @@ def svm_both(model, store, n_points: int) -> dict[str, float]:
     train, test = store.split("train"), store.split("test")
     out = {}
     for protocol in PROTOCOLS:
-        with protocol_applied(model, train, protocol, n_points=n_points, selection="first", batch_size=32, device="cpu"):
-            x = [extract_features(model, s.points, n_points=n_points, selection="first", batch_size=32) for s in (train, test)]
+        with protocol_applied(
+            model, train, protocol, n_points=n_points, selection="first", batch_size=32, device="cpu"
+        ):
+            x = [
+                extract_features(model, s.points, n_points=n_points, selection="first", batch_size=32)
+                for s in (train, test)
+            ]
         out[protocol] = svm_accuracy(x[0], train.labels, x[1], test.labels, SVM_C).accuracy
     return out
 
@@ -119,7 +167,11 @@ def loss_floor(store, n_points: int, arch: dict, draws: int = 4) -> float:
 
     model = I2PMAE(I2PMAEConfig(masking="random", targets="3d", **arch))
     gen = torch.Generator().manual_seed(0)
-    xyz = torch.from_numpy(np.asarray(store.split("train").points[:, :n_points, :3])).float().repeat(draws, 1, 1)
+    xyz = (
+        torch.from_numpy(np.asarray(store.split("train").points[:, :n_points, :3]))
+        .float()
+        .repeat(draws, 1, 1)
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         xyz = scale_and_translate(xyz)  # the draws' per-axis scale and shift (method §1.6)
@@ -154,16 +206,31 @@ def report(results: dict, floor: float, teacher_probe: float | None, args, secon
           f"{torch.get_num_threads()} threads, {platform.machine()}, {seconds / 60:.1f} min")  # fmt: skip
     n_test = len(results["test_labels"])
     half = 100 * 1.96 * math.sqrt(0.25 / n_test)
-    print(f"test split: {n_test} objects (one object = {100 / n_test:.2f} %; 95 % binomial half-width at 50 %: ±{half:.1f} %)")
-    print(f"\n{'arm':4s} {'what':52s} {'running %':>15s} {'reestimate %':>15s} {'loss_3d':>9s}")
-    for arm in [a for a in "abcd" if results["acc"][a]["running"]]:
+    print(
+        f"test split: {n_test} objects (one object = {100 / n_test:.2f} %; 95 % binomial half-width at 50 %: ±{half:.1f} %)"
+    )
+    print(
+        f"\n{'arm':4s} {'what':52s} {'running %':>15s} {'reestimate %':>15s} {'loss_3d':>9s} {'loss_2d first → last':>21s}"
+    )
+    for arm in [a for a in ORDER if results["acc"][a]["running"]]:
         what = ARMS[arm][0] if arm in ARMS else "random initialisation"
         acc = results["acc"][arm]
         loss = f"{np.mean(results['loss'][arm]):9.5f}" if arm in ARMS else f"{'–':>9s}"
-        print(f"{arm:4s} {what:52s} {mean_std(acc['running']):>15s} {mean_std(acc['reestimate']):>15s} {loss}")
-    print(f"{'':4s} {'no-input floor (best constant pattern, train split)':52s} {'':>15s} {'':>15s} {floor:9.5f}")
+        pairs = [p for p in results["loss_2d"].get(arm, []) if p[0] is not None]
+        loss_2d = (
+            f"{np.mean([p[0] for p in pairs]):9.4f} → {np.mean([p[1] for p in pairs]):7.4f}" if pairs else "–"
+        )
+        print(
+            f"{arm:4s} {what:52s} {mean_std(acc['running']):>15s} {mean_std(acc['reestimate']):>15s} {loss} {loss_2d:>21s}"
+        )
+    print(
+        f"{'':4s} {'no-input floor (best constant pattern, train split)':52s} {'':>15s} {'':>15s} {floor:9.5f}"
+    )
+    if "oracle_floor_2d" in results:
+        print(f"{'':4s} {'o: loss_2d of the best class-agnostic prediction':52s} {'':>15s} {'':>15s} {'':>9s} "
+              f"{results['oracle_floor_2d']:>21.4f}")  # fmt: skip
     print("\ndifferences (per seed, then mean ± std over seeds; points of accuracy)")
-    for x, y in (("a", "d"), ("a", "c"), ("a", "b"), ("b", "d"), ("c", "d")):
+    for x, y in (("a", "d"), ("a", "c"), ("a", "b"), ("b", "d"), ("c", "d"), ("o", "d"), ("o", "a")):
         if not (results["acc"][x]["running"] and results["acc"][y]["running"]):
             continue  # an arm that did not run (--arms)
         cells = []
@@ -173,7 +240,13 @@ def report(results: dict, floor: float, teacher_probe: float | None, args, secon
             if len(diff) < 2:
                 verdict = "one seed: no spread"
             else:
-                verdict = "beyond spread" if diff.mean() > 2 * spread and diff.mean() > 0 else "within spread" if diff.mean() > 0 else "no"
+                verdict = (
+                    "beyond spread"
+                    if diff.mean() > 2 * spread and diff.mean() > 0
+                    else "within spread"
+                    if diff.mean() > 0
+                    else "no"
+                )
             cells.append(f"{protocol}: {100 * diff.mean():+6.2f} ± {100 * spread:4.2f} ({verdict})")
         print(f"  {x} − {y}:  " + ";  ".join(cells))
     if teacher_probe is not None:
@@ -194,12 +267,21 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=60, help="optimiser steps per run")
     ap.add_argument("--batch", type=int, default=16, help="objects per step")
     ap.add_argument("--lr", type=float, default=1e-3, help="constant learning rate (the paper's peak: 1e-3)")
-    ap.add_argument("--points", type=int, default=2048, help="points per object in training, views and features")
+    ap.add_argument(
+        "--points", type=int, default=2048, help="points per object in training, views and features"
+    )
     ap.add_argument("--arch", choices=sorted(ARCHS), default="small", help="model size every arm shares")
     ap.add_argument("--per-class", type=int, default=30, help="synthetic objects per class")
     ap.add_argument("--version", type=int, default=3, help="synthetic generator version")
-    ap.add_argument("--arms", default="abcd", help="which arms to run (d: random init)")
-    ap.add_argument("--data-root", type=Path, default=None, help="stores and runs (default: a temporary folder)")
+    ap.add_argument(
+        "--arms", default="abcd", help="which arms to run (d: random init; o: the perfect-teacher control)"
+    )
+    ap.add_argument(
+        "--monitor-every", type=int, default=0, help="linear SVM every N steps (0: at the end only)"
+    )
+    ap.add_argument(
+        "--data-root", type=Path, default=None, help="stores and runs (default: a temporary folder)"
+    )
     args = ap.parse_args(argv)
     args.seed_list = list(range(1, args.seeds + 1))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
@@ -213,11 +295,17 @@ def main(argv: list[str] | None = None) -> dict:
 
         built = {t: build_stores(root, t, sets) for t in {ARMS[a][1] for a in args.arms if a in ARMS}}
         store = points_store(Path(next(iter(built.values()))[1].points))
-        results = {"acc": {a: {p: [] for p in PROTOCOLS} for a in "abcd"}, "loss": {a: [] for a in ARMS},
+        results = {"acc": {a: {p: [] for p in PROTOCOLS} for a in ORDER}, "loss": {a: [] for a in ARMS},
+                   "loss_2d": {a: [] for a in ARMS},
                    "test_labels": store.split("test").labels}  # fmt: skip
         for seed in args.seed_list:
             for arm in [a for a in args.arms if a in ARMS]:
                 config, inputs = built[ARMS[arm][1]]
+                if arm == "o":
+                    path, results["oracle_floor_2d"] = oracle_store(
+                        inputs.features, root / "oracle-features.zarr"
+                    )
+                    inputs = replace(inputs, features=path)
                 run = root / "runs" / f"{arm}-seed{seed}"
                 out = pretrain(config, inputs, run, arm, seed, len(store.split("train").labels), args)
                 from pipeline.storage.checkpoints import load_encoder
@@ -227,7 +315,14 @@ def main(argv: list[str] | None = None) -> dict:
                 for p in PROTOCOLS:
                     results["acc"][arm][p].append(acc[p])
                 results["loss"][arm].append(out["loss_3d"])
-                log.info("seed %d arm %s: %s, loss_3d %.5f, %.0f s", seed, arm, acc, out["loss_3d"], out["seconds"])
+                results["loss_2d"][arm].append((out["loss_2d_first"], out["loss_2d"]))
+                log.info(
+                    "seed %d arm %s: %s, loss_3d %.5f, %.0f s", seed, arm, acc, out["loss_3d"], out["seconds"]
+                )
+                if out["curve"]:
+                    results.setdefault("curves", {})[f"{arm}-seed{seed}"] = out["curve"]
+                    log.info("seed %d arm %s learning curve (step: SVM %%, reestimate): %s", seed, arm,
+                             {s: round(100 * v, 1) for s, v in out["curve"].items()})  # fmt: skip
             if "d" in args.arms:
                 acc = svm_both(random_model(ARCHS[args.arch], seed), store, args.points)
                 for p in PROTOCOLS:

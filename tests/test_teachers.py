@@ -238,6 +238,7 @@ def test_regeneration_is_seeded_and_loads(tmp_path):
     assert a == b and record["weights_sha256"] == hashlib.sha256(b).hexdigest()
     assert json.loads((tmp_path / "a.json").read_text())["weights_sha256"] == record["weights_sha256"]
     assert record["data"]["split"] == "train" and record["training"]["steps"] == 2
+    assert record["training"]["command"] is None  # trained from Python: no command line to record
     teacher = load_teacher("tiny-synthetic", weights=str(tmp_path / "b.safetensors"))
     assert teacher.weights_sha256 == record["weights_sha256"] and teacher.note is None  # not the shipped file
 

@@ -35,7 +35,6 @@ from pipeline.core.console import progress_bar
 from pipeline.features.teacher_probe import occupied_patches
 from pipeline.features.teacher_weights import weights_sha256
 from pipeline.features.tiny_teachers import (
-    REGENERATE,
     SYNTH_MODEL,
     TINY_SEED,
     TeacherTraining,
@@ -46,7 +45,6 @@ from pipeline.features.tiny_teachers import (
 log = logging.getLogger("i2p")
 
 NAME = "tiny-synthetic"
-
 
 
 def render_split(
@@ -63,7 +61,9 @@ def render_split(
     group = zarr.open_group(str(points_path), mode="r")
     labels = group[f"{split}/label"][:].astype(np.int64)
     if (labels < 0).any():
-        raise ValueError(f"{points_path} {split}: {int((labels < 0).sum())} unlabelled objects; a teacher needs labels")
+        raise ValueError(
+            f"{points_path} {split}: {int((labels < 0).sum())} unlabelled objects; a teacher needs labels"
+        )
     parts = []
     with progress_bar(f"render {split} views for the teacher", len(labels), "objects") as advance:
         for start in range(0, len(labels), chunk):
@@ -104,7 +104,9 @@ def fit(model: Any, images: np.ndarray, labels: np.ndarray, cfg: TeacherTraining
     import torch
 
     visual = model.visual
-    visual.patch_dropout = open_clip.transformer.PatchDropout(cfg.token_drop) if cfg.token_drop else torch.nn.Identity()
+    visual.patch_dropout = (
+        open_clip.transformer.PatchDropout(cfg.token_drop) if cfg.token_drop else torch.nn.Identity()
+    )
     try:
         with torch.random.fork_rng(devices=[]):  # PatchDropout draws from torch's global generator
             torch.manual_seed(cfg.seed + 1)
@@ -114,7 +116,9 @@ def fit(model: Any, images: np.ndarray, labels: np.ndarray, cfg: TeacherTraining
         visual.output_tokens = False  # the dense loss's token output, also after an exception
 
 
-def _fit(visual: Any, images: np.ndarray, labels: np.ndarray, cfg: TeacherTraining) -> tuple[Any, list[float]]:
+def _fit(
+    visual: Any, images: np.ndarray, labels: np.ndarray, cfg: TeacherTraining
+) -> tuple[Any, list[float]]:
     import torch
     import torch.nn.functional as F
 
@@ -138,7 +142,9 @@ def _fit(visual: Any, images: np.ndarray, labels: np.ndarray, cfg: TeacherTraini
             loss = F.cross_entropy(head(pooled), view_labels[flat])
             if dense:
                 grid = visual.grid_size
-                on = torch.from_numpy(occupied_patches(images.reshape(-1, *images.shape[-2:])[flat], *grid))  # (B, 196)
+                on = torch.from_numpy(
+                    occupied_patches(images.reshape(-1, *images.shape[-2:])[flat], *grid)
+                )  # (B, 196)
                 patch_logits = head(out[1] @ visual.proj)  # (B, 196, classes)
                 patch_labels = view_labels[flat][:, None].expand(on.shape)
                 loss = loss + cfg.patch_loss * F.cross_entropy(patch_logits[on], patch_labels[on])
@@ -152,7 +158,6 @@ def _fit(visual: Any, images: np.ndarray, labels: np.ndarray, cfg: TeacherTraini
     visual.output_tokens = False
     visual.eval().requires_grad_(False)
     return head.eval().requires_grad_(False), losses
-
 
 
 def learning_rate(step: int, cfg: TeacherTraining) -> float:
@@ -170,17 +175,21 @@ def save_weights(model: Any, path: Path) -> None:
     state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(state, str(tmp), metadata={"open_clip_model": SYNTH_MODEL})  # one key: the header's order is fixed
+    save_file(
+        state, str(tmp), metadata={"open_clip_model": SYNTH_MODEL}
+    )  # one key: the header's order is fixed
     os.chmod(tmp, 0o644)
     tmp.replace(path)
 
 
-def train_teacher(points_path: Path, out: Path, cfg: TeacherTraining = TeacherTraining()) -> dict[str, Any]:
+def train_teacher(
+    points_path: Path, out: Path, cfg: TeacherTraining = TeacherTraining(), command: str | None = None
+) -> dict[str, Any]:
     """Train ``tiny-synthetic`` on the train split of the points store ``points_path``; write the
     weights to ``out`` (.safetensors) and the record to ``out`` with suffix .json; return the record.
 
     The record holds the data (dataset, generator version, seed, per-class count, split = train),
-    the training config, seconds taken, the loss curve's ends, train and test-view accuracies
+    the training config, ``command`` (the command line that ran it), seconds taken, the loss curve's ends, train and test-view accuracies
     (:func:`pipeline.features.teacher_probe.evaluate`), saliency statistics and the weights' sha256."""
     import torch
     import zarr
@@ -218,7 +227,7 @@ def train_teacher(points_path: Path, out: Path, cfg: TeacherTraining = TeacherTr
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
             "machine": platform.processor() or platform.machine(),
-            "command": REGENERATE,
+            "command": command,  # the command line that trained it (None: called from Python)
         },
         **scores,
     }

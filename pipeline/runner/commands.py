@@ -84,15 +84,17 @@ def status(req: Request, quick: bool) -> dict[str, Any]:
     return collect(config, req.data_root, req.dataset, req.store_root)
 
 
-def train_tiny_teacher(req: Request, training: Any, out: Path | None) -> tuple[Path, dict[str, Any]]:
+def train_tiny_teacher(
+    req: Request, training: Any, out: Path | None, command: str | None = None
+) -> tuple[Path, dict[str, Any]]:
     """Train tiny-synthetic on the train split of the request's dataset (prepared, or found, first);
-    (weights written, training record)."""
+    (weights written, training record). ``command``: the command line, kept in the record."""
     from pipeline.features.tiny_teachers import packaged_weights
     from pipeline.features.train_teacher import NAME, train_teacher
 
     points = bring_up_to_date("prepare", req)
     target = out.expanduser().resolve() if out else packaged_weights(NAME)
-    return target, train_teacher(points, target, training)
+    return target, train_teacher(points, target, training, command)
 
 
 def gc(req: Request, remove: bool) -> tuple[list[Any], int | None]:
