@@ -57,6 +57,11 @@ def test_random_teacher_is_said_first_and_everything_is_named():
     assert f"git {'0123abcd' * 5} (uncommitted changes)" in text and "i2p 0.1.0" in text
     assert "box: Some CPU (2 CPUs), Python 3.11.7, torch 2.14.1, CUDA device none" in text
     assert provenance_header(CONFIG, attrs(), CODE, MACHINE) == text  # pure: same inputs, same text
+    assert "| trainable parameters | not recorded |" in text  # a run written before the count was kept
+    counted = provenance_header(
+        {**CONFIG, "parameters": {"model": 1234567, "encoder": 89012}}, attrs(), CODE, MACHINE
+    )
+    assert "| trainable parameters | 1,234,567 (encoder 89,012) |" in counted
 
 
 def test_pretrained_teacher_names_its_weights_and_no_random_warning():

@@ -161,6 +161,13 @@ def test_cli_train_then_resume_continues_the_step_count(stores):
     assert {"config.yaml", "ckpt-last.pt", "loss.png", "complete.json"} <= {p.name for p in run.iterdir()}
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert set(saved["stores"]) == {"prepare", "render", "cache-features"} and saved["dataset"] == "toys"
+    from pipeline.runner.status import run_rows
+    from pipeline.storage.checkpoints import load_encoder
+
+    trained = load_encoder(run / "ckpt-last.pt").build_model()  # the encoder the run saved
+    counts = saved["parameters"]  # trainable parameters, also in status --json and report.md
+    assert counts["encoder"] == sum(p.numel() for p in trained.h_encoder.parameters()) < counts["model"]
+    assert next(r for r in run_rows(config, data_root) if r["run"] == "smoke")["parameters"] == counts
     # a run stopped before its first checkpoint (killed) starts again from step 0
     (run / "ckpt-last.pt").unlink()
     (run / "complete.json").unlink()

@@ -91,6 +91,7 @@ def run_rows(config: Config, data_root: Path) -> list[dict[str, Any]]:
                 "steps_done": run.steps_logged,
                 "max_steps": (run.config or {}).get("runtime", {}).get("max_steps"),
                 "epochs": run.params.get("epochs"),
+                "parameters": (run.config or {}).get("parameters"),
                 "params_differ": differ,
                 "checkpoints": sorted(p.name for p in run.path.glob("ckpt-*.pt")),
                 "bytes": store_bytes(run.path),

@@ -129,6 +129,7 @@ def provenance_header(
         ("views", _views_text(config, store_attrs)),
         ("stores", "<br>".join(_stores_text(config, store_attrs)) or "none recorded"),
         ("seed", str(config.get("seed", (config.get("params") or {}).get("seed", "not recorded")))),
+        ("trainable parameters", _parameters_text(config.get("parameters"))),
         ("code", code_text),
         ("machine", machine_text),
     ]
@@ -202,3 +203,10 @@ def start_report(run: Path) -> Path:
     )
     atomic_write_bytes(report, f"# Evaluation report: {Path(run).name}\n\n{header}".encode())
     return report
+
+
+def _parameters_text(counts: Mapping[str, int] | None) -> str:
+    """``29,052,608 (encoder 12,749,856)``, or ``not recorded`` for runs written before the count was kept."""
+    if not counts:
+        return "not recorded"
+    return f"{counts['model']:,} (encoder {counts['encoder']:,})"
