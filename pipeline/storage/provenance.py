@@ -206,7 +206,7 @@ def start_report(run: Path) -> Path:
 
 
 def _parameters_text(counts: Mapping[str, int] | None) -> str:
-    """``29,052,608 (encoder 12,749,856)``, or ``not recorded`` for runs written before the count was kept."""
+    """``17,622,808 (encoder 12,654,976)``, or ``not recorded`` for runs written before the count was kept."""
     if not counts:
         return "not recorded"
     return f"{counts['model']:,} (encoder {counts['encoder']:,})"
