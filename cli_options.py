@@ -105,6 +105,15 @@ class Globals:
         )
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: the package version on stdout (``i2p 0.1.0``), then exit 0."""
+    if value:
+        from pipeline import __version__
+
+        typer.echo(f"i2p {__version__}")
+        raise typer.Exit()
+
+
 def global_options(
     ctx: typer.Context,
     data_root: DataRoot = None,
@@ -113,6 +122,12 @@ def global_options(
     quiet: Quiet = False,
     stages: Stages = None,
     store_root: StoreRoot = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print i2p's version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Global options; each command also accepts them after its name (but --store-root: global only)."""
     ctx.obj = Globals(data_root, sets, verbose, quiet, stages)

@@ -118,3 +118,16 @@ def test_quick_settings_sit_under_the_users_own_set_values():
     assert config.params("train").run == "mine" and config.params("eval").bn_stats == "running"
     assert config.params("cache-features").teacher == QUICK["cache-features"]["teacher"] == "tiny-synthetic"
     assert config.params("prepare").synthetic_version == 3 and config.params("train").max_steps == 15
+
+
+def test_version_prints_the_installed_package_version():
+    from importlib.metadata import version
+
+    from typer.testing import CliRunner
+
+    from cli import app
+    from pipeline import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"i2p {__version__}\n"
+    assert version("i2p") == __version__  # pyproject.toml reads it from pipeline/__init__.py
