@@ -30,7 +30,7 @@ def load_benchmark():
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="not reached on CPU budgets (docs/evaluation.md, 'What it measured'): pre-training first makes the "
+    reason="not reached on CPU budgets (docs/evaluation.md, 'With a teacher that knows more'): pre-training first makes the "
     "encoder's features worse than random weights, even with a perfect teacher; strict, so that the day it "
     "holds the suite says so",
 )
