@@ -40,7 +40,13 @@ def lines(result: Any) -> list[str]:
     if isinstance(result, ev.EmbedResult):
         objects, channels = result.shape
         where = f"{result.store}/{result.split}, points {result.points}, {result.bn.text()}"
-        return [f"wrote {result.path}: {objects} × {channels} float32 ({where})", *_note(result.bn)]
+        from pipeline.evaluate.embed import index_path
+
+        return [
+            f"wrote {result.path}: {objects} × {channels} float32 ({where})",
+            f"wrote {index_path(result.path)}: row, id, label of each object",
+            *_note(result.bn),
+        ]
     if isinstance(result, ev.FinetuneResult):
         return _finetune_lines(result)
     if isinstance(result, ev.FewshotResult):

@@ -146,6 +146,15 @@ def test_svm_and_embed_name_the_protocol_and_warn_about_stale_statistics_only_un
     )
     assert out.exit_code == 0 and "bn_stats=reestimate (train split, 24 objects))" in out.stdout, out.output
     rows = np.load(tmp_path / "e.npy")
+    import csv
+
+    import zarr
+
+    index = list(csv.DictReader((tmp_path / "e.index.csv").open()))  # which object each row is
+    test = zarr.open_group(str(next((root / "points").glob("blobs-*.zarr"))), mode="r")["test"]
+    assert [r["row"] for r in index] == [str(i) for i in range(len(rows))]
+    assert [r["id"] for r in index] == [str(x) for x in test["id"][:]]
+    assert [int(r["label"]) for r in index] == test["label"][:].tolist()
     out = cli(root, "embed", "--run", "fresh", "-d", "blobs", "--split", "test", "--out", tmp_path / "r.npy")
     assert out.exit_code == 0 and "bn_stats=running)" in out.stdout and STALE in out.stdout, out.output
     assert not np.allclose(rows, np.load(tmp_path / "r.npy"))  # the two protocols are different features

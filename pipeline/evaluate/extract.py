@@ -1,4 +1,4 @@
-"""Evaluation glue: points stores and checkpoints in, arrays to ``i2pmae``, reports and embeddings out.
+"""Evaluation glue: points stores and checkpoints in, arrays to ``i2pmae``, reports out (embeddings: ``embed``).
 
 Points per object for frozen-encoder features (``eval svm``, ``embed``):
 * ModelNet40 h5 release (layout ``modelnet40_ply_hdf5_2048``): the **first 1024 stored points**, no
@@ -15,7 +15,6 @@ fine-tuning and few-shot glue live in :mod:`pipeline.evaluate.finetuning`.
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +25,10 @@ import numpy as np
 from pipeline.core.console import progress_bar
 from pipeline.core.errors import StoreError
 from pipeline.core.params import EvalParams
-from pipeline.evaluate.bnstats import BNProtocol, protocol_applied, train_split
+from pipeline.evaluate.bnstats import BNProtocol, protocol_applied
 from pipeline.evaluate.encoders import Encoder, EvaluationError
 from pipeline.evaluate.reports import append_report, svm_section
 from pipeline.storage.remote import location
-from pipeline.storage.store import atomic_write_bytes
 
 log = logging.getLogger("i2p")
 
@@ -268,30 +266,3 @@ def _svm_c(store: PointsStore, requested: float | None) -> tuple[float, str]:
     if store.variant is not None:
         return SCAN_C if store.variant == "obj-bg" else (SCAN_C[0], SCAN_C[1] + ", used for this variant too")
     return MONITOR_C
-
-
-def run_embed(
-    encoder: Encoder, store: PointsStore, split_name: str, params: EvalParams, device: str, out: Path
-) -> tuple[Path, tuple[int, int], str, BNProtocol]:
-    """Write the SVM's global features of every object of a split, in store order, to ``out`` (.npy):
-    (path, (objects, channels), how points were chosen, the BatchNorm protocol applied: ``params.bn_stats``)."""
-    out = Path(out)
-    if out.suffix != ".npy":
-        raise EvaluationError(f"--out {out} must name a .npy file", f"e.g. --out {out.with_suffix('.npy')}")
-    n, how, points_text = feature_points(store, params.points, encoder.train_points)
-    check_points(n, encoder.config)
-    split, model = store.split(split_name), encoder.model(device)
-    with protocol_applied(
-        model,
-        train_split(store),
-        params.bn_stats,
-        n_points=n,
-        selection=how,
-        batch_size=params.batch_size,
-        device=device,
-    ) as bn:
-        feats = features(model, split, None, n, how, params, device, split_name).numpy()
-    buffer = io.BytesIO()
-    np.save(buffer, feats.astype(np.float32))
-    atomic_write_bytes(out, buffer.getvalue())
-    return out, feats.shape, points_text, bn

@@ -102,7 +102,9 @@ def embed(req: Request, enc: EncoderChoice, split: str, out: Path) -> EmbedResul
     encoder = resolve_encoder(
         req.data_root, run, enc.ckpt, random_init=enc.random_init, seed=enc.seed, which=enc.which
     )
-    path, shape, how, bn = ev.run_embed(encoder, store, split, params, resolve_device(params.device), out)
+    from pipeline.evaluate.embed import run_embed
+
+    path, shape, how, bn = run_embed(encoder, store, split, params, resolve_device(params.device), out)
     return EmbedResult(path, shape, how, bn, store.name, split)
 
 
