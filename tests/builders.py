@@ -19,6 +19,18 @@ from pipeline.storage.store import ArraySpec, StoreWriter, per_object
 
 # ---- mesh folders and toy configurations ------------------------------------------------------------
 
+# The tiny encoder (I2PMAEConfig fields) the evaluation and checkpoint tests share: 4 top groups, no drop path
+TINY_ENCODER = dict(
+    num_groups=(16, 8, 4),
+    group_sizes=(4, 2, 2),
+    encoder_dims=(16, 32, 64),
+    encoder_depths=(1, 1, 1),
+    num_heads=2,
+    decoder_dims=(64, 32),
+    targets="3d",
+    drop_path=0.0,
+)
+
 
 def write_folder(root, n_per_class=3, classes=("box", "ball", "cone")):
     """A tiny `folder` dataset: <root>/<class>/train|test/<class>_<i>.ply of real meshes."""

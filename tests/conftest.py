@@ -13,16 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-TINY_ENCODER = dict(
-    num_groups=(16, 8, 4),
-    group_sizes=(4, 2, 2),
-    encoder_dims=(16, 32, 64),
-    encoder_depths=(1, 1, 1),
-    num_heads=2,
-    decoder_dims=(64, 32),
-    targets="3d",
-    drop_path=0.0,
-)
+from tests.builders import TINY_ENCODER
 
 
 @pytest.fixture(autouse=True)

@@ -22,19 +22,11 @@ from pipeline.storage.checkpoints import (
     open_checkpoint,
     run_checkpoint,
 )
+from tests.builders import TINY_ENCODER
 
 # Names and shapes of the official models' state dicts (see its "about"); a copy kept with the tests.
 KEYS = Path(__file__).resolve().parent / "data" / "official_checkpoint_keys.json"
-TINY = I2PMAEConfig(
-    num_groups=(16, 8, 4),
-    group_sizes=(4, 2, 2),
-    encoder_dims=(16, 32, 64),
-    encoder_depths=(1, 1, 1),
-    num_heads=2,
-    decoder_dims=(64, 32),
-    targets="3d",
-    drop_path=0.0,
-)
+TINY = I2PMAEConfig(**TINY_ENCODER)
 
 
 @pytest.fixture(scope="module")

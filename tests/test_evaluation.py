@@ -21,18 +21,9 @@ from i2pmae.recipes import RECIPES, classifier_config
 from i2pmae.schedule import epoch_lr
 from pipeline.evaluate.extract import EvaluationError, PointsStore, feature_points
 from pipeline.sources.fewshot_pickles import read_fewshot_pickle
-from tests.builders import invoke, toy_cloud, write_store
+from tests.builders import TINY_ENCODER, invoke, toy_cloud, write_store
 
-TINY = I2PMAEConfig(
-    num_groups=(16, 8, 4),
-    group_sizes=(4, 2, 2),
-    encoder_dims=(16, 32, 64),
-    encoder_depths=(1, 1, 1),
-    num_heads=2,
-    decoder_dims=(64, 32),
-    targets="3d",
-    drop_path=0.0,
-)
+TINY = I2PMAEConfig(**TINY_ENCODER)
 
 
 @pytest.fixture(scope="module")
