@@ -138,6 +138,14 @@ def mark_best(run: Path, best: dict[str, Any]) -> None:
     write_config(run, {**config, "best": best})
 
 
+def record_parameters(run: Path, counts: dict[str, int]) -> None:
+    """Add the trained model's parameter counts to an existing config.yaml (key ``parameters``); a folder
+    without config.yaml (a bare ``fit`` call) is left alone."""
+    path = Path(run) / CONFIG
+    if path.is_file():
+        write_config(run, {**(yaml.safe_load(path.read_text()) or {}), "parameters": counts})
+
+
 def trim_metrics(run: Path, step: int) -> None:
     """Drop rows after ``step`` (written after the checkpoint a resume starts from); resume rewrites them."""
     rows = [r for r in metric_rows(run) if r["step"] <= step]

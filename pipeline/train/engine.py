@@ -167,6 +167,7 @@ def fit(
     run and on its cadence, keeping ckpt-best.pt; ckpt-epoch-XXX.pt are kept on ``keep_every``/``keep_from``."""
     s = setup(params, inputs, run, device, teacher, rank, world, arch, resume)
     if rank == 0:
+        rundir.record_parameters(run, parameter_counts(s.model))  # config.yaml, report.md, status --json
         rundir.unmark_complete(run)  # set again when this invocation reaches the end
         if resume:
             rundir.trim_metrics(run, s.position["step"])
@@ -209,3 +210,13 @@ def fit(
         if rank == 0:
             run_plots.write_loss_plot(run)
     return ckpt
+
+
+def parameter_counts(model: Any) -> dict[str, int]:
+    """Trainable parameters of the model a run trains (``model``: encoder, decoder and heads) and of its
+    encoder alone (``encoder``, what the evaluations use)."""
+    module = getattr(model, "module", model)  # unwrap DDP
+    return {
+        "model": sum(p.numel() for p in module.parameters() if p.requires_grad),
+        "encoder": sum(p.numel() for p in module.h_encoder.parameters() if p.requires_grad),
+    }

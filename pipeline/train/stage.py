@@ -161,7 +161,6 @@ def run(plan: Plan, ctx: Context) -> Path:
             rundir.clear_evals(run_dir)  # they describe the checkpoint this continuation replaces
         config = run_config(plan, inputs, ctx.reads)
         config["effective"] = {"points": params.points, "batch_size": params.batch_size}
-        config["parameters"] = parameter_counts(params, inputs.feature_channels)
         rundir.write_config(run_dir, config)
         rundir.forget_stripped(run_dir)
     log.info(
@@ -203,15 +202,3 @@ def _online_teacher(params: TrainParams, device: str, offline: bool) -> Any:
             "online teacher %s has RANDOM weights: for timing and smoke runs only", params.online_teacher
         )
     return teacher
-
-
-def parameter_counts(params: Any, channels: int) -> dict[str, int]:
-    """Trainable parameters of the model this run trains ("model": encoder, decoder and heads) and of its
-    encoder alone (what the evaluations use), counted on a freshly built copy (no weights loaded)."""
-    from pipeline.train.setup import build_model
-
-    model = build_model(params, channels)
-    return {
-        "model": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "encoder": sum(p.numel() for p in model.h_encoder.parameters() if p.requires_grad),
-    }
