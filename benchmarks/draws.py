@@ -77,8 +77,9 @@ def fidelity(
     import torch
     import torch.nn.functional as F
 
+    from i2pmae.augment import scale_and_translate
     from i2pmae.model import I2PMAE, I2PMAEConfig
-    from i2pmae.pretrain import Batch, online_maps, saliency_fn, scale_and_translate, target_fn
+    from i2pmae.pretrain import Batch, online_maps, saliency_fn, target_fn
     from pipeline.train.trainset import CachedShapes
 
     data = CachedShapes(

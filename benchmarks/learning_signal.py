@@ -162,8 +162,8 @@ def loss_floor(store, n_points: int, arch: dict, draws: int = 4) -> float:
     """The best constant 8 × 3 pattern (no input) on masked scale-1 targets of the train split, each cloud
     scaled and shifted as the training draws are (per axis U(2/3, 3/2), ±0.2; method §1.6) ``draws`` times:
     the loss_3d a model reaches without using its encoder (fitted by Adam on the model's Chamfer loss)."""
+    from i2pmae.augment import scale_and_translate
     from i2pmae.model import I2PMAE, I2PMAEConfig
-    from i2pmae.pretrain import scale_and_translate
 
     model = I2PMAE(I2PMAEConfig(masking="random", targets="3d", **arch))
     gen = torch.Generator().manual_seed(0)

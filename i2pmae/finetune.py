@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from i2pmae.augment import scale_and_translate
 from i2pmae.classifier import ClassifierConfig, PointClassifier
 from i2pmae.errors import TooFewPoints
-from i2pmae.finetune_inputs import Augment, augment, fps_inputs, point_all, scale_and_translate, train_sample
+from i2pmae.finetune_inputs import Augment, augment, fps_inputs, point_all, train_sample
 from i2pmae.schedule import epoch_lr, param_groups
 
 
@@ -126,7 +127,7 @@ def vote_accuracy(
         logits = 0.0
         for _ in range(cfg.votes):
             cols = torch.randperm(pool.shape[1], generator=generator)[: cfg.points].to(device)
-            logits = logits + model(scale_and_translate(xyz[:, cols], generator))
+            logits = logits + model(scale_and_translate(xyz[:, cols], generator=generator))
         pred = (logits / cfg.votes).argmax(dim=1).cpu()
         correct += int((pred == labels[i : i + cfg.test_batch_size]).sum())
     return correct / max(len(pool), 1)

@@ -5,12 +5,12 @@ All randomness comes from an explicit CPU ``torch.Generator``, so a seed fixes t
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
 from torch import Tensor
 
+from i2pmae.augment import rotate_y, scale_and_translate
 from i2pmae.evaluate import select_points
 from i2pmae.ops import farthest_point_sample, gather_points
 
@@ -39,34 +39,11 @@ def train_sample(xyz: Tensor, points: int, generator: torch.Generator) -> Tensor
     return xyz[:, cols]
 
 
-def scale_and_translate(
-    xyz: Tensor, generator: torch.Generator, low: float = 2 / 3, high: float = 3 / 2, shift: float = 0.2
-) -> Tensor:
-    """Per object, per-axis scale U(low, high)³ and shift U(−shift, shift)³ (method §1.6).
-
-    Pre-training's :func:`i2pmae.pretrain.scale_and_translate` draws the same distribution with
-    ``uniform_(low, high)`` from the global RNG on the input's device; this one computes
-    ``rand·(high − low) + low`` from an explicit CPU generator. The two round differently in the last bit,
-    so merging them would change the draws the tests and the audits pin."""
-    B = xyz.shape[0]
-    scale = torch.rand(B, 1, 3, generator=generator) * (high - low) + low
-    offset = (torch.rand(B, 1, 3, generator=generator) * 2 - 1) * shift
-    return xyz * scale.to(xyz) + offset.to(xyz)
-
-
-def rotate_y(xyz: Tensor, generator: torch.Generator) -> Tensor:
-    """One rotation about the y axis by θ ~ U(−π, π) for the whole batch, p ← p·Rᵀ (method §1.6)."""
-    theta = float((torch.rand(1, generator=generator) * 2 - 1) * math.pi)
-    c, s = math.cos(theta), math.sin(theta)
-    rot = torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]], dtype=xyz.dtype, device=xyz.device)
-    return xyz @ rot.T
-
-
 def augment(xyz: Tensor, how: Augment, generator: torch.Generator) -> Tensor:
     if how == "scale-translate":
-        return scale_and_translate(xyz, generator)
+        return scale_and_translate(xyz, generator=generator)
     if how == "scale-rotate":
-        return rotate_y(scale_and_translate(xyz, generator, 0.9, 1.1, 0.0), generator)
+        return rotate_y(scale_and_translate(xyz, 0.9, 1.1, 0.0, generator), generator)
     return xyz
 
 

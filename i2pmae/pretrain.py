@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from i2pmae.augment import scale_and_translate
 from i2pmae.geometry import bicubic_lookup, normalise_images, points_to_pixels, project
 from i2pmae.model import I2PMAE
 from i2pmae.ops import gather_points
@@ -41,19 +42,6 @@ class Batch:
         """A collated loader item (keys as the fields; missing ones None) moved to ``device``."""
         names = ("xyz", "canonical", "proj", "feature", "saliency")
         return cls(*(item[k].to(device, non_blocking=True) if k in item else None for k in names))
-
-
-SCALE_LOW, SCALE_HIGH, SHIFT = 2 / 3, 3 / 2, 0.2  # PointcloudScaleAndTranslate's defaults (method §1.6)
-
-
-def scale_and_translate(
-    xyz: Tensor, low: float = SCALE_LOW, high: float = SCALE_HIGH, shift: float = SHIFT
-) -> Tensor:
-    """Method §1.6: per sample, per-axis scale U(low, high)³ and shift U(−shift, shift)³. (B,N,3) → (B,N,3)."""
-    B = xyz.shape[0]
-    scale = torch.empty(B, 1, 3, device=xyz.device).uniform_(low, high)
-    offset = torch.empty(B, 1, 3, device=xyz.device).uniform_(-shift, shift)
-    return xyz * scale + offset
 
 
 def lookup(maps: Tensor, proj: Tensor, points: Tensor) -> Tensor:

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 import zarr
 
+from i2pmae.augment import scale_and_translate
 from i2pmae.geometry import normalise_images, project
 from i2pmae.model import I2PMAE, I2PMAEConfig
-from i2pmae.pretrain import Batch, official_step, online_maps, pretrain_forward, scale_and_translate
+from i2pmae.pretrain import Batch, official_step, online_maps, pretrain_forward
 from pipeline.core.params import RenderParams
 from pipeline.features.teachers import load_teacher
 from pipeline.runner.execute import output_state

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from i2pmae.pretrain import SCALE_HIGH, SCALE_LOW, SHIFT
+from i2pmae.augment import SCALE_HIGH, SCALE_LOW, SHIFT
 from pipeline.sources.base import object_rng
 
 

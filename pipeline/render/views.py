@@ -67,7 +67,7 @@ def render(params: RenderParams, points_path: Path, fp: str, path: Path) -> Path
             "proj_fields": ["min_row", "min_col", "grid", "off_row", "off_col"],
         }
         if params.views == "augmented":
-            from i2pmae.pretrain import SCALE_HIGH, SCALE_LOW, SHIFT
+            from i2pmae.augment import SCALE_HIGH, SCALE_LOW, SHIFT
 
             attrs["draws"] = params.draws
             attrs["augmentation"] = {
