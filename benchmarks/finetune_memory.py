@@ -2,7 +2,7 @@
 mmap threshold fixed or left to glibc (docs/evaluation.md, "Host memory"). CPU, the paper's classifier at random init.
 
 Each of the four variants runs in a fresh process (peak RSS is per process): the real
-``i2pmae.finetune.train_epoch`` on random clouds for ``--steps`` steps after one warm-up step.
+``pipeline.evaluate.finetune_loop.train_epoch`` on random clouds for ``--steps`` steps after one warm-up step.
 Prints peak RSS, wall and CPU seconds per step, the load average, then the ratios.
 
     python benchmarks/finetune_memory.py [--batch-size 8] [--steps 3] [--points 1024]
@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, resource, sys, time
 import torch
-from i2pmae.finetune import build_classifier, train_epoch
+from i2pmae.finetune import build_classifier
+from pipeline.evaluate.finetune_loop import train_epoch
 from i2pmae.model import I2PMAEConfig
 from i2pmae.recipes import RECIPES, classifier_config, finetune_config
 from pipeline.core.host_memory import return_freed_tensors

@@ -98,6 +98,7 @@ def oracle_store(features: str, out: Path) -> tuple[str, float]:
 def pretrain(config, inputs, run: Path, arm: str, seed: int, n_train: int, args) -> dict:
     """One arm's run; returns its last loss_3d (mean of the last 5 steps) and seconds."""
     from pipeline.train.engine import fit
+    from pipeline.train.setup import setup
 
     per_epoch = max(1, n_train // args.batch)  # steps per epoch over the train split
     update = {
@@ -118,7 +119,7 @@ def pretrain(config, inputs, run: Path, arm: str, seed: int, n_train: int, args)
     from pipeline.evaluate.monitor import build_monitor
 
     monitor = build_monitor(params, run.parents[1], "cpu")  # None unless --monitor-every
-    fit(params, inputs, run, "cpu", arch=ARCHS[args.arch], monitor=monitor)
+    fit(setup(params, inputs, run, "cpu", arch=ARCHS[args.arch]), monitor=monitor)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss_3d"] for r in rows if "loss_3d" in r]
     losses_2d = [r["loss_2d"] for r in rows if r.get("loss_2d") is not None]

@@ -60,14 +60,7 @@ class PointClassifier(nn.Module):
     def __init__(self, cfg: ClassifierConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or ClassifierConfig()
-        self.h_encoder = FinetuneEncoder(
-            cfg.encoder_dims,
-            cfg.encoder_depths,
-            cfg.num_heads,
-            cfg.mlp_ratio,
-            cfg.drop_path,
-            cfg.local_radius,
-        )
+        self.h_encoder = FinetuneEncoder(cfg)
         d = cfg.encoder_dims[-1]
         self.norm = nn.LayerNorm(d)  # fresh: the pre-trained encoder_norms are not used (method §3.5)
         in_dim = 2 * d if cfg.pooling == "concat" else d

@@ -8,6 +8,7 @@ classifier's (§3.5: all tokens, local-radius attention, no ``encoder_norms``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -126,25 +127,37 @@ class EncoderOutput:
     order: list[Tensor]  # (B, G_s) long, visible-first permutation of pad_visible
 
 
+class EncoderArch(Protocol):
+    """The fields an encoder is built from; :class:`i2pmae.model.I2PMAEConfig` and
+    :class:`i2pmae.classifier.ClassifierConfig` both have them."""
+
+    encoder_dims: tuple[int, ...]  # C_s per scale
+    encoder_depths: tuple[int, ...]  # blocks per scale
+    num_heads: int
+    mlp_ratio: float
+    drop_path: float  # the largest stochastic-depth rate, reached by the last block
+    local_radius: tuple[float, ...]  # per scale; 0 = global attention
+
+
+class PretrainArch(EncoderArch, Protocol):
+    index0_quirk: bool  # the official index-0 rule of top-down mask propagation (method §12.3)
+
+
 class _EncoderBase(nn.Module):
     """Token embeddings, positional MLPs and block stacks of the three scales (names as official)."""
 
-    def __init__(
-        self,
-        dims: tuple[int, ...],
-        depths: tuple[int, ...],
-        num_heads: int,
-        mlp_ratio: float,
-        drop_path: float,
-    ):
+    def __init__(self, arch: EncoderArch):
         super().__init__()
+        dims = arch.encoder_dims
         in_dims = (3, *dims[:-1])
         self.token_embed = nn.ModuleList(TokenEmbed(i, o) for i, o in zip(in_dims, dims, strict=True))
         self.encoder_pos_embeds = nn.ModuleList(pos_mlp(d) for d in dims)
-        rates = drop_path_rates(drop_path, depths)
+        rates = drop_path_rates(arch.drop_path, arch.encoder_depths)
         self.encoder_blocks = nn.ModuleList(
-            BlockStack(d, n, num_heads, mlp_ratio, r) for d, n, r in zip(dims, depths, rates, strict=True)
+            BlockStack(d, n, arch.num_heads, arch.mlp_ratio, r)
+            for d, n, r in zip(dims, arch.encoder_depths, rates, strict=True)
         )
+        self.local_radius = tuple(arch.local_radius)
 
     def embed(
         self, s: int, neighborhoods: list[Tensor], knn_idx: list[Tensor], x_prev: Tensor | None
@@ -158,20 +171,10 @@ class _EncoderBase(nn.Module):
 class HierarchicalEncoder(_EncoderBase):
     """Pre-training encoder over the visible tokens of every scale (method §3.2–§3.4)."""
 
-    def __init__(
-        self,
-        dims: tuple[int, ...] = (96, 192, 384),
-        depths: tuple[int, ...] = (5, 5, 5),
-        num_heads: int = 6,
-        mlp_ratio: float = 4.0,
-        drop_path: float = 0.1,
-        local_radius: tuple[float, ...] = (0.0, 0.0, 0.0),
-        index0_quirk: bool = True,
-    ):
-        super().__init__(dims, depths, num_heads, mlp_ratio, drop_path)
-        self.encoder_norms = nn.ModuleList(nn.LayerNorm(d) for d in dims)
-        self.local_radius = tuple(local_radius)
-        self.index0_quirk = index0_quirk
+    def __init__(self, arch: PretrainArch):
+        super().__init__(arch)
+        self.encoder_norms = nn.ModuleList(nn.LayerNorm(d) for d in arch.encoder_dims)
+        self.index0_quirk = arch.index0_quirk
         self.apply(init_encoder_weights)
 
     def multiscale_masks(
@@ -210,17 +213,8 @@ class HierarchicalEncoder(_EncoderBase):
 class FinetuneEncoder(_EncoderBase):
     """Fine-tuning encoder (method §3.5): all tokens, local-radius attention, no encoder_norms."""
 
-    def __init__(
-        self,
-        dims: tuple[int, ...] = (96, 192, 384),
-        depths: tuple[int, ...] = (5, 5, 5),
-        num_heads: int = 6,
-        mlp_ratio: float = 4.0,
-        drop_path: float = 0.1,
-        local_radius: tuple[float, ...] = (0.24, 0.48, 0.96),
-    ):
-        super().__init__(dims, depths, num_heads, mlp_ratio, drop_path)
-        self.local_radius = tuple(local_radius)
+    def __init__(self, arch: EncoderArch):
+        super().__init__(arch)
         self.apply(init_encoder_weights)
 
     def forward(self, neighborhoods: list[Tensor], centers: list[Tensor], knn_idx: list[Tensor]) -> Tensor:

@@ -94,15 +94,7 @@ class I2PMAE(nn.Module):
     def __init__(self, cfg: I2PMAEConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or I2PMAEConfig()
-        self.h_encoder = HierarchicalEncoder(
-            cfg.encoder_dims,
-            cfg.encoder_depths,
-            cfg.num_heads,
-            cfg.mlp_ratio,
-            cfg.drop_path,
-            cfg.local_radius,
-            cfg.index0_quirk,
-        )
+        self.h_encoder = HierarchicalEncoder(cfg)
         dd = cfg.decoder_dims
         self.mask_token = nn.Parameter(torch.zeros(1, dd[0]))
         rates = drop_path_rates(cfg.drop_path, cfg.decoder_depths)

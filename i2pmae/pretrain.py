@@ -134,6 +134,39 @@ def pretrain_forward(
     return SimpleNamespace(**out) if isinstance(out, dict) else out
 
 
+def pretrain_step(
+    model: I2PMAE,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    *,
+    teacher: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
+    augment: bool = True,
+    precision: str = "fp32",
+    call: Callable[..., Any] | None = None,
+    any_rank: Callable[[bool], bool] = bool,
+) -> tuple[Any, bool]:
+    """One optimiser step of pre-training on one batch (method §1.6, §9.1) → (the forward's output with
+    ``loss``, ``loss_3d``, ``loss_2d``; whether it stepped).
+
+    With a ``teacher``, the official step (the teacher on the augmented input's views); without one the
+    cached maps, the input augmented here unless ``augment`` is False (augmented views: the loader did it).
+    ``precision`` "bf16" runs the forward under bf16 autocast. A non-finite loss takes no step: nothing is
+    zeroed or updated, and (False) is returned; ``any_rank`` makes that decision the same on every rank
+    (one all-reduce under torchrun). No gradient clipping (the official pre-training has none)."""
+    device = batch.xyz.device.type
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        if teacher is not None:
+            out = official_step(model, batch, teacher, call=call)
+        else:
+            out = pretrain_forward(model, batch, augment=augment, call=call)
+    if any_rank(not bool(torch.isfinite(out.loss))):
+        return out, False
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    optimizer.step()
+    return out, True
+
+
 class LossOnly(torch.nn.Module):
     """The model's forward returning only its losses, for DistributedDataParallel.
 

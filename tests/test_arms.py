@@ -98,7 +98,9 @@ def test_a_3d_only_run_needs_and_reads_the_points_store_alone(tmp_path, reads):
         run_plan(need, ctx)
     inputs = train_inputs(p)
     assert inputs.views is None and inputs.features is None
-    fit(p.params.model_copy(update={"max_steps": 2, "batch_size": 2}), inputs, p.out, "cpu", arch=SMALL)
+    fit(
+        setup(p.params.model_copy(update={"max_steps": 2, "batch_size": 2}), inputs, p.out, "cpu", arch=SMALL)
+    )
     assert not (data_root / "views").exists() and not (data_root / "features").exists()
     rows = [json.loads(x) for x in (p.out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and all(r["loss_2d"] is None for r in rows)

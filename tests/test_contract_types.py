@@ -48,7 +48,7 @@ def _string_comparisons(path: Path, names: set[str]) -> list[str]:
 
 
 def test_the_runner_compares_no_stage_name_or_kind():
-    names = set(STAGES) | {spec.output.kind for spec in STAGES.values()}
+    names = set(STAGES) | {spec.output.traits.kind for spec in STAGES.values()}
     found = [
         f
         for module in ("plan.py", "execute.py", "status.py")

@@ -27,9 +27,10 @@ def test_a_given_batch_size_sets_the_test_batch_too():
 def test_test_passes_and_votes_run_at_the_given_batch_size():
     import torch
 
-    from i2pmae.finetune import build_classifier, finetune
+    from i2pmae.finetune import build_classifier
     from i2pmae.model import I2PMAEConfig
     from i2pmae.recipes import classifier_config
+    from pipeline.evaluate.finetune_loop import finetune
 
     tiny = I2PMAEConfig(
         num_groups=(16, 8, 4),

@@ -12,14 +12,16 @@ import pytest
 import torch
 import yaml
 
+from i2pmae.augment import rotate_y
 from i2pmae.evaluate import select_points, svm_accuracy
 from i2pmae.fewshot import make_episode, make_episodes
-from i2pmae.finetune import FinetuneConfig, build_classifier, finetune, smooth_cross_entropy
-from i2pmae.finetune_inputs import rotate_y, train_sample
+from i2pmae.finetune import FinetuneConfig, build_classifier, smooth_cross_entropy
+from i2pmae.finetune_inputs import train_sample
 from i2pmae.model import I2PMAE, I2PMAEConfig
 from i2pmae.recipes import RECIPES, classifier_config
 from i2pmae.schedule import epoch_lr
 from pipeline.evaluate.extract import EvaluationError, PointsStore, feature_points
+from pipeline.evaluate.finetune_loop import finetune
 from pipeline.sources.fewshot_pickles import read_fewshot_pickle
 from tests.builders import TINY_ENCODER, invoke, toy_cloud, write_store
 

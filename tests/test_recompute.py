@@ -8,9 +8,10 @@ from dataclasses import replace
 
 import torch
 
-from i2pmae.finetune import build_classifier, finetune, smooth_cross_entropy
+from i2pmae.finetune import build_classifier, smooth_cross_entropy
 from i2pmae.model import I2PMAEConfig
 from i2pmae.recipes import RECIPES, classifier_config, finetune_config
+from pipeline.evaluate.finetune_loop import finetune
 
 TINY = I2PMAEConfig(
     num_groups=(32, 16, 8),

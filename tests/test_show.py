@@ -18,6 +18,7 @@ from pipeline.runner.execute import run as run_plan
 from pipeline.runner.plan import Context, plan
 from pipeline.storage import rundir
 from pipeline.train.engine import fit
+from pipeline.train.setup import setup
 from pipeline.train.stage import run_config, train_inputs
 from tests.builders import toy_config
 
@@ -54,7 +55,7 @@ def built(tmp_path_factory):
     rundir.write_config(
         p.out, run_config(p, inputs)
     )  # what `i2p train` writes, then its loop on fewer groups
-    fit(p.params, inputs, p.out, "cpu", arch=ARCH)
+    fit(setup(p.params, inputs, p.out, "cpu", arch=ARCH))
     done = {s: q.out for s, q in p.needs.items()}
     sets = [a for s in [*SETS, f"prepare.root={config.params('prepare').root}"] for a in ("--set", s)]
     points = zarr.open_group(str(done["prepare"]), mode="r")

@@ -20,6 +20,7 @@ from i2pmae.schedule import epoch_lr, param_groups
 from pipeline.core.config import load_config
 from pipeline.runner.plan import Context, plan
 from pipeline.train.engine import fit
+from pipeline.train.setup import setup
 from pipeline.train.stage import train_inputs
 from pipeline.train.trainset import CachedShapes
 from tests.builders import SMALL, TRAIN_SETS, built_inputs, toy_config
@@ -64,7 +65,7 @@ def test_2d_target_of_a_visible_token_is_the_cached_map_at_its_members(stores):
 def test_thirty_steps_on_four_shapes_lower_the_loss(stores, tmp_path, arch):
     config, _, inputs = stores
     params = config.params("train").model_copy(update={"run": "learn", "max_steps": 30, "batch_size": 2})
-    fit(params, inputs, tmp_path / "learn", "cpu", arch=arch)
+    fit(setup(params, inputs, tmp_path / "learn", "cpu", arch=arch))
     rows = [json.loads(line) for line in (tmp_path / "learn" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 30
     first, last = sum(r["loss"] for r in rows[:5]) / 5, sum(r["loss"] for r in rows[-5:]) / 5
@@ -75,10 +76,10 @@ def test_thirty_steps_on_four_shapes_lower_the_loss(stores, tmp_path, arch):
 def test_interrupted_and_resumed_run_ends_with_the_same_parameters(stores, tmp_path):
     config, _, inputs = stores
     base = config.params("train").model_copy(update={"epochs": 3, "batch_size": 2})  # 2 steps per epoch
-    fit(base.model_copy(update={"run": "a"}), inputs, tmp_path / "a", "cpu", arch=SMALL)
+    fit(setup(base.model_copy(update={"run": "a"}), inputs, tmp_path / "a", "cpu", arch=SMALL))
     stopped = base.model_copy(update={"run": "b", "max_steps": 3})  # stops mid-epoch
-    fit(stopped, inputs, tmp_path / "b", "cpu", arch=SMALL)
-    fit(base.model_copy(update={"run": "b"}), inputs, tmp_path / "b", "cpu", arch=SMALL, resume=True)
+    fit(setup(stopped, inputs, tmp_path / "b", "cpu", arch=SMALL))
+    fit(setup(base.model_copy(update={"run": "b"}), inputs, tmp_path / "b", "cpu", arch=SMALL, resume=True))
     a = torch.load(tmp_path / "a" / "ckpt-last.pt", weights_only=False)
     b = torch.load(tmp_path / "b" / "ckpt-last.pt", weights_only=False)
     assert a["step"] == b["step"] == 6
@@ -179,10 +180,10 @@ def test_cli_train_then_resume_continues_the_step_count(stores):
 def test_resume_after_a_crash_rewrites_metrics_without_duplicates(stores, tmp_path):
     config, _, inputs = stores
     base = config.params("train").model_copy(update={"epochs": 3, "batch_size": 2, "run": "c"})
-    fit(base.model_copy(update={"max_steps": 3}), inputs, tmp_path / "c", "cpu", arch=SMALL)
+    fit(setup(base.model_copy(update={"max_steps": 3}), inputs, tmp_path / "c", "cpu", arch=SMALL))
     with (tmp_path / "c" / "metrics.jsonl").open("a") as f:  # rows a crashed run wrote after its checkpoint
         f.write(json.dumps({"step": 4, "loss": 9.0}) + "\n" + json.dumps({"step": 5, "loss": 9.0}) + "\n")
-    fit(base, inputs, tmp_path / "c", "cpu", arch=SMALL, resume=True)
+    fit(setup(base, inputs, tmp_path / "c", "cpu", arch=SMALL, resume=True))
     steps = [json.loads(line)["step"] for line in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
 
@@ -265,7 +266,7 @@ def test_a_non_finite_loss_names_the_step_as_metrics_numbers_it(stores, tmp_path
         }
     )
     with pytest.raises(TrainingError) as err:
-        fit(params, inputs, tmp_path / "nan", "cpu", arch=SMALL)
+        fit(setup(params, inputs, tmp_path / "nan", "cpu", arch=SMALL))
     rows = [json.loads(x) for x in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
     assert f"at step {rows[-1]['step'] + 1} " in err.value.message, (err.value.message, rows)
 
@@ -273,7 +274,7 @@ def test_a_non_finite_loss_names_the_step_as_metrics_numbers_it(stores, tmp_path
 def test_precision_is_fp32_by_default_part_of_the_identity_and_bf16_is_refused_on_cpu(stores, tmp_path):
     from pipeline.core.errors import ConfigError
     from pipeline.core.params import FinetuneParams
-    from pipeline.evaluate.downstream import finetune_overrides
+    from pipeline.evaluate.finetuning import finetune_overrides
 
     config, data_root, inputs = stores
     assert config.params("train").precision == "fp32" and config.params("finetune").precision == "fp32"
@@ -285,11 +286,13 @@ def test_precision_is_fp32_by_default_part_of_the_identity_and_bf16_is_refused_o
     assert fp["fp32"] != fp["bf16"]  # another precision is another run
     with pytest.raises(ConfigError) as err:
         fit(
-            bf16.params("train").model_copy(update={"run": "bf16"}),
-            inputs,
-            tmp_path / "bf16",
-            "cpu",
-            arch=SMALL,
+            setup(
+                bf16.params("train").model_copy(update={"run": "bf16"}),
+                inputs,
+                tmp_path / "bf16",
+                "cpu",
+                arch=SMALL,
+            )
         )
     assert (
         "train.precision=bf16 needs a CUDA device" in err.value.message and "precision=fp32" in err.value.hint
@@ -316,7 +319,6 @@ def test_the_batch_is_the_total_over_ranks_and_the_steps_per_epoch_do_not_change
 
 def test_a_batch_that_does_not_split_over_the_ranks_is_an_error_naming_the_rule(stores, tmp_path):
     from pipeline.train.engine import TrainingError
-    from pipeline.train.setup import setup
 
     config, _, inputs = stores
     params = config.params("train").model_copy(update={"batch_size": 3})
@@ -332,14 +334,16 @@ def _ddp_worker(rank, port, params, inputs, runs):
     try:
         for name, update, resume in runs:
             fit(
-                params.model_copy(update=update),
-                inputs,
-                name,
-                "cpu",
-                rank=rank,
-                world=2,
-                arch=SMALL,
-                resume=resume,
+                setup(
+                    params.model_copy(update=update),
+                    inputs,
+                    name,
+                    "cpu",
+                    rank=rank,
+                    world=2,
+                    arch=SMALL,
+                    resume=resume,
+                )
             )
     finally:
         dist.destroy_process_group()
@@ -377,19 +381,7 @@ def test_a_default_run_trains_the_official_301_epochs_ending_at_the_unfinished_c
 
     params = load_config().params("train")
     assert params == TrainParams() and params.epochs == 301  # range(0, max_epoch + 1), method §9.1
-    lrs = [
-        epoch_lr(
-            e,
-            params.lr,
-            params.epochs,
-            params.warmup_epochs,
-            params.schedule_epochs,
-            params.warmup_lr,
-            params.min_lr,
-            params.cosine_to_end,
-        )
-        for e in range(params.epochs)
-    ]
+    lrs = [params.lr_at(e) for e in range(params.epochs)]
     assert lrs[0] == lrs[1] == 1e-6 and lrs[-1] == pytest.approx(1.49e-4, rel=1e-2)  # the cosine over 400
 
 
@@ -406,8 +398,11 @@ def test_the_monitor_measures_the_encoder_keeps_best_and_epoch_checkpoints_and_c
     )
     monitor = build_monitor(base, data_root, "cpu")
     assert monitor is not None and monitor.n_points == 1024 and monitor.c == 0.01
-    fit(base.model_copy(update={"run": "mon"}), inputs, tmp_path / "mon", "cpu", arch=SMALL, monitor=monitor)
-    fit(base.model_copy(update={"run": "plain"}), inputs, tmp_path / "plain", "cpu", arch=SMALL)
+    fit(
+        setup(base.model_copy(update={"run": "mon"}), inputs, tmp_path / "mon", "cpu", arch=SMALL),
+        monitor=monitor,
+    )
+    fit(setup(base.model_copy(update={"run": "plain"}), inputs, tmp_path / "plain", "cpu", arch=SMALL))
     rows = rundir.monitor_rows(tmp_path / "mon")
     assert [(r["step"], r["epoch"]) for r in rows] == [(0, 0), (2, 0), (4, 1)]  # step 0, then epoch ends
     assert all(0 <= r["svm_acc"] <= 1 and r["svm_dataset"] == "toys" for r in rows)

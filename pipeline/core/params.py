@@ -221,6 +221,15 @@ class TrainParams(StageParams):
     # false: a finished run's ckpt-last.pt drops its optimizer state (≈ 2/3 of it)
     keep_optimizer: bool = True
 
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate epoch ``epoch`` (0-based) trains at: :func:`i2pmae.schedule.epoch_lr` (§9.1)."""
+        from i2pmae.schedule import epoch_lr  # imports torch: only when asked
+
+        p = self
+        return epoch_lr(
+            epoch, p.lr, p.epochs, p.warmup_epochs, p.schedule_epochs, p.warmup_lr, p.min_lr, p.cosine_to_end
+        )
+
 
 class EvalParams(StageParams):
     """Linear SVM on frozen encoder features, method §3.4 and §9.3."""

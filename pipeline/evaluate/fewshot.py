@@ -19,6 +19,7 @@ from pipeline.evaluate.extract import PointsStore, check_points
 from pipeline.evaluate.finetuning import (
     describe_optimisation,
     describe_recipe,
+    finetune_overrides,
     metrics_file,
     rows_tensor,
     split_labels,
@@ -34,28 +35,28 @@ FEWSHOT_EPOCHS = 150  # Point-MAE's cfgs/fewshot.yaml (I2P-MAE ships no few-shot
 
 def run_fewshot(
     data_root: Path,
-    run: str | None,
     ckpt: Path | None,
     store: PointsStore | None,
+    params: Any,
     *,
-    episodes: Path | None,
-    ways: list[int],
-    shots: list[int],
-    folds: int,
-    seed: int,
-    device: str,
-    report: Path | None,
+    episodes: Path | None = None,
+    report: Path | None = None,
     random_init: bool = False,
-    **overrides: Any,
 ) -> tuple[list, Path]:
-    """Fine-tune per fold with a ``way``-class head; mean ± std over folds per (way, shot)."""
+    """Fine-tune per fold with a ``way``-class head; mean ± std over folds per (way, shot).
+
+    ``params``: the fewshot stage's params (way, shot, folds, seed, device and the fine-tuning fields);
+    the episodes are drawn from ``store`` or, when given, read from Point-BERT's pickles in ``episodes``."""
     import torch
 
     from i2pmae.fewshot import make_episode
     from i2pmae.finetune import build_classifier
     from i2pmae.recipes import RECIPES, classifier_config, finetune_config
+    from pipeline.core.devices import resolve_device
 
-    encoder: Encoder = resolve_encoder(data_root, run, ckpt, random_init=random_init, need_norms=False)
+    ways, shots, folds, seed = list(params.way), list(params.shot), params.folds, params.seed
+    device, overrides = resolve_device(params.device), finetune_overrides(params)
+    encoder: Encoder = resolve_encoder(data_root, None, ckpt, random_init=random_init, need_norms=False)
     report = report_path(data_root, encoder, report)
     rec = RECIPES["modelnet40"]
     fcfg = finetune_config(rec, **{"epochs": FEWSHOT_EPOCHS, "votes": 0, **overrides, "seed": seed})

@@ -37,6 +37,19 @@ def recipe_for(store: PointsStore | None, requested: str | None):
     return RECIPES[name]
 
 
+def finetune_overrides(params: Any) -> dict[str, Any]:
+    """The FinetuneConfig fields a stage's params set (None keeps the recipe's value). Raises ConfigError
+    for ``precision=bf16`` on a device other than CUDA."""
+    import dataclasses
+
+    from i2pmae.finetune import FinetuneConfig
+    from pipeline.core.devices import check_training_precision, resolve_device
+
+    check_training_precision(params.precision, resolve_device(params.device), params.STAGE)
+    keys = {f.name for f in dataclasses.fields(FinetuneConfig)} - {"seed"}
+    return {k: v for k, v in params.model_dump().items() if k in keys and v is not None}
+
+
 def split_tensors(store: PointsStore, name: str) -> tuple[Any, Any, int]:
     """All labelled objects of a split in memory: xyz (O, P, 3) float32, labels (O,) long, #unlabelled."""
     import torch
@@ -92,8 +105,8 @@ def describe_optimisation(fcfg: Any) -> str:
 
 
 def train_classifier(model: Any, data: tuple, fcfg: Any, device: str, label: str) -> Any:
-    from i2pmae.finetune import finetune
     from pipeline.core.host_memory import return_freed_tensors
+    from pipeline.evaluate.finetune_loop import finetune
 
     return_freed_tensors()  # resident memory stays near the tensors alive (docs/evaluation.md)
     per_epoch = max(len(data[0]) // fcfg.batch_size, 1)
@@ -137,28 +150,31 @@ class FinetuneOutcome:
 
 def run_finetune(
     data_root: Path,
-    run: str | None,
     ckpt: Path | None,
     store: PointsStore,
+    params: Any,
     *,
-    recipe: str | None,
-    seeds: list[int],
-    device: str,
-    report: Path | None,
+    report: Path | None = None,
     random_init: bool = False,
-    **overrides: Any,
 ) -> FinetuneOutcome:
-    """Fine-tune the encoder once per seed; or, for a fine-tuned classifier checkpoint, evaluate it."""
+    """Fine-tune the encoder once per seed; or, for a fine-tuned classifier checkpoint, evaluate it.
+
+    ``params``: the finetune stage's params (recipe, seeds — seeds 0 … seeds − 1 —, device and the fine-tuning
+    fields that override the recipe's)."""
+    from pipeline.core.devices import resolve_device
+
+    recipe, seeds, device = params.recipe, list(range(params.seeds)), resolve_device(params.device)
+    overrides = finetune_overrides(params)
     from i2pmae.finetune import build_classifier
     from i2pmae.recipes import classifier_config, finetune_config
 
     rec = recipe_for(store, recipe)
     fcfg = finetune_config(rec, **overrides)
-    path = checkpoint_path(data_root, run, ckpt)
+    path = checkpoint_path(data_root, None, ckpt)
     opened = open_checkpoint(path) if path is not None else None
     if opened is not None and is_classifier(opened):
         return _evaluate_classifier(data_root, opened, store, rec, fcfg, device, report)
-    encoder = resolve_encoder(data_root, run, ckpt, random_init=random_init, need_norms=False, opened=opened)
+    encoder = resolve_encoder(data_root, None, ckpt, random_init=random_init, need_norms=False, opened=opened)
     report = report_path(data_root, encoder, report)
     require_splits(store, "finetune")
     train = split_tensors(store, "train")

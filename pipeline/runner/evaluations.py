@@ -74,12 +74,10 @@ def svm(req: Request, enc: EncoderChoice, report: Path | None) -> Recorded | SVM
     from pipeline.evaluate import extract as ev
     from pipeline.evaluate.encoders import report_path, resolve_encoder
 
-    cx = req.context()
-    if not _direct(req.run, enc, cx):
-        return _recorded("eval", cx)
-    params = req.config.params("eval")
-    run = _encoder_run(cx, req.run, enc)
-    store = ev.points_store(_points(cx, run, enc.ckpt))
+    chosen = _direct_inputs(req, enc, "eval")
+    if isinstance(chosen, Recorded):
+        return chosen
+    params, run, store = chosen
     encoder = resolve_encoder(
         req.data_root, run, enc.ckpt, random_init=enc.random_init, seed=enc.seed, which=enc.which
     )
@@ -92,50 +90,28 @@ def svm(req: Request, enc: EncoderChoice, report: Path | None) -> Recorded | SVM
 def embed(req: Request, enc: EncoderChoice, split: str, out: Path) -> EmbedResult:
     """Write the frozen encoder's global features (the SVM's) of every object of a split to a .npy file."""
     from pipeline.core.devices import resolve_device
-    from pipeline.evaluate import extract as ev
+    from pipeline.evaluate.embed import run_embed
     from pipeline.evaluate.encoders import resolve_encoder
 
-    params = req.config.params("eval")
-    cx = req.context()
-    run = _encoder_run(cx, req.run, enc)
-    store = ev.points_store(_points(cx, run, enc.ckpt))
+    params, run, store = _inputs(req, enc, req.context(), "eval")
     encoder = resolve_encoder(
         req.data_root, run, enc.ckpt, random_init=enc.random_init, seed=enc.seed, which=enc.which
     )
-    from pipeline.evaluate.embed import run_embed
-
     path, shape, how, bn = run_embed(encoder, store, split, params, resolve_device(params.device), out)
     return EmbedResult(path, shape, how, bn, store.name, split)
 
 
 def finetune(req: Request, enc: EncoderChoice, report: Path | None) -> Recorded | FinetuneResult:
     """Fine-tune the encoder as a classifier (method §3.5, §9.2); evaluates a fine-tuned checkpoint as is."""
-    from pipeline.core.devices import resolve_device
-    from pipeline.evaluate import extract as ev
     from pipeline.evaluate.encoders import checkpoint_path
-
-    cx = req.context()
-    if not _direct(req.run, enc, cx):
-        return _recorded("finetune", cx)
-    from pipeline.evaluate.downstream import finetune_overrides
     from pipeline.evaluate.finetuning import run_finetune
 
-    params = req.config.params("finetune")
-    run = _encoder_run(cx, req.run, enc)
-    store = ev.points_store(_points(cx, run, enc.ckpt))
+    chosen = _direct_inputs(req, enc, "finetune")
+    if isinstance(chosen, Recorded):
+        return chosen
+    params, run, store = chosen
     path = checkpoint_path(req.data_root, run, enc.ckpt, enc.which)
-    res = run_finetune(
-        req.data_root,
-        None,
-        path,
-        store,
-        recipe=params.recipe,
-        seeds=list(range(params.seeds)),
-        device=resolve_device(params.device),
-        report=report,
-        random_init=enc.random_init,
-        **finetune_overrides(params),
-    )
+    res = run_finetune(req.data_root, path, store, params, report=report, random_init=enc.random_init)
     return FinetuneResult(store.name, res)
 
 
@@ -144,14 +120,12 @@ def fewshot(
 ) -> Recorded | FewshotResult:
     """Few-shot classification (method §1.5): way × shot × folds episodes, fine-tuned per fold; on
     Point-BERT's episode pickles (``episodes``) instead of the dataset's when given."""
-    from pipeline.core.devices import resolve_device
     from pipeline.evaluate import extract as ev
     from pipeline.evaluate.encoders import checkpoint_path
 
     cx = req.context() if episodes is None else None
     if episodes is None and not _direct(req.run, enc, cx):
         return _recorded("fewshot", cx)
-    from pipeline.evaluate.downstream import finetune_overrides
     from pipeline.evaluate.fewshot import run_fewshot
 
     params = req.config.params("fewshot")
@@ -159,21 +133,26 @@ def fewshot(
     store = None if cx is None else ev.points_store(_points(cx, run, enc.ckpt))
     path = checkpoint_path(req.data_root, run, enc.ckpt, enc.which)
     settings, out = run_fewshot(
-        req.data_root,
-        None,
-        path,
-        store,
-        episodes=episodes,
-        ways=list(params.way),
-        shots=list(params.shot),
-        folds=params.folds,
-        seed=params.seed,
-        device=resolve_device(params.device),
-        report=report,
-        random_init=enc.random_init,
-        **finetune_overrides(params),
+        req.data_root, path, store, params, episodes=episodes, report=report, random_init=enc.random_init
     )
     return FewshotResult(settings, out)
+
+
+def _direct_inputs(req: Request, enc: EncoderChoice, stage: str) -> Recorded | tuple[Any, str | None, Any]:
+    """The tracked stage's record when the encoder is a tracked run's last checkpoint; else what a direct
+    evaluation needs: (the stage's params, the run evaluated, its points store)."""
+    cx = req.context()
+    if not _direct(req.run, enc, cx):
+        return _recorded(stage, cx)
+    return _inputs(req, enc, cx, stage)
+
+
+def _inputs(req: Request, enc: EncoderChoice, cx: Context, stage: str) -> tuple[Any, str | None, Any]:
+    """(the stage's params, the run whose encoder is evaluated, the points store it is evaluated on)."""
+    from pipeline.evaluate import extract as ev
+
+    run = _encoder_run(cx, req.run, enc)
+    return req.config.params(stage), run, ev.points_store(_points(cx, run, enc.ckpt))
 
 
 def _recorded(stage: str, cx: Context) -> Recorded:

@@ -66,7 +66,7 @@ def _left_to_rank_0(plan: Plan, ctx: Context) -> bool:
     return (
         ctx.dist.world > 1
         and ctx.dist.rank != 0
-        and spec.output.rank_0_builds
+        and spec.output.traits.rank_0_builds
         and not spec.shared_by_ranks(plan.params)
     )
 

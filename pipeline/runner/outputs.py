@@ -11,10 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pipeline.core.errors import ConfigError
-from pipeline.runner.planning import OutputState, Stage, Walk, changed, check_source, finish, stage_params
+from pipeline.runner.planning import (
+    OutputState,
+    Stage,
+    Traits,
+    Walk,
+    changed,
+    check_source,
+    finish,
+    stage_params,
+)
 from pipeline.storage import datasets, rundir
 from pipeline.storage.contract import Context, Plan, Reads, Recorded
 from pipeline.storage.remote import location, relative
@@ -30,9 +39,7 @@ def _missing_or_changed(plan: Plan) -> OutputState:
 class StoreOutput:
     """A store under the store root; the dataset record names the current one of each stage."""
 
-    kind: str = "store"
-    rank_0_builds: bool = True
-    is_input: bool = True
+    traits: ClassVar[Traits] = Traits("store", rank_0_builds=True, is_input=True)
 
     def plan(self, walk: Walk, spec: Stage, ctx: Context) -> Plan:
         hint = dict(ctx.config.overrides.get(spec.name, {}))
@@ -95,9 +102,7 @@ def reached_end(done: dict[str, Any] | None, params: Any) -> bool:
 class RunOutput:
     """A run directory ``runs/<name>/``, found by name; never changed under its name."""
 
-    kind: str = "run"
-    rank_0_builds: bool = False
-    is_input: bool = False
+    traits: ClassVar[Traits] = Traits("run", rank_0_builds=False, is_input=False)
 
     def plan(self, walk: Walk, spec: Stage, ctx: Context) -> Plan:
         return self.plan_run(walk, spec, ctx, any_dataset=False)
@@ -185,9 +190,7 @@ class EvalOutput:
 
     run: str = "train"
     points: str = "prepare"
-    kind: str = "eval"
-    rank_0_builds: bool = False
-    is_input: bool = False
+    traits: ClassVar[Traits] = Traits("eval", rank_0_builds=False, is_input=False)
 
     def plan(self, walk: Walk, spec: Stage, ctx: Context) -> Plan:
         named = bool(

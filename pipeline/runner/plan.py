@@ -35,7 +35,7 @@ def outputs_used(plan_: Plan, data_root: Path) -> str:
     def walk(p: Plan) -> None:
         for n, q in p.needs.items():
             walk(q)
-            if STAGES[n].output.is_input:
+            if STAGES[n].output.traits.is_input:
                 seen[n] = q.out
 
     walk(plan_)

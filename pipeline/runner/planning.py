@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pipeline.core.errors import ConfigError
 from pipeline.core.params import StageParams
@@ -37,12 +37,19 @@ class OutputState:
         return self.label == "up to date"
 
 
-class Output(Protocol):
-    """A kind of output (a store, a run, an evaluation) and what the runner does with it, as DVC's outputs."""
+@dataclass(frozen=True)
+class Traits:
+    """What the runner needs to know of a kind of output besides its behaviour."""
 
     kind: str  # "store" | "run" | "eval": its name, for messages
     rank_0_builds: bool  # under torchrun rank 0 alone builds it; the other ranks wait for it
     is_input: bool  # named in the "<stage> uses …" line of the commands that read it
+
+
+class Output(Protocol):
+    """A kind of output (a store, a run, an evaluation) and what the runner does with it, as DVC's outputs."""
+
+    traits: ClassVar[Traits]
 
     def plan(self, walk: Walk, spec: Stage, ctx: Context) -> Plan: ...
 
@@ -97,7 +104,7 @@ class Stage:
 
     @property
     def kind(self) -> str:
-        return self.output.kind
+        return self.output.traits.kind
 
 
 @dataclass

@@ -21,34 +21,31 @@ from typing import Any
 
 import torch
 
-from i2pmae.pretrain import Batch, official_step, pretrain_forward
-from i2pmae.schedule import epoch_lr
+from i2pmae.pretrain import Batch, pretrain_step
 from pipeline.core.console import progress_bar
 from pipeline.core.errors import Interrupted
 from pipeline.core.params import TrainParams
 from pipeline.evaluate.monitor import check, keep_epoch
 from pipeline.storage import run_plots, rundir
 from pipeline.storage.train_state import TrainingError, gather_rng_states, save_checkpoint
-from pipeline.train.setup import Setup, TrainInputs, setup
+from pipeline.train.setup import Setup
 
 __all__ = ["TrainingError", "train_step", "train_one_epoch", "fit"]
 
 
 def train_step(s: Setup, item: dict[str, torch.Tensor]) -> tuple[Any, bool]:
-    """One optimiser step on one collated batch → (the forward's output: loss, loss_3d, loss_2d; whether
-    the loss was finite on every rank — when not, no rank stepped)."""
-    batch = Batch.from_item(item, s.device)
-    with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.precision == "bf16"):  # §9.1: fp32
-        if s.teacher is not None:  # the official step: teacher on the augmented input's views
-            out = official_step(s.model, batch, s.teacher, call=s.call)
-        else:  # augmented views: the loader applied the draw's augmentation already
-            out = pretrain_forward(s.model, batch, augment=not s.dataset.augmented, call=s.call)
-    if _anywhere(not bool(torch.isfinite(out.loss)), s):  # one rank's non-finite loss stops every rank
-        return out, False  # the caller stops with the step number metrics.jsonl would give it
-    s.optimizer.zero_grad(set_to_none=True)
-    out.loss.backward()
-    s.optimizer.step()
-    return out, True
+    """One optimiser step on one collated batch (:func:`i2pmae.pretrain.pretrain_step`) → (the forward's
+    output: loss, loss_3d, loss_2d; whether the loss was finite on every rank — when not, no rank stepped)."""
+    return pretrain_step(
+        s.model,
+        s.optimizer,
+        Batch.from_item(item, s.device),
+        teacher=s.teacher,
+        augment=not s.dataset.augmented,
+        precision=s.precision,
+        call=s.call,
+        any_rank=lambda value: _anywhere(value, s),
+    )
 
 
 def _anywhere(value: bool, s: Setup) -> bool:
@@ -95,16 +92,7 @@ def train_one_epoch(
 ) -> str:
     """Train the epoch from ``s.position``; returns "epoch" (finished), "max_steps" or "interrupted".
     ``on_step()`` is called after each step's metrics row (the monitor's sub-epoch cadence)."""
-    lr = epoch_lr(
-        epoch,
-        params.lr,
-        params.epochs,
-        params.warmup_epochs,
-        params.schedule_epochs,
-        params.warmup_lr,
-        params.min_lr,
-        params.cosine_to_end,
-    )
+    lr = params.lr_at(epoch)
     for group in s.optimizer.param_groups:
         group["lr"] = lr
     start = s.position["batch"] if epoch == s.position["epoch"] else 0
@@ -149,27 +137,17 @@ def train_one_epoch(
     return "epoch"
 
 
-def fit(
-    params: TrainParams,
-    inputs: TrainInputs,
-    run: Path,
-    device: str,
-    teacher: Any = None,
-    rank: int = 0,
-    world: int = 1,
-    arch: dict[str, Any] | None = None,
-    resume: bool = False,
-    monitor: Any = None,
-) -> Path:
-    """Train from the run's position to its end (epochs or ``max_steps``); returns ckpt-last.pt.
+def fit(s: Setup, monitor: Any = None) -> Path:
+    """Train a set-up run (:func:`pipeline.train.setup.setup`) from its position to its end (epochs or
+    ``max_steps``); returns ckpt-last.pt.
 
     ``monitor`` (rank 0; :func:`pipeline.evaluate.monitor.build_monitor`) measures the encoder at step 0 of a fresh
     run and on its cadence, keeping ckpt-best.pt; ckpt-epoch-XXX.pt are kept on ``keep_every``/``keep_from``."""
-    s = setup(params, inputs, run, device, teacher, rank, world, arch, resume)
+    params, run, rank, world = s.params, s.run, s.rank, s.world
     if rank == 0:
         rundir.record_parameters(run, parameter_counts(s.model))  # config.yaml, report.md, status --json
         rundir.unmark_complete(run)  # set again when this invocation reaches the end
-        if resume:
+        if s.resumed:
             rundir.trim_metrics(run, s.position["step"])
     metrics = rundir.MetricsLog(run) if rank == 0 else None
     ckpt = rundir.checkpoint(run)

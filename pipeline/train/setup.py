@@ -54,8 +54,14 @@ def build_model(params: TrainParams, channels: int, arch: dict[str, Any] | None 
 
 @dataclass
 class Setup:
-    """Everything one run's loop holds: model, optimizer, data, device and where it starts."""
+    """Everything one run's loop holds: its params and directory, model, optimizer, data, device, this
+    process's rank among ``world``, and where it starts (``resumed``: from the run's ckpt-last.pt)."""
 
+    params: TrainParams
+    run: Path
+    rank: int
+    world: int
+    resumed: bool
     model: I2PMAE
     optimizer: Any
     dataset: CachedShapes
@@ -137,4 +143,20 @@ def setup(
         pin_memory=dev.type == "cuda",
         generator=torch.Generator(),  # own generator: keeps the global RNG exact
     )
-    return Setup(model, optimizer, dataset, sampler, loader, dev, call, teacher, position, params.precision)
+    return Setup(
+        params,
+        run,
+        rank,
+        world,
+        resume,
+        model,
+        optimizer,
+        dataset,
+        sampler,
+        loader,
+        dev,
+        call,
+        teacher,
+        position,
+        params.precision,
+    )

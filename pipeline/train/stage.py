@@ -40,22 +40,12 @@ def train_inputs(plan: Plan):
 
 def warn_if_warmup_only(params: TrainParams, n_objects: int, world: int = 1) -> None:
     """Warn when every epoch this run trains lies in the warm-up (lr never near its peak), with the numbers."""
-    from i2pmae.schedule import epoch_lr
 
     per_epoch = max(n_objects // params.batch_size, 1)  # batch_size is the total over ranks
     last = params.epochs - 1
     if params.max_steps is not None:
         last = min(last, (params.max_steps - 1) // per_epoch)
-    lr = epoch_lr(
-        last,
-        params.lr,
-        params.epochs,
-        params.warmup_epochs,
-        params.schedule_epochs,
-        params.warmup_lr,
-        params.min_lr,
-        params.cosine_to_end,
-    )
+    lr = params.lr_at(last)
     if params.warmup_epochs > 0 and last <= params.warmup_epochs and lr < 0.5 * params.lr:
         log.warning(
             "this run trains epochs 0..%d, inside the %d-epoch warm-up: lr stays ≤ %.2g (peak lr %.2g); "
@@ -130,6 +120,7 @@ def run(plan: Plan, ctx: Context) -> Path:
     from pipeline.core.devices import resolve_device
     from pipeline.evaluate.monitor import build_monitor
     from pipeline.train.engine import fit
+    from pipeline.train.setup import setup
 
     params, dist, run_dir = plan.params, ctx.dist, plan.out
     state = rundir.read(run_dir)
@@ -168,17 +159,10 @@ def run(plan: Plan, ctx: Context) -> Path:
     )
     monitor = build_monitor(params, ctx.data_root, device) if dist.rank == 0 else None
     try:
-        ckpt = fit(
-            params,
-            inputs,
-            run_dir,
-            device,
-            teacher,
-            dist.rank,
-            dist.world,
-            resume=state.has_checkpoint,
-            monitor=monitor,
+        s = setup(
+            params, inputs, run_dir, device, teacher, dist.rank, dist.world, resume=state.has_checkpoint
         )
+        ckpt = fit(s, monitor=monitor)
     finally:
         if dist.world > 1:
             torch.distributed.destroy_process_group()
