@@ -75,20 +75,12 @@ def prepare(
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad input.")] = False,
 ) -> None:
     """Sample point clouds from a dataset into points/<dataset>-<fp8>.zarr."""
+    options = dict(locals())
     with session(ctx) as (config, root_dir):
         from pipeline.runner import commands
 
         where = str(root.expanduser().resolve()) if root else None
-        config = config.with_values(
-            "prepare",
-            source=source,
-            root=where,
-            variant=variant,
-            points=points,
-            workers=workers,
-            scheduler=scheduler,
-            strict=strict or None,
-        )
+        config = config.with_options("prepare", options, root=where, strict=strict or None)
         say(f"points store: {commands.prepare(request(config, root_dir, name), bool(source or root))}")
 
 
@@ -121,18 +113,12 @@ def cache_features(
     ] = None,
 ) -> None:
     """Run the frozen 2D teacher on every view once → features/<dataset>-<teacher>-<fp8>.zarr."""
+    options = dict(locals())
     with session(ctx) as (config, root_dir):
         from pipeline.runner import commands
 
         where = str(weights.expanduser().resolve()) if weights else None
-        config = config.with_values(
-            "cache-features",
-            teacher=teacher,
-            weights=where,
-            device=device,
-            batch_size=batch_size,
-            shard=shard,
-        )
+        config = config.with_options("cache-features", options, weights=where)
         say(
             f"features store: {commands.bring_up_to_date('cache-features', request(config, root_dir, dataset))}"
         )
@@ -206,24 +192,14 @@ def train(
     ] = None,
 ) -> None:
     """Pre-train I2P-MAE from the cached stores (method §2–§9.1) into runs/<run>/."""
+    options = dict(locals())
     done = "interrupted: the run keeps its last checkpoint; rerun the same command to continue"
     with session(ctx, interrupted=done) as (config, root_dir):
         from pipeline.runner import commands
 
-        config = config.with_values(
-            "train",
-            run=run_name,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            device=device,
-            seed=seed,
-            resume=resume or None,
-            masking=masking,
-            mask_ratio=mask_ratio,
-            targets=targets,
-            online_teacher=online_teacher,
-        ).with_values("cache-features", teacher=teacher)
+        config = config.with_options("train", options, run=run_name, resume=resume or None).with_values(
+            "cache-features", teacher=teacher
+        )
         say(f"run: {commands.train(request(config, root_dir, dataset, run_name), features)}")
 
 

@@ -82,18 +82,11 @@ def svm_command(
     report: Report = None,
 ) -> None:
     """Linear SVM on frozen global features (method §3.4, §9.3); appends to the run's report.md."""
+    options = dict(locals())
     with session(ctx, interrupted=INTERRUPTED) as (config, root):
         from pipeline.runner import evaluations
 
-        config = config.with_values(
-            "eval",
-            svm_c=c,
-            points=points,
-            pooling=pooling,
-            batch_size=batch_size,
-            device=device,
-            bn_stats=bn_stats,
-        ).with_values("train", run=run)
+        config = config.with_options("eval", options, svm_c=c).with_values("train", run=run)
         req = request(config, root, dataset, run)
         cli_output.report(evaluations.svm(req, _encoder(ckpt, random_init, which, seed), report))
 
@@ -120,12 +113,11 @@ def embed_command(
     seed: Seed = 0,
 ) -> None:
     """Write the frozen encoder's global features (the SVM's) of every object of a split to a .npy file."""
+    options = dict(locals())
     with session(ctx, interrupted=INTERRUPTED) as (config, root):
         from pipeline.runner import evaluations
 
-        config = config.with_values(
-            "eval", points=points, pooling=pooling, batch_size=batch_size, device=device, bn_stats=bn_stats
-        ).with_values("train", run=run)
+        config = config.with_options("eval", options).with_values("train", run=run)
         req = request(config, root, dataset, run)
         cli_output.report(evaluations.embed(req, _encoder(ckpt, random_init, which, seed), split, out))
 
@@ -164,23 +156,13 @@ def finetune_command(
     report: Report = None,
 ) -> None:
     """Fine-tune the encoder as a classifier (method §3.5, §9.2); evaluates a fine-tuned checkpoint as is."""
+    options = dict(locals())
     with session(ctx, interrupted=INTERRUPTED) as (config, root):
         from pipeline.runner import evaluations
 
         if dataset == "scanobjectnn" and split:
             dataset = f"scanobjectnn-{split}"
-        config = config.with_values(
-            "finetune",
-            recipe=recipe or split,
-            seeds=seeds,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            points=points,
-            lr=lr,
-            votes=votes,
-            device=device,
-        )
+        config = config.with_options("finetune", options, recipe=recipe or split)
         req = request(config.with_values("train", run=run), root, dataset, run)
         cli_output.report(evaluations.finetune(req, _encoder(ckpt, random_init, which), report))
 
@@ -222,20 +204,10 @@ def fewshot_command(
     report: Report = None,
 ) -> None:
     """Few-shot classification (method §1.5): way × shot × folds episodes, fine-tuned per fold."""
+    options = dict(locals())
     with session(ctx, interrupted=INTERRUPTED) as (config, root):
         from pipeline.runner import evaluations
 
-        config = config.with_values(
-            "fewshot",
-            way=way,
-            shot=shot,
-            folds=folds,
-            seed=seed,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            points=points,
-            device=device,
-        )
+        config = config.with_options("fewshot", options)
         req = request(config.with_values("train", run=run), root, dataset, run)
         cli_output.report(evaluations.fewshot(req, _encoder(ckpt, random_init, which), report, episodes))

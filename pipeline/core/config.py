@@ -7,6 +7,7 @@ below this module reads stages.yaml or the environment.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,13 @@ class Config:
         )
         config.params(stage)
         return config
+
+    def with_options(self, stage: str, options: Mapping[str, Any], **renamed: Any) -> Config:
+        """:meth:`with_values` with a command's options: every entry of ``options`` (the command's
+        arguments, ``locals()`` at its top) named as a field of ``stage``'s params, then ``renamed`` (the
+        values of options whose name or type differs from their field's). A flag is named once, as its field."""
+        fields = STAGES[stage].model_fields
+        return self.with_values(stage, **{**{k: v for k, v in options.items() if k in fields}, **renamed})
 
 
 def _flag(key: str) -> str:
