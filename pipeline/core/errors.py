@@ -29,6 +29,10 @@ class BadInput(I2PError):
     """
 
 
+class UnsafeFile(I2PError):
+    """A file asks to run code (a pickle global outside the allow-list) while it is read."""
+
+
 class StoreError(I2PError):
     """A store is missing, belongs to another stage, or is in a state we cannot continue from."""
 

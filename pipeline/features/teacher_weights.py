@@ -77,7 +77,8 @@ def _cached_weights(open_clip: Any, pcfg: dict, cache_dir: str | None) -> str | 
 
 
 def load_weights(open_clip: Any, model: Any, path: str, name: str, model_name: str) -> None:
-    """Load a checkpoint strictly; TorchScript archives (OpenAI .pt) load with weights_only=False."""
+    """Load a checkpoint strictly, with ``weights_only=True``; TorchScript archives (OpenAI .pt) through
+    torch.jit.load (torch.load's own dispatch, which needs ``weights_only=False`` to take it)."""
     weights_only = not _is_torchscript(path)
     try:
         open_clip.load_checkpoint(model, path, strict=True, weights_only=weights_only)
@@ -91,11 +92,13 @@ def load_weights(open_clip: Any, model: Any, path: str, name: str, model_name: s
 
 
 def _is_torchscript(path: str) -> bool:
-    """True for a TorchScript archive (a zip holding constants.pkl), such as OpenAI's CLIP .pt files."""
+    """True for a TorchScript archive, such as OpenAI's CLIP .pt files, recognised as torch recognises one:
+    a ``constants.pkl`` record at the top of the archive (``<archive>/constants.pkl``), not anywhere in it.
+    torch.load dispatches such a file to torch.jit.load, whose unpickler resolves TorchScript types only."""
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:
-        return any(entry.endswith("constants.pkl") for entry in archive.namelist())
+        return any(entry.count("/") == 1 and entry.endswith("/constants.pkl") for entry in archive.namelist())
 
 
 def weights_sha256(path: str) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline import sources
 from pipeline.core.console import progress_bar
-from pipeline.core.errors import BadInput, I2PError
+from pipeline.core.errors import BadInput, I2PError, LayoutError, UnsafeFile
 from pipeline.core.parallel import run_tasks
 from pipeline.core.params import PrepareParams
 from pipeline.prepare.compaction import compact
@@ -183,7 +183,11 @@ def load_chunk(
                 raise BadInput("NaN or inf coordinates")
             points[row] = cloud
             warnings += [(item.id, item.path, text) for text in notes]
-        except ImportError:
+        except (
+            ImportError,
+            LayoutError,
+            UnsafeFile,
+        ):  # the environment's or the whole source's, not the file's
             raise
         except Exception as err:
             reason = err.message if isinstance(err, I2PError) else f"{type(err).__name__}: {err}"

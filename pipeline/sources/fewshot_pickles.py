@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.errors import LayoutError
+from pipeline.storage.safe_load import load_pickle
 
 
 def read_fewshot_pickle(root: Path, way: int, shot: int, fold: int) -> tuple[Any, Any, Any, Any, tuple]:
@@ -26,8 +27,12 @@ def read_fewshot_pickle(root: Path, way: int, shot: int, fold: int) -> tuple[Any
         raise LayoutError(
             f"few-shot episode missing: expected {candidates[0]}", "point --episodes at ModelNetFewshot/"
         )
-    with open(path, "rb") as f:
-        data = pickle.load(f)  # a dataset file the user chose to read (the Point-BERT few-shot release)
+    try:
+        data = load_pickle(path, "few-shot episode")  # arrays and plain containers only: nothing runs
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as err:
+        raise LayoutError(
+            f"cannot read few-shot episode {path}: {type(err).__name__}: {err}", "download the episodes again"
+        ) from None
     out = []
     for split in ("train", "test"):
         items = data.get(split) if isinstance(data, dict) else None

@@ -24,6 +24,7 @@ from pipeline.core.params import PrepareParams
 from pipeline.sources import folder
 from pipeline.sources.base import Catalog, Item, scan_failure
 from pipeline.sources.meshes import unit_sphere
+from pipeline.storage.safe_load import load_pickle
 
 LAYOUTS = {
     "modelnet40_ply_hdf5_2048": "<root>[/modelnet40_ply_hdf5_2048]/ply_data_{train,test}*.h5",
@@ -226,8 +227,7 @@ def _check_resampled_lists(base: Path) -> None:
 
 @functools.lru_cache(maxsize=2)
 def _cache(key: tuple[str, int, int, int]) -> tuple[list, list]:
-    with open(key[0], "rb") as f:
-        points, labels = pickle.load(f)  # a local dataset file the user chose to read (the Point-BERT cache)
+    points, labels = load_pickle(Path(key[0]), "ModelNet40 FPS cache")  # arrays only: nothing runs
     return points, labels
 
 
@@ -236,7 +236,10 @@ def read_cache_row(item: Item, n_points: int = 8192) -> np.ndarray:
     try:
         points, labels = _cache(_file_key(item.path))
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
-        raise BadInput(f"unreadable FPS cache {item.path}: {type(err).__name__}: {err}") from None
+        raise LayoutError(  # the whole split's file: every row of it would fail
+            f"unreadable FPS cache {item.path}: {type(err).__name__}: {err}",
+            "download the modelnet40_normal_resampled cache again, or remove the .dat files to read the .txt clouds",
+        ) from None
     if item.index >= len(points):
         raise BadInput(f"{item.path} holds {len(points)} rows; the split list has more (row {item.index})")
     row, stored_label = np.asarray(points[item.index]), int(np.asarray(labels[item.index]).reshape(-1)[0])

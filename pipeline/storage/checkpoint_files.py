@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import I2PError
-from pipeline.storage import rundir
+from pipeline.storage.safe_load import torch_load
 
 log = logging.getLogger("i2p")
 
@@ -29,22 +29,14 @@ class CheckpointError(I2PError):
     """A checkpoint is missing, unreadable, or does not hold the weights it should."""
 
 
-def run_dir_of(path: Path) -> Path | None:
-    """The run directory a checkpoint file sits in (its checkpoints are trusted), else None."""
-    return path.parent if rundir.read(path.parent).exists else None
-
-
 def read_checkpoint(path: Path) -> Any:
-    """torch.load on the CPU; full unpickling only for files inside one of our run directories."""
-    import torch
-
+    """The checkpoint's object, loaded on the CPU with ``weights_only=True``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist", "pass an existing .pt / .pth file")
     _check_signature(path)
-    trusted = run_dir_of(path) is not None
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trusted)
+        return torch_load(path)
     except Exception as err:
         raise _read_error(path, err) from None
 
@@ -61,9 +53,10 @@ def _read_error(path: Path, err: Exception) -> CheckpointError:
             "download it again (compare its size with the published one)",
         )
     if isinstance(err, pickle.UnpicklingError):
+        asked = re.search(r"(?:Unsupported global|unsupported GLOBAL)[^A-Za-z_]*(?:GLOBAL )?([\w.]+)", str(err))
         return CheckpointError(
-            f"{path} holds Python objects besides tensors; i2p unpickles those only from its own run "
-            f"directories ({first})",
+            f"{path} holds Python objects besides tensors, and reading them would run code"
+            f"{f' ({asked.group(1)})' if asked else ''}; i2p reads tensors, numbers and plain containers only",
             "re-save just the weights: torch.save({'base_model': state_dict}, 'weights.pth')",
         )
     return CheckpointError(

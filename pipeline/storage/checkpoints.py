@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.storage import rundir
-from pipeline.storage.checkpoint_files import CheckpointError, Opened, open_checkpoint, run_dir_of
+from pipeline.storage.checkpoint_files import CheckpointError, Opened, open_checkpoint
 
 log = logging.getLogger("i2p")
 
@@ -216,6 +216,11 @@ def load_encoder(source: Path | Opened, need_norms: bool = True) -> EncoderCheck
         int(epoch) if isinstance(epoch, int) else None,
         dict(ignored),
     )
+
+
+def run_dir_of(path: Path) -> Path | None:
+    """The run directory a checkpoint file sits in (a ``config.yaml`` beside it), else None."""
+    return path.parent if rundir.read(path.parent).exists else None
 
 
 def is_classifier(opened: Opened) -> bool:

@@ -233,7 +233,9 @@ def strip_optimizer_state(run: Path) -> None:
 
     import torch
 
-    state = torch.load(checkpoint(run), map_location="cpu", weights_only=False)
+    from pipeline.storage.safe_load import torch_load
+
+    state = torch_load(checkpoint(run))
     state["optimizer"] = None
     buffer = io.BytesIO()
     torch.save(state, buffer)

@@ -26,8 +26,11 @@ class TrainingError(I2PError):
 
 
 def rng_state() -> dict[str, Any]:
-    """This process's torch, numpy and python RNG states (and CUDA's when present)."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """This process's torch, numpy and python RNG states (and CUDA's when present), as tensors, numbers and
+    tuples only, so that a checkpoint reads with ``torch.load(weights_only=True)``."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy = (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+    state = {"torch": torch.get_rng_state(), "numpy": numpy, "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -35,7 +38,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, *rest = state["numpy"]  # keys: a tensor, or a uint32 array in older checkpoints
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

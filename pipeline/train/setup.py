@@ -21,6 +21,7 @@ from i2pmae.schedule import param_groups
 from pipeline.core.devices import check_training_precision
 from pipeline.core.params import TrainParams
 from pipeline.storage import rundir
+from pipeline.storage.safe_load import torch_load
 from pipeline.storage.train_state import TrainingError, restore_rng
 from pipeline.train.trainset import CachedShapes, EpochSampler, batch_loader, maps_used
 
@@ -106,7 +107,7 @@ def setup(
     )
     position = {"epoch": 0, "batch": 0, "step": 0}
     if resume:
-        state = torch.load(rundir.checkpoint(run), map_location="cpu", weights_only=False)  # RNG stays on CPU
+        state = torch_load(rundir.checkpoint(run))  # on the CPU: the RNG states stay there
         model.load_state_dict(state["model"])
         if state.get("optimizer") is not None:
             optimizer.load_state_dict(state["optimizer"])
