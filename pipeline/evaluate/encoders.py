@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import I2PError
+from pipeline.core.names import as_name
 from pipeline.storage import rundir
 from pipeline.storage.checkpoints import EncoderCheckpoint, Opened, load_encoder, run_checkpoint
 
@@ -85,5 +86,5 @@ def report_path(data_root: Path, encoder: Encoder, override: Path | None) -> Pat
         return Path(override)
     if encoder.run_dir is not None:
         return rundir.report(encoder.run_dir)
-    stem = encoder.checkpoint.path.stem if encoder.checkpoint else "random-init"
+    stem = as_name(encoder.checkpoint.path.stem, "checkpoint") if encoder.checkpoint else "random-init"
     return rundir.report(rundir.run_dir(data_root, stem))

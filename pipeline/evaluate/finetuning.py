@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline.core.console import progress_bar
 from pipeline.core.errors import I2PError
+from pipeline.core.names import as_name
 from pipeline.evaluate.encoders import EvaluationError, checkpoint_path, report_path, resolve_encoder
 from pipeline.evaluate.extract import PointsStore, check_points, labelled, require_splits
 from pipeline.evaluate.reports import append_report, finetune_section, pct, table
@@ -243,7 +244,11 @@ def _evaluate_classifier(data_root, opened, store, rec, fcfg, device, report) ->
     n_classes = max(len(store.classes), int(test_y.max()) + 1)
     model = load_classifier(opened, classifier_config(rec, n_classes, I2PMAEConfig(), fcfg.points))
     acc, voted = evaluate_classifier(model, test_x, test_y, fcfg, device)
-    report = Path(report) if report else rundir.report(rundir.run_dir(data_root, opened.path.stem))
+    report = (
+        Path(report)
+        if report
+        else rundir.report(rundir.run_dir(data_root, as_name(opened.path.stem, "checkpoint")))
+    )
     rows = [
         ("classifier", f"{opened.path.name} (fine-tuned checkpoint, evaluated as is)"),
         ("dataset", store.describe()),

@@ -53,7 +53,9 @@ def _read_error(path: Path, err: Exception) -> CheckpointError:
             "download it again (compare its size with the published one)",
         )
     if isinstance(err, pickle.UnpicklingError):
-        asked = re.search(r"(?:Unsupported global|unsupported GLOBAL)[^A-Za-z_]*(?:GLOBAL )?([\w.]+)", str(err))
+        asked = re.search(
+            r"(?:Unsupported global|unsupported GLOBAL)[^A-Za-z_]*(?:GLOBAL )?([\w.]+)", str(err)
+        )
         return CheckpointError(
             f"{path} holds Python objects besides tensors, and reading them would run code"
             f"{f' ({asked.group(1)})' if asked else ''}; i2p reads tensors, numbers and plain containers only",

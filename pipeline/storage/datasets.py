@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import ConfigError
+from pipeline.core.names import check_name, is_name
 from pipeline.storage.remote import is_url, location
 from pipeline.storage.store import atomic_write_bytes
 
@@ -53,7 +54,8 @@ class DatasetRecord:
 
 
 def record_path(data_root: Path, name: str) -> Path:
-    return Path(data_root) / "datasets" / f"{name}.json"
+    """``<data root>/datasets/<name>.json``; ConfigError for a dataset name that is not one path component."""
+    return Path(data_root) / "datasets" / f"{check_name('dataset', name)}.json"
 
 
 def load(data_root: Path, name: str) -> DatasetRecord | None:
@@ -72,7 +74,7 @@ def save(data_root: Path, record: DatasetRecord) -> None:
 def names(data_root: Path) -> list[str]:
     """Every dataset with a record under the data root, sorted."""
     folder = Path(data_root) / "datasets"
-    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+    return sorted(p.stem for p in folder.glob("*.json") if is_name(p.stem)) if folder.is_dir() else []
 
 
 def describe_source(source: dict[str, Any]) -> str:

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.core.names import check_name
 from pipeline.storage.store import atomic_write_bytes
 
 CONFIG, METRICS, COMPLETE, REPORT, LOSS_PNG = (
@@ -42,7 +43,9 @@ MONITOR_PNG = "monitor.png"
 
 
 def run_dir(data_root: Path, run: str) -> Path:
-    return Path(data_root) / "runs" / run
+    """``<data root>/runs/<run>``; ConfigError for a run name that is not one path component
+    (:mod:`pipeline.core.names`)."""
+    return Path(data_root) / "runs" / check_name("run", run)
 
 
 def checkpoint(run: Path, which: str = "last") -> Path:

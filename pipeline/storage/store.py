@@ -30,6 +30,7 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline.core.errors import LockError, StoreError
+from pipeline.core.names import check_name
 from pipeline.storage.remote import is_url, location, lock_file
 
 # Bump a stage's version when what it writes changes for the same params (forces new stores).
@@ -51,6 +52,7 @@ def fingerprint(stage: str, params: dict[str, Any], upstream: dict[str, str]) ->
 
 def store_path(data_root: Path, stage: str, dataset: str, fp: str, teacher_slug: str | None = None) -> Path:
     """``<root>/points/<dataset>-<fp8>.zarr`` (and views/, features/<dataset>-<teacher>-<fp8>.zarr)."""
+    check_name("dataset", dataset)
     stem = f"{dataset}-{teacher_slug}" if teacher_slug else dataset
     return location(data_root) / STORE_KINDS[stage] / f"{stem}-{fp[:8]}.zarr"
 
