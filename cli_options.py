@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -178,21 +179,48 @@ def session(
 
     g: Globals = ctx.obj or Globals()
     setup_logging(-1 if g.quiet else g.verbose)
+    caught: dict[str, str] = {}
     try:
-        from pipeline.core.config import load_config
+        with _signals_as_interrupts(caught):
+            from pipeline.core.config import load_config
 
-        config = load_config(g.stages, g.sets or [])
-        root = Path(g.data_root or "data").expanduser().resolve()
-        yield config, root
-    except Interrupted as err:  # Ctrl-C that a stage turned into a message (e.g. the checkpoint it saved)
+            config = load_config(g.stages, g.sets or [])
+            root = Path(g.data_root or "data").expanduser().resolve()
+            yield config, root
+    except Interrupted as err:  # a stop that a stage turned into a message (e.g. the checkpoint it saved)
         console.print(f"[yellow]{err.message}[/]" + (f"\n[dim]hint:[/] {err.hint}" if err.hint else ""))
-        raise typer.Exit(130) from None
+        raise typer.Exit(err.exit_code) from None
     except I2PError as err:
         report_error(err)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        console.print(f"[yellow]{interrupted}[/]")
-        raise typer.Exit(130) from None
+        name = caught.get("signal", "SIGINT")
+        by = "" if name == "SIGINT" else f" by {name}"
+        console.print(f"[yellow]{interrupted.replace('interrupted', 'interrupted' + by, 1)}[/]")
+        raise typer.Exit(128 + int(getattr(signal, name))) from None
+
+
+@contextmanager
+def _signals_as_interrupts(caught: dict[str, str]) -> Iterator[None]:
+    """A scheduler's SIGTERM (preemption) or SIGUSR1 (``sbatch --signal``) stops a command as Ctrl-C does:
+    finished work is kept and the command says so, exiting 128 + the signal's number. The training loop
+    installs its own handler meanwhile (it finishes the step and saves a checkpoint first)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        caught["signal"] = signal.Signals(signum).name
+        raise KeyboardInterrupt
+
+    names = [n for n in ("SIGTERM", "SIGUSR1") if hasattr(signal, n)]
+    try:
+        previous = {n: signal.signal(getattr(signal, n), handler) for n in names}
+    except ValueError:  # not the main thread (a test runner's worker): signals keep their handlers
+        yield
+        return
+    try:
+        yield
+    finally:
+        for n, before in previous.items():
+            signal.signal(getattr(signal, n), before)
 
 
 def report_error(err: I2PError) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.core.params import TrainParams, closest_key
+from pipeline.core.params import TrainParams
+from pipeline.core.stage_params import closest_key
 
 runner = CliRunner()
 

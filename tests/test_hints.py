@@ -24,7 +24,8 @@ EXTERNAL = {
     "--porcelain",
     "--untracked-files",
     "--nproc-per-node",
-}  # git's (provenance.py) and torchrun's own options
+    "--signal",
+}  # git's (provenance.py), torchrun's and sbatch's own options
 
 
 def commands() -> dict[str, set[str]]:

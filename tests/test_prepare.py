@@ -169,7 +169,9 @@ def test_dask_local_cluster_equals_the_in_process_run(folder, tmp_path):
     assert array_bytes(local.path) == array_bytes(distributed.path)
 
 
-def test_kill_9_mid_run_then_rerun_resumes_to_identical_bytes(tmp_path):
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_killed_or_preempted_mid_run_then_rerun_resumes_to_identical_bytes(tmp_path, sig):
+    """kill -9 keeps every finished chunk silently; a scheduler's SIGTERM also says so and exits 143."""
     import signal
     import subprocess
     import sys
@@ -196,7 +198,7 @@ def test_kill_9_mid_run_then_rerun_resumes_to_identical_bytes(tmp_path):
         "-q",
         *sets,
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     store = data / "points" / reference.path.name
     done, deadline = 0, time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -207,9 +209,12 @@ def test_kill_9_mid_run_then_rerun_resumes_to_identical_bytes(tmp_path):
         if done >= 3:
             break
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(getattr(signal, sig))
+    output = proc.communicate()[0]
     assert 3 <= done < 48, f"could not interrupt mid-run (done={done}, rc={proc.returncode})"
+    if sig == "SIGTERM":
+        assert proc.returncode == 143, output
+        assert "interrupted by SIGTERM: finished chunks of stores are kept" in output
     state = read_state(store)
     assert not state.complete and 0 < state.progress[0] < state.progress[1]
     resumed = prepare(params(root, **settings), data, "toys")  # the killed writer's lock is gone

@@ -16,7 +16,8 @@ import yaml
 
 from pipeline import PACKAGED_STAGES
 from pipeline.core.errors import ConfigError
-from pipeline.core.params import STAGES, StageParams
+from pipeline.core.params import STAGES
+from pipeline.core.stage_params import StageParams
 
 
 def find_stages_file(explicit: Path | None = None) -> Path:

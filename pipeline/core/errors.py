@@ -46,4 +46,7 @@ class TeacherError(I2PError):
 
 
 class Interrupted(I2PError):
-    """The user pressed Ctrl-C; the message says what was kept (a checkpoint, finished chunks, nothing)."""
+    """Ctrl-C, or a scheduler's SIGTERM / SIGUSR1, stopped the command; the message says what was kept (a
+    checkpoint, finished chunks, nothing). ``exit_code``: 128 + the signal's number (130 for Ctrl-C)."""
+
+    exit_code: int = 130

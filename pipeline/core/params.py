@@ -8,78 +8,11 @@ what it writes, so they are left out of the fingerprint.
 
 from __future__ import annotations
 
-import difflib
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from pipeline.core.errors import ConfigError
-
-
-class StageParams(BaseModel):
-    """Base: frozen, no unknown keys, friendly errors."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    STAGE: ClassVar[str] = ""
-    RUNTIME: ClassVar[frozenset[str]] = frozenset()
-    LEGACY: ClassVar[dict[str, Any]] = {}  # a param a recorded output lacks was built with this value
-
-    @classmethod
-    def build(
-        cls, values: dict[str, Any], where: str = "stages.yaml", origins: dict[str, str] | None = None
-    ) -> StageParams:
-        """Validate ``values``; raise ConfigError naming the stage, the key and the closest valid key.
-
-        origins: where a key's value came from when not from ``where`` (e.g. "--set train.lr=2",
-        "--mask-ratio"), so an error names what the user actually typed."""
-        known, origins = list(cls.model_fields), origins or {}
-        for key in values:
-            if key not in known:
-                close = closest_key(key, known)
-                hint = f"did you mean {cls.STAGE}.{close}?" if close else f"valid keys: {', '.join(known)}"
-                raise ConfigError(f"unknown parameter {cls.STAGE}.{key} in {origins.get(key, where)}", hint)
-        try:
-            return cls(**values)
-        except ValidationError as err:
-            first = err.errors()[0]
-            key = ".".join(str(p) for p in first["loc"])
-            source = origins.get(str(first["loc"][0]) if first["loc"] else "", where)
-            hint = f"see the defaults in stages.yaml under {cls.STAGE}.params"
-            if first["type"] == "literal_error":  # a typo in a choice (a source name, a masking mode …)
-                choices = [c.strip(" '") for c in first["ctx"]["expected"].replace(" or ", ",").split(",")]
-                close = difflib.get_close_matches(str(first.get("input")), choices, n=1, cutoff=0.6)
-                hint = f"did you mean {close[0]}?" if close else f"choose one of {', '.join(choices)}"
-            raise ConfigError(
-                f"invalid value for {cls.STAGE}.{key} in {source}: {first['msg']} (got {first.get('input')!r})",
-                hint,
-            ) from None
-
-    def fingerprint_params(self) -> dict[str, Any]:
-        """The params that define the stage's output, JSON-ready: RUNTIME ones removed, and those
-        :meth:`unhashed` names for these values."""
-        left_out = self.RUNTIME | self.unhashed()
-        return {k: v for k, v in self.model_dump(mode="json").items() if k not in left_out}
-
-    def unhashed(self) -> frozenset[str]:
-        """Params left out of the fingerprint for these values: a param added later hashes, at the
-        value outputs had before it existed, as those outputs did, so they stay up to date."""
-        return frozenset()
-
-    def inert(self) -> dict[str, str]:
-        """Params that these values make ineffective → what would make them count (for a warning
-        when the user sets one)."""
-        return {}
-
-
-def closest_key(key: str, known: list[str]) -> str | None:
-    """The known key a typo most plausibly meant, or None: a close spelling (difflib ratio ≥ 0.75),
-    else a key that is a prefix of the typo or has it as a prefix ("lr_rate" → "lr", "drop" →
-    "drop_path"). Loose matches such as "lr_rate" → "drop_path" (ratio 0.5) are not suggested."""
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
-    if close:
-        return close[0]
-    prefixed = [k for k in known if min(len(k), len(key)) >= 2 and (key.startswith(k) or k.startswith(key))]
-    return max(prefixed, key=lambda k: difflib.SequenceMatcher(None, key, k).ratio(), default=None)
+from pipeline.core.stage_params import SEED_MAX, StageParams
 
 
 class PrepareParams(StageParams):
@@ -101,7 +34,7 @@ class PrepareParams(StageParams):
     synthetic_per_class: int = Field(30, ge=2)  # objects generated per synthetic class
     # synthetic generator: 2 class-specific local geometry; 1 the original
     synthetic_version: Literal[1, 2, 3] = 2
-    seed: int = 0  # per-object randomness is seeded from (seed, object id)
+    seed: int = Field(0, ge=0, le=SEED_MAX)  # per-object randomness is seeded from (seed, object id)
     chunk: int = Field(32, ge=1)  # objects per chunk: the unit of work, of resume and of zarr chunking
     workers: int = Field(1, ge=1)  # local dask workers (processes); 1 runs in-process
     scheduler: str | None = None  # address of an existing dask.distributed scheduler
@@ -120,7 +53,7 @@ class RenderParams(StageParams):
     LEGACY: ClassVar[dict[str, Any]] = {"views": "fixed"}  # stores written before `views` existed
 
     subset: int = Field(2048, ge=16)  # R points projected per object (the paper projects 2048-point clouds)
-    seed: int = 0  # subsets and draws come from (seed, object id[, draw])
+    seed: int = Field(0, ge=0, le=SEED_MAX)  # subsets and draws come from (seed, object id[, draw])
     # augmented: `draws` seeded draws per object (subset + the §1.6 scale/shift), the teacher sees each
     # augmented cloud as the paper's does; fixed: one unaugmented subset per object (cheapest, older stores)
     views: Literal["augmented", "fixed"] = "augmented"
@@ -182,7 +115,16 @@ class TrainParams(StageParams):
 
     STAGE: ClassVar[str] = "train"
     RUNTIME: ClassVar[frozenset[str]] = frozenset(
-        {"device", "num_workers", "run", "resume", "max_steps", "keep_optimizer", *MONITOR_KEYS}
+        {
+            "device",
+            "num_workers",
+            "run",
+            "resume",
+            "max_steps",
+            "keep_optimizer",
+            "checkpoint_every_minutes",
+            *MONITOR_KEYS,
+        }
     )
 
     run: str = "default"  # run directory name under runs/
@@ -190,15 +132,15 @@ class TrainParams(StageParams):
     max_steps: int | None = Field(None, ge=1)  # stop after this many optimiser steps (smoke runs)
     batch_size: int = Field(64, ge=1)  # the total over torchrun ranks (§9.1)
     points: int = Field(2048, ge=512)  # N points per object per step (≥ the 512 scale-0 groups)
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: int = 10
-    schedule_epochs: int = 400  # cosine t_initial: the paper's schedule never finishes (§9.1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_epochs: int = Field(10, ge=0)
+    schedule_epochs: int = Field(400, ge=1)  # cosine t_initial: the paper's schedule never finishes (§9.1)
     cosine_to_end: bool = False  # option: end the cosine at the last epoch (changes behaviour)
     decay_token_fix: bool = False  # option: apply weight decay to token_embed/token_prop weights
-    warmup_lr: float = 1e-6
-    min_lr: float = 1e-6
-    drop_path: float = 0.1
+    warmup_lr: float = Field(1e-6, ge=0)
+    min_lr: float = Field(1e-6, ge=0)
+    drop_path: float = Field(0.1, ge=0, lt=1)
     mask_ratio: float = Field(0.8, gt=0.0, lt=1.0)
     masking: Literal["2d-guided", "random"] = "2d-guided"
     targets: Literal["3d", "3d+2d"] = "3d+2d"
@@ -206,7 +148,7 @@ class TrainParams(StageParams):
     # augmented views: the draw's own cloud, or a fresh subset
     input_subset: Literal["draw", "fresh"] = "draw"
     precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.1); bf16: autocast on CUDA (speed)
-    seed: int = 1
+    seed: int = Field(1, ge=0, le=SEED_MAX - 1024)  # + rank under torchrun
     monitor_dataset: str | None = "modelnet40"  # linear SVM on this prepared dataset (§9.1); None: off
     monitor_every: int = Field(1, ge=0)  # every E epochs (0: not at epoch ends)
     monitor_every_steps: int | None = Field(None, ge=1)  # also every N steps (sub-epoch runs)
@@ -220,6 +162,8 @@ class TrainParams(StageParams):
     resume: bool = False
     # false: a finished run's ckpt-last.pt drops its optimizer state (≈ 2/3 of it)
     keep_optimizer: bool = True
+    # also write ckpt-last.pt mid-epoch when this many minutes passed since the last one (0: epoch ends only)
+    checkpoint_every_minutes: float = Field(30.0, ge=0)
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate epoch ``epoch`` (0-based) trains at: :func:`i2pmae.schedule.epoch_lr` (§9.1)."""
@@ -237,8 +181,12 @@ class EvalParams(StageParams):
     STAGE: ClassVar[str] = "eval"
     RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "batch_size"})
 
-    svm_c: float | None = None  # None: the paper's C for the dataset (0.0093 ModelNet40, 0.018 OBJ-BG)
-    points: int | None = None  # None: 1024 for the ModelNet40 h5 release, else the training point count
+    svm_c: float | None = Field(
+        None, gt=0
+    )  # None: the paper's C for the dataset (0.0093 ModelNet40, 0.018 OBJ-BG)
+    points: int | None = Field(
+        None, ge=16
+    )  # None: 1024 for the ModelNet40 h5 release, else the training point count
     pooling: Literal["max", "mean+max"] = "max"
     bn_stats: BNStats = BN_STATS_DEFAULT  # running (the paper's) | reestimate on the train split first
     batch_size: int = Field(64, ge=1)  # objects per forward, and per re-estimation batch
@@ -262,7 +210,7 @@ class FinetuneParams(StageParams):
     batch_size: int | None = Field(None, ge=1)  # None: the recipe's (32)
     test_batch_size: int | None = Field(None, ge=1)  # None: the recipe's (64)
     points: int | None = Field(None, ge=16)  # None: the recipe's (1024 ModelNet40, 2048 ScanObjectNN)
-    lr: float | None = None  # None: the recipe's (5e-4)
+    lr: float | None = Field(None, gt=0)  # None: the recipe's (5e-4)
     votes: int | None = Field(None, ge=0)  # None: the recipe's (10 ModelNet40; 0 = no voting)
     precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.2); bf16: autocast on CUDA (speed)
     device: str = "auto"
@@ -274,10 +222,10 @@ class FewshotParams(StageParams):
     STAGE: ClassVar[str] = "fewshot"
     RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "test_batch_size"})
 
-    way: list[int] = [5, 10]  # classes per episode
-    shot: list[int] = [10, 20]  # train objects per class
+    way: list[Annotated[int, Field(ge=2)]] = [5, 10]  # classes per episode
+    shot: list[Annotated[int, Field(ge=1)]] = [10, 20]  # train objects per class
     folds: int = Field(10, ge=1)  # episodes per setting
-    seed: int = 0  # seed of the episodes and of the fine-tuning
+    seed: int = Field(0, ge=0, le=SEED_MAX)  # seed of the episodes and of the fine-tuning
     epochs: int | None = Field(None, ge=1)  # None: Point-MAE's few-shot 150
     max_steps: int | None = Field(None, ge=1)  # per fold: stop after this many optimiser steps
     batch_size: int | None = Field(None, ge=1)  # None: 32

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from pipeline.core.errors import ConfigError
-from pipeline.core.params import StageParams
+from pipeline.core.stage_params import StageParams
 from pipeline.storage import datasets
 from pipeline.storage.contract import Context, Plan, Reads, Recorded, StageBody
 from pipeline.storage.store import fingerprint

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from pipeline.core.config import Config
 from pipeline.core.devices import Distributed
-from pipeline.core.params import StageParams
+from pipeline.core.stage_params import StageParams
 from pipeline.storage import datasets
 from pipeline.storage.remote import absolute
 from pipeline.storage.store import StoreState, read_state

@@ -12,6 +12,7 @@ runs the monitor and keeps ckpt-best / ckpt-epoch-XXX (:mod:`pipeline.evaluate.m
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from collections.abc import Iterator
@@ -29,6 +30,8 @@ from pipeline.evaluate.monitor import check, keep_epoch
 from pipeline.storage import run_plots, rundir
 from pipeline.storage.train_state import TrainingError, gather_rng_states, save_checkpoint
 from pipeline.train.setup import Setup
+
+log = logging.getLogger("i2p")
 
 __all__ = ["TrainingError", "train_step", "train_one_epoch", "fit"]
 
@@ -57,27 +60,39 @@ def _anywhere(value: bool, s: Setup) -> bool:
     return bool(t.item() > 0)
 
 
+STOP_SIGNALS = (
+    "SIGINT",
+    "SIGTERM",
+    "SIGUSR1",
+)  # Ctrl-C; a scheduler's preemption; `sbatch --signal` ahead of it
+
+
 @contextmanager
 def stop_on_interrupt() -> Iterator[dict[str, Any]]:
-    """The first Ctrl-C sets ``flag["stop"]`` (the loop stops after the current step); a second one more
-    than a second later raises (torchrun forwards the terminal's Ctrl-C again at once: not a second)."""
-    flag: dict[str, Any] = {"stop": False, "at": 0.0}
+    """The first Ctrl-C, SIGTERM or SIGUSR1 sets ``flag["stop"]`` (the loop stops after the current step and
+    saves) and ``flag["signal"]`` (its name); a second one more than a second later raises KeyboardInterrupt
+    (torchrun forwards the terminal's Ctrl-C again at once: not a second)."""
+    flag: dict[str, Any] = {"stop": False, "at": 0.0, "signal": None}
 
     def handler(signum: int, frame: Any) -> None:
         if flag["stop"] and time.monotonic() - flag["at"] > 1.0:
             raise KeyboardInterrupt
         if not flag["stop"]:
-            flag["stop"], flag["at"] = True, time.monotonic()
+            flag["stop"], flag["at"], flag["signal"] = True, time.monotonic(), signal.Signals(signum).name
 
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: no handler, a Ctrl-C stops at once
+        for name in STOP_SIGNALS:
+            if hasattr(signal, name):
+                previous[name] = signal.signal(getattr(signal, name), handler)
+    except ValueError:  # not the main thread: no handler, a signal stops at once
         yield flag
         return
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for name, handler_before in previous.items():
+            signal.signal(getattr(signal, name), handler_before)
 
 
 def train_one_epoch(
@@ -90,7 +105,8 @@ def train_one_epoch(
     world: int,
     on_step: Any = None,
 ) -> str:
-    """Train the epoch from ``s.position``; returns "epoch" (finished), "max_steps" or "interrupted".
+    """Train the epoch from ``s.position``; returns "epoch" (finished), "max_steps", "interrupted" or "due"
+    (``checkpoint_every_minutes`` passed since ``flag["saved_at"]``: the caller saves and continues the epoch).
     ``on_step()`` is called after each step's metrics row (the monitor's sub-epoch cadence)."""
     lr = params.lr_at(epoch)
     for group in s.optimizer.param_groups:
@@ -133,6 +149,9 @@ def train_one_epoch(
                 return "max_steps"
             if _anywhere(flag["stop"], s):  # every rank stops after the same step
                 return "interrupted"
+            every, last = params.checkpoint_every_minutes, b + 1 == s.sampler.batches_per_epoch()
+            if every and not last and _anywhere(time.monotonic() - flag["saved_at"] >= 60 * every, s):
+                return "due"  # the epoch's end saves anyway
     s.position = {"epoch": epoch + 1, "batch": 0, "step": s.position["step"]}
     return "epoch"
 
@@ -159,11 +178,13 @@ def fit(s: Setup, monitor: Any = None) -> Path:
 
     try:
         with stop_on_interrupt() as flag:
+            flag["saved_at"] = time.monotonic()
             watch()  # step 0 of a fresh run: the initial (random) weights
             done = (
                 params.max_steps is not None and s.position["step"] >= params.max_steps
             )  # e.g. stopped past it
-            for epoch in range(s.position["epoch"], params.epochs if not done else s.position["epoch"]):
+            epoch = s.position["epoch"]
+            while not done and epoch < params.epochs:
                 how = train_one_epoch(s, epoch, params, run, metrics, flag, world, watch)
                 rng_states = gather_rng_states(world)  # every rank's stream, for an exact resume
                 if rank == 0:
@@ -171,13 +192,19 @@ def fit(s: Setup, monitor: Any = None) -> Path:
                     if how == "epoch":
                         keep_epoch(s, params, run, epoch, rng_states)
                         watch(epoch, rng_states)
+                flag["saved_at"] = time.monotonic()
                 if how == "interrupted":
-                    raise Interrupted(
-                        f"interrupted: checkpoint saved at step {s.position['step']} ({ckpt})",
+                    stop = Interrupted(
+                        f"interrupted by {flag['signal'] or 'a signal'}: checkpoint saved at step "
+                        f"{s.position['step']} ({ckpt})",
                         "rerun the same `i2p train` command (or add --resume) to continue exactly from there",
                     )
-                if how == "max_steps":
-                    break
+                    stop.exit_code = 128 + int(getattr(signal, flag["signal"] or "SIGINT"))
+                    raise stop
+                if how == "due" and rank == 0:
+                    log.info("step %d: ckpt-last.pt written (checkpoint_every_minutes)", s.position["step"])
+                epoch += how == "epoch"  # "due": a time-based checkpoint mid-epoch, the epoch goes on
+                done = how == "max_steps"
         if rank == 0:
             rundir.mark_complete(run, s.position["epoch"], s.position["step"])
         if world > 1:  # no rank returns before rank 0 has written the run (a next fit reads ckpt-last.pt)
