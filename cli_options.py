@@ -180,18 +180,26 @@ def session(
     g: Globals = ctx.obj or Globals()
     setup_logging(-1 if g.quiet else g.verbose)
     caught: dict[str, str] = {}
+    root = Path(g.data_root or "data").expanduser().resolve()
     try:
         with _signals_as_interrupts(caught):
             from pipeline.core.config import load_config
 
             config = load_config(g.stages, g.sets or [])
-            root = Path(g.data_root or "data").expanduser().resolve()
             yield config, root
     except Interrupted as err:  # a stop that a stage turned into a message (e.g. the checkpoint it saved)
         console.print(f"[yellow]{err.message}[/]" + (f"\n[dim]hint:[/] {err.hint}" if err.hint else ""))
         raise typer.Exit(err.exit_code) from None
     except I2PError as err:
         report_error(err)
+        raise typer.Exit(2) from None
+    except OSError as err:  # the filesystem refused a write: read-only, not permitted, full
+        from pipeline.core.errors import write_error
+
+        known = write_error(err, root, os.environ.get("I2P_STORE_ROOT"))
+        if known is None:
+            raise
+        report_error(known)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         name = caught.get("signal", "SIGINT")

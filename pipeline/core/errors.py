@@ -8,9 +8,12 @@ A message states the rule, the offending value and where it was found; the hint 
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from i2pmae.errors import I2PError, InputError, TooFewPoints
 
-__all__ = ["I2PError", "InputError", "TooFewPoints"]
+__all__ = ["I2PError", "InputError", "TooFewPoints", "write_error"]
 
 
 class ConfigError(I2PError):
@@ -50,3 +53,42 @@ class Interrupted(I2PError):
     checkpoint, finished chunks, nothing). ``exit_code``: 128 + the signal's number (130 for Ctrl-C)."""
 
     exit_code: int = 130
+
+
+def write_error(err: OSError, data_root: Path | None, store_root: str | None = None) -> I2PError | None:
+    """One line for a write the filesystem refused: read-only or not permitted (with the working layout for a
+    read-only data root), or full (with the free space). None for any other OSError (a bug: traceback)."""
+    import errno
+    import shutil
+
+    where = Path(err.filename) if err.filename else None
+    if where is not None and re.fullmatch(r"\.(.+)\.tmp-\d+", where.name):  # an atomic write's temporary
+        where = where.with_name(re.fullmatch(r"\.(.+)\.tmp-\d+", where.name).group(1))
+    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        inside = where is not None and data_root is not None and data_root in (where, *where.parents)
+        stores = store_root and "://" not in store_root and where is not None
+        if stores and Path(store_root).resolve() in (where, *where.parents) and not inside:
+            return I2PError(
+                f"cannot write {where}: {err.strerror}",
+                f"the store root {store_root} is read-only: it serves the stores built there; this command "
+                "would build a new one (its params differ from theirs: `i2p status` says which)",
+            )
+        return I2PError(
+            f"cannot write {where}: {err.strerror}",
+            f"data root {data_root} is read-only: runs, records and locks need a writable one; keep its stores "
+            f"read-only with `i2p --store-root {data_root} --data-root <a writable folder> …`; an evaluation can "
+            "write its report elsewhere with --report FILE (docs/pipeline.md)"
+            if inside
+            else "make the folder writable, or choose another output path",
+        )
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        place = where or data_root  # a write() on an open file names no file: the data root's disk then
+        folder = next((p for p in (place, *place.parents) if p.exists()), None) if place else None
+        free = f"{shutil.disk_usage(folder).free / 1e9:.2f} GB free" if folder else "free space unknown"
+        what = f"writing {where}" if where else f"on the disk of {data_root}"
+        return I2PError(
+            f"no space left {what} ({free}); nothing partial is kept as finished",
+            "free space (`i2p gc` lists stores and optimizer states that can go) or point --data-root / "
+            "--store-root at a larger disk, then rerun: finished work is kept",
+        )
+    return None

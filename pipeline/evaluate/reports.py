@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.storage import rundir
 from pipeline.storage.store import atomic_write_bytes
 
 BEST_ON_TEST = (
@@ -27,9 +28,10 @@ BEST_ON_TEST = (
 def append_report(path: Path, section: str) -> Path:
     """Append ``section`` to the markdown file at ``path`` (created with a title when missing)."""
     path = Path(path)
-    old = path.read_text() if path.is_file() else f"# Evaluation report: {path.parent.name}\n"
-    text = old.rstrip("\n") + "\n\n" + section.strip("\n") + "\n"
-    atomic_write_bytes(path, text.encode())
+    with rundir.report_lock(path):  # two evaluations of one run append one after the other
+        old = path.read_text() if path.is_file() else f"# Evaluation report: {path.parent.name}\n"
+        text = old.rstrip("\n") + "\n\n" + section.strip("\n") + "\n"
+        atomic_write_bytes(path, text.encode())
     return path
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from pipeline.core.names import check_name
-from pipeline.storage.store import atomic_write_bytes
+from pipeline.storage.store import FileLock, atomic_write_bytes
 
 CONFIG, METRICS, COMPLETE, REPORT, LOSS_PNG = (
     "config.yaml",
@@ -153,6 +153,22 @@ def trim_metrics(run: Path, step: int) -> None:
     """Drop rows after ``step`` (written after the checkpoint a resume starts from); resume rewrites them."""
     rows = [r for r in metric_rows(run) if r["step"] <= step]
     atomic_write_bytes(Path(run) / METRICS, "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
+def training_lock(run: Path) -> FileLock:
+    """The lock a training process holds on ``<run>/.lock`` for as long as it trains: a second process that
+    would train the same run stops at once, naming the first's pid."""
+    return FileLock(
+        Path(run) / ".lock",
+        f"another process (pid {{pid}}) is training run {Path(run).name}",
+        "wait for it to finish or stop it (a stopped run continues from its checkpoint when rerun)",
+    )
+
+
+def report_lock(report_path: Path) -> FileLock:
+    """A short, waiting lock around a read-modify-write of a report (evaluations may run side by side)."""
+    path = Path(report_path)
+    return FileLock(path.with_name(f".{path.name}.lock"), "", "", wait=True)
 
 
 def clear(run: Path) -> None:

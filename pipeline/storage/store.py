@@ -133,17 +133,15 @@ def list_states(
     return sorted(found, key=lambda s: s.attrs.get("created_at", 0.0), reverse=True)
 
 
-class StoreLock:
-    """An exclusive, non-blocking lock on ``<store>.lock`` (or ``<store>.<tag>.lock`` for shards)."""
+class FileLock:
+    """An exclusive ``flock`` on ``lock_path``, non-blocking unless ``wait``; the holder's pid is written in
+    the file. A held lock raises LockError with ``busy`` (``{pid}`` replaced by the holder's) and ``hint``."""
 
-    def __init__(self, path: Path, tag: str | None = None, wait: bool = False):
-        suffix = f".{tag}.lock" if tag else ".lock"
-        self.lock_path = lock_file(path, suffix)  # local, also for a store on a URL
-        self.store = location(path)
-        self.wait = wait
+    def __init__(self, lock_path: Path, busy: str, hint: str, wait: bool = False):
+        self.lock_path, self.busy, self.hint, self.wait = Path(lock_path), busy, hint, wait
         self._fd: int | None = None
 
-    def __enter__(self) -> StoreLock:
+    def __enter__(self) -> FileLock:
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -151,10 +149,7 @@ class StoreLock:
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise LockError(
-                f"another process (pid {holder}) is writing {self.store}",
-                "wait for it to finish, or stop it; its work is kept and resumed by the next run",
-            ) from None
+            raise LockError(self.busy.replace("{pid}", holder), self.hint) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
@@ -165,6 +160,19 @@ class StoreLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+class StoreLock(FileLock):
+    """The lock of a store: ``<store>.lock`` (or ``<store>.<tag>.lock`` for shards), local also for a URL."""
+
+    def __init__(self, path: Path, tag: str | None = None, wait: bool = False):
+        self.store = location(path)
+        super().__init__(
+            lock_file(path, f".{tag}.lock" if tag else ".lock"),
+            f"another process (pid {{pid}}) is writing {self.store}",
+            "wait for it to finish, or stop it; its work is kept and resumed by the next run",
+            wait,
+        )
 
 
 class StoreWriter:
@@ -271,12 +279,17 @@ def store_bytes(path: Path) -> int:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a single file under a temporary name and rename it into place."""
+    """Write a single file under a temporary name and rename it into place; on any error the temporary
+    file is removed and the error raised (the file at ``path`` is the old one or absent, never partial)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a read-only root, Ctrl-C: no temporary file is left behind
+        tmp.unlink(missing_ok=True)
+        raise

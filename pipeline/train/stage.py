@@ -113,7 +113,15 @@ def run_config(plan: Plan, inputs: Any, reads: Reads | None = None) -> dict[str,
 
 
 def run(plan: Plan, ctx: Context) -> Path:
-    """The train stage's body: train (or continue) the planned run; returns its directory."""
+    """The train stage's body: train (or continue) the planned run; returns its directory. Rank 0 holds the
+    run's training lock throughout: a second process training the same run stops at once (LockError)."""
+    if ctx.dist.rank != 0:
+        return _train(plan, ctx)
+    with rundir.training_lock(plan.out):
+        return _train(plan, ctx)
+
+
+def _train(plan: Plan, ctx: Context) -> Path:
     import torch
     import zarr
 
