@@ -220,3 +220,42 @@ def test_killed_or_preempted_mid_run_then_rerun_resumes_to_identical_bytes(tmp_p
     resumed = prepare(params(root, **settings), data, "toys")  # the killed writer's lock is gone
     assert 0 < resumed.computed < 63
     assert array_bytes(resumed.path) == array_bytes(reference.path)
+
+
+def test_a_split_whose_every_object_failed_is_an_error_not_a_complete_empty_store(tmp_path):
+    root = write_folder(tmp_path / "meshes", n_per_class=2)
+    for mesh in (root / "box" / "test").iterdir():  # every test object of every class unreadable
+        mesh.write_bytes(b"not a mesh")
+    for cls in ("ball", "cone"):
+        for mesh in (root / cls / "test").iterdir():
+            mesh.write_bytes(b"not a mesh")
+    with pytest.raises(BadInput, match=r"every one of the \d+ objects of the test split failed") as err:
+        prepare(params(root), tmp_path / "data", "toys")
+    assert "not marked complete" in err.value.hint
+    store = next((tmp_path / "data" / "points").glob("toys-*.zarr"))
+    assert not read_state(store).complete
+
+
+def test_out_of_memory_stops_prepare_records_nothing_and_names_the_knobs(tmp_path):
+    """A real MemoryError (the address space limited to 6 GiB, 1e9 surface samples asked per object)."""
+    import resource
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = write_folder(tmp_path / "meshes", n_per_class=1)
+    data = tmp_path / "data"
+    cli = Path(__file__).resolve().parents[1] / "cli.py"
+    cmd = [sys.executable, str(cli), "prepare", "folder", "--root", str(root), "--name", "toys"]
+    cmd += ["--data-root", str(data), "--set", "prepare.points=1024", "--set", "prepare.oversample=1000000"]
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+
+    proc = subprocess.run(cmd, preexec_fn=limit, capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert "error: out of memory reading" in output and "prepare.oversample" in output, output
+    store = next((data / "points").glob("toys-*.zarr"))
+    state = read_state(store)
+    assert not state.complete and not (state.attrs.get("chunk_failures") or {})  # nothing blamed on a file

@@ -1,4 +1,4 @@
-"""Writes the filesystem refuses (docs/pipeline.md, "Read-only data roots and full disks"): a read-only data
+"""Writes the filesystem refuses (docs/pipeline.md, "Read-only data roots, full disks, memory"): a read-only data
 root or a full disk is one line naming the file, with the working layout or the free space, and no
 temporary file is left behind. Read-only and full filesystems are real: a read-only bind mount or
 ``chmod`` and a small tmpfs (mounts need root; without it those cases are skipped)."""

@@ -32,6 +32,10 @@ class BadInput(I2PError):
     """
 
 
+class ResourceError(I2PError):
+    """The machine ran out of something (memory): never the input's fault, so nothing is recorded against it."""
+
+
 class UnsafeFile(I2PError):
     """A file asks to run code (a pickle global outside the allow-list) while it is read."""
 

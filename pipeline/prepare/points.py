@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline import sources
 from pipeline.core.console import progress_bar
-from pipeline.core.errors import BadInput, I2PError, LayoutError, UnsafeFile
+from pipeline.core.errors import BadInput, I2PError, LayoutError, ResourceError, UnsafeFile
 from pipeline.core.parallel import run_tasks
 from pipeline.core.params import PrepareParams
 from pipeline.prepare.compaction import compact
@@ -156,10 +156,22 @@ def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, f
         catalog.failures + duplicates + [f for key in sorted(chunk_failures) for f in chunk_failures[key]]
     )
     counts = compact(writer, chunk_failures, params.chunk, ARRAYS)
+    _refuse_emptied_splits(splits, counts, failures)
     warnings = [n for key in sorted(chunk_notes) for n in chunk_notes[key]]
     writer.finish({"failures": failures, "counts": counts, "warnings": warnings})
     log.info("prepare %s: wrote %s (%s; %d skipped)", dataset, path, _fmt_counts(counts), len(failures))
     return len(tasks)
+
+
+def _refuse_emptied_splits(splits: dict[str, list], counts: dict[str, int], failures: list[dict]) -> None:
+    """A split whose every object failed is an error, never a complete store of 0 objects."""
+    for split, items in sorted(splits.items()):
+        if items and counts.get(split, 0) == 0:
+            reasons = [f"{f['id']}: {f['reason']}" for f in failures if f.get("split", split) == split][:3]
+            raise BadInput(
+                f"every one of the {len(items)} objects of the {split} split failed (first: {'; '.join(reasons)})",
+                "fix the inputs (the store keeps what was read; it is not marked complete), or check --root",
+            )
 
 
 def load_chunk(
@@ -183,12 +195,14 @@ def load_chunk(
                 raise BadInput("NaN or inf coordinates")
             points[row] = cloud
             warnings += [(item.id, item.path, text) for text in notes]
-        except (
-            ImportError,
-            LayoutError,
-            UnsafeFile,
-        ):  # the environment's or the whole source's, not the file's
+        except (ImportError, LayoutError, UnsafeFile):  # the environment's or the source's, not the file's
             raise
+        except MemoryError as err:  # the machine's, not the file's: stop, record nothing against it
+            raise ResourceError(
+                f"out of memory reading {item.path} ({item.id}): {err}",
+                "lower prepare.workers, prepare.oversample or prepare.points; the file itself may be fine, "
+                "and nothing was recorded against it (a rerun retries it)",
+            ) from None
         except Exception as err:
             reason = err.message if isinstance(err, I2PError) else f"{type(err).__name__}: {err}"
             if params.strict:
