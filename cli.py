@@ -226,6 +226,26 @@ def run(
             report(stage_lines(target, out, record))
 
 
+@app.command()
+@with_global_options
+def export(
+    ctx: typer.Context,
+    run_name: Run = None,
+    dataset: Dataset = None,
+    which: Annotated[str, typer.Option("--which", help="Checkpoint of the run: last | best.")] = "last",
+    out: Annotated[
+        Path | None, typer.Option(help="Folder to write (default <data-root>/exports/<run>-<which>/).")
+    ] = None,
+) -> None:
+    """Write a run's model as files others load: model.safetensors, config.json, a model card, and the
+    official-format pre-train.pth."""
+    with session(ctx) as (config, root_dir):
+        from pipeline.runner import commands
+
+        done = commands.export(request(config, root_dir, dataset, run_name), which, out)
+        say(f"exported {', '.join(done.files)} to {done.folder}")
+
+
 app.command()(cli_state.status)
 app.command()(cli_state.gc)
 

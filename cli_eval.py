@@ -71,6 +71,13 @@ def svm_command(
     c: Annotated[
         float | None, typer.Option("--c", "--svm-c", help="SVM C (default: the paper's for the dataset).")
     ] = None,
+    svm_c_cv: Annotated[
+        bool,
+        typer.Option(
+            "--svm-c-cv",
+            help="Choose C by 3-fold cross-validation on the train split (an option: the paper fixes C).",
+        ),
+    ] = False,
     pooling: Pooling = None,
     points: Points = None,
     batch_size: BatchSize = None,
@@ -86,7 +93,9 @@ def svm_command(
     with session(ctx, interrupted=INTERRUPTED) as (config, root):
         from pipeline.runner import evaluations
 
-        config = config.with_options("eval", options, svm_c=c).with_values("train", run=run)
+        config = config.with_options("eval", options, svm_c=c, svm_c_cv=svm_c_cv or None).with_values(
+            "train", run=run
+        )
         req = request(config, root, dataset, run)
         cli_output.report(evaluations.svm(req, _encoder(ckpt, random_init, which, seed), report))
 

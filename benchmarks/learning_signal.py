@@ -9,7 +9,9 @@ With the same data, steps, batch, points, model and seeds, pre-train
 and measure each, and (d) a random initialisation of the same model, by a linear SVM (C = 0.01, the
 paper's monitor C) on max-pooled top-scale tokens of the synthetic test split, under both feature
 protocols (``running`` BatchNorm statistics, the paper's, and ``reestimate``d on the train split;
-docs/evaluation.md). Prints mean ± std per arm, the differences a − d, a − c, b − d, c − d with the
+docs/evaluation.md), and a third column with re-estimated statistics and C chosen by 3-fold cross-validation
+on the train split (``eval.svm_c_cv``): a fixed C regularises features of another spread differently.
+Prints mean ± std per arm, the differences a − d, a − c, b − d, c − d with the
 seed spread, each arm's final loss_3d beside the no-input floor (the best constant 8 × 3 pattern on
 masked scale-1 targets), and how much of the teacher's own margin over random init (its linear probe
 on the test views, from the record shipped beside its weights) the 3D encoder inherits.
@@ -51,7 +53,7 @@ ARMS = {  # arm → (what it is, teacher whose features it reads, train params)
 ORDER = "abcod"  # the table's row order
 ARCHS = {"paper": {}, "small": {"num_groups": (128, 64, 16)}}  # same layers; small: 4× fewer groups
 SVM_C = 0.01
-PROTOCOLS = ("running", "reestimate")
+PROTOCOLS = ("running", "reestimate", "reest.+CV C")  # BatchNorm statistics; the last: C by CV on train
 
 
 def build_stores(data_root: Path, teacher: str, sets: list[str]):
@@ -134,13 +136,14 @@ def pretrain(config, inputs, run: Path, arm: str, seed: int, n_train: int, args)
 
 
 def svm_both(model, store, n_points: int) -> dict[str, float]:
-    """Linear SVM accuracy of ``model``'s features under each BatchNorm protocol."""
-    from i2pmae.evaluate import extract_features, svm_accuracy
+    """Linear SVM accuracy of ``model``'s features under each BatchNorm protocol at the paper's monitor C, and
+    under re-estimated statistics with C chosen by 3-fold CV on the train split (eval.svm_c_cv)."""
+    from i2pmae.evaluate import extract_features, svm_accuracy, svm_c_by_cv
     from pipeline.evaluate.bnstats import protocol_applied
 
     train, test = store.split("train"), store.split("test")
     out = {}
-    for protocol in PROTOCOLS:
+    for protocol in PROTOCOLS[:2]:
         with protocol_applied(
             model, train, protocol, n_points=n_points, selection="first", batch_size=32, device="cpu"
         ):
@@ -149,6 +152,8 @@ def svm_both(model, store, n_points: int) -> dict[str, float]:
                 for s in (train, test)
             ]
         out[protocol] = svm_accuracy(x[0], train.labels, x[1], test.labels, SVM_C).accuracy
+    c = svm_c_by_cv(x[0], train.labels)  # x: the re-estimated features
+    out[PROTOCOLS[2]] = svm_accuracy(x[0], train.labels, x[1], test.labels, c).accuracy
     return out
 
 
@@ -212,7 +217,9 @@ def report(results: dict, floor: float, teacher_probe: float | None, args, secon
         f"test split: {n_test} objects (one object = {100 / n_test:.2f} %; 95 % binomial half-width at 50 %: ±{half:.1f} %)"
     )
     print(
-        f"\n{'arm':4s} {'what':52s} {'running %':>15s} {'reestimate %':>15s} {'loss_3d':>9s} {'loss_2d first → last':>21s}"
+        f"\n{'arm':4s} {'what':52s} "
+        + " ".join(f"{p + ' %':>15s}" for p in PROTOCOLS)
+        + f" {'loss_3d':>9s} {'loss_2d first → last':>21s}"
     )
     for arm in [a for a in ORDER if results["acc"][a]["running"]]:
         what = ARMS[arm][0] if arm in ARMS else "random initialisation"
@@ -223,13 +230,13 @@ def report(results: dict, floor: float, teacher_probe: float | None, args, secon
             f"{np.mean([p[0] for p in pairs]):9.4f} → {np.mean([p[1] for p in pairs]):7.4f}" if pairs else "–"
         )
         print(
-            f"{arm:4s} {what:52s} {mean_std(acc['running']):>15s} {mean_std(acc['reestimate']):>15s} {loss} {loss_2d:>21s}"
+            f"{arm:4s} {what:52s} "
+            + " ".join(f"{mean_std(acc[p]):>15s}" for p in PROTOCOLS)
+            + f" {loss} {loss_2d:>21s}"
         )
-    print(
-        f"{'':4s} {'no-input floor (best constant pattern, train split)':52s} {'':>15s} {'':>15s} {floor:9.5f}"
-    )
+    print(f"{'':4s} {'no-input floor (best constant pattern, train split)':52s} {'':>47s} {floor:9.5f}")
     if "oracle_floor_2d" in results:
-        print(f"{'':4s} {'o: loss_2d of the best class-agnostic prediction':52s} {'':>15s} {'':>15s} {'':>9s} "
+        print(f"{'':4s} {'o: loss_2d of the best class-agnostic prediction':52s} {'':>47s} {'':>9s} "
               f"{results['oracle_floor_2d']:>21.4f}")  # fmt: skip
     print("\ndifferences (per seed, then mean ± std over seeds; points of accuracy)")
     for x, y in (("a", "d"), ("a", "c"), ("a", "b"), ("b", "d"), ("c", "d"), ("o", "d"), ("o", "a")):

@@ -113,6 +113,35 @@ def svm_accuracy(
     return SVMResult(accuracy, c, len(train_y), len(test_y), len(classes))
 
 
+C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)  # the C values cross-validation chooses from
+
+
+def svm_c_by_cv(
+    train_x: np.ndarray | Tensor,
+    train_y: np.ndarray | Tensor,
+    grid: tuple[float, ...] = C_GRID,
+    folds: int = 3,
+) -> float:
+    """The C of ``grid`` whose linear SVM scores best in stratified ``folds``-fold cross-validation on the
+    train features (N, C) and labels (N,) alone; ties go to the smaller C. Never looks at a test split.
+    Folds are capped by the smallest class's count (at least 2); fold assignment is seeded (0)."""
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.svm import SVC
+
+    x, y = _numpy(train_x, np.float64), _numpy(train_y, np.int64)
+    counts = np.unique(y, return_counts=True)[1]  # objects per class present
+    smallest = int(counts.min()) if len(counts) else 0
+    k = max(2, min(folds, smallest))
+    if smallest < 2:
+        raise InputError(
+            f"choosing C by cross-validation needs 2 train objects per class; one class has {smallest}"
+        )
+    search = GridSearchCV(
+        SVC(kernel="linear"), {"C": list(grid)}, cv=StratifiedKFold(k, shuffle=True, random_state=0)
+    )
+    return float(search.fit(x, y).best_params_["C"])
+
+
 def _numpy(x: np.ndarray | Tensor, dtype: Any) -> np.ndarray:
     if isinstance(x, Tensor):
         x = x.detach().cpu().numpy()

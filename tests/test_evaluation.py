@@ -329,3 +329,31 @@ def test_point_bert_fewshot_pickles_are_read_and_normalised(tmp_path):
     assert train_x.shape == (2, 64, 3) and test_x.shape == (3, 64, 3) and classes == (3, 7)
     assert train_y.tolist() == [0, 1] and torch.allclose(train_x.norm(dim=-1).amax(dim=1), torch.ones(2))
     assert torch.allclose(train_x.mean(dim=1), torch.zeros(2, 3), atol=1e-5)
+
+
+def test_svm_c_chosen_by_cross_validation_on_the_train_split_is_an_option(data_root):
+    from i2pmae.evaluate import svm_c_by_cv
+
+    rng = np.random.default_rng(0)
+
+    def split():  # class in a quiet feature, a loud one beside it: a small C follows the loud one
+        y = np.repeat([0, 1], 30)
+        return np.stack([y + rng.normal(0, 10, 60), y + rng.normal(0, 0.1, 60)], 1), y
+
+    (x, y), (x_test, y_test) = split(), split()
+    chosen = svm_c_by_cv(x, y)
+    assert chosen == svm_c_by_cv(x, y) >= 0.1  # seeded folds: the same C again
+    assert (
+        svm_accuracy(x, y, x_test, y_test, 0.001).accuracy
+        < 0.7
+        < svm_accuracy(x, y, x_test, y_test, chosen).accuracy
+    )
+    out = invoke("eval", "svm", "--run", "tiny", "-d", "toys", "--data-root", data_root, "--svm-c-cv")
+    assert out.exit_code == 0, out.output
+    report = (data_root / "runs" / "tiny" / "report.md").read_text()
+    assert "chosen by 3-fold cross-validation on the train split from (0.001, 0.01, 0.1, 1.0, 10.0)" in report
+    assert "(eval.svm_c_cv; the paper's: " in report
+    both = invoke(
+        "eval", "svm", "--run", "tiny", "-d", "toys", "--data-root", data_root, "--c", "0.5", "--svm-c-cv"
+    )
+    assert both.exit_code == 2 and "svm_c and svm_c_cv both choose the SVM's C" in both.output

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.core.stage_params import SEED_MAX, StageParams
 
@@ -181,20 +181,28 @@ class EvalParams(StageParams):
     STAGE: ClassVar[str] = "eval"
     RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "batch_size"})
 
-    svm_c: float | None = Field(
-        None, gt=0
-    )  # None: the paper's C for the dataset (0.0093 ModelNet40, 0.018 OBJ-BG)
-    points: int | None = Field(
-        None, ge=16
-    )  # None: 1024 for the ModelNet40 h5 release, else the training point count
+    # None: the paper's C for the dataset (0.0093 ModelNet40, 0.018 OBJ-BG)
+    svm_c: float | None = Field(None, gt=0)
+    # option: choose C by 3-fold cross-validation on the train split (changes the protocol; not with svm_c)
+    svm_c_cv: bool = False
+    # None: 1024 for the ModelNet40 h5 release, else the training point count
+    points: int | None = Field(None, ge=16)
     pooling: Literal["max", "mean+max"] = "max"
     bn_stats: BNStats = BN_STATS_DEFAULT  # running (the paper's) | reestimate on the train split first
     batch_size: int = Field(64, ge=1)  # objects per forward, and per re-estimation batch
     device: str = "auto"
 
     def unhashed(self) -> frozenset[str]:
-        """The default BatchNorm protocol hashes as before ``bn_stats`` existed: older evaluations stay up to date."""
-        return frozenset({"bn_stats"}) if self.bn_stats == BN_STATS_DEFAULT else frozenset()
+        """The default BatchNorm protocol and the paper's fixed C hash as before ``bn_stats`` and ``svm_c_cv``
+        existed: older evaluations stay up to date."""
+        default = {"bn_stats": self.bn_stats == BN_STATS_DEFAULT, "svm_c_cv": not self.svm_c_cv}
+        return frozenset(k for k, is_default in default.items() if is_default)
+
+    @model_validator(mode="after")
+    def _one_way_to_choose_c(self) -> EvalParams:
+        if self.svm_c is not None and self.svm_c_cv:
+            raise ValueError("svm_c and svm_c_cv both choose the SVM's C: set one of them")
+        return self
 
 
 class FinetuneParams(StageParams):

@@ -47,9 +47,9 @@ class StageParams(BaseModel):
                 choices = [c.strip(" '") for c in first["ctx"]["expected"].replace(" or ", ",").split(",")]
                 close = difflib.get_close_matches(str(first.get("input")), choices, n=1, cutoff=0.6)
                 hint = f"did you mean {close[0]}?" if close else f"choose one of {', '.join(choices)}"
+            what = f"value for {cls.STAGE}.{key}" if key else f"{cls.STAGE} params"  # a rule across params
             raise ConfigError(
-                f"invalid value for {cls.STAGE}.{key} in {source}: {first['msg']} (got {first.get('input')!r})",
-                hint,
+                f"invalid {what} in {source}: {first['msg']} (got {first.get('input')!r})", hint
             ) from None
 
     def fingerprint_params(self) -> dict[str, Any]:

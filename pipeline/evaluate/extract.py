@@ -218,7 +218,7 @@ def run_svm(
 ) -> SVMOutcome:
     """Linear SVM on frozen features (method §3.4, §9.3) under ``params.bn_stats`` (:mod:`pipeline.evaluate.bnstats`);
     appends a section to ``report``. Raises EvaluationError (missing split, too few points or classes)."""
-    from i2pmae.evaluate import svm_accuracy
+    from i2pmae.evaluate import C_GRID, svm_accuracy, svm_c_by_cv
 
     require_splits(store, "eval svm")
     n, how, points_text = feature_points(store, params.points, encoder.train_points)
@@ -232,6 +232,10 @@ def run_svm(
     ) as bn:
         train_x = features(model, train, tr_rows, n, how, params, device, "train")
         test_x = features(model, test, te_rows, n, how, params, device, "test")
+    if params.svm_c_cv:  # option: C chosen on the train split alone (the paper fixes it per dataset)
+        paper = c
+        c = svm_c_by_cv(train_x, train.labels[tr_rows])
+        c_note = f"chosen by 3-fold cross-validation on the train split from {C_GRID} (eval.svm_c_cv; the paper's: {paper:g})"
     try:
         result = svm_accuracy(train_x, train.labels[tr_rows], test_x, test.labels[te_rows], c)
     except ValueError as err:

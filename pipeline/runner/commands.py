@@ -104,3 +104,14 @@ def gc(req: Request, remove: bool) -> tuple[list[Any], int | None]:
 
     items = garbage.collect(req.data_root)
     return items, (garbage.remove(items) if remove and items else None)
+
+
+def export(req: Request, which: str, out: Path | None) -> Any:
+    """``i2p export``: the run's checkpoint (``--run``, else the dataset's run) as shareable files
+    (:mod:`pipeline.storage.export`); default folder ``<data root>/exports/<run>-<which>/``."""
+    from pipeline.runner.plan import plan
+    from pipeline.storage.export import export_run
+
+    name = req.run or plan("train", req.context()).params.run
+    folder = out.expanduser().resolve() if out else Path(req.data_root) / "exports" / f"{name}-{which}"
+    return export_run(rundir.run_dir(req.data_root, name), folder, which)

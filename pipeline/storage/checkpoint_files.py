@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import I2PError
+from pipeline.storage.export import is_exported, read_exported
 from pipeline.storage.safe_load import torch_load
 
 log = logging.getLogger("i2p")
@@ -32,6 +33,8 @@ class CheckpointError(I2PError):
 def read_checkpoint(path: Path) -> Any:
     """The checkpoint's object, loaded on the CPU with ``weights_only=True``."""
     path = Path(path)
+    if is_exported(path):  # an `i2p export` folder: safetensors and JSON
+        return read_exported(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist", "pass an existing .pt / .pth file")
     _check_signature(path)
