@@ -201,8 +201,9 @@ def session(
             raise
         report_error(known)
         raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        name = caught.get("signal", "SIGINT")
+    except KeyboardInterrupt as err:  # a signal's name travels in the exception when a loop re-raised it
+        told = str(err.args[0]) if err.args and str(err.args[0]).startswith("SIG") else "SIGINT"
+        name = caught.get("signal", told)
         by = "" if name == "SIGINT" else f" by {name}"
         console.print(f"[yellow]{interrupted.replace('interrupted', 'interrupted' + by, 1)}[/]")
         raise typer.Exit(128 + int(getattr(signal, name))) from None

@@ -53,7 +53,19 @@ def test_an_exported_run_loads_back_with_the_same_tensors_and_in_the_official_wa
     assert accuracy[0] and accuracy[0] == accuracy[1]  # the same encoder, the same features
 
 
-def test_exporting_a_run_without_a_checkpoint_is_one_line(tiny_eval_root, tmp_path):
+def test_exporting_a_run_without_a_checkpoint_or_over_other_files_is_one_line(tiny_eval_root, tmp_path):
     result = cli(tiny_eval_root, "export", "--run", "fresh", "--which", "best", "--out", tmp_path / "x")
     assert result.exit_code == 2 and "run fresh has no ckpt-best.pt to export" in result.output
     assert not (tmp_path / "x").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("my notes")
+    result = cli(tiny_eval_root, "export", "--run", "fresh", "--out", mine)
+    assert result.exit_code == 2 and "is not an i2p export: nothing is written into it" in result.output
+    assert [p.name for p in mine.iterdir()] == ["README.md"] and (
+        mine / "README.md"
+    ).read_text() == "my notes"
+    assert "--which 'first'" in cli(tiny_eval_root, "export", "--run", "fresh", "--which", "first").output
+    for _ in range(2):  # an export is replaced as a whole
+        assert cli(tiny_eval_root, "export", "--run", "fresh", "--out", tmp_path / "again").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

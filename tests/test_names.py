@@ -20,7 +20,9 @@ def test_names_that_are_not_one_path_component_are_refused_with_the_rule(name, t
         lambda: datasets.record_path(tmp_path, name),
         lambda: store_path(tmp_path, "prepare", name, "0" * 16),
     ):
-        with pytest.raises(ConfigError, match="not allowed: a name starts with a letter or digit") as err:
+        with pytest.raises(
+            ConfigError, match=r"not allowed: a name starts with a letter, digit or '_'"
+        ) as err:
             build()
         assert repr(name) in err.value.message and check_name("run", as_name(name, "run"))  # the fix is valid
 
@@ -43,3 +45,17 @@ def test_commands_refuse_a_name_that_leaves_the_data_root_and_write_nothing_outs
         assert "is not allowed" in result.output, (args, result.output)
     outside = [p for p in tmp_path.rglob("*") if root not in (p, *p.parents) and p not in root.parents]
     assert outside == []
+
+
+def test_records_made_before_names_were_checked_are_still_listed_and_read(tmp_path):
+    """`i2p gc` and status must see every record, or gc would take a used store for an unused one."""
+    from pipeline.storage.datasets import DatasetRecord
+
+    folder = tmp_path / "datasets"
+    folder.mkdir()
+    datasets.save(tmp_path, DatasetRecord("valid", {"source": "synthetic"}, {}, None))
+    (folder / "my=data.json").write_text((folder / "valid.json").read_text().replace('"valid"', '"my=data"'))
+    assert "my=data" in datasets.names(tmp_path)
+    assert datasets.load(tmp_path, "my=data").name == "my=data"
+    with pytest.raises(ConfigError):
+        datasets.load(tmp_path, "../datasets/my=data")  # a name that leaves the folder is never read

@@ -140,3 +140,21 @@ def test_teacher_weights_are_torchscript_only_when_torch_says_so(tmp_path):
     with pytest.raises(TeacherError, match="cannot load weights"):
         load_teacher("tiny-random", weights=str(lookalike))
     assert not marker.exists()
+
+
+def test_a_pickle_with_a_zip_appended_is_not_taken_for_torchscript(tmp_path):
+    """zipfile finds a zip anywhere in a file; torch only at its start: the check follows torch."""
+    from pipeline.features.teacher_weights import _is_torchscript
+    from pipeline.features.teachers import load_teacher
+
+    marker = tmp_path / "PWNED"
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("archive/constants.pkl", b"")
+        z.writestr("archive/data.pkl", b"")
+    path = tmp_path / "weights.pt"
+    path.write_bytes(pickle.dumps({"meta": Payload(marker)}) + archive.getvalue())
+    assert zipfile.is_zipfile(path) and not _is_torchscript(str(path))
+    with pytest.raises(TeacherError):
+        load_teacher("tiny-random", weights=str(path))
+    assert not marker.exists()

@@ -54,7 +54,8 @@ def _prepare(root):
 def test_a_read_only_data_root_is_one_line_with_the_working_layout(read_only_root):
     result = _prepare(read_only_root)
     assert result.exit_code == 2, result.output
-    assert "error: cannot write" in result.output and str(read_only_root) in result.output
+    assert "error: cannot write" in result.output or "error: permission denied on" in result.output
+    assert str(read_only_root) in result.output
     assert "is read-only: runs, records and locks need a writable one" in " ".join(result.output.split())
     assert "--store-root" in result.output and "Traceback" not in result.output
 

@@ -69,21 +69,23 @@ def write_error(err: OSError, data_root: Path | None, store_root: str | None = N
     if where is not None and re.fullmatch(r"\.(.+)\.tmp-\d+", where.name):  # an atomic write's temporary
         where = where.with_name(re.fullmatch(r"\.(.+)\.tmp-\d+", where.name).group(1))
     if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        # EROFS only comes from a write; a permission error may come from a read too: say which it was not
+        what = f"cannot write {where}" if err.errno == errno.EROFS else f"permission denied on {where}"
         inside = where is not None and data_root is not None and data_root in (where, *where.parents)
         stores = store_root and "://" not in store_root and where is not None
         if stores and Path(store_root).resolve() in (where, *where.parents) and not inside:
             return I2PError(
-                f"cannot write {where}: {err.strerror}",
+                f"{what}: {err.strerror}",
                 f"the store root {store_root} is read-only: it serves the stores built there; this command "
                 "would build a new one (its params differ from theirs: `i2p status` says which)",
             )
         return I2PError(
-            f"cannot write {where}: {err.strerror}",
+            f"{what}: {err.strerror}",
             f"data root {data_root} is read-only: runs, records and locks need a writable one; keep its stores "
             f"read-only with `i2p --store-root {data_root} --data-root <a writable folder> …`; an evaluation can "
             "write its report elsewhere with --report FILE (docs/pipeline.md)"
             if inside
-            else "make the folder writable, or choose another output path",
+            else "check that path's permissions: i2p reads it, and writes it where it is an output",
         )
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         place = where or data_root  # a write() on an open file names no file: the data root's disk then

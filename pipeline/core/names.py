@@ -2,8 +2,8 @@
 
 A name is joined to the data root (``datasets/<name>.json``, ``points/<name>-<fp8>.zarr``,
 ``runs/<name>/``), so a name that holds a separator, a ``..`` or an absolute path would put outputs outside
-it. The rule: a letter or digit (of any script), then letters, digits, ``.``, ``_``, ``+`` or ``-``, at most
-128 characters. Every path built from a checked name lies directly under its folder of the data root.
+it. The rule: a letter, digit (of any script) or ``_``, then letters, digits, ``.``, ``_``, ``+`` or ``-``, at
+most 128 characters. Every path built from a checked name lies directly under its folder of the data root.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import re
 from pipeline.core.errors import ConfigError
 
 RULE = (
-    "a name starts with a letter or digit (any script) and holds only letters, digits, '.', '_', '+' and '-' "
+    "a name starts with a letter, digit or '_' (any script) and holds only letters, digits, '.', '_', '+' and '-' "
     "(at most 128 characters: no '/', no '..' at its start, not absolute)"
 )
-_NAME = re.compile(r"[^\W_][\w.+-]{0,127}")
+_NAME = re.compile(r"\w[\w.+-]{0,127}")
 
 
 def is_name(text: str) -> bool:
@@ -26,7 +26,7 @@ def is_name(text: str) -> bool:
 def as_name(text: str, fallback: str) -> str:
     """A name derived from any text (a checkpoint's file stem): runs of other characters become '-';
     ``fallback`` when nothing is left."""
-    fixed = re.sub(r"[^\w.+-]+", "-", str(text)).strip("-._+")[:128]
+    fixed = re.sub(r"[^\w.+-]+", "-", str(text)).strip("-.+")[:128]
     return fixed if is_name(fixed) else fallback
 
 

@@ -95,6 +95,11 @@ def _is_torchscript(path: str) -> bool:
     """True for a TorchScript archive, such as OpenAI's CLIP .pt files, recognised as torch recognises one:
     a ``constants.pkl`` record at the top of the archive (``<archive>/constants.pkl``), not anywhere in it.
     torch.load dispatches such a file to torch.jit.load, whose unpickler resolves TorchScript types only."""
+    with open(path, "rb") as f:
+        if (
+            f.read(4) != b"PK\x03\x04"
+        ):  # torch reads a zip only from the file's start; zipfile finds one anywhere
+            return False
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.errors import BadInput, ConfigError, LayoutError
+from pipeline.core.names import as_name
 from pipeline.core.params import PrepareParams
 from pipeline.sources import folder, meshes, modelnet40, scanobjectnn, shapenet, synthetic
 from pipeline.sources.base import Catalog, Item
@@ -150,4 +151,4 @@ def readable_name(folder: str) -> str:
     "数据集" stays "数据集", "Café (v2)" becomes "Café-v2": non-Latin roots keep distinct, readable names.
     """
     name = unicodedata.normalize("NFC", folder)
-    return re.sub(r"[^\w.-]+", "-", name).strip("-.") or "folder"
+    return as_name(re.sub(r"[^\w.-]+", "-", name).strip("-."), "folder")  # one path component (core.names)

@@ -38,13 +38,27 @@ class Exported:
 
 
 def export_run(run: Path, out: Path, which: str = "last") -> Exported:
-    """Write the folder described above from ``<run>/ckpt-<which>.pt``; raises I2PError when the run or the
-    checkpoint is missing. Files are written atomically; an existing folder's files are replaced."""
+    """Write the folder described above from ``<run>/ckpt-<which>.pt`` (``which``: last | best). Raises
+    I2PError when the run or the checkpoint is missing, or when ``out`` holds files and is not an export
+    (nothing of a user's is overwritten). The four files are written into a temporary folder first and
+    replace an earlier export as a whole: an interrupted export leaves the old one or the new one."""
     import io
+    import os
+    import shutil
 
     import torch
     from safetensors.torch import save as safetensors_bytes
 
+    if which not in ("last", "best"):
+        raise I2PError(
+            f"--which {which!r}: a run keeps ckpt-last.pt and ckpt-best.pt", "use --which last or best"
+        )
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not is_exported(out))):
+        raise I2PError(
+            f"{out} exists and is not an i2p export: nothing is written into it",
+            "name a new folder with --out",
+        )
     state_run = rundir.read(run)
     ckpt = rundir.checkpoint(run, which)
     if not state_run.exists or not ckpt.is_file():
@@ -73,13 +87,22 @@ def export_run(run: Path, out: Path, which: str = "last") -> Exported:
         "code": cfg.get("code"),
         "evaluations": [_evaluation(e) for e in rundir.list_evals(run)],
     }
-    out = Path(out)
     buffer = io.BytesIO()
     torch.save({"base_model": model, "epoch": saved.get("epoch")}, buffer)
-    atomic_write_bytes(out / WEIGHTS, safetensors_bytes(model, metadata={"format": FORMAT}))
-    atomic_write_bytes(out / CONFIG, (json.dumps(config, indent=1, default=str) + "\n").encode())
-    atomic_write_bytes(out / OFFICIAL, buffer.getvalue())
-    atomic_write_bytes(out / CARD, model_card(config).encode())
+    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        atomic_write_bytes(staging / WEIGHTS, safetensors_bytes(model, metadata={"format": FORMAT}))
+        atomic_write_bytes(staging / CONFIG, (json.dumps(config, indent=1, default=str) + "\n").encode())
+        atomic_write_bytes(staging / OFFICIAL, buffer.getvalue())
+        atomic_write_bytes(staging / CARD, model_card(config).encode())
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        if out.exists():
+            os.replace(out, old)  # an earlier export (checked above), or an empty folder
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return Exported(out, [WEIGHTS, CONFIG, CARD, OFFICIAL], counts)
 
 

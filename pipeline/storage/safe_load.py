@@ -61,7 +61,9 @@ def _numpy_globals() -> list[Any]:
         from numpy._core.multiarray import _reconstruct
     except ImportError:  # NumPy 1
         from numpy.core.multiarray import _reconstruct
-    return [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    dtype = type(np.dtype(np.uint32))
+    # NumPy 1 wrote the reconstructor as numpy.core.multiarray._reconstruct: allowed by that name too
+    return [_reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype, dtype]
 
 
 def torch_load(path: Path, map_location: Any = "cpu") -> Any:

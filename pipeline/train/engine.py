@@ -53,11 +53,16 @@ def train_step(s: Setup, item: dict[str, torch.Tensor]) -> tuple[Any, bool]:
 
 def _anywhere(value: bool, s: Setup) -> bool:
     """``value`` on any rank (one all-reduce under torchrun; the value itself in one process)."""
+    return _largest(int(value), s) > 0
+
+
+def _largest(value: int, s: Setup) -> int:
+    """The largest of every rank's ``value`` (one all-reduce under torchrun; the value in one process)."""
     if s.call is None:
         return value
-    t = torch.tensor([1.0 if value else 0.0], device=s.device)
+    t = torch.tensor([float(value)], device=s.device)
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return int(t.item())
 
 
 STOP_SIGNALS = (
@@ -76,7 +81,7 @@ def stop_on_interrupt() -> Iterator[dict[str, Any]]:
 
     def handler(signum: int, frame: Any) -> None:
         if flag["stop"] and time.monotonic() - flag["at"] > 1.0:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(signal.Signals(signum).name)  # the CLI exits 128 + this signal
         if not flag["stop"]:
             flag["stop"], flag["at"], flag["signal"] = True, time.monotonic(), signal.Signals(signum).name
 
@@ -193,13 +198,16 @@ def fit(s: Setup, monitor: Any = None) -> Path:
                         keep_epoch(s, params, run, epoch, rng_states)
                         watch(epoch, rng_states)
                 flag["saved_at"] = time.monotonic()
-                if how == "interrupted":
+                if how == "interrupted":  # every rank names the signal one of them got, after rank 0 saved
+                    signum = _largest(int(getattr(signal, flag["signal"])) if flag["signal"] else 0, s)
+                    if world > 1:
+                        torch.distributed.barrier()
+                    name = signal.Signals(signum).name if signum else "SIGINT"
                     stop = Interrupted(
-                        f"interrupted by {flag['signal'] or 'a signal'}: checkpoint saved at step "
-                        f"{s.position['step']} ({ckpt})",
+                        f"interrupted by {name}: checkpoint saved at step {s.position['step']} ({ckpt})",
                         "rerun the same `i2p train` command (or add --resume) to continue exactly from there",
                     )
-                    stop.exit_code = 128 + int(getattr(signal, flag["signal"] or "SIGINT"))
+                    stop.exit_code = 128 + signum if signum else 130
                     raise stop
                 if how == "due" and rank == 0:
                     log.info("step %d: ckpt-last.pt written (checkpoint_every_minutes)", s.position["step"])
