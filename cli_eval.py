@@ -53,6 +53,9 @@ MaxSteps = Annotated[
     typer.Option("--max-steps", help="Stop each fine-tuning after this many steps (a quick check)."),
 ]
 INTERRUPTED = "interrupted: nothing of this evaluation is kept (report.md is written at its end); rerun to start it again"
+TRAINING_INTERRUPTED = (
+    "interrupted: fine-tuning keeps its last finished epoch; rerun the same command to continue from there"
+)
 
 
 def _encoder(ckpt: Path | None, random_init: bool, which: str, seed: int = 0):
@@ -166,7 +169,7 @@ def finetune_command(
 ) -> None:
     """Fine-tune the encoder as a classifier (method §3.5, §9.2); evaluates a fine-tuned checkpoint as is."""
     options = dict(locals())
-    with session(ctx, interrupted=INTERRUPTED) as (config, root):
+    with session(ctx, interrupted=TRAINING_INTERRUPTED) as (config, root):
         from pipeline.runner import evaluations
 
         if dataset == "scanobjectnn" and split:
@@ -214,7 +217,7 @@ def fewshot_command(
 ) -> None:
     """Few-shot classification (method §1.5): way × shot × folds episodes, fine-tuned per fold."""
     options = dict(locals())
-    with session(ctx, interrupted=INTERRUPTED) as (config, root):
+    with session(ctx, interrupted=TRAINING_INTERRUPTED) as (config, root):
         from pipeline.runner import evaluations
 
         config = config.with_options("fewshot", options)

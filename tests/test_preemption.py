@@ -89,3 +89,42 @@ def test_time_based_checkpoints_are_written_mid_epoch_and_change_nothing(stores,
         "step 3: ckpt-last.pt written (checkpoint_every_minutes)",
     ]  # mid-epoch (steps 2 and 4 end their epochs, which save anyway)
     assert _losses(tmp_path / "often") == _losses(tmp_path / "plain")
+
+
+def test_an_interrupted_fine_tuning_continues_from_its_last_epoch_to_the_same_result(tmp_path):
+    """finetune(resume=FILE): stopped by Ctrl-C after its second epoch, the rerun ends with the same
+    history and weights as a fine-tuning that was never stopped (a real KeyboardInterrupt)."""
+    import numpy as np
+
+    from i2pmae.finetune import FinetuneConfig, build_classifier
+    from i2pmae.model import I2PMAE, I2PMAEConfig
+    from i2pmae.recipes import RECIPES, classifier_config
+    from pipeline.evaluate.finetune_loop import finetune
+    from tests.builders import TINY_ENCODER, toy_cloud
+
+    rng = np.random.default_rng(1)
+    y = np.arange(12) % 3
+    x = torch.from_numpy(np.stack([toy_cloud(int(c), rng, 48) for c in y]))
+    tiny = I2PMAEConfig(**TINY_ENCODER)
+    ccfg = classifier_config(RECIPES["obj-bg"], 3, tiny, 48)
+    cfg = FinetuneConfig(epochs=4, batch_size=6, points=48, label_smoothing=0.0, votes=0, warmup_epochs=1)
+    state = I2PMAE(tiny).state_dict()
+    data = (x, torch.from_numpy(y), x[:6], torch.from_numpy(y[:6]))
+
+    def stop_after_second(m):
+        if m.epoch == 1:
+            raise KeyboardInterrupt
+
+    whole = finetune(build_classifier(ccfg, state, seed=0), *data, cfg)
+    resume = tmp_path / "resume.pt"
+    with pytest.raises(KeyboardInterrupt):
+        finetune(build_classifier(ccfg, state, seed=0), *data, cfg, on_epoch=stop_after_second, resume=resume)
+    assert len(torch_load(resume)["history"]) == 2
+    model = build_classifier(ccfg, state, seed=0)
+    again = finetune(model, *data, cfg, resume=resume)
+    assert [(m.loss, m.test_acc, m.lr) for m in again.history] == [
+        (m.loss, m.test_acc, m.lr) for m in whole.history
+    ]
+    reference = build_classifier(ccfg, state, seed=0)
+    finetune(reference, *data, cfg)
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in model.state_dict().items())

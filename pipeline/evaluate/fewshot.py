@@ -21,6 +21,7 @@ from pipeline.evaluate.finetuning import (
     describe_recipe,
     finetune_overrides,
     metrics_file,
+    resume_file,
     rows_tensor,
     split_labels,
     train_classifier,
@@ -93,7 +94,16 @@ def run_fewshot(
                     *data, classes = read_fewshot_pickle(episodes, way, shot, fold)
                 ccfg = classifier_config(rec, way, encoder.config, fcfg.points)
                 model = build_classifier(ccfg, state, seed)
-                res = train_classifier(model, tuple(data), fcfg, device, f"{way}w{shot}s fold {fold}")
+                what = {
+                    "kind": "fewshot",
+                    "encoder": encoder.label,
+                    "config": asdict(fcfg),
+                    "classes": list(classes),
+                }
+                resume = resume_file(
+                    report, {**what, "way": way, "shot": shot, "fold": fold, "episodes": str(episodes)}
+                )
+                res = train_classifier(model, tuple(data), fcfg, device, f"{way}w{shot}s fold {fold}", resume)
                 results.append(res)
                 payload.append(
                     {"way": way, "shot": shot, "fold": fold, "classes": list(classes), **asdict(res)}

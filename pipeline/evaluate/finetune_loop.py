@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -23,6 +24,8 @@ from i2pmae.errors import TooFewPoints
 from i2pmae.finetune import FinetuneConfig, accuracy, finetune_step, vote_accuracy
 from i2pmae.finetune_inputs import augment, fps_inputs, point_all, train_sample
 from i2pmae.schedule import epoch_lr, param_groups
+from pipeline.storage.safe_load import torch_load
+from pipeline.storage.store import atomic_write_bytes
 
 
 @dataclass
@@ -97,8 +100,13 @@ def finetune(
     device: str | torch.device = "cpu",
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    resume: Path | None = None,
 ) -> FinetuneResult:
     """Train all parameters of ``model`` for ``cfg.epochs`` epochs; evaluate on the test split after each.
+
+    ``resume``: a file written after every epoch (weights, optimizer, the data generator's and torch's RNG
+    states, history, best epoch); when it exists at the start, training continues exactly after its last
+    epoch. The caller names it for this one training (data, config, encoder) and removes it when done.
 
     train_x (O, P, 3), train_y (O,) long, test_x (T, P', 3), test_y (T,) long, on the CPU; batches are
     moved to ``device``. The model is left with its last-epoch weights; the best epoch's weights (on
@@ -118,7 +126,19 @@ def finetune(
     schedule = cfg.schedule_epochs or cfg.epochs
     history: list[EpochMetrics] = []
     best_acc, best_epoch, best_state, steps = -1.0, -1, None, 0
-    for epoch in range(cfg.epochs):
+    if resume is not None and Path(resume).is_file():
+        saved = torch_load(resume)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        g.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        history = [EpochMetrics(**h) for h in saved["history"]]
+        best_acc, best_epoch, best_state, steps = (
+            saved[k] for k in ("best_acc", "best_epoch", "best_state", "steps")
+        )
+    for epoch in range(len(history), cfg.epochs):
         t0 = time.perf_counter()
         lr = epoch_lr(epoch, cfg.lr, cfg.epochs, cfg.warmup_epochs, schedule, cfg.warmup_lr, cfg.min_lr)
         for group in optimizer.param_groups:
@@ -135,6 +155,8 @@ def finetune(
         history.append(EpochMetrics(epoch, lr, loss, train_acc, test_acc, time.perf_counter() - t0))
         if test_acc > best_acc:
             best_acc, best_epoch, best_state = test_acc, epoch, _snapshot(model)
+        if resume is not None:
+            _save(resume, model, optimizer, g, history, best_acc, best_epoch, best_state, steps)
         if on_epoch is not None:
             on_epoch(history[-1])
         if cfg.max_steps is not None and steps >= cfg.max_steps:
@@ -144,6 +166,29 @@ def finetune(
         last_vote, best_vote = _vote_last_and_best(model, best_state, test_x, test_y, cfg, device)
     last = history[-1].test_acc if history else float("nan")
     return FinetuneResult(cfg.seed, history, last, best_acc, best_epoch, last_vote, best_vote)
+
+
+def _save(path: Path, model, optimizer, g, history, best_acc, best_epoch, best_state, steps) -> None:
+    """The state after an epoch, written atomically (tensors, numbers and plain containers only)."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "generator": g.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "history": [asdict(h) for h in history],
+            "best_acc": best_acc,
+            "best_epoch": best_epoch,
+            "best_state": best_state,
+            "steps": steps,
+        },
+        buffer,
+    )
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def _vote_last_and_best(

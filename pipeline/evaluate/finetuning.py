@@ -105,7 +105,20 @@ def describe_optimisation(fcfg: Any) -> str:
     )
 
 
-def train_classifier(model: Any, data: tuple, fcfg: Any, device: str, label: str) -> Any:
+def resume_file(report: Path, what: dict[str, Any]) -> Path:
+    """Where one fine-tuning's per-epoch state waits for a rerun after an interruption: beside the report,
+    named by a hash of what the training is (``what``: data, encoder, config, seed or fold)."""
+    import hashlib
+
+    key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(report).parent / ".finetune-resume" / f"{key}.pt"
+
+
+def train_classifier(
+    model: Any, data: tuple, fcfg: Any, device: str, label: str, resume: Path | None = None
+) -> Any:
+    """Fine-tune ``model`` on ``data`` (train x, y, test x, y) with a progress bar. ``resume``: the file an
+    interrupted run continues from (:func:`resume_file`); removed once the training finished."""
     from pipeline.core.host_memory import return_freed_tensors
     from pipeline.evaluate.finetune_loop import finetune
 
@@ -126,11 +139,16 @@ def train_classifier(model: Any, data: tuple, fcfg: Any, device: str, label: str
             )
 
         try:
-            return finetune(model, *data, fcfg, device, on_epoch, advance)
+            result = finetune(model, *data, fcfg, device, on_epoch, advance, resume)
         except I2PError as err:
             raise EvaluationError(f"fine-tuning {label}: {err.message}", err.hint) from None
         except FloatingPointError as err:
             raise EvaluationError(f"fine-tuning {label}: {err}") from None
+    if resume is not None:
+        resume.unlink(missing_ok=True)
+        if resume.parent.is_dir() and not any(resume.parent.iterdir()):
+            resume.parent.rmdir()  # no other fine-tuning waits there
+    return result
 
 
 def metrics_file(report: Path, stem: str, payload: dict) -> Path:
@@ -188,8 +206,17 @@ def run_finetune(
     for seed in seeds:
         model = build_classifier(ccfg, state, seed)
         cfg = finetune_config(rec, **{**overrides, "seed": seed})
+        what = {
+            "store": str(store.path),
+            "encoder": encoder.label,
+            "config": asdict(cfg),
+            "objects": len(train[1]),
+        }
+        resume = resume_file(report, {"kind": "finetune", **what})
         results.append(
-            train_classifier(model, (train[0], train[1], test[0], test[1]), cfg, device, f"seed {seed}")
+            train_classifier(
+                model, (train[0], train[1], test[0], test[1]), cfg, device, f"seed {seed}", resume
+            )
         )
         log.info(
             "seed %d: last %s, best %s (epoch %d)",
