@@ -94,10 +94,28 @@ def test_weights_file_loads_and_reports_its_sha256(tiny, images, tmp_path):
 
 
 def test_wrong_checkpoint_is_a_teacher_error(tmp_path):
+    """A state dict of another model is named as such by a tensor's shape; a web page saved as the weights
+    is diagnosed before anything reads it (the same signature check as --ckpt files)."""
+    import open_clip
+
     path = tmp_path / "other.pt"
     torch.save({"visual.conv1.weight": torch.zeros(1)}, path)
-    with pytest.raises(TeacherError, match="cannot load weights"):
+    with pytest.raises(TeacherError, match="are of another model than i2p-tiny-random"):
         load_teacher("tiny-random", weights=str(path))
+    state = open_clip.create_model("i2p-tiny-random").state_dict()
+    key = "visual.conv1.weight"
+    wider = {**state, key: torch.zeros(2 * state[key].shape[0], *state[key].shape[1:])}
+    torch.save(wider, path)
+    with pytest.raises(TeacherError) as err:
+        load_teacher("tiny-random", weights=str(path))
+    assert (
+        f"{key} is {tuple(wider[key].shape)} in the file, {tuple(state[key].shape)} for the model"
+        in err.value.message
+    )
+    page = tmp_path / "weights.bin"
+    page.write_text("<!DOCTYPE html><html><body>Sign in to continue</body></html>")
+    with pytest.raises(TeacherError, match="is not a weights file .*an HTML page"):
+        load_teacher("tiny-random", weights=str(page))
     with pytest.raises(TeacherError, match="does not exist"):
         load_teacher("tiny-random", weights=str(tmp_path / "missing.pt"))
 

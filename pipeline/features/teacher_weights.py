@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import TeacherError
@@ -79,16 +80,55 @@ def _cached_weights(open_clip: Any, pcfg: dict, cache_dir: str | None) -> str | 
 def load_weights(open_clip: Any, model: Any, path: str, name: str, model_name: str) -> None:
     """Load a checkpoint strictly, with ``weights_only=True``; TorchScript archives (OpenAI .pt) through
     torch.jit.load (torch.load's own dispatch, which needs ``weights_only=False`` to take it)."""
+    from pipeline.storage.checkpoint_files import CheckpointError, check_signature
+
+    try:
+        check_signature(Path(path), "a weights file (.safetensors, .bin, .pt)")
+    except CheckpointError as err:
+        raise TeacherError(err.message, err.hint) from None
     weights_only = not _is_torchscript(path)
     try:
         open_clip.load_checkpoint(model, path, strict=True, weights_only=weights_only)
     except Exception as err:
+        other = _other_architecture(model, path) if weights_only else None
+        if other:
+            raise TeacherError(
+                f"weights {path} are of another model than {model_name} (teacher {name}): {other}",
+                f"pass the weights of open_clip model {model_name}, or the teacher those weights belong to",
+            ) from None
         detail = " ".join(str(err).split())[:400]
         raise TeacherError(
             f"cannot load weights {path} into {model_name} (teacher {name}): {type(err).__name__}: {detail}",
             f"the checkpoint must be a state dict of open_clip model {model_name} (.safetensors, .bin, .pt) "
             "or an OpenAI TorchScript .pt",
         ) from err
+
+
+def _other_architecture(model: Any, path: str) -> str | None:
+    """ "<key> is <shape> in the file, <shape> for the model" for the first tensor whose shape differs (or a
+    missing key), read with safetensors or weights_only; None when the shapes agree or the file cannot say."""
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors import safe_open
+
+            with safe_open(path, "pt") as f:
+                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        else:
+            from pipeline.storage.safe_load import torch_load
+
+            state = torch_load(Path(path))
+            state = state.get("state_dict", state) if isinstance(state, dict) else {}
+            shapes = {
+                k.removeprefix("module."): tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")
+            }
+    except Exception:
+        return None
+    for key, tensor in model.state_dict().items():
+        if key not in shapes:
+            return f"{key} is missing from the file ({len(shapes)} tensors in it)"
+        if shapes[key] != tuple(tensor.shape):
+            return f"{key} is {shapes[key]} in the file, {tuple(tensor.shape)} for the model"
+    return None
 
 
 def _is_torchscript(path: str) -> bool:

@@ -37,7 +37,7 @@ def read_checkpoint(path: Path) -> Any:
         return read_exported(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist", "pass an existing .pt / .pth file")
-    _check_signature(path)
+    check_signature(path)
     try:
         return torch_load(path)
     except Exception as err:
@@ -70,19 +70,20 @@ def _read_error(path: Path, err: Exception) -> CheckpointError:
     )
 
 
-def _check_signature(path: Path) -> None:
-    """A PyTorch checkpoint is a zip archive (``PK``) or, in the legacy format, a pickle (``\\x80``);
-    anything else (an HTML page a browser saved, a quota message) is diagnosed before unpickling."""
+def check_signature(path: Path, what_file: str = "a PyTorch checkpoint") -> None:
+    """A PyTorch checkpoint is a zip archive (``PK``) or, in the legacy format, a pickle (``\\x80``); a
+    safetensors file is an 8-byte header length then its JSON header (``{``). Anything else (an HTML page a
+    browser saved, a quota message, an empty file) is diagnosed before anything reads it: CheckpointError."""
     with open(path, "rb") as f:
         head = f.read(64)
-    if head.startswith(b"PK") or head[:1] == b"\x80":
+    if head.startswith(b"PK") or head[:1] == b"\x80" or head[8:9] == b"{":
         return
     text = head.decode("utf-8", errors="replace").strip()
     what = "an HTML page" if text.lower().startswith(("<!doctype html", "<html")) else "not a zip or pickle"
     if not head:
         what = "an empty file"
     raise CheckpointError(
-        f"{path} is not a PyTorch checkpoint ({what}: it starts with {text[:40]!r}); the download failed",
+        f"{path} is not {what_file} ({what}: it starts with {text[:40]!r}); the download failed",
         "download it again (a browser may have saved a sign-in, quota or virus-scan page instead)",
     )
 
