@@ -8,6 +8,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # never touch the network, whatever else the
 
 import hashlib
 import math
+import re
 import time
 
 import pytest
@@ -286,3 +287,23 @@ def test_features_stores_pin_the_shipped_weights_and_say_what_the_teacher_knows(
     assert attrs["teacher"]["weights_sha256"] == sha and not attrs["teacher"]["random_weights"]
     assert attrs["teacher_note"].startswith("trained by i2p on depth views of the synthetic train split")
     assert attrs["params"]["weights_sha256"] == sha  # in the fingerprint: regenerated weights, new store
+
+
+@pytest.mark.parametrize(
+    ("model", "why"),
+    [
+        ("ViT-B-16-plus-240", "image size 240 px where the views are 224 px"),
+        ("RN50", "a ResNet tower"),
+        ("ViT-B-16-SigLIP", "a timm tower (vit_base_patch16_siglip_224)"),
+    ],
+)
+def test_unsupported_towers_are_refused_from_their_config_before_they_are_built(model, why):
+    import open_clip
+
+    from pipeline.features.teacher_support import check_config
+
+    with pytest.raises(TeacherError, match="is not a supported teacher: " + re.escape(why)):
+        check_config(open_clip, f"random:{model}", model)
+    with pytest.raises(TeacherError, match=re.escape(why)):
+        load_teacher(f"random:{model}")  # the same refusal on the command's path, before any weights
+    check_config(open_clip, "clip-vit-b16", "ViT-B-16")  # the paper's tower passes

@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from pipeline.core.errors import TeacherError
+from pipeline.features.teacher_support import check_config, check_tower
 from pipeline.features.teacher_weights import fetch_weights, load_weights, weights_sha256
 from pipeline.features.tiny_teachers import (
     SYNTH_MODEL,
@@ -215,6 +216,7 @@ def load_teacher(
             f"{', '.join(open_clip.list_pretrained_tags_by_model(model_name)) or 'none'}) or pass --weights",
         )
 
+    check_config(open_clip, name, model_name)  # before building it: seconds and GBs for a big tower
     # a seeded init that leaves the caller's RNG alone; weights (if any) are loaded below, so open_clip's
     # "initialized randomly" warning is dropped
     with torch.random.fork_rng(devices=[]), without_log("No pretrained weights loaded"):
@@ -227,7 +229,7 @@ def load_teacher(
         sha256 = weights_sha256(path)
         load_weights(open_clip, model, path, name, model_name)
     visual = model.visual
-    _check_supported(open_clip, visual, name, model_name)
+    check_tower(open_clip, visual, name, model_name)
     mean = pcfg.get("mean") or visual.preprocess_cfg.get("mean") or open_clip.OPENAI_DATASET_MEAN
     std = pcfg.get("std") or visual.preprocess_cfg.get("std") or open_clip.OPENAI_DATASET_STD
     del model  # the text tower is never used
@@ -268,23 +270,3 @@ def without_log(text: str):
         yield
     finally:
         root.removeFilter(keep)
-
-
-def _check_supported(open_clip: Any, visual: Any, name: str, model_name: str) -> None:
-    """The hooks assume a CLS-token ViT with ln_post on every token, a proj matrix and nn.MultiheadAttention."""
-    import torch
-
-    ok = (
-        isinstance(visual, open_clip.transformer.VisionTransformer)
-        and visual.attn_pool is None
-        and not visual.final_ln_after_pool
-        and visual.pool_type == "tok"
-        and visual.proj is not None
-        and isinstance(visual.transformer.resblocks[-1].attn, torch.nn.MultiheadAttention)
-    )
-    if not ok:
-        raise TeacherError(
-            f"open_clip model {model_name} (teacher {name}) is not a supported teacher",
-            "a teacher must be a CLS-token ViT with ln_post, an output proj and standard attention "
-            "(OpenAI/LAION CLIP ViTs)",
-        )
