@@ -75,3 +75,32 @@ def test_an_atomic_write_that_fails_removes_its_temporary_file(tmp_path):
     with pytest.raises(OSError):
         atomic_write_bytes(target, b"new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+
+
+def test_gc_lists_and_removes_temporaries_whose_writer_is_gone(tmp_path):
+    """A killed writer's `.<name>.tmp-<pid>` is garbage once its process is gone and it is an hour old; a
+    live writer's and a young one are not touched."""
+    import sys
+    import time
+
+    from pipeline.runner.gc import collect, remove
+
+    gone = int(
+        subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout
+    )
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    stale, young, live = (
+        run / f".ckpt-last.pt.tmp-{gone}",
+        run / f".report.md.tmp-{gone}",
+        run / f".x.tmp-{os.getpid()}",
+    )
+    for path, size in ((stale, 100), (young, 1), (live, 1)):
+        path.write_bytes(b"x" * size)
+    hour_ago = time.time() - 7200
+    for path in (stale, live):
+        os.utime(path, (hour_ago, hour_ago))
+    found = collect(tmp_path)
+    assert [(g.path, g.kind) for g in found] == [(stale, "temporary")] and f"process {gone}" in found[0].why
+    assert remove(found) == 100
+    assert not stale.exists() and young.exists() and live.exists()
