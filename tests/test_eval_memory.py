@@ -31,16 +31,9 @@ def test_test_passes_and_votes_run_at_the_given_batch_size():
     from i2pmae.model import I2PMAEConfig
     from i2pmae.recipes import classifier_config
     from pipeline.evaluate.finetune_loop import finetune
+    from tests.builders import TINY_ENCODER
 
-    tiny = I2PMAEConfig(
-        num_groups=(16, 8, 4),
-        group_sizes=(4, 2, 2),
-        encoder_dims=(16, 32, 64),
-        encoder_depths=(1, 1, 1),
-        num_heads=2,
-        decoder_dims=(64, 32),
-        targets="3d",
-    )
+    tiny = I2PMAEConfig(**{**TINY_ENCODER, "drop_path": 0.1})  # the shared tiny encoder, drop path as before
     rec = RECIPES["modelnet40"]
     cfg = finetune_config(rec, batch_size=4, epochs=1, points=32, votes=2)
     model = build_classifier(classifier_config(rec, 3, tiny, 32), None, seed=0)

@@ -8,10 +8,10 @@ A message states the rule, the offending value and where it was found; the hint 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from i2pmae.errors import I2PError, InputError, TooFewPoints
+from pipeline.core.tempfiles import TEMPORARY
 
 __all__ = ["I2PError", "InputError", "TooFewPoints", "write_error"]
 
@@ -66,8 +66,8 @@ def write_error(err: OSError, data_root: Path | None, store_root: str | None = N
     import shutil
 
     where = Path(err.filename) if err.filename else None
-    if where is not None and re.fullmatch(r"\.(.+)\.tmp-\d+", where.name):  # an atomic write's temporary
-        where = where.with_name(re.fullmatch(r"\.(.+)\.tmp-\d+", where.name).group(1))
+    if where is not None and (temporary := TEMPORARY.fullmatch(where.name)):  # name the file being written
+        where = where.with_name(temporary.group(1))
     if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         # EROFS only comes from a write; a permission error may come from a read too: say which it was not
         what = f"cannot write {where}" if err.errno == errno.EROFS else f"permission denied on {where}"

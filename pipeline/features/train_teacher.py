@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.console import progress_bar
+from pipeline.core.tempfiles import temporary_path
 from pipeline.features.teacher_probe import occupied_patches
 from pipeline.features.teacher_weights import weights_sha256
 from pipeline.features.tiny_teachers import (
@@ -174,7 +175,7 @@ def save_weights(model: Any, path: Path) -> None:
 
     state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(path)
     save_file(
         state, str(tmp), metadata={"open_clip_model": SYNTH_MODEL}
     )  # one key: the header's order is fixed

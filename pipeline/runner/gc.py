@@ -13,12 +13,12 @@ unless asked.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.core.tempfiles import TEMPORARY
 from pipeline.storage import datasets, rundir
 from pipeline.storage.store import STORE_KINDS, store_bytes
 
@@ -76,7 +76,6 @@ def collect(data_root: Path) -> list[Garbage]:
     return found + stale_temporaries(data_root)
 
 
-TEMPORARY = re.compile(r"\.(.+)\.tmp-(\d+)")  # pipeline.storage.store.atomic_write_bytes, export staging
 STALE_AFTER_S = 3600
 
 

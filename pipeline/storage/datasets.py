@@ -60,11 +60,7 @@ def record_path(data_root: Path, name: str) -> Path:
 
 def load(data_root: Path, name: str) -> DatasetRecord | None:
     listed = Path(data_root) / "datasets" / f"{name}.json"  # a record made before names were checked reads
-    path = (
-        listed
-        if listed.is_file() and listed.parent.name == "datasets" and "/" not in name
-        else record_path(data_root, name)
-    )
+    path = listed if "/" not in name and listed.is_file() else record_path(data_root, name)
     if not path.is_file():
         return None
     raw = json.loads(path.read_text())

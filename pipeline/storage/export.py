@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import I2PError
+from pipeline.core.tempfiles import temporary_path
 from pipeline.storage import rundir
 from pipeline.storage.safe_load import torch_load
 from pipeline.storage.store import atomic_write_bytes
@@ -69,7 +70,7 @@ def export_run(run: Path, out: Path, which: str = "last") -> Exported:
     saved = torch_load(ckpt)
     model = {k: v.contiguous() for k, v in saved["model"].items()}
     cfg = state_run.config or {}
-    counts = cfg.get("parameters") or _count(model)
+    counts = cfg.get("parameters") or {}  # recorded by the run (runs from before counts were recorded: none)
     config = {
         "format": FORMAT,
         "architecture": saved["model_config"],
@@ -89,7 +90,7 @@ def export_run(run: Path, out: Path, which: str = "last") -> Exported:
     }
     buffer = io.BytesIO()
     torch.save({"base_model": model, "epoch": saved.get("epoch")}, buffer)
-    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    staging = temporary_path(out)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         atomic_write_bytes(staging / WEIGHTS, safetensors_bytes(model, metadata={"format": FORMAT}))
@@ -126,11 +127,6 @@ def read_exported(folder: Path) -> dict[str, Any]:
 
 def is_exported(path: Path) -> bool:
     return Path(path).is_dir() and (Path(path) / WEIGHTS).is_file() and (Path(path) / CONFIG).is_file()
-
-
-def _count(model: dict[str, Any]) -> dict[str, int]:
-    encoder = sum(v.numel() for k, v in model.items() if k.startswith("h_encoder.") and v.is_floating_point())
-    return {"encoder (tensors)": encoder}
 
 
 def _evaluation(record: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +171,7 @@ reconstruction targets come from a frozen 2D model looking at depth views of eac
 | masking, targets | {params.get("masking")}, {params.get("targets")} (mask ratio {params.get("mask_ratio")}) |
 | points, batch, epochs | {params.get("points")}, {params.get("batch_size")}, {params.get("epochs")} (max steps {params.get("max_steps")}) |
 | architecture | groups {arch.get("num_groups")}, dims {arch.get("encoder_dims")}, depths {arch.get("encoder_depths")} |
-| trainable parameters | {", ".join(f"{k} {v:,}" for k, v in counts.items())} |
+| trainable parameters | {", ".join(f"{k} {v:,}" for k, v in counts.items()) or "not recorded by the run"} |
 | code | i2p {((config.get("code") or {}).get("package"))}, commit {((config.get("code") or {}).get("commit"))} |
 
 ## Evaluations of this run

@@ -31,6 +31,7 @@ import numpy as np
 from pipeline import __version__
 from pipeline.core.errors import LockError, StoreError
 from pipeline.core.names import check_name
+from pipeline.core.tempfiles import temporary_path
 from pipeline.storage.remote import is_url, location, lock_file
 
 # Bump a stage's version when what it writes changes for the same params (forces new stores).
@@ -283,7 +284,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     file is removed and the error raised (the file at ``path`` is the old one or absent, never partial)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
