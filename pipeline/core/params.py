@@ -22,16 +22,19 @@ class PrepareParams(StageParams):
     RUNTIME: ClassVar[frozenset[str]] = frozenset({"workers", "scheduler", "strict"})
     LEGACY: ClassVar[dict[str, Any]] = {"synthetic_version": 1}  # stores written before the v2 generator
 
-    source: Literal["synthetic", "shapenet", "modelnet40", "scanobjectnn", "folder"] = "synthetic"
-    # where the release / meshes lie; None for synthetic (generated under the data root)
+    source: Literal[
+        "synthetic", "shapenet", "modelnet40", "scanobjectnn", "folder", "shapenetpart", "synthetic-parts"
+    ] = "synthetic"
+    # where the release / meshes lie; None for synthetic and synthetic-parts (generated under the data root)
     root: str | None = None
     layout: str = "auto"  # detected from the files under root; recorded in the store attrs
     variant: Literal["obj-bg", "obj-only", "pb-t50-rs"] = "obj-bg"  # ScanObjectNN split family (method §1.4)
-    points: int = Field(8192, ge=16)  # P for mesh sources; point releases keep their own count
+    # P for mesh sources; point releases keep their own count; part sources: the most rows kept per object
+    points: int = Field(8192, ge=16)
     oversample: int = Field(4, ge=1)  # surface samples = oversample·P before farthest point sampling
     fps: Literal["bucket", "exact"] = "bucket"  # fpsample's kd-line bucket FPS (fast) or the classic loop
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)  # folder sources without train/test sub-folders
-    synthetic_per_class: int = Field(30, ge=2)  # objects generated per synthetic class
+    synthetic_per_class: int = Field(30, ge=2)  # objects generated per synthetic class (or part category)
     # synthetic generator: 2 class-specific local geometry; 1 the original
     synthetic_version: Literal[1, 2, 3] = 2
     seed: int = Field(0, ge=0, le=SEED_MAX)  # per-object randomness is seeded from (seed, object id)

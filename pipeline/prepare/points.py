@@ -1,8 +1,9 @@
 """The prepare stage: a source's objects → ``points/<dataset>-<fp8>.zarr``.
 
 Per split the store holds ``points (S, P, 3) float32``, ``label (S,) int32`` and ``id (S,) str``
-(docs/pipeline.md, "Stores"). Work is split into chunks of ``params.chunk`` objects; workers read and sample
-(``load_chunk``), the main process writes each chunk, records its bad inputs and marks it done.
+(docs/pipeline.md, "Stores"); a part-labelled source's store also ``part`` and ``count``
+(:mod:`pipeline.prepare.parts`). Work is split into chunks of ``params.chunk`` objects; workers read and
+sample (``load_chunk``), the main process writes each chunk, records its bad inputs and marks it done.
 
 Bad inputs keep their row (zero points, label −1, empty id) while the store fills, so chunk i always
 covers the same rows and a resumed run writes the same bytes. When every chunk is done, splits that
@@ -21,10 +22,12 @@ import numpy as np
 
 from pipeline import sources
 from pipeline.core.console import progress_bar
-from pipeline.core.errors import BadInput, I2PError, LayoutError, ResourceError, UnsafeFile
+from pipeline.core.errors import BadInput
 from pipeline.core.parallel import run_tasks
 from pipeline.core.params import PrepareParams
+from pipeline.prepare import parts
 from pipeline.prepare.compaction import compact
+from pipeline.prepare.rows import read_or_record, write_labels_and_ids
 from pipeline.sources.base import Catalog, Item
 from pipeline.storage.contract import Context, Plan
 from pipeline.storage.store import (
@@ -93,8 +96,10 @@ def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, f
             "layout": catalog.layout,
             "classes": list(catalog.classes),
             "handling": dict(catalog.handling),
+            **parts.store_attrs(catalog),  # part-labelled sources only
         },
     )
+    labelled = catalog.parts is not None  # a part store: also `part` and `count` (pipeline.prepare.parts)
     layout = {}
     for split, items in splits.items():
         n, c = len(items), params.chunk
@@ -102,7 +107,7 @@ def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, f
             per_object("points", (n, n_points, 3), c, "float32", ("object", "point", "xyz")),
             ArraySpec("label", (n,), (c,), "int32", ("object",), -1),
             ArraySpec("id", (n,), (c,), str, ("object",), ""),
-        ]
+        ] + (parts.specs(n, n_points, c) if labelled else [])
         layout[split] = (_n_chunks(n, c), specs)
     filled = "splits" in writer.group.attrs and writer.all_done()
     if not filled:  # once every chunk is written, only compaction (which changes shapes) may remain
@@ -143,19 +148,19 @@ def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, f
             advance(len(items))
 
         run_tasks(
-            load_chunk,
+            parts.load_chunk if labelled else load_chunk,
             [(split, i, items, params, n_points) for split, i, items in tasks],
             lambda task, written: on_result(task[:3], written),
             workers=params.workers,
             scheduler=params.scheduler,
-            write=partial(write_chunk, str(path)),
+            write=partial(parts.write_chunk if labelled else write_chunk, str(path)),
         )
     for f in catalog.failures:
         log.warning("skipped %s (%s): %s", f["id"], f["path"], f["reason"])
     failures = (
         catalog.failures + duplicates + [f for key in sorted(chunk_failures) for f in chunk_failures[key]]
     )
-    counts = compact(writer, chunk_failures, params.chunk, ARRAYS)
+    counts = compact(writer, chunk_failures, params.chunk, ARRAYS + (parts.ARRAYS if labelled else ()))
     _refuse_emptied_splits(splits, counts, failures)
     warnings = [n for key in sorted(chunk_notes) for n in chunk_notes[key]]
     writer.finish({"failures": failures, "counts": counts, "warnings": warnings})
@@ -181,37 +186,29 @@ def load_chunk(
     warnings [(id, path, text)] about inputs that were read (e.g. coarse single precision).
 
     A bad input leaves zeros in its row; with ``params.strict`` it raises instead. A missing Python
-    package (ImportError) is the environment's fault, never the file's: it stops the run.
+    package (ImportError) is the environment's fault, never the file's: it stops the run
+    (:func:`pipeline.prepare.rows.read_or_record`).
     """
     points = np.zeros((len(items), n_points, 3), np.float32)
     failures, warnings = [], []
     for row, item in enumerate(items):
         notes: list[str] = []
-        try:
-            cloud = sources.load_points(item, params, notes)
-            if cloud.shape != (n_points, 3):
-                raise BadInput(f"has {cloud.shape} points, the source promised ({n_points}, 3)")
-            if not np.isfinite(cloud).all():
-                raise BadInput("NaN or inf coordinates")
+        cloud = read_or_record(
+            partial(_read_cloud, item, params, n_points, notes), item, params, row, failures
+        )
+        if cloud is not None:
             points[row] = cloud
             warnings += [(item.id, item.path, text) for text in notes]
-        except (ImportError, LayoutError, UnsafeFile):  # the environment's or the source's, not the file's
-            raise
-        except MemoryError as err:  # the machine's, not the file's: stop, record nothing against it
-            raise ResourceError(
-                f"out of memory reading {item.path} ({item.id}): {err}",
-                "lower prepare.workers, prepare.oversample or prepare.points; the file itself may be fine, "
-                "and nothing was recorded against it (a rerun retries it)",
-            ) from None
-        except Exception as err:
-            reason = err.message if isinstance(err, I2PError) else f"{type(err).__name__}: {err}"
-            if params.strict:
-                raise BadInput(
-                    f"bad input {item.id} ({item.path}): {reason}",
-                    "fix or remove the file, or run without --strict to record it and go on",
-                ) from None
-            failures.append((row, item.id, item.path, reason))
     return points, failures, warnings
+
+
+def _read_cloud(item: Item, params: PrepareParams, n_points: int, notes: list[str]) -> np.ndarray:
+    cloud = sources.load_points(item, params, notes)
+    if cloud.shape != (n_points, 3):
+        raise BadInput(f"has {cloud.shape} points, the source promised ({n_points}, 3)")
+    if not np.isfinite(cloud).all():
+        raise BadInput("NaN or inf coordinates")
+    return cloud
 
 
 def write_chunk(path: str, task: tuple, result: tuple) -> tuple[list, list]:
@@ -220,15 +217,8 @@ def write_chunk(path: str, task: tuple, result: tuple) -> tuple[list, list]:
 
     (split, i, items, params, _), (points, failures, notes) = task, result
     group, start = zarr.open_group(path, mode="r+"), i * params.chunk
-    ok = np.ones(len(items), bool)
-    for row, *_ in failures:
-        ok[row] = False
     group[f"{split}/points"][start : start + len(items)] = points
-    group[f"{split}/label"][start : start + len(items)] = np.where(ok, [it.label for it in items], -1).astype(
-        np.int32
-    )
-    ids = np.array([it.id if k else "" for it, k in zip(items, ok, strict=True)])
-    group[f"{split}/id"][start : start + len(items)] = ids
+    write_labels_and_ids(group, split, start, items, failures)
     return failures, notes
 
 

@@ -4,13 +4,19 @@
 :class:`~pipeline.sources.base.Catalog`; ``load_points(item, params)`` reads one item in a worker and
 returns ``(P, 3) float32`` or raises :class:`~pipeline.core.errors.BadInput`. Layouts per source:
 
-=============  ==================================================================================
-synthetic      procedural meshes generated under ``<data_root>/sources`` (synthetic.py)
-shapenet       ``shapenet55_npy`` (Point-BERT release) or ``shapenetcore_v2`` meshes (shapenet.py)
-modelnet40     ``modelnet40_ply_hdf5_2048``, ``modelnet40_normal_resampled``, ``modelnet40_off``
-scanobjectnn   ``scanobjectnn_h5``: main_split / main_split_nobg, variant from ``params.variant``
-folder         ``folder``: ``<root>/<class>/*.{obj,ply,off,stl,glb,npy,txt,xyz,pts,csv}`` (folder.py)
-=============  ==================================================================================
+===============  ==================================================================================
+synthetic        procedural meshes generated under ``<data_root>/sources`` (synthetic.py)
+shapenet         ``shapenet55_npy`` (Point-BERT release) or ``shapenetcore_v2`` meshes (shapenet.py)
+modelnet40       ``modelnet40_ply_hdf5_2048``, ``modelnet40_normal_resampled``, ``modelnet40_off``
+scanobjectnn     ``scanobjectnn_h5``: main_split / main_split_nobg, variant from ``params.variant``
+folder           ``folder``: ``<root>/<class>/*.{obj,ply,off,stl,glb,npy,txt,xyz,pts,csv}`` (folder.py)
+shapenetpart     ``shapenetpart_normal``: part-labelled points, train = train + val lists (shapenetpart.py)
+synthetic-parts  ``synthetic-parts``: part-labelled objects generated in the ShapeNetPart layout under
+                 ``<data_root>/sources``, read by the shapenetpart reader (synthetic_parts.py)
+===============  ==================================================================================
+
+Part-labelled sources give items of kind ``partseg`` and a catalog with ``parts``; the prepare stage reads
+them with :func:`pipeline.sources.part_files.read_part_item` (points, part ids and a row count per object).
 """
 
 from __future__ import annotations
@@ -24,7 +30,16 @@ import numpy as np
 from pipeline.core.errors import BadInput, ConfigError, LayoutError
 from pipeline.core.names import as_name
 from pipeline.core.params import PrepareParams
-from pipeline.sources import folder, meshes, modelnet40, scanobjectnn, shapenet, synthetic
+from pipeline.sources import (
+    folder,
+    meshes,
+    modelnet40,
+    scanobjectnn,
+    shapenet,
+    shapenetpart,
+    synthetic,
+    synthetic_parts,
+)
 from pipeline.sources.base import Catalog, Item
 
 __all__ = ["scan", "load_points", "default_dataset_name", "readable_name", "resolve_layout", "LAYOUTS"]
@@ -35,7 +50,12 @@ LAYOUTS: dict[str, dict[str, str]] = {  # source → layout name → the paths i
     "modelnet40": modelnet40.LAYOUTS,
     "scanobjectnn": scanobjectnn.LAYOUTS,
     "folder": {"folder": folder.PATTERN},
+    "shapenetpart": shapenetpart.LAYOUTS,
+    "synthetic-parts": {
+        "synthetic-parts": "generated under <data_root>/sources/synthetic-parts-<seed>-<per_class>"
+    },
 }
+GENERATED = ("synthetic", "synthetic-parts")  # sources without a root: generated under the data root
 DATASET_NAMES = {  # layout → default dataset name (the store is points/<name>-<fp8>.zarr)
     "synthetic": "synthetic",
     "shapenet55_npy": "shapenet",
@@ -43,6 +63,8 @@ DATASET_NAMES = {  # layout → default dataset name (the store is points/<name>
     "modelnet40_ply_hdf5_2048": "modelnet40",
     "modelnet40_normal_resampled": "modelnet40-resampled",
     "modelnet40_off": "modelnet40-off",
+    "shapenetpart_normal": "shapenetpart",
+    "synthetic-parts": "synthetic-parts",
 }
 
 
@@ -53,6 +75,8 @@ def _detect(source: str, root: Path, params: PrepareParams) -> list[str]:
         return modelnet40.detect(root)
     if source == "scanobjectnn":
         return scanobjectnn.detect(root, params.variant)
+    if source == "shapenetpart":
+        return shapenetpart.detect(root)
     return ["folder"] if folder.looks_like_folder(root) else []
 
 
@@ -64,8 +88,8 @@ def resolve_layout(params: PrepareParams) -> tuple[str, Path | None]:
             f"unknown layout {params.layout!r} for source {params.source}",
             f"valid layouts: auto, {', '.join(known)}",
         )
-    if params.source == "synthetic":
-        return "synthetic", None
+    if params.source in GENERATED:
+        return params.source, None
     if params.root is None:
         raise LayoutError(f"source {params.source} needs a dataset root", "pass --root PATH")
     root = Path(params.root).expanduser().resolve()
@@ -92,6 +116,8 @@ def scan(params: PrepareParams, data_root: Path) -> Catalog:
     layout, root = resolve_layout(params)
     if params.source == "synthetic":
         return synthetic.scan(params, Path(data_root), generator=params.synthetic_version)
+    if params.source == "synthetic-parts":
+        return synthetic_parts.scan(params, Path(data_root))
     assert root is not None
     if params.source == "shapenet":
         return shapenet.scan(params, root, layout)
@@ -99,6 +125,8 @@ def scan(params: PrepareParams, data_root: Path) -> Catalog:
         return modelnet40.scan(params, root, layout)
     if params.source == "scanobjectnn":
         return scanobjectnn.scan(params, root, layout)
+    if params.source == "shapenetpart":
+        return shapenetpart.scan(params, root, layout=layout)
     return folder.scan(params, root)
 
 
@@ -134,8 +162,8 @@ def load_points(item: Item, params: PrepareParams, notes: list[str] | None = Non
 
 def default_dataset_name(params: PrepareParams, catalog: Catalog | None = None) -> str:
     """The store name for params: "synthetic", "shapenet", "modelnet40" (h5), "modelnet40-resampled",
-    "modelnet40-off", "scanobjectnn-<variant>", or the root folder's name for ``folder``
-    (:func:`readable_name`: letters of any script are kept)."""
+    "modelnet40-off", "scanobjectnn-<variant>", "shapenetpart", "synthetic-parts", or the root folder's
+    name for ``folder`` (:func:`readable_name`: letters of any script are kept)."""
     if params.source == "scanobjectnn":
         return f"scanobjectnn-{params.variant}"
     if params.source == "folder":

@@ -58,6 +58,10 @@ class Catalog:
     # candidates found at scan time that will not be read: {"split", "row": -1, "id", "path", "reason"};
     # the prepare stage lists them in the store's ``failures`` so nothing under the root vanishes.
     failures: list[dict[str, Any]] = field(default_factory=list)
+    # part-labelled sources only (shapenetpart, synthetic-parts): class name → its global part ids, and the
+    # name of every part id (index = id). The prepare stage then also stores ``part`` and ``count``.
+    parts: dict[str, list[int]] | None = None
+    part_names: list[str] | None = None
 
 
 def scan_failure(object_id: str, path: Any, reason: str, split: str = "") -> dict[str, Any]:

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.core.errors import ConfigError
@@ -102,11 +103,20 @@ def ensure_dataset(
     ``generator``: the version of the class builders (2, the default, or 1 for the original set)."""
     final = dataset_dir(data_root, seed, per_class, test_fraction, generator)
     marker = _marker(seed, per_class, test_fraction, generator)
+    return ensure_generated(
+        final, marker, lambda out: generate(out, seed, per_class, test_fraction, generator)
+    )
+
+
+def ensure_generated(final: Path, marker: dict, write: Callable[[Path], None]) -> Path:
+    """``final`` when its ``COMPLETE.json`` equals ``marker``; else ``write(folder)`` fills a temporary
+    sibling folder (writing that marker last), which is then renamed to ``final``. Concurrent generators
+    are safe: the first rename wins, the others check that the winner's copy is complete."""
     if _is_complete(final, marker):
         return final
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        generate(tmp, seed, per_class, test_fraction, generator)
+        write(tmp)
         if final.exists() and not _is_complete(final, marker):  # stale (older generator): set it aside
             stale = final.with_name(f".{final.name}.stale-{uuid.uuid4().hex[:8]}")
             final.rename(stale)

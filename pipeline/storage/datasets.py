@@ -79,8 +79,8 @@ def names(data_root: Path) -> list[str]:
 
 
 def describe_source(source: dict[str, Any]) -> str:
-    if source.get("source") == "synthetic":
-        return "the synthetic source"
+    if source.get("source") in ("synthetic", "synthetic-parts"):  # generated: no root
+        return f"the {source['source']} source"
     extra = f" (variant {source['variant']})" if source.get("source") == "scanobjectnn" else ""
     return f"{source.get('source')} at {source.get('root')}{extra}"
 
