@@ -2,7 +2,7 @@
 config), calls one pipeline function (:mod:`pipeline.runner.commands`) and prints the result
 (``cli_output``).
 
-Stage commands live here; the evaluation commands in ``cli_eval.py``, ``status`` and ``gc`` in
+Stage commands live here; the evaluation commands in ``cli_eval.py`` (``partseg`` in ``cli_partseg.py``), ``status`` and ``gc`` in
 ``cli_state.py``, ``i2p teacher`` in ``cli_teacher.py``; option types, the global options and the session in
 ``cli_options.py``. torch, open_clip, zarr and dask are imported inside the pipeline functions a command
 calls, so ``i2p --help`` and ``i2p status`` stay fast.
@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 import cli_eval
+import cli_partseg
 import cli_state
 import cli_teacher
 from cli_options import (
@@ -47,6 +48,7 @@ app.add_typer(cli_eval.eval_app, name="eval")
 app.command("embed")(cli_eval.embed_command)
 app.command("finetune")(cli_eval.finetune_command)
 app.command("fewshot")(cli_eval.fewshot_command)
+app.command("partseg")(cli_partseg.partseg_command)
 app.add_typer(cli_teacher.teacher_app, name="teacher")
 
 Workers = Annotated[int | None, typer.Option(help="Local dask worker processes.")]
@@ -58,7 +60,10 @@ Scheduler = Annotated[str | None, typer.Option(help="Address of a dask.distribut
 def prepare(
     ctx: typer.Context,
     source: Annotated[
-        str | None, typer.Argument(help="synthetic | shapenet | modelnet40 | scanobjectnn | folder")
+        str | None,
+        typer.Argument(
+            help="synthetic | shapenet | modelnet40 | scanobjectnn | folder | shapenetpart | synthetic-parts"
+        ),
     ] = None,
     root: Annotated[
         Path | None, typer.Option(help="Where the release or meshes lie (layout is detected).")
@@ -132,13 +137,18 @@ def show(
         str, typer.Argument(metavar="OBJECT", help="Object id (e.g. chair/chair_0003) or row index.")
     ],
     dataset: Dataset = None,
-    split: Annotated[str, typer.Option(help="train | test")] = "train",
+    split: Annotated[
+        str | None, typer.Option(help="train | test (default train; test with --partseg)")
+    ] = None,
     teacher: Teacher = None,
     run_name: Annotated[
         str | None,
         typer.Option("--run", help="Draw what this run does with the object: mask, tokens, reconstruction."),
     ] = None,
     seed: Annotated[int, typer.Option(help="--run: seed of the mask draw.")] = 0,
+    partseg: Annotated[
+        bool, typer.Option("--partseg", help="--run: its part segmentation of the object beside the truth.")
+    ] = False,
     out: Annotated[
         Path | None,
         typer.Option(help="PNG to write (default <data-root>/show/<dataset>-<split>-<id>-<teacher>.png)."),
@@ -148,9 +158,13 @@ def show(
     with session(ctx) as (config, root_dir):
         from pipeline.runner import commands
 
-        say(
-            f"wrote {commands.show(request(config, root_dir, dataset), obj, split, teacher, run_name, seed, out)}"
-        )
+        if partseg:
+            say(
+                f"wrote {commands.show_partseg(request(config, root_dir, dataset), obj, split, run_name, seed, out)}"
+            )
+            return
+        req = request(config, root_dir, dataset)
+        say(f"wrote {commands.show(req, obj, split or 'train', teacher, run_name, seed, out)}")
 
 
 @app.command()

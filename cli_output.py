@@ -57,6 +57,11 @@ def lines(result: Any) -> list[str]:
             for w, s, rs in result.settings
         ]
         return [*settings, f"report → {_here(result.report)}"]
+    from pipeline.evaluate.partseg import PartsegOutcome
+
+    if isinstance(result, PartsegOutcome):
+        where = f"on {result.store}"
+        return [*_partseg_lines(where, result.result.summary()), f"report → {_here(result.report)}"]
     raise TypeError(f"no output format for {type(result).__name__}")
 
 
@@ -85,6 +90,8 @@ def record_lines(stage: str, record: dict[str, Any]) -> list[str]:
             f"fine-tuning {where}: last epoch {mean_std(r['last_acc'])}, best epoch "
             f"{mean_std(r['best_acc'])} (chosen on the test split)"
         ]
+    if stage == "partseg":
+        return _partseg_lines(where, r)
     return [f"{setting}: last epoch {mean_std(accs)}" for setting, accs in r.items()]
 
 
@@ -136,6 +143,17 @@ def _finetune_lines(result: Any) -> list[str]:
     last, best = mean_std([r.last_acc for r in res.results]), mean_std([r.best_acc for r in res.results])
     return [
         f"fine-tuning on {result.store}: last epoch {last}, best epoch {best} (chosen on the test split) → {where}"
+    ]
+
+
+def _partseg_lines(where: str, r: dict[str, Any]) -> list[str]:
+    last, best = r["last"], r["best_by_instance"]
+    return [
+        f"part segmentation {where}: last epoch ({last['epoch']}) instance mIoU "
+        f"[bold]{100 * last['instance_miou']:.2f} %[/], class mIoU {100 * last['class_miou']:.2f} %",
+        f"  best epoch by instance mIoU ({best['epoch']}, chosen on the test split): instance "
+        f"{100 * best['instance_miou']:.2f} %, class {100 * best['class_miou']:.2f} %; the reference's "
+        f"independent maxima: instance {100 * r['max_instance_miou']:.2f} %, class {100 * r['max_class_miou']:.2f} %",
     ]
 
 

@@ -2,7 +2,8 @@
 
 Mask polarity everywhere: ``mask`` True = masked (removed), False = visible.
 ``HierarchicalEncoder`` is the pre-training / SVM encoder (§3.3, §3.4); ``FinetuneEncoder`` the
-classifier's (§3.5: all tokens, local-radius attention, no ``encoder_norms``).
+classifier's (§3.5: all tokens, local-radius attention, no ``encoder_norms``); ``SegmentationEncoder`` the
+part segmenter's (§14.2: the same, returning every scale after its ``encoder_norms``).
 """
 
 from __future__ import annotations
@@ -228,3 +229,26 @@ class FinetuneEncoder(_EncoderBase):
                 attn_mask = torch.cdist(c, c) >= self.local_radius[s]  # (B, G, G) True = blocked
             x = self.encoder_blocks[s](x, self.encoder_pos_embeds[s](c), attn_mask)
         return x
+
+
+class SegmentationEncoder(FinetuneEncoder):
+    """Part-segmentation encoder (method §14.2): the fine-tuning encoder's blocks over all tokens with
+    local-radius attention, returning every scale after the pre-trained ``encoder_norms``."""
+
+    def __init__(self, arch: EncoderArch):
+        super().__init__(arch)
+        self.encoder_norms = nn.ModuleList(nn.LayerNorm(d) for d in arch.encoder_dims)
+        self.encoder_norms.apply(init_encoder_weights)
+
+    def forward(
+        self, neighborhoods: list[Tensor], centers: list[Tensor], knn_idx: list[Tensor]
+    ) -> list[Tensor]:
+        """Same inputs as :class:`FinetuneEncoder` -> per scale s tokens (B, G_s, C_s), normalised."""
+        x, out = None, []
+        for s in range(len(centers)):
+            x = self.embed(s, neighborhoods, knn_idx, x)  # (B, G_s, C_s)
+            c = centers[s]
+            attn_mask = torch.cdist(c, c) >= self.local_radius[s] if self.local_radius[s] > 0 else None
+            x = self.encoder_blocks[s](x, self.encoder_pos_embeds[s](c), attn_mask)
+            out.append(self.encoder_norms[s](x))
+        return out

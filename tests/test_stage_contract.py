@@ -247,3 +247,36 @@ def test_gc_strips_the_optimizer_state_of_a_run_at_its_last_epoch_only(tmp_path)
         is None
     )
     assert gc.collect(data) == []
+
+
+PARTSEG = ["prepare.synthetic_per_class=3", "partseg.epochs=1", "partseg.points=512", "partseg.batch_size=2"]
+
+
+def test_partseg_of_a_run_is_a_tracked_stage_with_both_mious_and_a_picture(built):
+    """`i2p partseg --run NAME --max-steps 2` on the generated synthetic-parts (prepared on first use):
+    both mIoUs printed and recorded, up to date when rerun, listed by status, drawn by show --partseg."""
+    _, data, _ = built
+    args = ["partseg", "--run", "default", "--max-steps", "2", *[a for s in PARTSEG for a in ("--set", s)]]
+    out = cli(data, *args)
+    assert out.exit_code == 0, out.output
+    assert "part segmentation on synthetic-parts (run default)" in out.stdout
+    assert "instance mIoU" in out.stdout and "class mIoU" in out.stdout and "independent maxima" in out.stdout
+    (record,) = (data / "runs" / "default" / "evals").glob("partseg-synthetic-parts-*.json")
+    result = json.loads(record.read_text())["result"]
+    assert result["steps"] == 2 and 0.0 <= result["last"]["instance_miou"] <= 1.0
+    assert set(result) >= {"last", "best_by_instance", "max_instance_miou", "max_class_miou"}
+    again = cli(data, *args)
+    assert again.exit_code == 0 and "up to date" in again.output and again.stdout == out.stdout
+    state = json.loads(cli(data, "status", "--json").stdout)
+    kinds = {(e["kind"], e["dataset"]) for r in state["runs"] for e in r["evaluations"]}
+    assert ("partseg", "synthetic-parts") in kinds
+    assert "partseg" in {row["stage"] for row in state["datasets"][0]["stages"]}
+    report = (data / "runs" / "default" / "report.md").read_text()
+    section = report[report.index("## Part segmentation on synthetic-parts") :]
+    assert "**last epoch** (no selection)" in section and "selected on the test split" in section
+    picture = cli(data, "show", "0", "--run", "default", "--partseg")
+    assert picture.exit_code == 0, picture.output
+    (png,) = (data / "show").glob("synthetic-parts-test-*-partseg-run-default.png")
+    assert str(png) in picture.stdout
+    sidecar = json.loads(png.with_suffix(".json").read_text())
+    assert png.stat().st_size > 10_000 and sidecar["split"] == "test" and 0 <= sidecar["shape_iou"] <= 1

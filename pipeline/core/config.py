@@ -87,6 +87,11 @@ class Config:
         config.params(stage)
         return config
 
+    def only(self, stage: str) -> Config:
+        """A copy that keeps the overrides of ``stage`` alone (the others' are for another dataset)."""
+        keep = {k: v for k, v in self.overrides.items() if k == stage}
+        return replace(self, overrides=keep, origins={k: v for k, v in self.origins.items() if k == stage})
+
     def with_options(self, stage: str, options: Mapping[str, Any], **renamed: Any) -> Config:
         """:meth:`with_values` with a command's options: every entry of ``options`` (the command's
         arguments, ``locals()`` at its top) named as a field of ``stage``'s params, then ``renamed`` (the

@@ -246,6 +246,27 @@ class FewshotParams(StageParams):
     device: str = "auto"
 
 
+class PartsegParams(StageParams):
+    """Part segmentation on ShapeNetPart-format data, method §14: the reference recipe by default."""
+
+    STAGE: ClassVar[str] = "partseg"
+    RUNTIME: ClassVar[frozenset[str]] = frozenset({"device", "test_batch_size"})
+
+    epochs: int = Field(300, ge=1)
+    max_steps: int | None = Field(None, ge=1)  # stop after this many batches (a quick check)
+    batch_size: int = Field(16, ge=2)  # BatchNorm needs two shapes per batch
+    test_batch_size: int = Field(16, ge=1)
+    lr: float = Field(2e-4, gt=0, le=1)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_epochs: int = Field(10, ge=0)
+    points: int = Field(2048, ge=16)  # drawn with replacement from each shape's points, train and test
+    single_step: bool = False  # True: one clipped step per batch (the fix); False: the reference's two steps
+    test_points: Literal["resample", "fps", "all"] = "resample"  # resample: new draws each evaluation
+    seed: int = Field(0, ge=0, le=SEED_MAX)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast on CUDA (speed)
+    device: str = "auto"
+
+
 STAGES: dict[str, type[StageParams]] = {
     "prepare": PrepareParams,
     "render": RenderParams,
@@ -254,4 +275,5 @@ STAGES: dict[str, type[StageParams]] = {
     "eval": EvalParams,
     "finetune": FinetuneParams,
     "fewshot": FewshotParams,
+    "partseg": PartsegParams,
 }

@@ -1,4 +1,4 @@
-"""The finetune and fewshot stages: a planned run's encoder → :mod:`pipeline.evaluate.finetuning` → report.md and
+"""The finetune, fewshot and partseg stages: a planned run's encoder → :mod:`pipeline.evaluate.finetuning` → report.md and
 ``evals/<kind>-<dataset>-<fp8>.json``. Their params come from stages.yaml (``finetune:``, ``fewshot:``),
 ``--set`` and the command's flags, like every stage's.
 """
@@ -40,4 +40,17 @@ def run_fewshot(plan: Plan, ctx: Context) -> Path:
     settings, _ = run_fewshot(ctx.data_root, rundir.checkpoint(run), store, params, report=start_report(run))
     result = {f"{w}-way {s}-shot": [r.last_acc for r in results] for w, s, results in settings}
     rundir.write_eval(plan.out, eval_record(plan, "fewshot", result))
+    return plan.out
+
+
+def run_partseg(plan: Plan, ctx: Context) -> Path:
+    """The partseg stage's body: part segmentation with the planned run's encoder on the dataset's store."""
+    from pipeline.evaluate.partseg import run_partseg
+
+    params, run = plan.params, plan.needs["train"].out
+    out = run_partseg(
+        ctx.data_root, rundir.checkpoint(run), plan.needs["prepare"].out, params, report=start_report(run)
+    )
+    result = out.result.summary()
+    rundir.write_eval(plan.out, eval_record(plan, "partseg", result))
     return plan.out

@@ -24,8 +24,7 @@ from i2pmae.errors import TooFewPoints
 from i2pmae.finetune import FinetuneConfig, accuracy, finetune_step, vote_accuracy
 from i2pmae.finetune_inputs import augment, fps_inputs, point_all, train_sample
 from i2pmae.schedule import epoch_lr, param_groups
-from pipeline.storage.safe_load import torch_load
-from pipeline.storage.store import atomic_write_bytes
+from pipeline.evaluate.epoch_state import load_epoch_state, save_epoch_state
 
 
 @dataclass
@@ -127,13 +126,7 @@ def finetune(
     history: list[EpochMetrics] = []
     best_acc, best_epoch, best_state, steps = -1.0, -1, None, 0
     if resume is not None and Path(resume).is_file():
-        saved = torch_load(resume)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        g.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
-        if saved.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        saved = load_epoch_state(resume, model, optimizer, g)
         history = [EpochMetrics(**h) for h in saved["history"]]
         best_acc, best_epoch, best_state, steps = (
             saved[k] for k in ("best_acc", "best_epoch", "best_state", "steps")
@@ -156,7 +149,10 @@ def finetune(
         if test_acc > best_acc:
             best_acc, best_epoch, best_state = test_acc, epoch, _snapshot(model)
         if resume is not None:
-            _save(resume, model, optimizer, g, history, best_acc, best_epoch, best_state, steps)
+            loop = {"history": [asdict(h) for h in history], "steps": steps, "best_state": best_state}
+            save_epoch_state(
+                resume, model, optimizer, g, {**loop, "best_acc": best_acc, "best_epoch": best_epoch}
+            )
         if on_epoch is not None:
             on_epoch(history[-1])
         if cfg.max_steps is not None and steps >= cfg.max_steps:
@@ -166,29 +162,6 @@ def finetune(
         last_vote, best_vote = _vote_last_and_best(model, best_state, test_x, test_y, cfg, device)
     last = history[-1].test_acc if history else float("nan")
     return FinetuneResult(cfg.seed, history, last, best_acc, best_epoch, last_vote, best_vote)
-
-
-def _save(path: Path, model, optimizer, g, history, best_acc, best_epoch, best_state, steps) -> None:
-    """The state after an epoch, written atomically (tensors, numbers and plain containers only)."""
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "generator": g.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "history": [asdict(h) for h in history],
-            "best_acc": best_acc,
-            "best_epoch": best_epoch,
-            "best_state": best_state,
-            "steps": steps,
-        },
-        buffer,
-    )
-    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def _vote_last_and_best(

@@ -62,6 +62,20 @@ def show(
     return show_object(views, features, split, obj, req.data_root / "show", out)
 
 
+def show_partseg(
+    req: Request, obj: str, split: str | None, run: str | None, seed: int, out: Path | None
+) -> Path:
+    """The PNG written: the part segmentation the run's last ``i2p partseg`` trained, on one shape of its
+    dataset (``req.dataset`` picks among several), beside the ground truth."""
+    from pipeline.show.partseg_picture import partseg_picture
+
+    if not run:
+        raise ConfigError("--partseg draws a run's part segmentation", "pass --run NAME")
+    return partseg_picture(
+        req.data_root, run, req.dataset, split or "test", obj, req.data_root / "show", out, seed
+    )
+
+
 def run(req: Request, stage: str | None, quick: bool) -> Iterator[tuple[str, Path, dict[str, Any] | None]]:
     """Bring ``stage`` (default: the default targets) up to date, as ``dvc repro``: per target, as it
     finishes, (target, output, the evaluation record for an evaluation stage)."""

@@ -1,7 +1,8 @@
 """The one pipeline call behind each evaluation command: ``i2p eval svm``, ``embed``, ``finetune``,
-``fewshot``.
+``fewshot``, ``partseg``.
 
-With a run (``--run``, or the dataset's last run) ``eval svm``, ``finetune`` and ``fewshot`` are stages:
+With a run (``--run``, or the dataset's last run) ``eval svm``, ``finetune``, ``fewshot`` and ``partseg`` are
+stages:
 planned, skipped when up to date, shown by ``i2p status``, on the run's own points store for its
 dataset; the result is the stage's record (:class:`Recorded`). With ``--ckpt FILE`` (ours or the
 paper's), ``--random-init``, ``--which best``, or a run this version did not train, they evaluate that
@@ -35,7 +36,7 @@ class EncoderChoice:
 class Recorded:
     """A tracked evaluation stage's result: its ``evals/*.json`` record."""
 
-    stage: str  # eval | finetune | fewshot
+    stage: str  # eval | finetune | fewshot | partseg
     record: dict[str, Any]
 
 
@@ -136,6 +137,23 @@ def fewshot(
         req.data_root, path, store, params, episodes=episodes, report=report, random_init=enc.random_init
     )
     return FewshotResult(settings, out)
+
+
+def partseg(req: Request, enc: EncoderChoice, report: Path | None) -> Recorded | Any:
+    """Part segmentation (method §14) on a part-labelled dataset; the result is the stage's record, or
+    :class:`pipeline.evaluate.partseg.PartsegOutcome` for an encoder evaluated directly (on the dataset's
+    points store, brought up to date first: the generated ``synthetic-parts`` needs no prepare of its own)."""
+    from pipeline.evaluate.encoders import checkpoint_path
+    from pipeline.evaluate.partseg import run_partseg
+
+    cx = req.context()
+    if not _direct(req.run, enc, cx):
+        return _recorded("partseg", cx)
+    run = _encoder_run(cx, req.run, enc)
+    store = build("prepare", cx)
+    path = checkpoint_path(req.data_root, run, enc.ckpt, enc.which)
+    params = req.config.params("partseg")
+    return run_partseg(req.data_root, path, store, params, report=report, random_init=enc.random_init)
 
 
 def _direct_inputs(req: Request, enc: EncoderChoice, stage: str) -> Recorded | tuple[Any, str | None, Any]:

@@ -120,6 +120,11 @@ class RunOutput:
                 s: location(v["path"]) for s, v in state.stores.items() if v and location(v["path"]).exists()
             }
             sub = replace(ctx, dataset=state.dataset or ctx.dataset, pins={**pins, **ctx.pins})
+            if state.dataset not in (
+                None,
+                ctx.dataset,
+            ):  # the other stages' settings are the evaluated dataset's
+                sub = replace(sub, config=sub.config.only(spec.name))
             walk = walk.fresh()
         config = sub.config.with_values(spec.name, run=name)
         if state.exists and "max_steps" not in ctx.config.overrides.get(spec.name, {}):  # a run keeps its end

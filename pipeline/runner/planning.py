@@ -180,7 +180,9 @@ def check_source(spec: Stage, ctx: Context) -> None:
     """A dataset never prepared can only be planned when the command says where it comes from."""
     given = ctx.config.overrides.get(spec.name, {})
     source = given.get("source", ctx.config.stages[spec.name].params.get("source"))
-    if "source" in given or "root" in given or (source == "synthetic" and ctx.dataset == "synthetic"):
+    from pipeline.sources import GENERATED
+
+    if "source" in given or "root" in given or (source in GENERATED and ctx.dataset == source):
         return
     raise datasets.unknown_dataset(ctx.data_root, ctx.dataset)
 

@@ -137,7 +137,9 @@ STAGES: dict[str, Stage] = {
                       "pipeline.evaluate.downstream:run_finetune", EVAL),
     "fewshot": Stage("fewshot", P.FewshotParams, _upstream("train"), plain_identity, _eval_out("fewshot"),
                      "pipeline.evaluate.downstream:run_fewshot", EVAL),
+    "partseg": Stage("partseg", P.PartsegParams, _upstream("train"), plain_identity, _eval_out("partseg"),
+                     "pipeline.evaluate.downstream:run_partseg", EVAL),
 }  # fmt: skip
 
-# What `i2p run` brings up to date when no stage is named (finetune and fewshot take hours: run by name).
+# What `i2p run` brings up to date when no stage is named (finetune, fewshot, partseg take hours: run by name).
 DEFAULT_TARGETS = ("eval",)

@@ -39,6 +39,7 @@ from pipeline.storage.remote import is_url, location, lock_file
 # uncompressed.
 SCHEMA_VERSION = {
     "prepare": 2, "render": 1, "cache-features": 2, "train": 1, "eval": 1, "finetune": 1, "fewshot": 1,
+    "partseg": 1,
 }  # fmt: skip
 
 STORE_KINDS = {"prepare": "points", "render": "views", "cache-features": "features"}
