@@ -126,3 +126,38 @@ def test_draws_come_only_from_a_shapes_own_points():
     xyz, target = draw_points(points, parts, torch.tensor([3, 7]), 500, torch.Generator().manual_seed(0))
     assert torch.isfinite(xyz).all() and (target >= 0).all()
     assert set(target[0].tolist()) == {0} and set(target[1].tolist()) == {3}
+
+
+def test_an_official_pretrain_file_loads_every_encoder_tensor(tmp_path):
+    from pipeline.evaluate.partseg import model_config
+    from pipeline.storage.checkpoints import load_encoder
+
+    torch.manual_seed(2)  # widths a multiple of the 6 heads an official file is read with
+    pre = I2PMAE(
+        I2PMAEConfig(
+            **{**TINY_ENCODER, "encoder_dims": (24, 48, 96), "decoder_dims": (96, 48), "num_heads": 6}
+        )
+    )
+    path = tmp_path / "pre-train.pth"
+    torch.save({"base_model": {f"module.{k}": v for k, v in pre.state_dict().items()}, "epoch": 3}, path)
+    ck = load_encoder(path)
+    assert ck.origin == "official"
+    model = PartSegmenter(model_config(ck.config, 2, 5))
+    model.load_pretrained_encoder(ck.encoder_state)
+    for k, v in pre.h_encoder.state_dict().items():
+        assert torch.equal(model.h_encoder.state_dict()[k], v), k
+
+
+@pytest.mark.parametrize("how, lengths", [("resample", [40, 40]), ("fps", [40, 33]), ("all", [50, 33])])
+def test_test_points_resample_take_fps_or_all_of_a_shapes_points(how, lengths):
+    from i2pmae.partseg_step import predict
+
+    torch.manual_seed(0)
+    model = PartSegmenter(PartSegConfig(n_categories=2, n_parts=5, **{**TINY, "num_groups": (16, 8, 4)}))
+    points, parts = torch.randn(2, 50, 3), torch.randint(0, 5, (2, 50))
+    cfg = PartSegTrainConfig(points=40, test_points=how)
+    g = torch.Generator().manual_seed(0)
+    logp, target = predict(model, points, parts, torch.tensor([50, 33]), torch.tensor([0, 1]), cfg, g, "cpu")
+    assert [len(t) for t in target] == lengths and [p.shape for p in logp] == [(n, 5) for n in lengths]
+    if how == "all":
+        assert torch.equal(torch.from_numpy(target[1]), parts[1, :33])

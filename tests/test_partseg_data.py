@@ -209,3 +209,44 @@ def test_release_layout_errors_name_the_file_and_the_fix(release, tmp_path):
     (base / "synsetoffset2category.txt").write_text("Chair\t03001627\n")
     with pytest.raises(LayoutError, match="shuffled_test_file_list.json"):
         shapenetpart.scan(params, root)
+
+
+def test_partseg_trains_and_reports_both_mious_on_a_release(release, tmp_path, tiny_encoder):
+    """The release read by `i2p prepare shapenetpart`, then `i2p partseg --ckpt FILE -d shapenetpart`."""
+    from dataclasses import asdict
+
+    import torch
+    from typer.testing import CliRunner
+
+    from cli import app
+    from i2pmae.model import I2PMAE
+
+    root, _ = release
+    data, ckpt = tmp_path / "data", tmp_path / "tiny.pt"
+    torch.manual_seed(0)
+    model = I2PMAE(tiny_encoder)
+    torch.save({"model": model.state_dict(), "model_config": asdict(tiny_encoder), "epoch": 0}, ckpt)
+
+    def cli(*args):
+        return CliRunner().invoke(app, [*map(str, args), "--data-root", str(data)], catch_exceptions=False)
+
+    assert cli("prepare", "shapenetpart", "--root", root).exit_code == 0
+    sets = ["partseg.points=64", "partseg.batch_size=2", "partseg.epochs=2", "partseg.warmup_epochs=0"]
+    out = cli(
+        "partseg",
+        "--ckpt",
+        ckpt,
+        "-d",
+        "shapenetpart",
+        "--max-steps",
+        "4",
+        *[x for s in sets for x in ("--set", s)],
+    )
+    assert out.exit_code == 0, out.output
+    assert "part segmentation on shapenetpart: last epoch (1) instance mIoU" in out.stdout
+    report = (data / "runs" / "tiny" / "report.md").read_text()
+    assert "train 6, test 3 shapes, 3 categories" in report and "Chair" in report
+    (metrics,) = (data / "runs" / "tiny").glob("partseg-shapenetpart-*.json")
+    history = json.loads(metrics.read_text())["history"]
+    assert [h["epoch"] for h in history] == [0, 1] and history[1]["lr"] == pytest.approx(2e-4)
+    assert not (data / "runs" / "tiny" / ".finetune-resume").exists()  # removed once finished

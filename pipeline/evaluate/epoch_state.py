@@ -50,3 +50,11 @@ def load_epoch_state(
     if saved.get("cuda_rng") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
     return saved
+
+
+def drop_epoch_state(path: Path) -> None:
+    """Remove a finished training's state file, and its folder when no other training waits there."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    if path.parent.is_dir() and not any(path.parent.iterdir()):
+        path.parent.rmdir()

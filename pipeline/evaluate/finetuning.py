@@ -20,6 +20,7 @@ from pipeline.core.console import progress_bar
 from pipeline.core.errors import I2PError
 from pipeline.core.names import as_name
 from pipeline.evaluate.encoders import EvaluationError, checkpoint_path, report_path, resolve_encoder
+from pipeline.evaluate.epoch_state import drop_epoch_state
 from pipeline.evaluate.extract import PointsStore, check_points, labelled, require_splits
 from pipeline.evaluate.reports import append_report, finetune_section, pct, table
 from pipeline.storage import rundir
@@ -145,9 +146,7 @@ def train_classifier(
         except FloatingPointError as err:
             raise EvaluationError(f"fine-tuning {label}: {err}") from None
     if resume is not None:
-        resume.unlink(missing_ok=True)
-        if resume.parent.is_dir() and not any(resume.parent.iterdir()):
-            resume.parent.rmdir()  # no other fine-tuning waits there
+        drop_epoch_state(resume)
     return result
 
 

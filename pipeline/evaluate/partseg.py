@@ -17,6 +17,7 @@ from typing import Any
 from pipeline.core.console import progress_bar
 from pipeline.core.errors import I2PError
 from pipeline.evaluate.encoders import EvaluationError, report_path, resolve_encoder
+from pipeline.evaluate.epoch_state import drop_epoch_state
 from pipeline.evaluate.finetuning import metrics_file, resume_file
 from pipeline.evaluate.reports import append_report, pct, table
 from pipeline.storage.partseg_store import load_partseg_split, partseg_layout
@@ -153,7 +154,7 @@ def run_partseg(
          "model": asdict(mcfg), "history": [asdict(h) for h in result.history]},
     )  # fmt: skip
     append_report(report, _section(name, encoder.label, train, test, classes, cfg, result, metrics.name))
-    resume.unlink(missing_ok=True)
+    drop_epoch_state(resume)
     return PartsegOutcome(result, report, metrics, model_file, name)
 
 
