@@ -20,6 +20,7 @@ import cli_eval
 import cli_partseg
 import cli_state
 import cli_teacher
+import cli_verify
 from cli_options import (
     Dataset,
     Device,
@@ -262,6 +263,7 @@ def export(
 
 app.command()(cli_state.status)
 app.command()(cli_state.gc)
+app.command()(cli_verify.verify)
 
 
 def main() -> None:

@@ -55,13 +55,19 @@ def extract_features(
 
     points: anything with a ``shape`` (or ``len()``) whose slices ``points[i:j]`` convert to (b, P, 3)
     arrays: a numpy or torch array, or a zarr array read lazily, one batch at a time. ``progress(b)`` is called after
-    each batch with the number of objects done in it.
+    each batch with the number of objects done in it. InputError for input points that are not finite.
     """
     model = model.to(device).eval()
     n_objects = points.shape[0] if hasattr(points, "shape") else len(points)  # O
     out = []
     for start in range(0, n_objects, batch_size):
         xyz = torch.as_tensor(np.asarray(points[start : start + batch_size]), dtype=torch.float32)
+        if not torch.isfinite(xyz).all():  # NaN in, NaN out: say whose fault it is
+            bad = start + int(torch.isfinite(xyz).flatten(1).all(1).float().argmin())
+            raise InputError(
+                f"object {bad} of the input points holds non-finite coordinates (NaN/inf): the input is "
+                "damaged, not the encoder"
+            )
         xyz = select_points(xyz.to(device), n_points, selection)
         out.append(model.global_feature(xyz, pooling).float().cpu())
         if progress is not None:
@@ -100,7 +106,8 @@ def svm_accuracy(
     bad = int((~np.isfinite(train_x)).any(axis=1).sum() + (~np.isfinite(test_x)).any(axis=1).sum())
     if bad:
         raise InputError(
-            f"{bad} objects have non-finite features (NaN/inf): the encoder's weights are broken"
+            f"{bad} objects have non-finite features (NaN/inf) from finite input points (extract_features "
+            "checks them): the encoder's weights are broken"
         )
     classes = np.unique(train_y)
     if len(classes) < 2:

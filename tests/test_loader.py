@@ -7,6 +7,7 @@ import pytest
 import torch
 import zarr
 
+from pipeline.core.errors import DamagedStore
 from pipeline.storage.fastread import ArrayReader
 from pipeline.storage.store import ArraySpec, StoreWriter, per_object
 from pipeline.train.trainset import CachedShapes, EpochSampler, batch_loader
@@ -89,7 +90,9 @@ def test_a_corrupt_shard_index_is_an_error_not_wrong_data(stores, tmp_path):
     data = bytearray(shard.read_bytes())
     data[-10] ^= 0xFF  # a byte of the index: its crc32c no longer matches
     shard.write_bytes(bytes(data))
-    with pytest.raises(OSError, match="checksum"):
+    with pytest.raises(
+        DamagedStore, match="train/feature object 1: shard file c/0/0/0/0/0: shard index checksum"
+    ):
         ArrayReader(str(copy), "train").get("feature", 1)
 
 

@@ -48,6 +48,25 @@ class LockError(StoreError):
     """Another process is writing the same store."""
 
 
+class DamagedStore(StoreError):
+    """A store's files no longer hold what was written: a checksum mismatch, a missing or truncated chunk
+    file, unreadable metadata, non-finite points (``pipeline.storage.damage`` words the message: store,
+    split, array, object; the hint: "rebuild: remove <store> and rerun i2p <stage> …").
+
+    Raised in a DataLoader worker, it arrives in the main process rebuilt by torch from the worker's
+    traceback text alone (``type(err)(text)``); the message and hint are recovered from its last line."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        if hint is None and message.startswith("Caught ") and "Original Traceback" in message:
+            last = message.rstrip().rpartition("\n")[2].partition(f"{type(self).__name__}: ")[2]
+            if " (hint: " in last:
+                message, _, hint = last.rpartition(" (hint: ")
+                hint = hint.removesuffix(")")
+            elif last:
+                message = last
+        super().__init__(message, hint)
+
+
 class TeacherError(I2PError):
     """A 2D teacher cannot be built (unknown name, weights unavailable offline, bad checkpoint)."""
 

@@ -77,7 +77,7 @@ class PointsStore:
         return list(self.attrs.get("splits") or [])
 
     def split(self, name: str) -> Split:
-        import zarr
+        from pipeline.storage.checked import open_group
 
         if name not in self.splits:
             raise EvaluationError(
@@ -85,7 +85,7 @@ class PointsStore:
                 f"choose one of {', '.join(self.splits)}"
                 + (" (i2p embed --split NAME)" if self.splits else ""),
             )
-        group = zarr.open_group(str(self.path), mode="r")
+        group = open_group(self.path)  # reads that report a damaged store (pipeline.storage.checked)
         return Split(group[f"{name}/points"], group[f"{name}/label"][:], group[f"{name}/id"][:])
 
     def describe(self) -> str:

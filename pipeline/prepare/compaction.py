@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.storage.shards import checksummed_codecs
 from pipeline.storage.store import StoreWriter
 
 
@@ -52,7 +53,10 @@ def _write_compacted(
 
 def _like(sub, name: str, old, rows: int, chunk: int):
     """A new (overwritten) array ``name`` in ``sub`` with ``old``'s row shape, dtype, codecs and
-    dimension names, ``rows`` rows, and the store's chunking (``per_object`` shards or ``chunk`` rows)."""
+    dimension names, ``rows`` rows, and the store's chunking (``per_object`` shards or ``chunk`` rows);
+    compressed as ``old`` is, and (inner) chunks checksummed as a new store's."""
+    from zarr.codecs import ZstdCodec
+
     sharded = old.shards is not None
     return sub.create_array(
         name,
@@ -61,6 +65,7 @@ def _like(sub, name: str, old, rows: int, chunk: int):
         shards=(chunk, *old.shape[1:]) if sharded else None,
         dtype=old.dtype,
         fill_value=old.fill_value,
+        compressors=checksummed_codecs(any(isinstance(c, ZstdCodec) for c in old.compressors)),
         dimension_names=old.metadata.dimension_names,
         overwrite=True,
     )

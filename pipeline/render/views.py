@@ -148,12 +148,12 @@ def render_chunk(
     float16, proj (n, V, 5), subset (n, R). Augmented: images (n, K, V, 224, 224), proj (n, K, V, 5),
     subset (n, K, R), scale, shift, centre (n, K, 3) and radius (n, K) (``pipeline.render.draws``)."""
     import torch
-    import zarr
 
     from i2pmae.geometry import project
     from pipeline.render.draws import draw, frame, norm_stats
+    from pipeline.storage.checked import open_group
 
-    group = zarr.open_group(points_path, mode="r")
+    group = open_group(points_path)  # a damaged points store: one DamagedStore naming the object
     points = group[f"{split}/points"][start:stop]  # (n, P, 3)
     ids = group[f"{split}/id"][start:stop]
     n_points = points.shape[1]

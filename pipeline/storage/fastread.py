@@ -3,110 +3,77 @@
 zarr-python's array API costs ≈ 1–2 ms per call here (a round trip through its event-loop thread
 and the indexing set-up), which bounds a per-object loader at ≈ 120 objects/s. The arrays the
 loader reads are written by :func:`pipeline.storage.store.per_object`: shards of ``chunk`` objects holding
-one-object inner chunks, or one (object, draw) chunk each for the features of augmented views (zarr
-v3 "sharding_indexed": inner chunks back to back in C order, then an index of
-(offset, nbytes) uint64 pairs and its crc32c at the end of the shard file; inner codecs ``bytes``
-little-endian and optionally ``zstd``). For that one layout on a local disk, :class:`ArrayReader`
-reads the object's 16-byte index entry and its bytes with ``os.pread`` straight into a numpy array
-(decompressing with numcodecs' zstd, zarr's own dependency): ≈ 0.1–0.3 ms per object.
+one-object inner chunks, or one (object, draw) chunk each for the features of augmented views (the
+layout: :mod:`pipeline.storage.shards`). For that one layout on a local disk, :class:`ArrayReader`
+reads the object's index entry and its bytes with ``os.pread`` straight into a numpy array
+(decompressing with numcodecs' zstd, zarr's own dependency), checking the chunk's crc32c when the
+store has them: ≈ 0.1–0.3 ms per object.
 
-Any other array or location (another codec, a URL) is read through zarr-python, so the reader is
-never wrong, only slower. tensorstore was tried first (≈ 0.3 ms per read) but aborts a forked
+Any other array or location (another codec, a URL) is read through zarr-python
+(:mod:`pipeline.storage.checked`), so the reader is never wrong, only slower. Either way a damaged
+store is one DamagedStore error naming the store, split, array and object
+(:mod:`pipeline.storage.damage`). tensorstore was tried first (≈ 0.3 ms per read) but aborts a forked
 DataLoader worker once its parent has used it; this reader has no threads and no state across fork.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-MISSING = 2**64 - 1  # an index entry (offset, nbytes) of a chunk that was never written
+from pipeline.storage.damage import (
+    METADATA_ERRORS,
+    ChunkDamage,
+    check_finite,
+    damaged,
+    expected_chunks,
+    read_json,
+)
+from pipeline.storage.shards import ShardLayout
 
 
-class _Sharded:
-    """One per-object sharded array on a local disk: its metadata, parsed once."""
+class _Sharded(ShardLayout):
+    """One array of the shard layout (:mod:`pipeline.storage.shards`) as the reader reads it, with its
+    store, split and name for the errors and which shard files must exist (read at the first missing)."""
 
-    def __init__(self, folder: Path, meta: dict[str, Any]):
-        self.folder = folder
-        self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
-        self.lead = _lead(meta)  # 1: one chunk per object; 2: one per (object, draw)
-        self.shape = tuple(meta["shape"])
-        self.row_shape = self.shape[self.lead :]
-        self.draws = meta["shape"][1] if self.lead == 2 else 1
-        self.per_shard = meta["chunk_grid"]["configuration"]["chunk_shape"][0]
-        self.fill = meta["fill_value"]
-        self.separator = meta["chunk_key_encoding"].get("configuration", {}).get("separator", "/")
-        inner = meta["codecs"][0]["configuration"]["codecs"]
-        self.zstd = len(inner) == 2
-        self.index_bytes = 16 * self.per_shard * self.draws + 4  # (offset, nbytes) per chunk, then crc32c
-
-    @staticmethod
-    def supported(meta: dict[str, Any]) -> bool:
-        """True for exactly the layout ``per_object`` writes (anything else goes through zarr)."""
-        try:
-            (codec,) = meta["codecs"]
-            cfg = codec["configuration"]
-            shape, shard = meta["shape"], meta["chunk_grid"]["configuration"]["chunk_shape"]
-            names = [c["name"] for c in cfg["codecs"]]
-            return (
-                codec["name"] == "sharding_indexed"
-                and meta["chunk_key_encoding"]["name"] == "default"
-                and _lead(meta) in (1, 2)
-                and shard[1:] == shape[1:]
-                and names in (["bytes"], ["bytes", "zstd"])
-                and cfg["codecs"][0].get("configuration", {}).get("endian", "little") == "little"
-                and [c["name"] for c in cfg["index_codecs"]] == ["bytes", "crc32c"]
-                and cfg["index_codecs"][0].get("configuration", {}).get("endian", "little") == "little"
-                and cfg.get("index_location", "end") == "end"
-                and not meta.get("storage_transformers")
-                and np.dtype(meta["data_type"]).kind in "fiub"
-            )
-        except (KeyError, TypeError, ValueError):
-            return False
+    def __init__(self, folder: Path, meta: dict[str, Any], store: str, split: str, name: str):
+        super().__init__(folder, meta)
+        self.store, self.split, self.name = store, split, name
+        self.expected: np.ndarray | None = None
 
     def get(self, index: int, out: np.ndarray | None = None, draw: int = 0) -> np.ndarray:
         """Object ``index`` (its ``draw`` for per-draw arrays) as a writable array of shape
         ``row_shape`` (into ``out`` when given: a C-contiguous array of that shape and dtype, e.g. a
-        row of a batch buffer)."""
-        import google_crc32c
-        from numcodecs import Zstd
-
+        row of a batch buffer). DamagedStore for a damaged chunk or a missing file of a written one."""
         shard, local = divmod(index, self.per_shard)
-        k = local * self.draws + draw  # the shard's chunks are in C order over (object, draw)
         out = np.empty(self.row_shape, self.dtype) if out is None else out
-        key = self.separator.join(["c", str(shard), *["0"] * (len(self.row_shape) + self.lead - 1)])
+        path = self.path(shard)
         try:
-            fd = os.open(self.folder / key, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            out.fill(self.fill)
+            if self.expected is None:
+                self.expected = expected_chunks(self.store, self.split, self.n_shards)
+            if self.expected[shard]:
+                rows = (shard * self.per_shard, min(self.shape[0], (shard + 1) * self.per_shard))
+                what = f"shard file {path.relative_to(self.folder)} of written objects is missing"
+                raise damaged(self.store, what, self.split, self.name, rows) from None
+            out.fill(self.fill)  # a chunk not written yet
             return out
         try:
-            table = os.pread(fd, self.index_bytes, os.fstat(fd).st_size - self.index_bytes)
-            if google_crc32c.value(table[:-4]) != int.from_bytes(table[-4:], "little"):
-                raise OSError(f"shard index checksum mismatch in {self.folder / key}")
-            offset, nbytes = (int(v) for v in np.frombuffer(table, "<u8", 2, 16 * k))
-            if offset == MISSING and nbytes == MISSING:
-                out.fill(self.fill)
-            elif self.zstd:
-                Zstd().decode(os.pread(fd, nbytes, offset), out=out)
-            elif nbytes != out.nbytes or os.preadv(fd, [out.reshape(-1).view(np.uint8)], offset) != nbytes:
-                raise OSError(f"short chunk {k} in {self.folder / key}")
+            size = os.fstat(fd).st_size
+            offset, nbytes = self.entry(fd, size, local * self.draws + draw)
+            return self.read(fd, size, offset, nbytes, out)
+        except ChunkDamage as err:
+            what, shown = (
+                f"shard file {path.relative_to(self.folder)}: {err}",
+                draw if self.lead == 2 else None,
+            )
+            raise damaged(self.store, what, self.split, self.name, (index, index + 1), shown) from None
         finally:
             os.close(fd)
-        return out
-
-
-def _lead(meta: dict[str, Any]) -> int:
-    """Leading dimensions of one inner chunk that are 1: 1 (per object) or 2 (per object and draw)."""
-    shape, inner = meta["shape"], meta["codecs"][0]["configuration"]["chunk_shape"]
-    for lead in (1, 2):
-        if inner == [1] * lead + shape[lead:]:
-            return lead
-    return 0
 
 
 class ArrayReader:
@@ -115,29 +82,34 @@ class ArrayReader:
     ``get(name, index)`` → the object's row, a writable numpy array (shape = array shape[1:], the
     stored dtype); ``get(name, index, draw=k)`` → draw k of it (shape[2:]) for arrays whose second
     dimension is ``draw``. ``whole(name)`` → the whole array (small ones, e.g. ``proj`` (S, V, 5)).
-    Errors: ``OSError`` for a corrupt shard; zarr's errors for a missing array.
+    Errors: DamagedStore for damage found (a checksum mismatch, a missing or truncated file of a
+    written chunk, unreadable metadata, NaN points); zarr's errors for a missing array.
     """
 
     def __init__(self, store: str | Path, split: str):
         self.store, self.split = str(store), split
         self._arrays: dict[str, Any] = {}
+        self._expected: dict[str, np.ndarray] = {}  # zarr-read arrays: which chunk files must exist
 
     def __getstate__(self) -> dict[str, Any]:  # spawned workers parse the metadata again
-        return {**self.__dict__, "_arrays": {}}
+        return {**self.__dict__, "_arrays": {}, "_expected": {}}
 
     def _array(self, name: str) -> Any:
         if name not in self._arrays:
             folder = Path(self.store) / self.split / name
-            meta_file = folder / "zarr.json"
-            meta = (
-                json.loads(meta_file.read_text()) if "://" not in self.store and meta_file.is_file() else {}
-            )
-            if _Sharded.supported(meta):
-                self._arrays[name] = _Sharded(folder, meta)
+            meta_file, local = folder / "zarr.json", "://" not in self.store
+            if local and not meta_file.is_file() and (folder / "c").is_dir():  # chunks without metadata
+                raise damaged(self.store, "zarr.json is missing", self.split, name)
+            meta = read_json(meta_file, self.store, self.split, name) if local and meta_file.is_file() else {}
+            if ShardLayout.supported(meta):
+                self._arrays[name] = _Sharded(folder, meta, self.store, self.split, name)
             else:
                 import zarr
 
-                self._arrays[name] = zarr.open_array(f"{self.store}/{self.split}/{name}", mode="r")
+                try:
+                    self._arrays[name] = zarr.open_array(f"{self.store}/{self.split}/{name}", mode="r")
+                except METADATA_ERRORS as err:  # a cut zarr.json of a remote store
+                    raise damaged(self.store, f"zarr.json cannot be read ({err})", self.split, name) from None
         return self._arrays[name]
 
     def get(
@@ -155,8 +127,12 @@ class ArrayReader:
                 row = array.get(int(index), target, draw)
             else:  # every draw of the object, chunk by chunk
                 row = np.stack([array.get(int(index), None, k) for k in range(array.draws)])
+            check_finite(self.store, self.split, name, int(index), row[None])
             return row if out is None or row is out else _into(out, row)
-        return _into(out, np.asarray(array[int(index)] if draw is None else array[int(index), int(draw)]))
+        from pipeline.storage.checked import read
+
+        key = int(index) if draw is None else (int(index), int(draw))
+        return _into(out, np.asarray(read(array, self.store, self.split, name, key, self._expected)))
 
     def row(self, name: str, per_draw: bool = False) -> tuple[tuple[int, ...], np.dtype]:
         """(shape, dtype) of one object's row of array ``name`` (``per_draw``: of one draw of it)."""
@@ -164,9 +140,9 @@ class ArrayReader:
         return tuple(array.shape[2 if per_draw else 1 :]), np.dtype(array.dtype)
 
     def whole(self, name: str) -> np.ndarray:
-        import zarr
+        from pipeline.storage.checked import open_array
 
-        return zarr.open_array(f"{self.store}/{self.split}/{name}", mode="r")[...]
+        return open_array(self.store, self.split, name)[...]
 
 
 def _into(out: np.ndarray | None, row: np.ndarray) -> np.ndarray:

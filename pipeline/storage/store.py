@@ -33,6 +33,7 @@ from pipeline.core.errors import LockError, StoreError
 from pipeline.core.names import check_name
 from pipeline.core.tempfiles import temporary_path
 from pipeline.storage.remote import is_url, location, lock_file
+from pipeline.storage.shards import checksummed_codecs
 
 # Bump a stage's version when what it writes changes for the same params (forces new stores).
 # prepare 2: folder sources without split sub-folders split per class; cache-features 2: feature stored
@@ -110,12 +111,12 @@ def read_state(path: Path, progress: bool = True) -> StoreState | None:
     """The state of the store at ``path``, or None when there is no store there.
 
     progress: also read every split's ``done`` mask (for "partial k/n"); attrs alone need one file."""
-    import zarr
+    from pipeline.storage.checked import open_group  # DamagedStore for a cut zarr.json or done mask
 
     path = location(path)
     if not (path / "zarr.json").exists():
         return None
-    group = zarr.open_group(str(path), mode="r")
+    group = open_group(path)
     attrs = dict(group.attrs)
     done: dict[str, tuple[int, int]] = {}
     for split in attrs.get("splits", []) if progress else []:
@@ -229,7 +230,7 @@ class StoreWriter:
             shape=spec.shape,
             chunks=spec.chunks,
             shards=spec.shards,
-            **({} if spec.compress else {"compressors": None}),
+            compressors=checksummed_codecs(spec.compress),  # each inner chunk checksummed
             dtype=spec.dtype,
             fill_value=spec.fill_value,
             dimension_names=spec.dims,

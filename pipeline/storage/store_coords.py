@@ -37,6 +37,8 @@ def _copy_1d(array: Any, sub: Any, name: str) -> None:
     """Copy a small 1-D array into ``sub`` as one chunk (a concurrent finisher may have made it)."""
     from zarr.errors import ContainsArrayError
 
+    from pipeline.storage.shards import checksummed_codecs
+
     values = array[:]
     try:
         sub.create_array(
@@ -45,6 +47,7 @@ def _copy_1d(array: Any, sub: Any, name: str) -> None:
             chunks=values.shape,
             dtype=array.dtype,
             fill_value=array.fill_value,
+            compressors=checksummed_codecs(True),
             dimension_names=("object",),
         )
     except ContainsArrayError:

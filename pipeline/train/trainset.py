@@ -41,7 +41,8 @@ class CachedShapes(torch.utils.data.Dataset):
     (V, C, h, w) float16 and ``saliency`` (V, h, w) float32 that ``maps`` names (default both).
     ``augmented``: whether ``xyz`` is already augmented.
     Errors: StoreError for a missing split, too few stored points, or ``input_subset="draw"`` with
-    N different from the draws' subset size.
+    N different from the draws' subset size; DamagedStore for a damaged store (missing or truncated
+    files now, checksums and NaN points as items are read).
     """
 
     def __init__(
@@ -57,6 +58,8 @@ class CachedShapes(torch.utils.data.Dataset):
     ):
         import zarr
 
+        from pipeline.storage.verify import quick_check
+
         unknown = set(maps) - {"feature", "saliency"}
         assert not unknown, (
             f"maps names arrays of the features store (feature, saliency), got {sorted(unknown)}"
@@ -69,6 +72,9 @@ class CachedShapes(torch.utils.data.Dataset):
         }
         self.split, self.n_points, self.seed, self.input_subset = split, n_points, seed, input_subset
         self.epoch = 0
+        for path in self.paths.values():  # missing or truncated files: found now, not at their first read
+            if path:
+                quick_check(path)
         group = zarr.open_group(points_path, mode="r")
         if split not in group.attrs.get("splits", []):
             raise StoreError(
