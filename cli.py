@@ -18,6 +18,7 @@ import typer
 
 import cli_eval
 import cli_partseg
+import cli_reproduce
 import cli_state
 import cli_teacher
 import cli_verify
@@ -50,6 +51,7 @@ app.command("embed")(cli_eval.embed_command)
 app.command("finetune")(cli_eval.finetune_command)
 app.command("fewshot")(cli_eval.fewshot_command)
 app.command("partseg")(cli_partseg.partseg_command)
+app.command("reproduce")(cli_reproduce.reproduce_command)
 app.add_typer(cli_teacher.teacher_app, name="teacher")
 
 Workers = Annotated[int | None, typer.Option(help="Local dask worker processes.")]

@@ -22,9 +22,17 @@ from cli_eval import (
     Which,
     _encoder,
 )
-from cli_options import Dataset, Device, Run, default, request, session, with_global_options
+from cli_options import Device, Run, default, request, session, with_global_options
 
 GENERATED = "synthetic-parts"  # the part-labelled dataset i2p generates itself (no --root)
+PartDataset = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        "-d",
+        help=f"A part-labelled dataset: shapenetpart, or {GENERATED} (the default, generated).",
+    ),
+]
 
 
 @with_global_options
@@ -32,7 +40,7 @@ def partseg_command(
     ctx: typer.Context,
     run: Run = None,
     ckpt: Ckpt = None,
-    dataset: Dataset = None,
+    dataset: PartDataset = None,
     epochs: Annotated[
         int | None, typer.Option("--epochs", help=f"Epochs (default {default('partseg', 'epochs')}).")
     ] = None,

@@ -18,6 +18,7 @@ from pipeline.core.errors import ConfigError
 from pipeline.show.run_picture import _scatter
 from pipeline.show.stores import locate, picture_name, save_figure
 from pipeline.storage import rundir
+from pipeline.storage.checked import open_group
 
 
 def partseg_model_file(data_root: Path, run: str, dataset: str | None) -> Path:
@@ -63,12 +64,11 @@ def partseg_picture(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import torch
-    import zarr
 
     from i2pmae.partseg_metrics import parts_by_index, predict_parts, shape_iou
 
     model, saved = load_partseg_model(partseg_model_file(data_root, run, dataset))
-    group = zarr.open_group(saved["store"], mode="r")
+    group = open_group(saved["store"])  # damaged chunks: one DamagedStore line
     row = locate(group, split, obj)
     n = int(group[f"{split}/count"][row])
     points = np.asarray(group[f"{split}/points"][row][:n], np.float32)

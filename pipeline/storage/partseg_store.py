@@ -41,15 +41,16 @@ class PartsegSplit:
 
 
 def _open(store_path: Path | str) -> Any:
-    """The store's root group, checked: it exists, is complete and holds part labels."""
-    import zarr
+    """The store's root group, checked: it exists, is complete and holds part labels; its reads raise
+    DamagedStore for damaged chunks (:mod:`pipeline.storage.checked`)."""
+    from pipeline.storage.checked import open_group
 
     path = location(store_path)
     if not (path / "zarr.json").exists():
         raise StoreError(
             f"no store at {path}", "prepare the dataset first: `i2p prepare shapenetpart --root PATH`"
         )
-    group = zarr.open_group(str(path), mode="r")
+    group = open_group(path)
     attrs = dict(group.attrs)
     dataset = attrs.get("dataset", path.name)
     if attrs.get("stage") != "prepare":
