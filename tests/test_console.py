@@ -21,7 +21,15 @@ def test_plain_lines_when_stderr_is_not_a_terminal(capsys):
     assert lines[0].startswith("epoch 3: 0/4 steps (0%)")  # said at once: the work has started
     assert lines[1].startswith("epoch 3: 1/4 steps (25%)") and "loss 0.5321" in lines[1]
     assert re.search(r"[0-9.e+]+ steps/s, elapsed 0:00:\d\d, ETA \d:\d\d:\d\d, loss 0.4$", lines[2]), lines[2]
-    assert lines[-1].startswith("epoch 3: 3/4 steps (75%)")  # the last state again at the end
+    assert len(lines) == 3  # the last line already showed the end state: it is not repeated
+
+
+def test_log_lines_in_a_file_are_never_wrapped(capsys):
+    setup_logging(0)
+    path = "/a/data/root/" + "/".join(["folder"] * 20) + "/points/synthetic-0b0bb493.zarr"
+    console_module.log.info("prepare synthetic: wrote %s (test 8, train 24; 0 skipped)", path)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == f"INFO     prepare synthetic: wrote {path} (test 8, train 24; 0 skipped)"
 
 
 def test_plain_lines_are_throttled_and_silent_when_quiet(capsys):

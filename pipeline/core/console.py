@@ -24,9 +24,19 @@ log = logging.getLogger("i2p")
 
 
 def setup_logging(verbosity: int) -> None:
-    """verbosity: -1 quiet (warnings only), 0 info, 1 debug."""
+    """verbosity: -1 quiet (warnings only), 0 info, 1 debug. On a terminal, rich's handler; in a file or a
+    pipe one plain line per record (``INFO     message``), never wrapped, so a path stays one string."""
+    import sys
+
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    log.handlers[:] = [RichHandler(console=console, show_path=False, show_time=False, markup=False)]
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(
+            console=console, show_path=False, show_time=False, markup=False
+        )
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
+    log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
 
@@ -65,7 +75,7 @@ class _PlainProgress:
 
     def __init__(self, description: str, total: int, unit: str, done: int, interval: float):
         self.description, self.total, self.unit, self.interval = description, total, unit, interval
-        self.start_done = self.done = done
+        self.start_done = self.done = self.shown = done
         self.fields: dict = {}
         self.started = self.last = time.monotonic()
 
@@ -77,7 +87,7 @@ class _PlainProgress:
 
     def emit(self) -> None:
         now = time.monotonic()
-        self.last = now
+        self.last, self.shown = now, self.done
         elapsed = now - self.started
         rate = (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0
         share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
@@ -111,7 +121,7 @@ def progress_bar(
         )
         plain.emit()
         yield plain.advance
-        if plain.done != plain.start_done:
+        if plain.done != plain.shown:  # the end, unless the last line already showed it
             plain.emit()
         return
     columns = [
