@@ -143,6 +143,7 @@ def test_cli_train_then_resume_continues_the_step_count(stores):
     ]
     first = CliRunner().invoke(app, [*common, "--max-steps", "1"], catch_exceptions=False)
     assert first.exit_code == 0, first.output
+    assert "epoch 0: 0/1 steps" in first.output  # the bar ends where --max-steps stops, not at the epoch's end
     run = data_root / "runs" / "smoke"
     ckpt = (run / "ckpt-last.pt").read_bytes()
     again = CliRunner().invoke(app, [*common, "--max-steps", "1"], catch_exceptions=False)
@@ -448,3 +449,4 @@ def test_monitoring_is_off_with_one_line_when_its_dataset_is_not_prepared(stores
     assert (
         len(lines) == 1 and "monitoring off" in lines[0] and "i2p prepare modelnet40 --root PATH" in lines[0]
     )
+    assert records[0].levelno == logging.WARNING and "no ckpt-best.pt" in lines[0]  # a warning, with its cost

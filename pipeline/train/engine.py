@@ -120,7 +120,10 @@ def train_one_epoch(
     s.sampler.set_epoch(epoch, start)
     s.dataset.set_epoch(epoch)
     s.model.train()
-    with progress_bar(f"epoch {epoch}", s.sampler.batches_per_epoch(), "steps", done=start) as advance:
+    total = s.sampler.batches_per_epoch()
+    if params.max_steps is not None:  # the bar ends where the run stops, not at the epoch's end
+        total = min(total, start + max(params.max_steps - s.position["step"], 0))
+    with progress_bar(f"epoch {epoch}", total, "steps", done=start) as advance:
         for b, item in enumerate(s.loader, start=start):
             tic = time.perf_counter()
             out, finite = train_step(s, item)
