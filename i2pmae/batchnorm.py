@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from i2pmae.evaluate import Selection, select_points
 from i2pmae.model import I2PMAE
+from i2pmae.ops import fps_eps
 from i2pmae.recompute import buffers_kept
 
 STALE_UPDATES = 100  # fewer updates since initialisation: 0.9ⁿ > 2.7e-5 of the init var 1 remains, i.e.
@@ -93,7 +94,8 @@ def reestimate_batchnorm(
     try:
         for start in range(0, n_objects, batch_size):
             xyz = torch.as_tensor(np.asarray(points[start : start + batch_size]), dtype=torch.float32)
-            unmasked_tokens(model, select_points(xyz.to(device), n_points, selection))
+            xyz = select_points(xyz.to(device), n_points, selection, fps_eps(model.cfg.fps_origin_rule))
+            unmasked_tokens(model, xyz)
             if progress is not None:
                 progress(xyz.shape[0])
     finally:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from i2pmae.encoder import FinetuneEncoder
 from i2pmae.errors import InputError
+from i2pmae.ops import fps_eps
 from i2pmae.tokenizer import group_multiscale
 
 # Local attention radii per dataset (method §3.5).
@@ -40,6 +41,7 @@ class ClassifierConfig:
     drop_path: float = 0.1  # linspace(0, 0.1, 15) over the encoder blocks (method §9.2)
     head_hidden: int = 256  # width of the two hidden head layers
     head_dropout: float = 0.5  # dropout after each hidden head layer
+    fps_origin_rule: bool = False  # the pre-trained encoder's FPS rule (I2PMAEConfig, method §12.3)
 
     @classmethod
     def modelnet40(cls, num_classes: int = 40) -> ClassifierConfig:
@@ -75,7 +77,9 @@ class PointClassifier(nn.Module):
         """xyz (B, N, 3) -> pooled feature (B, 384) for mean+max or (B, 768) for concat."""
         if xyz.dim() != 3 or xyz.shape[-1] != 3:
             raise InputError(f"xyz must be (B, N, 3), got shape {tuple(xyz.shape)}")
-        g = group_multiscale(xyz, self.cfg.num_groups, self.cfg.group_sizes)
+        g = group_multiscale(
+            xyz, self.cfg.num_groups, self.cfg.group_sizes, fps_eps(self.cfg.fps_origin_rule)
+        )
         x = self.norm(self.h_encoder(g.neighborhoods, g.centers, g.knn_idx))  # (B, G_top, C)
         mean, mx = x.mean(dim=1), x.max(dim=1).values
         return torch.cat([mean, mx], dim=-1) if self.cfg.pooling == "concat" else mean + mx

@@ -18,16 +18,17 @@ from torch import Tensor
 
 from i2pmae.errors import InputError
 from i2pmae.model import I2PMAE
-from i2pmae.ops import farthest_point_sample, gather_points
+from i2pmae.ops import farthest_point_sample, fps_eps, gather_points
 
 Selection = Literal["first", "fps"]
 
 
-def select_points(xyz: Tensor, n: int, how: Selection) -> Tensor:
+def select_points(xyz: Tensor, n: int, how: Selection, origin_eps: float = 0.0) -> Tensor:
     """(B, P, 3) -> (B, n, 3): the first n points as stored, or farthest point sampling from index 0.
 
     "first" is the paper's ModelNet40 h5 rule (§1.3: no FPS, no shuffling) and, for clouds stored in
-    FPS order, the same points FPS would pick. ``n == P`` returns ``xyz`` unchanged.
+    FPS order, the same points FPS would pick. ``n == P`` returns ``xyz`` unchanged. ``origin_eps``: the
+    FPS near-origin rule (:func:`i2pmae.ops.farthest_point_sample`, §12.3).
     """
     B, P, _ = xyz.shape
     if not 0 < n <= P:
@@ -36,7 +37,17 @@ def select_points(xyz: Tensor, n: int, how: Selection) -> Tensor:
         return xyz
     if how == "first":
         return xyz[:, :n]
-    return gather_points(xyz, farthest_point_sample(xyz, n))
+    return gather_points(xyz, farthest_point_sample(xyz, n, origin_eps))
+
+
+def shuffle_points(xyz: Tensor, seed: int, first_row: int) -> Tensor:
+    """Each cloud's points in a seeded random order, as the official ScanObjectNN training loader shuffles
+    them (method §9.3; the encoder's FPS then starts elsewhere): xyz (B, N, 3) holds objects first_row …
+    first_row + B − 1 of the input, object i permuted by NumPy's generator seeded (seed, i), so the order
+    depends neither on the batch size nor on the device."""
+    B, N, _ = xyz.shape
+    perms = np.stack([np.random.default_rng([seed, first_row + b]).permutation(N) for b in range(B)])
+    return gather_points(xyz, torch.from_numpy(perms).to(xyz.device))  # (B, N, 3)
 
 
 @torch.no_grad()
@@ -50,12 +61,15 @@ def extract_features(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     progress: Callable[[int], None] | None = None,
+    shuffle_seed: int | None = None,
 ) -> Tensor:
     """Global features of every object, in input order -> (O, C_top) float32 on the CPU.
 
     points: anything with a ``shape`` (or ``len()``) whose slices ``points[i:j]`` convert to (b, P, 3)
     arrays: a numpy or torch array, or a zarr array read lazily, one batch at a time. ``progress(b)`` is called after
-    each batch with the number of objects done in it. InputError for input points that are not finite.
+    each batch with the number of objects done in it. ``shuffle_seed``: the selected points of object i go
+    to the encoder in the order :func:`shuffle_points` gives (None: as stored or selected). FPS follows
+    the model's ``fps_origin_rule``. InputError for input points that are not finite.
     """
     model = model.to(device).eval()
     n_objects = points.shape[0] if hasattr(points, "shape") else len(points)  # O
@@ -68,7 +82,9 @@ def extract_features(
                 f"object {bad} of the input points holds non-finite coordinates (NaN/inf): the input is "
                 "damaged, not the encoder"
             )
-        xyz = select_points(xyz.to(device), n_points, selection)
+        xyz = select_points(xyz.to(device), n_points, selection, fps_eps(model.cfg.fps_origin_rule))
+        if shuffle_seed is not None:
+            xyz = shuffle_points(xyz, shuffle_seed, start)
         out.append(model.global_feature(xyz, pooling).float().cpu())
         if progress is not None:
             progress(xyz.shape[0])

@@ -22,11 +22,12 @@ def point_all(points: int, available: int) -> int:
     return min(available, {8192: 8192}.get(points, round(points * 75 / 64)))
 
 
-def train_sample(xyz: Tensor, points: int, generator: torch.Generator) -> Tensor:
+def train_sample(xyz: Tensor, points: int, generator: torch.Generator, origin_eps: float = 0.0) -> Tensor:
     """Training-time sampling (method §9.2): (B, P, 3) -> (B, points, 3).
 
     With the pool as large as the cloud, FPS only reorders and the shared random subset of a shuffled
-    cloud is a per-object random subset, so that is drawn directly (no FPS).
+    cloud is a per-object random subset, so that is drawn directly (no FPS). ``origin_eps``: the FPS
+    near-origin rule (:func:`i2pmae.ops.farthest_point_sample`, §12.3).
     """
     B, P, _ = xyz.shape
     pool = point_all(points, P)
@@ -34,7 +35,7 @@ def train_sample(xyz: Tensor, points: int, generator: torch.Generator) -> Tensor
     xyz = gather_points(xyz, order)
     if pool >= P:
         return xyz[:, :points]
-    xyz = gather_points(xyz, farthest_point_sample(xyz, pool))  # (B, pool, 3)
+    xyz = gather_points(xyz, farthest_point_sample(xyz, pool, origin_eps))  # (B, pool, 3)
     cols = torch.randperm(pool, generator=generator)[:points].to(xyz.device)  # shared by the batch
     return xyz[:, cols]
 
@@ -48,11 +49,14 @@ def augment(xyz: Tensor, how: Augment, generator: torch.Generator) -> Tensor:
 
 
 @torch.no_grad()
-def fps_inputs(xyz: Tensor, n: int, batch_size: int, device: str | torch.device) -> Tensor:
-    """Deterministic test inputs: FPS from index 0 of every cloud, batched on ``device`` -> CPU."""
+def fps_inputs(
+    xyz: Tensor, n: int, batch_size: int, device: str | torch.device, origin_eps: float = 0.0
+) -> Tensor:
+    """Deterministic test inputs: FPS from index 0 of every cloud (near-origin rule ``origin_eps``),
+    batched on ``device`` -> CPU."""
     return torch.cat(
         [
-            select_points(xyz[i : i + batch_size].to(device), n, "fps").cpu()
+            select_points(xyz[i : i + batch_size].to(device), n, "fps", origin_eps).cpu()
             for i in range(0, len(xyz), batch_size)
         ]
     )

@@ -23,7 +23,7 @@ from i2pmae.encoder import EncoderOutput, HierarchicalEncoder
 from i2pmae.errors import InputError
 from i2pmae.layers import BlockStack, drop_path_rates, pos_mlp
 from i2pmae.masking import guided_mask, random_mask
-from i2pmae.ops import chamfer_l2
+from i2pmae.ops import chamfer_l2, fps_eps
 from i2pmae.tokenizer import Groups, group_multiscale
 
 
@@ -46,6 +46,7 @@ class I2PMAEConfig:
     feat_dim_2d: int = 512  # teacher channels C (CLIP ViT-B/16 joint space)
     num_views: int = 3  # V projected views; the 2D target is V·C channels per member
     index0_quirk: bool = True  # official mask propagation always keeps token 0 of sample 0 (method §3.3)
+    fps_origin_rule: bool = False  # option: FPS skips |p|² ≤ 1e-3 after index 0, as pointnet2 (§12.3)
 
     def __post_init__(self):
         S = len(self.num_groups)
@@ -122,7 +123,9 @@ class I2PMAE(nn.Module):
         """xyz: (B, N, 3) -> the three scales (FPS + kNN, method §2)."""
         if xyz.dim() != 3 or xyz.shape[-1] != 3:
             raise InputError(f"xyz must be (B, N, 3), got shape {tuple(xyz.shape)}")
-        return group_multiscale(xyz, self.cfg.num_groups, self.cfg.group_sizes)
+        return group_multiscale(
+            xyz, self.cfg.num_groups, self.cfg.group_sizes, fps_eps(self.cfg.fps_origin_rule)
+        )
 
     def guided_mask(self, saliency: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """saliency (B, V, G_top) at the top-scale centres -> mask (B, G_top) bool (method §4)."""

@@ -12,13 +12,22 @@ from torch import Tensor
 
 from i2pmae.errors import InputError
 
+POINTNET2_ORIGIN_EPS = 1e-3  # pointnet2_ops' FPS never picks a point with |p|² ≤ this after the first (§12.3)
 
-def farthest_point_sample(xyz: Tensor, n: int) -> Tensor:
+
+def fps_eps(origin_rule: bool) -> float:
+    """The ``origin_eps`` of :func:`farthest_point_sample` for a config's ``fps_origin_rule``."""
+    return POINTNET2_ORIGIN_EPS if origin_rule else 0.0
+
+
+def farthest_point_sample(xyz: Tensor, n: int, origin_eps: float = 0.0) -> Tensor:
     """Classic farthest point sampling, starting at index 0 in every sample (method §2, §12.3).
 
     xyz: (B, N, 3) -> idx: (B, n) long, indices into N. Vectorised over the batch, one step per sample.
-    Ties go to the lowest index (``argmax`` returns the first maximum). The pointnet2_ops rule that
-    skips near-origin points is not replicated (method §12.3 calls it optional).
+    Ties go to the lowest index (``argmax`` returns the first maximum). ``origin_eps`` > 0 copies the
+    pointnet2_ops kernel's rule (``POINTNET2_ORIGIN_EPS``, off by default, method §12.3): after index 0, a
+    point with |p|² ≤ origin_eps is never picked; when no other point is left, index 0 is, as in the kernel.
+    Raises InputError unless 0 < n ≤ N.
     """
     B, N, _ = xyz.shape
     if not 0 < n <= N:
@@ -26,6 +35,8 @@ def farthest_point_sample(xyz: Tensor, n: int) -> Tensor:
     pts = xyz.detach().transpose(1, 2).contiguous()  # (B, 3, N): coordinate planes, fast on CPU too
     idx = torch.empty(B, n, dtype=torch.long, device=xyz.device)
     min_d2 = torch.full((B, N), float("inf"), dtype=xyz.dtype, device=xyz.device)
+    if origin_eps > 0:  # -1 stays the minimum for ever: below every real distance, never the argmax
+        min_d2.masked_fill_((pts * pts).sum(dim=1) <= origin_eps, -1.0)
     farthest = torch.zeros(B, 1, dtype=torch.long, device=xyz.device)  # (B, 1)
     for i in range(n):
         idx[:, i : i + 1] = farthest

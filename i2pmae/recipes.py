@@ -41,7 +41,8 @@ def classifier_config(
     """The fine-tuning classifier for ``recipe`` around a pre-trained encoder of config ``encoder``.
 
     Group sizes are capped by what each scale groups (``points`` input points, then the centres of the
-    scale below), so tiny test encoders stay valid.
+    scale below), so tiny test encoders stay valid. The classifier keeps the encoder's FPS rule
+    (``fps_origin_rule``, method §12.3).
     """
     sources = (points, *encoder.num_groups[:-1])
     sizes = tuple(min(k * recipe.group_factor, n) for k, n in zip(encoder.group_sizes, sources, strict=True))
@@ -55,17 +56,21 @@ def classifier_config(
         encoder_depths=tuple(encoder.encoder_depths),
         num_heads=encoder.num_heads,
         mlp_ratio=encoder.mlp_ratio,
+        fps_origin_rule=encoder.fps_origin_rule,
     )
 
 
 def finetune_config(recipe: Recipe, **overrides: object) -> FinetuneConfig:
     """The recipe's FinetuneConfig; ``overrides`` that are not None replace fields (epochs, seed, ...).
 
-    A ``batch_size`` given without a ``test_batch_size`` sets both: a user who lowers the batch to fit
-    memory gets test passes of that size too (the paper's 64 = 2 × 32 stays the default).
+    A ``batch_size`` given without a ``test_batch_size`` or ``vote_batch_size`` sets those too: a user who
+    lowers the batch to fit memory gets test and voting passes of that size (the paper's 64 = 2 × 32 and 32
+    stay the defaults).
     """
-    if overrides.get("batch_size") is not None and overrides.get("test_batch_size") is None:
-        overrides = {**overrides, "test_batch_size": overrides["batch_size"]}
+    if overrides.get("batch_size") is not None:
+        for key in ("test_batch_size", "vote_batch_size"):
+            if overrides.get(key) is None:
+                overrides = {**overrides, key: overrides["batch_size"]}
     cfg = FinetuneConfig(
         points=recipe.points,
         label_smoothing=recipe.label_smoothing,

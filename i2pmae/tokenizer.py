@@ -35,13 +35,16 @@ class Groups:
         return self.center_point_idx[-1]
 
 
-def group(xyz: Tensor, num_group: int, group_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def group(
+    xyz: Tensor, num_group: int, group_size: int, fps_origin_eps: float = 0.0
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """FPS ``num_group`` centres out of xyz, then the ``group_size`` nearest points of each (method §2).
 
     xyz: (B, N, 3) -> centers (B, G, 3), neighborhoods (B, G, K, 3) relative, neighborhoods_ori
     (B, G, K, 3) absolute, fps_idx (B, G), knn_idx (B, G, K). Slot 0 of every group is its centre.
+    ``fps_origin_eps``: the pointnet2 near-origin rule of :func:`i2pmae.ops.farthest_point_sample` (§12.3).
     """
-    fps_idx = farthest_point_sample(xyz, num_group)  # (B, G)
+    fps_idx = farthest_point_sample(xyz, num_group, fps_origin_eps)  # (B, G)
     centers = gather_points(xyz, fps_idx)  # (B, G, 3)
     knn_idx = knn(centers, xyz, group_size)  # (B, G, K)
     neighborhoods_ori = gather_points(xyz, knn_idx)  # (B, G, K, 3)
@@ -50,11 +53,14 @@ def group(xyz: Tensor, num_group: int, group_size: int) -> tuple[Tensor, Tensor,
 
 
 @torch.no_grad()
-def group_multiscale(xyz: Tensor, num_groups: tuple[int, ...], group_sizes: tuple[int, ...]) -> Groups:
+def group_multiscale(
+    xyz: Tensor, num_groups: tuple[int, ...], group_sizes: tuple[int, ...], fps_origin_eps: float = 0.0
+) -> Groups:
     """Recursive grouping: scale 0 on the input points, scale s on the scale s-1 centres.
 
     xyz: (B, N, 3). Defaults of pre-training: num_groups (512, 256, 64), group_sizes (16, 8, 8).
     No gradient flows into the coordinates (the official FPS/kNN ops are not differentiable either).
+    ``fps_origin_eps`` applies at every scale, as the official ``misc.fps`` calls one kernel (§12.3).
     """
     if len(num_groups) != len(group_sizes):
         raise InputError(f"num_groups {num_groups} and group_sizes {group_sizes} differ in length")
@@ -66,7 +72,7 @@ def group_multiscale(xyz: Tensor, num_groups: tuple[int, ...], group_sizes: tupl
                 f"scale {s} needs {g} centres out of {points.shape[1]} points; give at least "
                 f"{num_groups[0]} input points or lower num_groups"
             )
-        centers, neigh, neigh_ori, fps_idx, knn_idx = group(points, g, k)
+        centers, neigh, neigh_ori, fps_idx, knn_idx = group(points, g, k, fps_origin_eps)
         if s == 0:
             center_pidx, member_pidx = fps_idx, knn_idx
         else:

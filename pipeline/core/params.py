@@ -141,6 +141,7 @@ class TrainParams(StageParams):
     schedule_epochs: int = Field(400, ge=1)  # cosine t_initial: the paper's schedule never finishes (§9.1)
     cosine_to_end: bool = False  # option: end the cosine at the last epoch (changes behaviour)
     decay_token_fix: bool = False  # option: apply weight decay to token_embed/token_prop weights
+    fps_origin_rule: bool = False  # option: FPS skips |p|² ≤ 1e-3 after index 0, as pointnet2_ops (§12.3)
     warmup_lr: float = Field(1e-6, ge=0)
     min_lr: float = Field(1e-6, ge=0)
     drop_path: float = Field(0.1, ge=0, lt=1)
@@ -168,6 +169,10 @@ class TrainParams(StageParams):
     # also write ckpt-last.pt mid-epoch when this many minutes passed since the last one (0: epoch ends only)
     checkpoint_every_minutes: float = Field(30.0, ge=0)
 
+    def unhashed(self) -> frozenset[str]:
+        """``fps_origin_rule`` off hashes as before it existed: older runs stay up to date."""
+        return frozenset() if self.fps_origin_rule else frozenset({"fps_origin_rule"})
+
     def lr_at(self, epoch: int) -> float:
         """The learning rate epoch ``epoch`` (0-based) trains at: :func:`i2pmae.schedule.epoch_lr` (§9.1)."""
         from i2pmae.schedule import epoch_lr  # imports torch: only when asked
@@ -192,14 +197,18 @@ class EvalParams(StageParams):
     points: int | None = Field(None, ge=16)
     pooling: Literal["max", "mean+max"] = "max"
     bn_stats: BNStats = BN_STATS_DEFAULT  # running (the paper's) | reestimate on the train split first
+    # train-split point order of the SVM: official = shuffled for ScanObjectNN (its loader), stored elsewhere
+    train_point_order: Literal["official", "stored", "shuffled"] = "official"
+    shuffle_seed: int = Field(0, ge=0, le=SEED_MAX)  # the shuffle's seed, with (seed, object) per cloud
     batch_size: int = Field(64, ge=1)  # objects per forward, and per re-estimation batch
     device: str = "auto"
 
     def unhashed(self) -> frozenset[str]:
-        """The default BatchNorm protocol and the paper's fixed C hash as before ``bn_stats`` and ``svm_c_cv``
-        existed: older evaluations stay up to date."""
-        default = {"bn_stats": self.bn_stats == BN_STATS_DEFAULT, "svm_c_cv": not self.svm_c_cv}
-        return frozenset(k for k, is_default in default.items() if is_default)
+        """Defaults hash as before their params existed, so older evaluations stay up to date (an OBJ-BG one
+        made before ``train_point_order`` used the stored order: docs/evaluation.md says how to redo it)."""
+        default = {"bn_stats": BN_STATS_DEFAULT, "svm_c_cv": False}
+        default |= {"train_point_order": "official", "shuffle_seed": 0}
+        return frozenset(k for k, value in default.items() if getattr(self, k) == value)
 
     @model_validator(mode="after")
     def _one_way_to_choose_c(self) -> EvalParams:
@@ -216,13 +225,16 @@ class FinetuneParams(StageParams):
 
     recipe: Literal["modelnet40", "obj-bg", "obj-only", "pb-t50-rs"] | None = None  # None: from the data
     seeds: int = Field(1, ge=1)  # seeds 0..N-1; the report gives mean ± std
-    epochs: int | None = Field(None, ge=1)  # None: the recipe's (300)
+    epochs: int | None = Field(None, ge=1)  # None: the recipe's 301, range(0, max_epoch + 1) (§9.2)
+    schedule_epochs: int | None = Field(None, ge=1)  # cosine t_initial; None: epochs − 1 (the official 300)
     max_steps: int | None = Field(None, ge=1)  # stop after this many optimiser steps (a quick check)
     batch_size: int | None = Field(None, ge=1)  # None: the recipe's (32)
     test_batch_size: int | None = Field(None, ge=1)  # None: the recipe's (64)
     points: int | None = Field(None, ge=16)  # None: the recipe's (1024 ModelNet40, 2048 ScanObjectNN)
     lr: float | None = Field(None, gt=0)  # None: the recipe's (5e-4)
     votes: int | None = Field(None, ge=0)  # None: the recipe's (10 ModelNet40; 0 = no voting)
+    vote_repeats: int = Field(1, ge=1)  # voting passes: 1 honest; 49 the paper's --test, reporting the max
+    vote_batch_size: int | None = Field(None, ge=1)  # None: the paper's --test batch, 32
     precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.2); bf16: autocast on CUDA (speed)
     device: str = "auto"
 
@@ -237,7 +249,9 @@ class FewshotParams(StageParams):
     shot: list[Annotated[int, Field(ge=1)]] = [10, 20]  # train objects per class
     folds: int = Field(10, ge=1)  # episodes per setting
     seed: int = Field(0, ge=0, le=SEED_MAX)  # seed of the episodes and of the fine-tuning
-    epochs: int | None = Field(None, ge=1)  # None: Point-MAE's few-shot 150
+    epochs: int | None = Field(None, ge=1)  # None: Point-MAE's few-shot 151, range(0, 150 + 1) (§1.5)
+    schedule_epochs: int | None = Field(None, ge=1)  # cosine t_initial; None: epochs − 1 (Point-MAE's 150)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)  # 0: Point-MAE's plain cross-entropy; 0.2: i2p's before
     max_steps: int | None = Field(None, ge=1)  # per fold: stop after this many optimiser steps
     batch_size: int | None = Field(None, ge=1)  # None: 32
     test_batch_size: int | None = Field(None, ge=1)  # None: 64

@@ -25,6 +25,8 @@ def run_finetune(plan: Plan, ctx: Context) -> Path:
         "last_acc": [r.last_acc for r in out.results],
         "best_acc": [r.best_acc for r in out.results],
         "last_vote_acc": [r.last_vote_acc for r in out.results],
+        "best_vote_acc": [r.best_vote_acc for r in out.results],
+        "vote_repeats": params.vote_repeats,  # 1: one pass; more: the voted numbers are their maximum
     }
     rundir.write_eval(plan.out, eval_record(plan, "finetune", result))
     return plan.out

@@ -8,6 +8,11 @@ Points per object for frozen-encoder features (``eval svm``, ``embed``):
   points *are* an FPS sample; stores in a release's own order (ScanObjectNN, ShapeNet npy, resampled
   ModelNet40) are FPS-sampled from index 0 when N is smaller than the stored count, as the paper's
   test-time sampling does (§9.2). ``--points`` overrides the count, never the rule.
+
+Point order of the SVM's train split (``eval.train_point_order``, :func:`train_shuffle`): the official ScanObjectNN
+loader shuffles each training cloud's points (so the encoder's FPS starts elsewhere), its ModelNet40 h5 loader does
+not; ``official`` does the same with a seeded shuffle, ``stored`` never shuffles, ``shuffled`` always does.
+
 Which encoder is evaluated (``--run``, ``--ckpt``, ``--random-init``) is :mod:`pipeline.evaluate.encoders`;
 which BatchNorm statistics the features use (``eval.bn_stats``) is :mod:`pipeline.evaluate.bnstats`;
 fine-tuning and few-shot glue live in :mod:`pipeline.evaluate.finetuning`.
@@ -171,8 +176,10 @@ def features(
     params: EvalParams,
     device: str,
     label: str,
+    shuffle_seed: int | None = None,
 ) -> Any:
-    """Global features of ``rows`` of a split (all rows when None), with a progress bar."""
+    """Global features of ``rows`` of a split (all rows when None), with a progress bar; ``shuffle_seed``:
+    each cloud's selected points in a seeded order (:func:`i2pmae.evaluate.shuffle_points`)."""
     from i2pmae.evaluate import extract_features
 
     source = split.points if rows is None or len(rows) == len(split.labels) else _Rows(split.points, rows)
@@ -187,6 +194,7 @@ def features(
             batch_size=params.batch_size,
             device=device,
             progress=advance,
+            shuffle_seed=shuffle_seed,
         )
 
 
@@ -211,6 +219,7 @@ class SVMOutcome:
     n_points: int
     report: Path
     bn: BNProtocol  # the BatchNorm statistics the features used
+    train_shuffled: bool = False  # the train split's clouds went to the encoder in a seeded random order
 
 
 def run_svm(
@@ -223,6 +232,7 @@ def run_svm(
     require_splits(store, "eval svm")
     n, how, points_text = feature_points(store, params.points, encoder.train_points)
     check_points(n, encoder.config)
+    shuffle, order_text = train_shuffle(store, params)
     c, c_note = _svm_c(store, params.svm_c)
     model = encoder.model(device)
     train, test = store.split("train"), store.split("test")
@@ -230,7 +240,7 @@ def run_svm(
     with protocol_applied(
         model, train, params.bn_stats, n_points=n, selection=how, batch_size=params.batch_size, device=device
     ) as bn:
-        train_x = features(model, train, tr_rows, n, how, params, device, "train")
+        train_x = features(model, train, tr_rows, n, how, params, device, "train", shuffle)
         test_x = features(model, test, te_rows, n, how, params, device, "test")
     if params.svm_c_cv:  # option: C chosen on the train split alone (the paper fixes it per dataset)
         paper = c
@@ -248,7 +258,7 @@ def run_svm(
         encoder=encoder.label,
         dataset=store.describe(),
         splits=splits,
-        points=points_text,
+        points=f"{points_text}; {order_text}",
         pooling=params.pooling,
         c=c,
         c_note=c_note,
@@ -259,7 +269,21 @@ def run_svm(
         bn_note=bn.note(),
     )
     append_report(report, section)
-    return SVMOutcome(result.accuracy, c, n, report, bn)
+    return SVMOutcome(result.accuracy, c, n, report, bn, shuffle is not None)
+
+
+def train_shuffle(store: PointsStore, params: EvalParams) -> tuple[int | None, str]:
+    """(the seed of the train split's point shuffle, or None; a sentence for the report), per
+    ``params.train_point_order`` (module docstring). Test-split clouds keep their order, as the paper's."""
+    official = "scanobjectnn" in store.layout  # ScanObjectNN's official training loader shuffles
+    if params.train_point_order == "stored" or (params.train_point_order == "official" and not official):
+        why = " (as the official loader of this dataset)" if params.train_point_order == "official" else ""
+        return None, f"train and test clouds in stored order{why}"
+    why = ", as the official ScanObjectNN loader does" if official else " (eval.train_point_order=shuffled)"
+    return params.shuffle_seed, (
+        f"train clouds' points shuffled (NumPy seed ({params.shuffle_seed}, row)){why}, so the encoder's FPS "
+        "starts elsewhere; test clouds in stored order"
+    )
 
 
 def _svm_c(store: PointsStore, requested: float | None) -> tuple[float, str]:

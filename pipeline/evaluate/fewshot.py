@@ -1,8 +1,12 @@
 """Few-shot classification (method §1.5): way × shot × folds episodes drawn from a points store (or read
 from Point-BERT's few-shot pickles), a classifier fine-tuned per fold → report.md.
 
-Few-shot uses the ModelNet40 recipe with a ``way``-class head and, because I2P-MAE ships no few-shot
-config, Point-MAE's few-shot schedule (150 epochs, lr 5e-4, warm-up 10, batch 32, clip 10) and no voting.
+Few-shot uses the ModelNet40 recipe's classifier and inputs with a ``way``-class head and, because I2P-MAE
+ships no few-shot config, Point-MAE's few-shot protocol (its ``cfgs/fewshot.yaml`` and runner): 151 epochs
+(``range(0, max_epoch + 1)``, max_epoch 150) over a cosine of t_initial 150, lr 5e-4, warm-up 10, batch 32,
+clip 10, **plain cross-entropy** (its classifier has no label smoothing), the best epoch from epoch 1 on, no
+voting. ``fewshot.label_smoothing=0.2`` gives the ModelNet40 recipe's loss, i2p's protocol before it followed
+Point-MAE's (with ``fewshot.epochs=150 fewshot.schedule_epochs=150``).
 """
 
 from __future__ import annotations
@@ -16,9 +20,8 @@ import numpy as np
 
 from pipeline.evaluate.encoders import Encoder, report_path, resolve_encoder
 from pipeline.evaluate.extract import PointsStore, check_points
+from pipeline.evaluate.finetune_text import describe_optimisation, describe_recipe
 from pipeline.evaluate.finetuning import (
-    describe_optimisation,
-    describe_recipe,
     finetune_overrides,
     metrics_file,
     resume_file,
@@ -31,7 +34,19 @@ from pipeline.sources.fewshot_pickles import read_fewshot_pickle
 
 log = logging.getLogger("i2p")
 
-FEWSHOT_EPOCHS = 150  # Point-MAE's cfgs/fewshot.yaml (I2P-MAE ships no few-shot config, method §1.5)
+FEWSHOT_EPOCHS = 151  # Point-MAE's cfgs/fewshot.yaml max_epoch 150, run as range(0, 151) (method §1.5)
+
+
+def fewshot_config(params: Any) -> Any:
+    """The FinetuneConfig every fold trains with: Point-MAE's few-shot protocol (module docstring) with the
+    fewshot stage's ``params`` (epochs, schedule_epochs, label_smoothing, batch …) where they are set.
+    Raises ConfigError for ``precision=bf16`` on a device other than CUDA."""
+    from i2pmae.recipes import RECIPES, finetune_config
+
+    overrides = finetune_overrides(params)
+    return finetune_config(
+        RECIPES["modelnet40"], **{"epochs": FEWSHOT_EPOCHS, "votes": 0, **overrides, "seed": params.seed}
+    )
 
 
 def run_fewshot(
@@ -52,15 +67,15 @@ def run_fewshot(
 
     from i2pmae.fewshot import make_episode
     from i2pmae.finetune import build_classifier
-    from i2pmae.recipes import RECIPES, classifier_config, finetune_config
+    from i2pmae.recipes import RECIPES, classifier_config
     from pipeline.core.devices import resolve_device
 
     ways, shots, folds, seed = list(params.way), list(params.shot), params.folds, params.seed
-    device, overrides = resolve_device(params.device), finetune_overrides(params)
+    device = resolve_device(params.device)
     encoder: Encoder = resolve_encoder(data_root, None, ckpt, random_init=random_init, need_norms=False)
     report = report_path(data_root, encoder, report)
     rec = RECIPES["modelnet40"]
-    fcfg = finetune_config(rec, **{"epochs": FEWSHOT_EPOCHS, "votes": 0, **overrides, "seed": seed})
+    fcfg = fewshot_config(params)
     check_points(fcfg.points, encoder.config)
     state = encoder.checkpoint.encoder_state if encoder.checkpoint else None
     if episodes is None:  # labels only: each fold reads just its own objects' points
@@ -122,7 +137,7 @@ def run_fewshot(
         protocol=protocol,
         recipe=describe_recipe(rec, ccfg, fcfg).replace(f"to {ways[0]} classes", "to `way` classes"),
         optimisation=describe_optimisation(fcfg)
-        + " (defaults from Point-MAE's few-shot config: I2P-MAE ships none)",
+        + " (defaults from Point-MAE's few-shot config and runner, plain cross-entropy: I2P-MAE ships none)",
         settings=settings,
         metrics_file=metrics.name,
     )

@@ -22,6 +22,12 @@ from pipeline.core.names import as_name
 from pipeline.evaluate.encoders import EvaluationError, checkpoint_path, report_path, resolve_encoder
 from pipeline.evaluate.epoch_state import drop_epoch_state
 from pipeline.evaluate.extract import PointsStore, check_points, labelled, require_splits
+from pipeline.evaluate.finetune_text import (
+    describe_optimisation,
+    describe_recipe,
+    describe_voting,
+    vote_protocol,
+)
 from pipeline.evaluate.reports import append_report, finetune_section, pct, table
 from pipeline.storage import rundir
 from pipeline.storage.checkpoints import is_classifier, load_classifier, open_checkpoint
@@ -78,32 +84,6 @@ def rows_tensor(split: Any, rows: np.ndarray) -> Any:
     out = np.empty((len(rows), *split.points.shape[1:]), np.float32)
     out[order] = picked
     return torch.from_numpy(out)
-
-
-def describe_recipe(recipe: Any, ccfg: Any, fcfg: Any) -> str:
-    aug = {
-        "scale-translate": "ScaleAndTranslate(2/3–3/2, ±0.2)",
-        "scale-rotate": "ScaleAndTranslate(0.9–1.1, 0) + one y-rotation U(−π, π) per batch",
-        "none": "none",
-    }[fcfg.augment]
-    return (
-        f"{recipe.name}: {fcfg.points} points (train: FPS of a shuffled cloud to the pool, one random subset "
-        f"per batch; test: FPS from index 0); groups {'/'.join(map(str, ccfg.num_groups))} × "
-        f"{'/'.join(map(str, ccfg.group_sizes))}; radii {'/'.join(map(str, ccfg.local_radius))}; fresh LayerNorm, "
-        f"{ccfg.pooling} pooling, MLP head to {ccfg.num_classes} classes; label smoothing {fcfg.label_smoothing}; "
-        f"augmentation {aug}"
-    )
-
-
-def describe_optimisation(fcfg: Any) -> str:
-    decay = (
-        "decay on token_embed too" if fcfg.decay_token_fix else "no decay for 1-D, biases and 'token' names"
-    )
-    return (
-        f"AdamW lr {fcfg.lr:g}, wd {fcfg.weight_decay:g} ({decay}); warm-up {fcfg.warmup_epochs} + cosine over "
-        f"{fcfg.schedule_epochs or fcfg.epochs} epochs, one-epoch lag; {fcfg.epochs} epochs; batch {fcfg.batch_size}; "
-        f"grad-norm clip {fcfg.grad_clip:g}; all parameters trained"
-    )
 
 
 def resume_file(report: Path, what: dict[str, Any]) -> Path:
@@ -163,7 +143,8 @@ class FinetuneOutcome:
     results: list  # FinetuneResult per seed; empty when a fine-tuned classifier was only evaluated
     report: Path
     metrics: Path | None
-    evaluated: tuple[float, float | None] | None = None  # (unvoted, voted) of an evaluated classifier
+    # (unvoted, voted: the one pass or the max of vote_repeats passes) of an evaluated classifier
+    evaluated: tuple[float, float | None] | None = None
 
 
 def run_finetune(
@@ -236,13 +217,7 @@ def run_finetune(
             "results": [asdict(r) for r in results],
         },
     )
-    voting = (
-        f"Voted: one pass of {fcfg.votes} votes (FPS pool, random subset, ScaleAndTranslate; logits "
-        "averaged), never the maximum over repeated passes."
-        if fcfg.votes
-        else "Voting is not defined for this recipe (the paper's code raises for 2048-point inputs), so "
-        "only unvoted accuracies are given."
-    )
+    voting = describe_voting(fcfg, results)
     dropped = train[2] + test[2]
     section = finetune_section(
         title=f"Fine-tuning on {store.name}",
@@ -269,7 +244,8 @@ def _evaluate_classifier(data_root, opened, store, rec, fcfg, device, report) ->
     test_x, test_y, _ = split_tensors(store, "test")
     n_classes = max(len(store.classes), int(test_y.max()) + 1)
     model = load_classifier(opened, classifier_config(rec, n_classes, I2PMAEConfig(), fcfg.points))
-    acc, voted = evaluate_classifier(model, test_x, test_y, fcfg, device)
+    acc, passes = evaluate_classifier(model, test_x, test_y, fcfg, device)
+    voted = max(passes) if passes else None
     report = (
         Path(report)
         if report
@@ -283,7 +259,7 @@ def _evaluate_classifier(data_root, opened, store, rec, fcfg, device, report) ->
         ("**accuracy, unvoted**", f"**{pct(acc)}**"),
         (
             "**accuracy, voted**",
-            f"**{pct(voted)}** (one pass of {fcfg.votes} votes)"
+            f"**{pct(voted)}** ({vote_protocol(fcfg, passes)})"
             if voted is not None
             else "n/a (voting not defined for this recipe)",
         ),

@@ -13,8 +13,9 @@
 * **ckpt-epoch-XXX.pt**: kept every ``keep_every`` epochs from ``keep_from`` (250, 275, 300).
 
 The monitor runs on rank 0 only, in eval mode and with the RNG states and the encoder's buffers saved
-and restored, so a run trains (and saves) the same weights and statistics with or without it. When the dataset is not prepared, monitoring is off and
-one log line says how to turn it on.
+and restored, so a run trains (and saves) the same weights and statistics with or without it. When the dataset is
+not prepared, monitoring is off and a warning at training start says what that costs (no ckpt-best.pt, the
+checkpoint the paper evaluates) and names the command that prepares it.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class Monitor:
 
 
 def build_monitor(params: TrainParams, data_root: Path, device: str) -> Monitor | None:
-    """The run's monitor, or None (one log line) when it is off or its dataset is not prepared."""
+    """The run's monitor, or None when it is off or (one warning) its dataset is not prepared."""
     from pipeline.evaluate.extract import feature_points, points_store, require_splits
     from pipeline.storage import datasets
     from pipeline.storage.store import read_state
@@ -120,9 +121,12 @@ def build_monitor(params: TrainParams, data_root: Path, device: str) -> Monitor 
     path = record.output(data_root, "prepare") if record else None
     state = read_state(path, progress=False) if path is not None else None
     if state is None or not state.complete:
-        log.info(
-            "monitoring off: dataset %s is not prepared under %s; turn it on with `i2p prepare %s --root PATH` "
-            "(the ModelNet40 h5 release, method §9.1) or --set train.monitor_dataset=NAME",
+        log.warning(
+            "monitoring off: dataset %s is not prepared under %s, so this run keeps no ckpt-best.pt (the "
+            "paper's runner keeps the epoch with the best monitor SVM, method §9.1) and evaluations use "
+            "ckpt-last.pt; prepare it before training with `i2p prepare %s --root PATH` (the ModelNet40 h5 "
+            "release; a run continued with --resume is monitored from then on), or --set "
+            "train.monitor_dataset=NAME (null: off, without this warning)",
             name,
             data_root,
             "modelnet40" if name == "modelnet40" else "SOURCE --dataset " + name,

@@ -3,8 +3,8 @@
 Every section states what was measured and how: encoder, dataset and split sizes, point count and how
 points were chosen, the classifier's settings, seeds, last-epoch *and* best-epoch accuracy, unvoted
 *and* voted, mean ± std over seeds or folds, and that a "best" epoch was chosen on the test split when
-the dataset has no validation split. A voted number is one voting pass, never the maximum over
-repeated passes. Sections are appended to the file atomically (the whole file is rewritten to a
+the dataset has no validation split. A voted number is one voting pass unless ``finetune.vote_repeats``
+asks for the paper's maximum over repeated passes, which the section then says in bold. Sections are appended to the file atomically (the whole file is rewritten to a
 temporary name and renamed into place).
 """
 
@@ -49,6 +49,14 @@ def mean_std(values: Sequence[float | None]) -> str:
     m = sum(vals) / len(vals)
     sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
     return f"{100 * m:.2f} ± {100 * sd:.2f} % (n={len(vals)})"
+
+
+def population_std(values: Sequence[float]) -> str:
+    """ "2.37 %": the population std (ddof 0) of fractions, in percent; n/a for none."""
+    if not values:
+        return "n/a"
+    m = sum(values) / len(values)
+    return f"{100 * math.sqrt(sum((v - m) ** 2 for v in values) / len(values)):.2f} %"
 
 
 def _stamp() -> str:
@@ -158,14 +166,15 @@ def fewshot_section(
         ("recipe", recipe),
         ("optimisation", optimisation),
     ]
-    head = "| setting | folds | last epoch | best epoch |\n|---|---|---|---|"
+    head = "| setting | folds | last epoch | best epoch | last epoch, population std |\n|---|---|---|---|---|"
     body = [
         f"| {way}-way {shot}-shot | {len(res)} | {mean_std([r.last_acc for r in res])} "
-        f"| {mean_std([r.best_acc for r in res])} |"
+        f"| {mean_std([r.best_acc for r in res])} | {population_std([r.last_acc for r in res])} |"
         for way, shot, res in settings
     ]
     notes = [
-        "Mean ± std over folds (sample std). "
+        "Mean ± std over folds (sample std, ddof 1; Point-MAE's code computes no std and its README does not "
+        "say which, so the population std, ddof 0, is given beside it). "
         + "**Best epochs were chosen on each fold's test objects** (episodes have no validation "
         "objects), so the best-epoch numbers are optimistic; the last-epoch numbers involve no such choice.",
         "No voting.",

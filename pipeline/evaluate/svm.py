@@ -86,6 +86,7 @@ def run(plan: Plan, ctx: Context) -> Path:
                 "random_init_accuracy": b,
                 "svm_c": out.c,
                 "points": out.n_points,
+                "train_point_order": "shuffled" if out.train_shuffled else "stored",
                 "bn_stats": params.bn_stats,
                 "bn": bn_a.record(),
                 "random_init_bn": bn_b.record(),

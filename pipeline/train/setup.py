@@ -47,6 +47,7 @@ def build_model(params: TrainParams, channels: int, arch: dict[str, Any] | None 
         mask_ratio=params.mask_ratio,
         masking=params.masking,
         targets=params.targets,
+        fps_origin_rule=params.fps_origin_rule,
         feat_dim_2d=channels,
         **(arch or {}),
     )
