@@ -143,7 +143,9 @@ def test_cli_train_then_resume_continues_the_step_count(stores):
     ]
     first = CliRunner().invoke(app, [*common, "--max-steps", "1"], catch_exceptions=False)
     assert first.exit_code == 0, first.output
-    assert "epoch 0: 0/1 steps" in first.output  # the bar ends where --max-steps stops, not at the epoch's end
+    assert (
+        "epoch 0: 0/1 steps" in first.output
+    )  # the bar ends where --max-steps stops, not at the epoch's end
     run = data_root / "runs" / "smoke"
     ckpt = (run / "ckpt-last.pt").read_bytes()
     again = CliRunner().invoke(app, [*common, "--max-steps", "1"], catch_exceptions=False)
