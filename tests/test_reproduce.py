@@ -81,6 +81,18 @@ def test_the_table_labels_each_protocol_and_says_why_a_cell_is_empty():
     )
     assert r.paper == "93.67 / 94.06 voted" and "chosen on the test split" in r.official
     assert r.honest == "91.00 ± 1.41 % (n=2) last epoch, 91.00 % one vote pass"
+    official = {
+        "last_acc": [0.9],
+        "best_acc": [0.93],
+        "last_vote_acc": [0.95],
+        "best_vote_acc": [0.96],
+        "vote_repeats": 49,
+    }
+    r49 = row(ft, (_record("finetune", official), None), "r")
+    assert (
+        r49.official.endswith("voted 96.00 % (maximum of 49 passes)") and r49.honest == "90.00 % last epoch"
+    )
+    assert ft.sets["finetune"]["vote_repeats"] == 49  # the official voting, in the official cell only
     ps = steps["part segmentation, ShapeNetPart"]
     summary = {"last": {"epoch": 3, "instance_miou": 0.8, "class_miou": 0.7}, "max_instance_miou": 0.85,
                "max_class_miou": 0.75, "best_by_instance": {"epoch": 2, "instance_miou": 0.85, "class_miou": 0.7}}  # fmt: skip
