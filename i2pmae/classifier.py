@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from i2pmae.encoder import FinetuneEncoder
+from i2pmae.encoder import FinetuneEncoder, load_pretrained
 from i2pmae.errors import InputError
 from i2pmae.ops import fps_eps
 from i2pmae.tokenizer import group_multiscale
@@ -88,27 +88,6 @@ class PointClassifier(nn.Module):
         return self.cls_head_finetune(self.forward_features(xyz))
 
     def load_pretrained_encoder(self, state_dict: Mapping[str, Tensor]) -> list[str]:
-        """Load the ``h_encoder.*`` weights of a pre-training state dict (ours or official).
-
-        Strips a ``module.`` prefix (DataParallel checkpoints, method §12.1), ignores the pre-training-only
-        keys (``encoder_norms``, decoder, heads, teacher), and raises if any encoder key is missing or
-        mismatched, instead of silently loading nothing. Returns the keys that were loaded.
-        """
-        sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
-        own = self.h_encoder.state_dict()
-        picked = {k[len("h_encoder.") :]: v for k, v in sd.items() if k.startswith("h_encoder.")}
-        picked = {k: v for k, v in picked.items() if k in own}
-        missing = sorted(set(own) - set(picked))
-        if missing:
-            raise KeyError(
-                f"pre-trained state dict lacks {len(missing)} encoder keys (first: h_encoder.{missing[0]}); "
-                "is it an I2P-MAE / Point-M2AE pre-training checkpoint's 'base_model'?"
-            )
-        bad = [k for k, v in picked.items() if tuple(v.shape) != tuple(own[k].shape)]
-        if bad:
-            raise InputError(
-                f"h_encoder.{bad[0]} has shape {tuple(picked[bad[0]].shape)}, expected {tuple(own[bad[0]].shape)}; "
-                "the encoder dims must match the pre-trained model"
-            )
-        self.h_encoder.load_state_dict(picked, strict=True)
-        return [f"h_encoder.{k}" for k in picked]
+        """The ``h_encoder.*`` weights of a pre-training state dict (:func:`i2pmae.encoder.load_pretrained`:
+        every encoder key, ``encoder_norms`` included where this model has them, or an error)."""
+        return load_pretrained(self.h_encoder, state_dict)

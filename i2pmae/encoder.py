@@ -8,12 +8,14 @@ part segmenter's (§14.2: the same, returning every scale after its ``encoder_no
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
+from i2pmae.errors import InputError
 from i2pmae.layers import BlockStack, apply_pointwise, drop_path_rates, pos_mlp
 from i2pmae.ops import gather_points
 from i2pmae.recompute import recomputed
@@ -252,3 +254,30 @@ class SegmentationEncoder(FinetuneEncoder):
             x = self.encoder_blocks[s](x, self.encoder_pos_embeds[s](c), attn_mask)
             out.append(self.encoder_norms[s](x))
         return out
+
+
+def load_pretrained(encoder: nn.Module, state_dict: Mapping[str, Tensor]) -> list[str]:
+    """Load the ``h_encoder.*`` weights of a pre-training state dict (ours or official) into ``encoder``
+    (a downstream model's ``h_encoder``): every key ``encoder`` has must be there with its shape.
+
+    Strips a ``module.`` prefix (DataParallel checkpoints, method §12.1) and ignores every other key
+    (decoder, heads, teacher). KeyError when an encoder key is missing (instead of loading nothing, as a
+    ``strict=False`` load would), InputError on a shape mismatch. Returns the keys loaded."""
+    sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    own = encoder.state_dict()
+    picked = {k[len("h_encoder.") :]: v for k, v in sd.items() if k.startswith("h_encoder.")}
+    picked = {k: v for k, v in picked.items() if k in own}
+    missing = sorted(set(own) - set(picked))
+    if missing:
+        raise KeyError(
+            f"pre-trained state dict lacks {len(missing)} of the {len(own)} encoder keys (first: "
+            f"h_encoder.{missing[0]}); is it an I2P-MAE / Point-M2AE pre-training checkpoint's 'base_model'?"
+        )
+    bad = [k for k, v in picked.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if bad:
+        raise InputError(
+            f"h_encoder.{bad[0]} has shape {tuple(picked[bad[0]].shape)}, expected {tuple(own[bad[0]].shape)}; "
+            "the encoder dims must match the pre-trained model"
+        )
+    encoder.load_state_dict(picked, strict=True)
+    return [f"h_encoder.{k}" for k in picked]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from i2pmae.encoder import SegmentationEncoder
+from i2pmae.encoder import SegmentationEncoder, load_pretrained
 from i2pmae.errors import InputError
 from i2pmae.ops import three_nn_interpolate
 from i2pmae.tokenizer import group_multiscale
@@ -113,25 +113,6 @@ class PartSegmenter(nn.Module):
         return F.log_softmax(x, dim=1).transpose(1, 2)
 
     def load_pretrained_encoder(self, state_dict: Mapping[str, Tensor]) -> list[str]:
-        """Load the ``h_encoder.*`` weights (encoder_norms included) of a pre-training state dict.
-
-        Strips a ``module.`` prefix; raises KeyError when any encoder key is missing (the family's loaders
-        only print them) and InputError on a shape mismatch. Returns the keys loaded."""
-        sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
-        own = self.h_encoder.state_dict()
-        picked = {k[len("h_encoder.") :]: v for k, v in sd.items() if k.startswith("h_encoder.")}
-        picked = {k: v for k, v in picked.items() if k in own}
-        missing = sorted(set(own) - set(picked))
-        if missing:
-            raise KeyError(
-                f"pre-trained state dict lacks {len(missing)} of the {len(own)} encoder keys "
-                f"(first: h_encoder.{missing[0]}); is it an I2P-MAE / Point-M2AE pre-training checkpoint?"
-            )
-        bad = [k for k, v in picked.items() if tuple(v.shape) != tuple(own[k].shape)]
-        if bad:
-            raise InputError(
-                f"h_encoder.{bad[0]} has shape {tuple(picked[bad[0]].shape)}, expected "
-                f"{tuple(own[bad[0]].shape)}; the encoder dims must match the pre-trained model"
-            )
-        self.h_encoder.load_state_dict(picked, strict=True)
-        return [f"h_encoder.{k}" for k in picked]
+        """The ``h_encoder.*`` weights of a pre-training state dict (:func:`i2pmae.encoder.load_pretrained`:
+        every encoder key, ``encoder_norms`` included where this model has them, or an error)."""
+        return load_pretrained(self.h_encoder, state_dict)
