@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from i2pmae.encoder import SegmentationEncoder, load_pretrained
 from i2pmae.errors import InputError
-from i2pmae.ops import three_nn_interpolate
+from i2pmae.ops import fps_eps, three_nn_interpolate
 from i2pmae.tokenizer import group_multiscale
 
 
@@ -39,6 +39,7 @@ class PartSegConfig:
     label_dim: int = 64  # the category one-hot through Conv1d → BN → LeakyReLU(0.2)
     head: tuple[int, ...] = (1024, 512, 256)  # per-point Conv1d widths before the part logits
     head_dropout: float = 0.5  # after the first head layer
+    fps_origin_rule: bool = False  # the pre-trained encoder's FPS rule (I2PMAEConfig, method §12.3)
 
 
 def _conv_bn(c_in: int, c_out: int) -> tuple[nn.Conv1d, nn.BatchNorm1d]:
@@ -95,7 +96,9 @@ class PartSegmenter(nn.Module):
         if xyz.dim() != 3 or xyz.shape[-1] != 3:
             raise InputError(f"xyz must be (B, N, 3), got shape {tuple(xyz.shape)}")
         B, N, _ = xyz.shape
-        g = group_multiscale(xyz, self.cfg.num_groups, self.cfg.group_sizes)
+        g = group_multiscale(
+            xyz, self.cfg.num_groups, self.cfg.group_sizes, fps_eps(self.cfg.fps_origin_rule)
+        )
         scales = self.h_encoder(g.neighborhoods, g.centers, g.knn_idx)  # [(B, G_s, C_s)]
         x = torch.cat(
             [fp(xyz, c, t) for fp, c, t in zip(self.propagations, g.centers, scales, strict=True)], 1

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from i2pmae.ops import farthest_point_sample, gather_points
+from i2pmae.ops import farthest_point_sample, fps_eps, gather_points
 from i2pmae.partseg import PartSegmenter
 
 TestPoints = Literal["resample", "fps", "all"]
@@ -125,7 +125,7 @@ def predict(
     for i in range(len(count)):
         xyz, target = points[i : i + 1, : int(count[i])], parts[i : i + 1, : int(count[i])]
         if cfg.test_points == "fps" and xyz.shape[1] > cfg.points:
-            idx = farthest_point_sample(xyz, cfg.points)  # (1, points), from index 0
+            idx = farthest_point_sample(xyz, cfg.points, fps_eps(model.cfg.fps_origin_rule))  # (1, points)
             xyz, target = gather_points(xyz, idx), torch.gather(target, 1, idx)
         out = model(xyz.to(device), category[i : i + 1].to(device)).float().cpu().numpy()
         logps.append(out[0])

@@ -146,6 +146,11 @@ def test_an_official_pretrain_file_loads_every_encoder_tensor(tmp_path):
     model.load_pretrained_encoder(ck.encoder_state)
     for k, v in pre.h_encoder.state_dict().items():
         assert torch.equal(model.h_encoder.state_dict()[k], v), k
+    from dataclasses import replace
+
+    assert model_config(
+        replace(ck.config, fps_origin_rule=True), 2, 5
+    ).fps_origin_rule  # the encoder's FPS rule
 
 
 @pytest.mark.parametrize("how, lengths", [("resample", [40, 40]), ("fps", [40, 33]), ("all", [50, 33])])

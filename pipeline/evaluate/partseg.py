@@ -60,6 +60,7 @@ def model_config(encoder_config: Any, n_categories: int, n_parts: int) -> Any:
         mlp_ratio=encoder_config.mlp_ratio,
         num_groups=tuple(encoder_config.num_groups),
         group_sizes=tuple(encoder_config.group_sizes),
+        fps_origin_rule=encoder_config.fps_origin_rule,
     )
 
 
