@@ -42,10 +42,14 @@ class PrepareParams(StageParams):
     workers: int = Field(1, ge=1)  # local dask workers (processes); 1 runs in-process
     scheduler: str | None = None  # address of an existing dask.distributed scheduler
     strict: bool = False  # stop at the first bad input instead of recording it
+    # read files that lie outside root behind symlinks (false: each such link is listed in failures, not read)
+    follow_links: bool = False
 
     def unhashed(self) -> frozenset[str]:
-        """``synthetic_version`` for other sources (their fingerprints predate it)."""
-        return frozenset() if self.source == "synthetic" else frozenset({"synthetic_version"})
+        """``synthetic_version`` for other sources (their fingerprints predate it); ``follow_links`` at its
+        default (stores written before it existed hash as they did)."""
+        left_out = set() if self.source == "synthetic" else {"synthetic_version"}
+        return frozenset(left_out | (set() if self.follow_links else {"follow_links"}))
 
 
 class RenderParams(StageParams):

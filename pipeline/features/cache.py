@@ -24,6 +24,7 @@ from pipeline.core.devices import Distributed, resolve_device, resolve_precision
 from pipeline.core.errors import ConfigError
 from pipeline.core.params import FeaturesParams
 from pipeline.storage.contract import Context, Plan
+from pipeline.storage.space import check_space, layout_bytes, left_to_write
 from pipeline.storage.store import StoreLock, StoreWriter, per_object, read_state
 
 log = logging.getLogger("i2p")
@@ -91,10 +92,13 @@ def cache_features(
         log.warning(
             "teacher %s has RANDOM weights: features are for tests and smoke runs only", params.teacher
         )
+    layout = _layout(params, views, teacher)
+    needed = layout_bytes(layout, left_to_write(state) / n_shards)  # this shard's part of what is left
+    check_space(path, needed, f"features store {path.name}")  # before its lock and metadata
     lock_tag = f"shard-{shard}-of-{n_shards}" if n_shards > 1 else None
     with StoreLock(path, tag=lock_tag):
         with StoreLock(path, tag="create", wait=True):  # shards create the metadata one at a time
-            writer = _create(path, params, values, fp, views, views_path, teacher)
+            writer = _create(path, params, values, fp, views, views_path, layout, teacher)
             started = writer.group.attrs.get("shards")
             if started is None:
                 writer.update_attrs({"shards": n_shards})
@@ -123,7 +127,7 @@ def _normalisation(kind: str, teacher: Any) -> dict[str, Any]:
     return {"kind": kind, "mean": list(teacher.mean), "std": list(teacher.std)}
 
 
-def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter:
+def _create(path, params, values, fp, views, views_path, layout, teacher) -> StoreWriter:
     attrs = {
         "fingerprint": fp,
         "stage": "cache-features",
@@ -139,6 +143,13 @@ def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter
     elif teacher.random_weights:
         attrs["teacher_note"] = "random weights: knows nothing (tests and smoke runs only)"
     writer = StoreWriter(path, attrs)
+    writer.create(layout)
+    return writer
+
+
+def _layout(params: FeaturesParams, views: Any, teacher: Any) -> dict[str, tuple]:
+    """{split: (work chunks, [ArraySpec])} of the features store of the views store ``views``: ``feature``
+    (O, [K,] V, C, h, w) float16, uncompressed, and ``saliency`` (O, [K,] V, h, w) float32."""
     c, (h, w), ch = params.chunk, teacher.patch_grid, teacher.channels
     layout = {}
     for split in views.attrs["splits"]:
@@ -166,8 +177,7 @@ def _create(path, params, values, fp, views, views_path, teacher) -> StoreWriter
                 ),
             ],
         )
-    writer.create(layout)
-    return writer
+    return layout
 
 
 def _fill(writer, params, views_path, teacher, device, shard, n_shards, dataset) -> None:

@@ -27,9 +27,11 @@ from pipeline.core.parallel import run_tasks
 from pipeline.core.params import PrepareParams
 from pipeline.prepare import parts
 from pipeline.prepare.compaction import compact
+from pipeline.prepare.records import FillRecords, complete_attrs, drop_duplicates, refuse_emptied_splits
 from pipeline.prepare.rows import read_or_record, write_labels_and_ids
 from pipeline.sources.base import Catalog, Item
 from pipeline.storage.contract import Context, Plan
+from pipeline.storage.space import check_space, layout_bytes, left_to_write
 from pipeline.storage.store import (
     ArraySpec,
     StoreLock,
@@ -70,19 +72,45 @@ def run(plan: Plan, ctx: Context) -> Path:
 
 def fill_points_store(params: PrepareParams, data_root: Path, dataset: str, fp: str, path: Path) -> int:
     """Fill the points store ``path`` (fingerprint ``fp``, planned by the runner) from the source;
-    returns the number of chunks computed (0 when it was complete). The source is scanned only here."""
+    returns the number of chunks computed (0 when it was complete). The source is scanned only here, and
+    a store that cannot fit on its disk is refused before anything is written (its lock included)."""
     state = read_state(path)
     if state is not None and state.complete:
         log.info("prepare %s: up to date (%s)", dataset, path)
         return 0
-    catalog = sources.scan(params, Path(data_root))
+    catalog, records = sources.scan(params, Path(data_root)), FillRecords()
+    splits, duplicates = drop_duplicates(catalog.splits, records.skipped)
+    layout = _layout(splits, int(catalog.handling["n_points"]), params.chunk, catalog.parts is not None)
+    check_space(path, layout_bytes(layout, left_to_write(state)), f"points store {path.name}")
     with StoreLock(path):
-        return _fill(params, catalog, dataset, params.fingerprint_params(), fp, path)
+        return _fill(params, catalog, (splits, duplicates, layout), records, dataset, fp, path)
 
 
-def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, fp: str, path: Path) -> int:
-    splits, duplicates = _drop_duplicates(catalog.splits)
-    n_points = int(catalog.handling["n_points"])
+def _layout(splits: dict[str, list[Item]], n_points: int, chunk: int, labelled: bool) -> dict[str, tuple]:
+    """{split: (work chunks, [ArraySpec])} of a points store (and of a part store: ``labelled``)."""
+    layout = {}
+    for split, items in splits.items():
+        n = len(items)
+        specs = [
+            per_object("points", (n, n_points, 3), chunk, "float32", ("object", "point", "xyz")),
+            ArraySpec("label", (n,), (chunk,), "int32", ("object",), -1),
+            ArraySpec("id", (n,), (chunk,), str, ("object",), ""),
+        ] + (parts.specs(n, n_points, chunk) if labelled else [])
+        layout[split] = (_n_chunks(n, chunk), specs)
+    return layout
+
+
+def _fill(
+    params: PrepareParams,
+    catalog: Catalog,
+    found: tuple,
+    records: FillRecords,
+    dataset: str,
+    fp: str,
+    path: Path,
+) -> int:
+    """Fill under the store's lock; ``found``: (items per split, duplicates dropped, the store's layout)."""
+    (splits, duplicates, layout), values = found, params.fingerprint_params()
     writer = StoreWriter(
         path,
         {
@@ -100,15 +128,6 @@ def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, f
         },
     )
     labelled = catalog.parts is not None  # a part store: also `part` and `count` (pipeline.prepare.parts)
-    layout = {}
-    for split, items in splits.items():
-        n, c = len(items), params.chunk
-        specs = [
-            per_object("points", (n, n_points, 3), c, "float32", ("object", "point", "xyz")),
-            ArraySpec("label", (n,), (c,), "int32", ("object",), -1),
-            ArraySpec("id", (n,), (c,), str, ("object",), ""),
-        ] + (parts.specs(n, n_points, c) if labelled else [])
-        layout[split] = (_n_chunks(n, c), specs)
     filled = "splits" in writer.group.attrs and writer.all_done()
     if not filled:  # once every chunk is written, only compaction (which changes shapes) may remain
         writer.create(layout)
@@ -121,32 +140,18 @@ def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, f
     remaining = sum(len(t[2]) for t in tasks)
     if remaining < total:
         log.info("prepare %s: resuming, %d of %d objects already written", dataset, total - remaining, total)
-    chunk_failures: dict[str, list] = dict(writer.group.attrs.get("chunk_failures", {}))
-    chunk_notes: dict[str, list] = dict(writer.group.attrs.get("chunk_notes", {}))
+    records.resume(writer.group.attrs)
     with progress_bar(f"prepare {dataset}", total, "objects", done=total - remaining) as advance:
 
         def on_result(task: tuple, written: tuple) -> None:
             split, i, items = task
-            failures, notes = written
-            start = i * params.chunk
-            if failures:  # recorded before the chunk counts as done; clean chunks leave the attrs alone
-                chunk_failures[f"{split}/{i}"] = [
-                    {"split": split, "row": start + row, "id": id_, "path": p, "reason": r}
-                    for row, id_, p, r in failures
-                ]
-            if notes:
-                chunk_notes[f"{split}/{i}"] = [
-                    {"split": split, "id": n[0], "path": n[1], "warning": n[2]} for n in notes
-                ]
-            if failures or notes:
-                writer.update_attrs({"chunk_failures": chunk_failures, "chunk_notes": chunk_notes})
-            for n in notes:
-                log.warning("%s (%s): %s", *n)
+            update = records.chunk(split, i, i * params.chunk, *written)
+            if update:  # recorded before the chunk counts as done; clean chunks leave the attrs alone
+                writer.update_attrs(update)
             writer.mark_done(split, i)
-            for f in failures:
-                log.warning("skipped %s (%s): %s", f[1], f[2], f[3])
             advance(len(items))
 
+        n_points = int(catalog.handling["n_points"])
         run_tasks(
             parts.load_chunk if labelled else load_chunk,
             [(split, i, items, params, n_points) for split, i, items in tasks],
@@ -155,28 +160,13 @@ def _fill(params: PrepareParams, catalog: Catalog, dataset: str, values: dict, f
             scheduler=params.scheduler,
             write=partial(parts.write_chunk if labelled else write_chunk, str(path)),
         )
-    for f in catalog.failures:
-        log.warning("skipped %s (%s): %s", f["id"], f["path"], f["reason"])
-    failures = (
-        catalog.failures + duplicates + [f for key in sorted(chunk_failures) for f in chunk_failures[key]]
-    )
-    counts = compact(writer, chunk_failures, params.chunk, ARRAYS + (parts.ARRAYS if labelled else ()))
-    _refuse_emptied_splits(splits, counts, failures)
-    warnings = [n for key in sorted(chunk_notes) for n in chunk_notes[key]]
-    writer.finish({"failures": failures, "counts": counts, "warnings": warnings})
+    failures, warnings = records.finish(catalog.failures, duplicates)
+    arrays = ARRAYS + (parts.ARRAYS if labelled else ())
+    counts = compact(writer, records.chunks["failures"], params.chunk, arrays)
+    refuse_emptied_splits(splits, counts, failures)
+    writer.finish(complete_attrs(failures, warnings, counts, writer.group.attrs))
     log.info("prepare %s: wrote %s (%s; %d skipped)", dataset, path, _fmt_counts(counts), len(failures))
     return len(tasks)
-
-
-def _refuse_emptied_splits(splits: dict[str, list], counts: dict[str, int], failures: list[dict]) -> None:
-    """A split whose every object failed is an error, never a complete store of 0 objects."""
-    for split, items in sorted(splits.items()):
-        if items and counts.get(split, 0) == 0:
-            reasons = [f"{f['id']}: {f['reason']}" for f in failures if f.get("split", split) == split][:3]
-            raise BadInput(
-                f"every one of the {len(items)} objects of the {split} split failed (first: {'; '.join(reasons)})",
-                "fix the inputs (the store keeps what was read; it is not marked complete), or check --root",
-            )
 
 
 def load_chunk(
@@ -224,27 +214,6 @@ def write_chunk(path: str, task: tuple, result: tuple) -> tuple[list, list]:
 
 def _n_chunks(n: int, chunk: int) -> int:
     return max(1, -(-n // chunk))
-
-
-def _drop_duplicates(splits: dict[str, list[Item]]) -> tuple[dict[str, list[Item]], list[dict]]:
-    """Keep the first item of every id (over all splits, in split order); record the others."""
-    seen: dict[str, Item] = {}
-    kept: dict[str, list[Item]] = {}
-    failures = []
-    for split in sorted(splits):
-        kept[split] = []
-        for item in splits[split]:
-            if item.id in seen:
-                first = seen[item.id]
-                reason = f"duplicate id, already read from {first.path}"
-                failures.append(
-                    {"split": split, "row": -1, "id": item.id, "path": item.path, "reason": reason}
-                )
-                log.warning("skipped %s (%s): %s", item.id, item.path, reason)
-                continue
-            seen[item.id] = item
-            kept[split].append(item)
-    return kept, failures
 
 
 def _fmt_counts(counts: dict[str, int]) -> str:

@@ -17,14 +17,17 @@ from __future__ import annotations
 import logging
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pipeline.core.console import progress_bar
+from pipeline.core.errors import ConfigError
 from pipeline.core.parallel import run_tasks
 from pipeline.core.params import RenderParams
 from pipeline.sources.base import object_rng
 from pipeline.storage.contract import Context, Plan
+from pipeline.storage.space import check_space, layout_bytes, least_image_ratio, left_to_write
 from pipeline.storage.store import ArraySpec, StoreLock, StoreWriter, per_object, read_state
 
 log = logging.getLogger("i2p")
@@ -40,11 +43,16 @@ ARRAYS = {
 
 def run(plan: Plan, ctx: Context) -> Path:
     """The render stage's body: fill the planned views store from the points store it needs; returns it."""
-    return render(plan.params, plan.needs["prepare"].out, plan.fingerprint, plan.out)
+    origin = ctx.config.origins.get("render", {}).get("subset", "the render params") if ctx.config else None
+    return render(plan.params, plan.needs["prepare"].out, plan.fingerprint, plan.out, origin)
 
 
-def render(params: RenderParams, points_path: Path, fp: str, path: Path) -> Path:
-    """Fill the views store ``path`` (fingerprint ``fp``, planned by the runner) from a points store."""
+def render(params: RenderParams, points_path: Path, fp: str, path: Path, origin: str | None = None) -> Path:
+    """Fill the views store ``path`` (fingerprint ``fp``, planned by the runner) from a points store.
+
+    Before anything is written: ConfigError when ``params.subset`` exceeds the points the store holds per
+    object (``origin``: where the value came from, for the message); ResourceError when the store cannot fit
+    on its disk (:mod:`pipeline.storage.space`)."""
     import zarr
 
     points = zarr.open_group(str(points_path), mode="r")
@@ -53,6 +61,9 @@ def render(params: RenderParams, points_path: Path, fp: str, path: Path) -> Path
     if state is not None and state.complete:
         log.info("render %s: up to date (%s)", dataset, path)
         return path
+    layout = _layout(points, points_path, params, origin or "the render params")
+    least = layout_bytes(layout, left_to_write(state), {"image": least_image_ratio(params.subset)})
+    check_space(path, least, f"views store {path.name}")
     with StoreLock(path):
         attrs = {
             "fingerprint": fp,
@@ -76,12 +87,8 @@ def render(params: RenderParams, points_path: Path, fp: str, path: Path) -> Path
                 "seeded_by": "seed, id, draw",
             }
         writer = StoreWriter(path, attrs)
-        layout, tasks = {}, []
+        tasks: list[tuple] = []
         draws = params.draws if params.views == "augmented" else None
-        for split in points.attrs["splits"]:
-            n, n_points = points[f"{split}/points"].shape[:2]
-            r, c = min(params.subset, n_points), params.chunk
-            layout[split] = (max(1, -(-n // c)), _arrays(n, r, c, params))
         writer.create(layout)
         for split in sorted(layout):
             n = points[f"{split}/points"].shape[0]
@@ -110,6 +117,24 @@ def render(params: RenderParams, points_path: Path, fp: str, path: Path) -> Path
         writer.finish()
     log.info("render %s: wrote %s", dataset, path)
     return path
+
+
+def _layout(points: Any, points_path: Path, params: RenderParams, origin: str) -> dict[str, tuple]:
+    """{split: (work chunks, [ArraySpec])} of the views store of the points store ``points``; ConfigError
+    when ``params.subset`` asks for more points than an object of the store holds."""
+    shapes = {split: points[f"{split}/points"].shape for split in points.attrs["splits"]}
+    stored = min(shape[1] for shape in shapes.values())
+    if params.subset > stored:
+        raise ConfigError(
+            f"render.subset={params.subset} (from {origin}) asks for more points per object than the points "
+            f"store holds: {stored} ({Path(str(points_path)).name})",
+            f"use --set render.subset={stored} or fewer, or a points store with more points per object "
+            "(`i2p prepare --points N` for mesh sources)",
+        )
+    c = params.chunk
+    return {
+        split: (max(1, -(-n // c)), _arrays(n, params.subset, c, params)) for split, (n, *_) in shapes.items()
+    }
 
 
 def _arrays(n: int, r: int, c: int, params: RenderParams) -> list[ArraySpec]:

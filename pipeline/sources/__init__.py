@@ -32,6 +32,7 @@ from pipeline.core.names import as_name
 from pipeline.core.params import PrepareParams
 from pipeline.sources import (
     folder,
+    links,
     meshes,
     modelnet40,
     scanobjectnn,
@@ -112,13 +113,19 @@ def resolve_layout(params: PrepareParams) -> tuple[str, Path | None]:
 
 
 def scan(params: PrepareParams, data_root: Path) -> Catalog:
-    """Find every object of ``params.source``: classes, per split the items, and how points are handled."""
+    """Find every object of ``params.source``: classes, per split the items, and how points are handled.
+    Files that lie outside the root behind symlinks are left out and listed, unless ``params.follow_links``
+    (:mod:`pipeline.sources.links`)."""
     layout, root = resolve_layout(params)
     if params.source == "synthetic":
         return synthetic.scan(params, Path(data_root), generator=params.synthetic_version)
     if params.source == "synthetic-parts":
         return synthetic_parts.scan(params, Path(data_root))
     assert root is not None
+    return links.keep_inside(_scan_root(params, root, layout), root, params.follow_links)
+
+
+def _scan_root(params: PrepareParams, root: Path, layout: str) -> Catalog:
     if params.source == "shapenet":
         return shapenet.scan(params, root, layout)
     if params.source == "modelnet40":

@@ -8,7 +8,9 @@ textures are only counted), so nothing vanishes in silence. A class folder holdi
 the share ``test_fraction`` of each class, at least one object of every class of two or more, chosen
 by a hash of (seed, id), so the split never depends on file order or on the machine. Ids are
 ``<class>/<file stem>``; classes are sorted
-and their index is the label.
+and their index is the label. A class folder that is a symlink leading out of the root is not read (one
+failure) unless ``prepare.follow_links``, and is never walked for files it cannot read
+(:mod:`pipeline.sources.links`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from pipeline.core.errors import LayoutError
 from pipeline.core.params import PrepareParams
+from pipeline.sources import links
 from pipeline.sources.base import Catalog, Item, object_seed, scan_failure
 from pipeline.sources.meshes import MESH_EXTS, POINT_EXTS
 
@@ -124,9 +127,22 @@ def scan(params: PrepareParams, root: Path, source: str = "folder", layout: str 
     classes: list[str] = []
     failures: list[dict] = []
     ignored: Counter = Counter()
+    inside, refused = links.Inside(root), []
     for class_dir in _visible_dirs(root):
+        target = inside.outside(class_dir)
+        if target is not None and not params.follow_links:
+            refused.append(links.refusal(class_dir, target, root, f"{class_dir.name}/"))
+            continue
         found = class_items(class_dir, len(classes), params.seed, params.test_fraction)
-        failures += unread_files(class_dir, {it.path for v in found.values() for it in v}, ignored)
+        if target is None:
+            failures += unread_files(class_dir, {it.path for v in found.values() for it in v}, ignored)
+        else:  # followed: read as a class, never walked (it may be a whole disk)
+            log.info(
+                "%s: class folder %s/ leads to %s (followed; not walked for unread files)",
+                source,
+                class_dir.name,
+                target,
+            )
         if not any(found.values()):
             log.warning("%s: class folder %s/ holds no readable file; left out", source, class_dir.name)
             continue
@@ -134,9 +150,16 @@ def scan(params: PrepareParams, root: Path, source: str = "folder", layout: str 
         for split in SPLITS:
             splits[split] += found[split]
     if not classes:
+        away = (
+            f" ({len(refused)} lead outside it through symlinks, e.g. {refused[0]['path']})"
+            if refused
+            else ""
+        )
         raise LayoutError(
-            f"no class folders with mesh or point files under {root}: expected {PATTERN}",
-            "put one sub-folder per class, each holding mesh or point files",
+            f"no class folders with mesh or point files under {root}{away}: expected {PATTERN}",
+            f"pass {links.OPTION} to read the linked ones"
+            if refused
+            else "put one sub-folder per class, each holding mesh or point files",
         )
     splits = {k: v for k, v in splits.items() if v}  # a split with no files is left out, not empty
     handling = {"layout": layout, "points": "sampled", "point_order": "fps", "n_points": params.points}
@@ -155,4 +178,4 @@ def scan(params: PrepareParams, root: Path, source: str = "folder", layout: str 
             source,
             ", ".join(f"{n} {ext}" for ext, n in sorted(ignored.items())),
         )
-    return Catalog(source, layout, str(root), classes, splits, handling, failures)
+    return Catalog(source, layout, str(root), classes, splits, handling, refused + failures)

@@ -5,9 +5,12 @@ set-up before it: :mod:`pipeline.train.setup`).
 too: data order and point subsets come from (seed, epoch, index), each rank's global RNG state
 (augmentation, masking, drop path; :mod:`pipeline.storage.train_state`) is restored from the checkpoint, and a run
 stopped mid-epoch skips the batches it already trained. Ctrl-C finishes the current step, saves
-``ckpt-last.pt`` at that step and stops; a second Ctrl-C stops at once. Under ``torchrun`` the model is
-wrapped in DistributedDataParallel, ``batch_size`` is the total over ranks and rank 0 writes; rank 0 also
-runs the monitor and keeps ckpt-best / ckpt-epoch-XXX (:mod:`pipeline.evaluate.monitor`).
+``ckpt-last.pt`` at that step and stops; a second Ctrl-C stops at once. A loader worker killed by the kernel
+(out of memory) stops it the same way, with one line naming the knobs (:mod:`pipeline.train.workers`); a run
+whose checkpoints cannot fit on its disk is refused before its first step (:mod:`pipeline.train.disk`).
+Under ``torchrun`` the model is wrapped in DistributedDataParallel, ``batch_size`` is the total over ranks
+and rank 0 writes; rank 0 also runs the monitor and keeps ckpt-best / ckpt-epoch-XXX
+(:mod:`pipeline.evaluate.monitor`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from pipeline.core.params import TrainParams
 from pipeline.evaluate.monitor import check, keep_epoch
 from pipeline.storage import run_plots, rundir
 from pipeline.storage.train_state import TrainingError, gather_rng_states, save_checkpoint
+from pipeline.train.disk import check_room
 from pipeline.train.setup import Setup
+from pipeline.train.workers import WorkerWatch, worker_error
 
 log = logging.getLogger("i2p")
 
@@ -109,9 +114,11 @@ def train_one_epoch(
     flag: dict,
     world: int,
     on_step: Any = None,
+    watch: WorkerWatch | None = None,
 ) -> str:
-    """Train the epoch from ``s.position``; returns "epoch" (finished), "max_steps", "interrupted" or "due"
-    (``checkpoint_every_minutes`` passed since ``flag["saved_at"]``: the caller saves and continues the epoch).
+    """Train the epoch from ``s.position``; returns "epoch" (finished), "max_steps", "interrupted", "due"
+    (``checkpoint_every_minutes`` passed since ``flag["saved_at"]``: the caller saves and continues the epoch)
+    or "worker" (``watch.death``: a loader worker died; under torchrun it raises ResourceError at once).
     ``on_step()`` is called after each step's metrics row (the monitor's sub-epoch cadence)."""
     lr = params.lr_at(epoch)
     for group in s.optimizer.param_groups:
@@ -124,7 +131,7 @@ def train_one_epoch(
     if params.max_steps is not None:  # the bar ends where the run stops, not at the epoch's end
         total = min(total, start + max(params.max_steps - s.position["step"], 0))
     with progress_bar(f"epoch {epoch}", total, "steps", done=start) as advance:
-        for b, item in enumerate(s.loader, start=start):
+        for b, item in enumerate(watch.batches(s.loader) if watch else s.loader, start=start):
             tic = time.perf_counter()
             out, finite = train_step(s, item)
             step = s.position["step"] + 1  # the number metrics.jsonl gives this step
@@ -160,6 +167,10 @@ def train_one_epoch(
             every, last = params.checkpoint_every_minutes, b + 1 == s.sampler.batches_per_epoch()
             if every and not last and _anywhere(time.monotonic() - flag["saved_at"] >= 60 * every, s):
                 return "due"  # the epoch's end saves anyway
+    if watch and watch.death:  # the ranks cannot agree on a save: the last checkpoint stays
+        if world > 1:
+            raise worker_error(watch.death, s.position["step"], None, params.num_workers, params.batch_size)
+        return "worker"
     s.position = {"epoch": epoch + 1, "batch": 0, "step": s.position["step"]}
     return "epoch"
 
@@ -172,6 +183,7 @@ def fit(s: Setup, monitor: Any = None) -> Path:
     run and on its cadence, keeping ckpt-best.pt; ckpt-epoch-XXX.pt are kept on ``keep_every``/``keep_from``."""
     params, run, rank, world = s.params, s.run, s.rank, s.world
     if rank == 0:
+        check_room(s, monitor is not None)  # before anything is written or trained
         rundir.record_parameters(run, parameter_counts(s.model))  # config.yaml, report.md, status --json
         rundir.unmark_complete(run)  # set again when this invocation reaches the end
         if s.resumed:
@@ -185,7 +197,7 @@ def fit(s: Setup, monitor: Any = None) -> Path:
         check(monitor, s, params, run, metrics, epoch, rng_states)
 
     try:
-        with stop_on_interrupt() as flag:
+        with stop_on_interrupt() as flag, WorkerWatch() as workers:
             flag["saved_at"] = time.monotonic()
             watch()  # step 0 of a fresh run: the initial (random) weights
             done = (
@@ -193,7 +205,7 @@ def fit(s: Setup, monitor: Any = None) -> Path:
             )  # e.g. stopped past it
             epoch = s.position["epoch"]
             while not done and epoch < params.epochs:
-                how = train_one_epoch(s, epoch, params, run, metrics, flag, world, watch)
+                how = train_one_epoch(s, epoch, params, run, metrics, flag, world, watch, workers)
                 rng_states = gather_rng_states(world)  # every rank's stream, for an exact resume
                 if rank == 0:
                     save_checkpoint(ckpt, s.model, s.optimizer, params, s.position, rng_states)
@@ -212,6 +224,10 @@ def fit(s: Setup, monitor: Any = None) -> Path:
                     )
                     stop.exit_code = 128 + signum if signum else 130
                     raise stop
+                if how == "worker":  # saved at the last finished step, as for a stop signal
+                    raise worker_error(
+                        workers.death, s.position["step"], ckpt, params.num_workers, params.batch_size
+                    )
                 if how == "due" and rank == 0:
                     log.info("step %d: ckpt-last.pt written (checkpoint_every_minutes)", s.position["step"])
                 epoch += how == "epoch"  # "due": a time-based checkpoint mid-epoch, the epoch goes on
