@@ -166,3 +166,34 @@ def test_test_points_resample_take_fps_or_all_of_a_shapes_points(how, lengths):
     assert [len(t) for t in target] == lengths and [p.shape for p in logp] == [(n, 5) for n in lengths]
     if how == "all":
         assert torch.equal(torch.from_numpy(target[1]), parts[1, :33])
+
+
+def test_an_interrupted_partseg_resumes_after_its_last_epoch_to_the_same_numbers(tmp_path):
+    from pipeline.evaluate.partseg_loop import PartsegData, fit
+
+    g = torch.Generator().manual_seed(3)
+    data = PartsegData(
+        torch.randn(6, 80, 3, generator=g), torch.randint(0, 5, (6, 80), generator=g),
+        torch.tensor([80, 70, 60, 80, 75, 66]), torch.tensor([0, 1, 0, 1, 0, 1]),
+    )  # fmt: skip
+    cfg = PartSegTrainConfig(epochs=3, batch_size=3, test_batch_size=3, points=48, warmup_epochs=1)
+    small = PartSegConfig(n_categories=2, n_parts=5, **{**TINY, "num_groups": (16, 8, 4)})
+
+    def model():
+        torch.manual_seed(0)
+        return PartSegmenter(small)
+
+    whole = fit(model(), data, data, cfg, PARTS, ["a", "b"])
+
+    def stop_after_epoch_1(h):
+        if h.epoch == 1:
+            raise KeyboardInterrupt
+
+    resume = tmp_path / "resume.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(model(), data, data, cfg, PARTS, ["a", "b"], on_epoch=stop_after_epoch_1, resume=resume)
+    resumed_model = model()
+    resumed = fit(resumed_model, data, data, cfg, PARTS, ["a", "b"], resume=resume)
+    strip = [{k: v for k, v in vars(h).items() if k != "seconds"} for h in resumed.history]
+    assert strip == [{k: v for k, v in vars(h).items() if k != "seconds"} for h in whole.history]
+    assert len(resumed.history) == 3 and resumed.steps == whole.steps == 6

@@ -21,7 +21,8 @@ HOLD = """
 import sys, time
 from pathlib import Path
 from pipeline.storage import rundir
-with rundir.training_lock(Path(sys.argv[1])):
+lock = rundir.evaluation_lock if len(sys.argv) > 2 else rundir.training_lock
+with lock(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(60)
 """
@@ -48,6 +49,23 @@ def test_a_second_process_training_the_same_run_stops_at_once_and_changes_nothin
         holder.wait()
     run_plan(p, ctx)  # the lock went with its process: the run trains
     assert rundir.read(p.out).has_checkpoint
+    # the same evaluation of the run in a second process stops at once too (others run side by side)
+    e = plan("eval", ctx)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(e.out), "eval"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockError) as err:
+            run_plan(e, ctx)
+        assert (
+            f"another process (pid {holder.pid}) is running this evaluation ({e.out.stem})"
+            in err.value.message
+        )
+        assert not e.out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_evaluations_appending_to_one_report_take_turns(tmp_path):

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.evaluate.svm import eval_record
+from pipeline.evaluate.svm import eval_record, locked
 from pipeline.storage import rundir
 from pipeline.storage.contract import Context, Plan
 from pipeline.storage.provenance import start_report
 
 
+@locked
 def run_finetune(plan: Plan, ctx: Context) -> Path:
     """The finetune stage's body: fine-tune the planned run's encoder (seeds 0..N-1), record the result."""
     from pipeline.evaluate import extract as ev
@@ -32,6 +33,7 @@ def run_finetune(plan: Plan, ctx: Context) -> Path:
     return plan.out
 
 
+@locked
 def run_fewshot(plan: Plan, ctx: Context) -> Path:
     """The fewshot stage's body: way × shot × folds episodes on the planned run's encoder."""
     from pipeline.evaluate import extract as ev
@@ -45,6 +47,7 @@ def run_fewshot(plan: Plan, ctx: Context) -> Path:
     return plan.out
 
 
+@locked
 def run_partseg(plan: Plan, ctx: Context) -> Path:
     """The partseg stage's body: part segmentation with the planned run's encoder on the dataset's store."""
     from pipeline.evaluate.partseg import run_partseg

@@ -7,7 +7,9 @@ each one's protocol (``bn``, ``random_init_bn``) and staleness note.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,18 @@ def eval_record(plan: Plan, kind: str, result: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def locked(body: Callable[[Plan, Context], Path]) -> Callable[[Plan, Context], Path]:
+    """An evaluation stage's body run under its output's lock (:func:`pipeline.storage.rundir.evaluation_lock`)."""
+
+    @functools.wraps(body)
+    def run(plan: Plan, ctx: Context) -> Path:
+        with rundir.evaluation_lock(plan.out):
+            return body(plan, ctx)
+
+    return run
+
+
+@locked
 def run(plan: Plan, ctx: Context) -> Path:
     """The eval stage's body: linear SVM of the planned run's encoder and of a random initialisation."""
     from pipeline.core.devices import resolve_device

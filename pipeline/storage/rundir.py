@@ -165,6 +165,18 @@ def training_lock(run: Path) -> FileLock:
     )
 
 
+def evaluation_lock(out: Path) -> FileLock:
+    """The lock an evaluation stage holds on ``evals/.<record>.lock`` while it computes ``out``: a second
+    process running the same evaluation of the same run stops at once, naming the first's pid (other
+    evaluations of the run go on side by side)."""
+    out = Path(out)
+    return FileLock(
+        out.with_name(f".{out.stem}.lock"),
+        f"another process (pid {{pid}}) is running this evaluation ({out.stem}) of run {out.parent.parent.name}",
+        "wait for it to finish (the rerun then finds it up to date) or stop it (it resumes from its last epoch)",
+    )
+
+
 def report_lock(report_path: Path) -> FileLock:
     """A short, waiting lock around a read-modify-write of a report (evaluations may run side by side)."""
     path = Path(report_path)
