@@ -18,14 +18,20 @@ from tests.builders import TINY_ENCODER
 
 @pytest.fixture(autouse=True)
 def _i2p_logger_as_found():
-    """Every CLI command sets up the ``i2p`` logger (its own handler, no propagation); put it back after
-    each test, so that a later test's ``caplog`` sees its records whatever ran before it."""
+    """Every CLI command sets up the ``i2p`` logger (its own handler, no propagation), module fixtures too;
+    each test starts and ends with the logger as imported (propagating, no handler), so that its ``caplog``
+    sees the records whatever ran before it, and no handler outlives the stream it was given."""
     import logging
 
     log = logging.getLogger("i2p")
-    saved = (log.propagate, log.level, list(log.handlers))
+
+    def pristine() -> None:
+        log.propagate, log.handlers[:] = True, []
+        log.setLevel(logging.NOTSET)
+
+    pristine()
     yield
-    log.propagate, log.level, log.handlers[:] = saved[0], saved[1], saved[2]
+    pristine()
 
 
 @pytest.fixture(scope="session")

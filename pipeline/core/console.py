@@ -23,18 +23,34 @@ console = Console(stderr=True)
 log = logging.getLogger("i2p")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A StreamHandler on whatever ``sys.stderr`` is when a record is written (test runners and CliRunner
+    swap it; a stream kept from set-up may be closed by then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):  # type: ignore[override]
+        import sys
+
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it: sys.stderr is read at each write
+        pass
+
+
 def setup_logging(verbosity: int) -> None:
     """verbosity: -1 quiet (warnings only), 0 info, 1 debug. On a terminal, rich's handler; in a file or a
     pipe one plain line per record (``INFO     message``), never wrapped, so a path stays one string."""
-    import sys
-
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     if console.is_terminal:
         handler: logging.Handler = RichHandler(
             console=console, show_path=False, show_time=False, markup=False
         )
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(level)
