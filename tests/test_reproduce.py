@@ -45,7 +45,9 @@ def test_without_the_pretraining_release_every_evaluation_says_why_it_cannot_run
 def test_quick_stands_generated_data_in_for_every_release():
     steps = protocol({}, "r", quick=True)
     assert not any(s.missing for s in steps)
-    assert {s.dataset for s in steps} == {"synthetic", "synthetic-parts"}
+    assert {s.dataset for s in steps} == {"synthetic", "synthetic-parts", "synthetic-fewshot"}
+    fewshot = next(s for s in steps if s.stage == "fewshot")
+    assert fewshot.dataset == "synthetic-fewshot" and fewshot.sets["prepare"]["test_fraction"] == 0.5
     assert all(s.stand_in for s in steps if s.stage not in ("prepare",))
     assert next(s for s in steps if s.stage == "train").sets["train"]["monitor_dataset"] == "synthetic"
 

@@ -44,6 +44,8 @@ QUICK_EVALS: dict[str, dict[str, Any]] = {
     "partseg": {"epochs": 1, "max_steps": 2, "batch_size": 4, "points": 1024, "test_batch_size": 8},
 }
 QUICK_PARTS = {"source": "synthetic-parts", "synthetic_per_class": 10}  # 80 shapes stand in for ShapeNetPart
+# few-shot draws 20 unseen test objects per class: a stand-in with 20 train and 20 test objects per class
+QUICK_FEWSHOT = {"source": "synthetic", **QUICK["prepare"], "synthetic_per_class": 40, "test_fraction": 0.5}
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ def protocol(roots: dict[str, Path | None], run: str, seeds: int = 1, quick: boo
         else:
             values = {"source": source, "root": str(Path(root).expanduser().resolve()), "layout": layout}
             data[release] = (name, None, {**values, **({"variant": variant} if variant else {})})
+    if quick:
+        data["fewshot"] = ("synthetic-fewshot", None, dict(QUICK_FEWSHOT))
     seen = set()
     for release, (dataset, missing, values) in data.items():
         if missing is None and dataset not in seen:
@@ -116,7 +120,7 @@ def protocol(roots: dict[str, Path | None], run: str, seeds: int = 1, quick: boo
             evaluation("finetune", v, f"fine-tuning, ScanObjectNN {v.upper()}", recipe=v, seeds=seeds)
             for v in ("obj-bg", "obj-only", "pb-t50-rs")
         ),
-        evaluation("fewshot", "modelnet40", "few-shot, ModelNet40"),
+        evaluation("fewshot", "fewshot" if quick else "modelnet40", "few-shot, ModelNet40"),
         evaluation("partseg", "shapenetpart", "part segmentation, ShapeNetPart"),
     ]
     return steps
