@@ -199,7 +199,8 @@ def _section(name, encoder, train, test, classes, cfg, r, metrics_name: str) -> 
         ("recipe", f"AdamW lr {cfg.lr:g}, wd {cfg.weight_decay:g}, warm-up {cfg.warmup_epochs} + cosine over "
                    f"{cfg.epochs} epochs; batch {cfg.batch_size}; {steps}; scale 0.8–1.25, shift ±0.1"),
         ("test points", test_points),
-        ("trained", f"{len(r.history)} epochs, {r.steps} batches" + (" (max_steps)" if cfg.max_steps else "")),
+        ("trained", f"{len(r.history)} epochs (numbered from 0), {r.steps} batches"
+                    + (" (max_steps)" if cfg.max_steps else "")),
         ("**last epoch** (no selection)",
          f"**instance mIoU {pct(r.last.instance_miou)}, class mIoU {pct(r.last.class_miou)}** (epoch {r.last.epoch})"),
         ("best epoch by instance mIoU (selected on the test split)",

@@ -101,7 +101,7 @@ def partseg_picture(
     ident = str(group[f"{split}/id"][row])
     fig.suptitle(
         f"run {run}: part segmentation of {ident} ({classes[category]}, {len(points)} points), "
-        f"model of epoch {saved.get('epoch')}; colours: parts {', '.join(map(str, ids))}",
+        f"model of epoch {saved.get('epoch')} (from 0); colours: parts {', '.join(map(str, ids))}",
         fontsize=10,
     )
     record = {
