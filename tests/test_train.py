@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -274,7 +275,8 @@ def test_a_non_finite_loss_names_the_step_as_metrics_numbers_it(stores, tmp_path
     assert f"at step {rows[-1]['step'] + 1} " in err.value.message, (err.value.message, rows)
 
 
-def test_precision_is_fp32_by_default_part_of_the_identity_and_bf16_is_refused_on_cpu(stores, tmp_path):
+def test_precision_is_fp32_by_default_part_of_the_identity_and_bf16_runs_on_cpu(stores, tmp_path):
+    from pipeline.core.devices import check_training_precision
     from pipeline.core.errors import ConfigError
     from pipeline.core.params import FinetuneParams
     from pipeline.evaluate.finetuning import finetune_overrides
@@ -287,22 +289,14 @@ def test_precision_is_fp32_by_default_part_of_the_identity_and_bf16_is_refused_o
         for c in (config, bf16)
     }
     assert fp["fp32"] != fp["bf16"]  # another precision is another run
-    with pytest.raises(ConfigError) as err:
-        fit(
-            setup(
-                bf16.params("train").model_copy(update={"run": "bf16"}),
-                inputs,
-                tmp_path / "bf16",
-                "cpu",
-                arch=SMALL,
-            )
-        )
-    assert (
-        "train.precision=bf16 needs a CUDA device" in err.value.message and "precision=fp32" in err.value.hint
-    )
-    with pytest.raises(ConfigError, match="finetune.precision=bf16"):
-        finetune_overrides(FinetuneParams(precision="bf16", device="cpu"))
+    params = bf16.params("train").model_copy(update={"run": "bf16", "max_steps": 2})
+    fit(setup(params, inputs, tmp_path / "bf16", "cpu", arch=SMALL))  # bf16 autocast on the CPU: trains
+    rows = [json.loads(x) for x in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["loss"]) for r in rows)
+    assert finetune_overrides(FinetuneParams(precision="bf16", device="cpu"))["precision"] == "bf16"
     assert finetune_overrides(FinetuneParams(device="cpu"))["precision"] == "fp32"
+    with pytest.raises(ConfigError, match="finetune.precision=bf16 needs a CUDA device or the CPU"):
+        check_training_precision("bf16", "mps", "finetune")
 
 
 def test_the_batch_is_the_total_over_ranks_and_the_steps_per_epoch_do_not_change():

@@ -73,7 +73,7 @@ class Setup:
     call: Any  # DDP(LossOnly(model)) under torchrun, else None (the model's own forward)
     teacher: Any
     position: dict[str, int]  # epoch, batch (within the epoch), step
-    precision: str = "fp32"  # "bf16": the forward under bf16 autocast (CUDA only)
+    precision: str = "fp32"  # "bf16": the forward under bf16 autocast (CUDA or the CPU)
 
 
 def setup(
@@ -91,7 +91,7 @@ def setup(
 
     ``params.batch_size`` is the total over the ``world`` ranks (method §9.1: the official total batch is split
     across GPUs), each rank loading ``batch_size // world``; the lr and the steps per epoch do not depend on
-    ``world``. Raises TrainingError when it does not split evenly, ConfigError for bf16 off CUDA."""
+    ``world``. Raises TrainingError when it does not split evenly, ConfigError for bf16 on a device other than CUDA or the CPU."""
     check_training_precision(params.precision, device)
     if params.batch_size % world:
         raise TrainingError(
