@@ -155,7 +155,7 @@ class TrainParams(StageParams):
     online_teacher: str | None = None  # the official step: project the augmented input, run this teacher
     # augmented views: the draw's own cloud, or a fresh subset
     input_subset: Literal["draw", "fresh"] = "draw"
-    precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.1); bf16: autocast on CUDA or the CPU (speed)
+    precision: Literal["fp32", "bf16"] = "fp32"  # the paper (§9.1); bf16: autocast, CUDA or CPU (speed)
     seed: int = Field(1, ge=0, le=SEED_MAX - 1024)  # + rank under torchrun
     monitor_dataset: str | None = "modelnet40"  # linear SVM on this prepared dataset (§9.1); None: off
     monitor_every: int = Field(1, ge=0)  # every E epochs (0: not at epoch ends)
@@ -239,7 +239,7 @@ class FinetuneParams(StageParams):
     votes: int | None = Field(None, ge=0)  # None: the recipe's (10 ModelNet40; 0 = no voting)
     vote_repeats: int = Field(1, ge=1)  # voting passes: 1 honest; 49 the paper's --test, reporting the max
     vote_batch_size: int | None = Field(None, ge=1)  # None: the paper's --test batch, 32
-    precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper (§9.2); bf16: autocast on CUDA or the CPU (speed)
+    precision: Literal["fp32", "bf16"] = "fp32"  # the paper (§9.2); bf16: autocast, CUDA or CPU (speed)
     device: str = "auto"
 
 
@@ -260,7 +260,7 @@ class FewshotParams(StageParams):
     batch_size: int | None = Field(None, ge=1)  # None: 32
     test_batch_size: int | None = Field(None, ge=1)  # None: 64
     points: int | None = Field(None, ge=16)  # None: 1024
-    precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper; bf16: autocast on CUDA or the CPU (speed)
+    precision: Literal["fp32", "bf16"] = "fp32"  # fp32 as the paper; bf16: autocast, CUDA or CPU (speed)
     device: str = "auto"
 
 
@@ -281,7 +281,7 @@ class PartsegParams(StageParams):
     single_step: bool = False  # True: one clipped step per batch (the fix); False: the reference's two steps
     test_points: Literal["resample", "fps", "all"] = "resample"  # resample: new draws each evaluation
     seed: int = Field(0, ge=0, le=SEED_MAX)
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast on CUDA or the CPU (speed)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast, CUDA or CPU (speed)
     device: str = "auto"
 
 
