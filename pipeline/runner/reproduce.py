@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,8 @@ def _stand(quick: bool, what: str) -> str | None:
 def run_protocol(
     req: Request, steps: list[Step], on_step: Callable[[int, Step], None]
 ) -> Iterator[tuple[Step, Any]]:
-    """Bring every step up to date in order; yields (step, its record or result; None when it cannot run).
+    """Bring every step up to date in order (``req.run``: the protocol's run); yields (step, its record or
+    result; None when it cannot run).
     The request's config (the user's --set) lies under each step's settings."""
     from pipeline.runner import evaluations
     from pipeline.runner.commands import bring_up_to_date
@@ -145,9 +146,7 @@ def run_protocol(
             yield step, None
             continue
         config = step_config(req, step)
-        run = step.sets.get("train", {}).get("run") or req.run
-        sub = Request(config.with_values("train", run=run or "i2pmae"), req.data_root, step.dataset, run,
-                      req.offline, req.dist, req.store_root)  # fmt: skip
+        sub = replace(req, config=config.with_values("train", run=req.run), dataset=step.dataset)
         if step.stage in ("prepare", "train"):
             yield step, bring_up_to_date(step.stage, sub)
             continue
@@ -170,7 +169,7 @@ def _best_svm(req: Request, evaluations: Any) -> Any:
     """The linear SVM of the run's ``ckpt-best.pt`` (None when the run kept none: no monitor)."""
     from pipeline.storage import rundir
 
-    if not rundir.checkpoint(rundir.run_dir(req.data_root, req.run or "i2pmae"), "best").is_file():
+    if not rundir.checkpoint(rundir.run_dir(req.data_root, req.run), "best").is_file():
         return None
     return evaluations.svm(req, evaluations.EncoderChoice(which="best"), None)
 
