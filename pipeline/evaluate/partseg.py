@@ -18,6 +18,7 @@ from pipeline.core.console import progress_bar
 from pipeline.core.errors import I2PError
 from pipeline.evaluate.encoders import EvaluationError, report_path, resolve_encoder
 from pipeline.evaluate.epoch_state import drop_epoch_state
+from pipeline.evaluate.extract import points_store
 from pipeline.evaluate.finetuning import metrics_file, resume_file
 from pipeline.evaluate.reports import append_report, pct, table
 from pipeline.storage.partseg_store import load_partseg_split, partseg_layout
@@ -103,6 +104,7 @@ def run_partseg(
 
     cfg, device = train_config(params), resolve_device(params.device)
     classes, parts, n_parts = partseg_layout(store)
+    name = points_store(store).name  # the dataset's, from the store's attrs
     encoder = resolve_encoder(data_root, None, ckpt, random_init=random_init, need_norms=True)
     report = report_path(data_root, encoder, report)
     train, test = split_data(store, "train"), split_data(store, "test")
@@ -121,7 +123,7 @@ def run_partseg(
     resume = resume_file(report, {"kind": "partseg", **what})
     per_epoch = max(len(train.count) // cfg.batch_size, 1)
     total = per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, per_epoch * cfg.epochs)
-    with progress_bar(f"partseg {_dataset_name(store)}", total, "batches") as advance:
+    with progress_bar(f"partseg {name}", total, "batches") as advance:
 
         def on_epoch(h: Any) -> None:
             log.info(
@@ -146,8 +148,7 @@ def run_partseg(
             raise EvaluationError(f"part segmentation: {err.message}", err.hint) from None
         except FloatingPointError as err:
             raise EvaluationError(f"part segmentation: {err}") from None
-    model_file = _save_model(report.parent, store, model, mcfg, classes, parts, result)
-    name = _dataset_name(store)
+    model_file = _save_model(report.parent / f"partseg-{name}.pt", store, model, mcfg, classes, parts, result)
     metrics = metrics_file(
         report,
         f"partseg-{name}",
@@ -159,13 +160,9 @@ def run_partseg(
     return PartsegOutcome(result, report, metrics, model_file, name)
 
 
-def _dataset_name(store: Path) -> str:
-    """``points/<dataset>-<fp8>.zarr`` → ``<dataset>``."""
-    return store.name.removesuffix(".zarr").rsplit("-", 1)[0]
-
-
-def _save_model(folder: Path, store: Path, model: Any, mcfg: Any, classes, parts, result) -> Path:
-    """``<folder>/partseg-<dataset>.pt``: the last epoch's weights and what rebuilds and labels them."""
+def _save_model(path: Path, store: Path, model: Any, mcfg: Any, classes, parts, result) -> Path:
+    """``path`` (``<report folder>/partseg-<dataset>.pt``): the last epoch's weights and what rebuilds and
+    labels them."""
     import io
 
     import torch
@@ -179,7 +176,6 @@ def _save_model(folder: Path, store: Path, model: Any, mcfg: Any, classes, parts
          "instance_miou": result.last.instance_miou, "epoch": result.last.epoch},
         buffer,
     )  # fmt: skip
-    path = folder / f"partseg-{_dataset_name(store)}.pt"
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
